@@ -1,0 +1,323 @@
+"""The model files ciinv uses: where each comes from, its published checksum, and checks on disk.
+
+Config values such as ``models.generator`` hold either a registry name (``stylegan2-ffhq-config-f``)
+or a path to a file. A name resolves to ``<models_dir>/<filename>``; a path is used as given and is
+not verified (the user chose that file on purpose).
+
+Compute jobs call :func:`require`: the file must be present and match its published checksum,
+otherwise a :class:`CiinvError` says which file and how to get it. Nothing here downloads;
+``ciinv/models/download.py`` does, for ``ciinv models fetch NAME`` and ``snakemake download_models``.
+
+Checksums are only ever the ones a host published (a Hugging Face LFS pointer, the hash prefix
+torch hub / face-alignment put in a file name), never ones we computed ourselves. Where only a
+prefix is published, ``sha256`` is None and ``sha256_prefix`` holds it.
+
+Hashing a 650 MB file takes seconds, so each file's digest is cached in a sidecar
+``<file>.sha256`` (JSON: size, mtime_ns, sha256) and reused while size and mtime are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ciinv.errors import CiinvError
+from ciinv.files import atomic_path
+
+_HEX = re.compile(r"[0-9a-f]+")
+_CHUNK = 1 << 20
+_SETTLED_NS = 2_000_000_000  # a file unmodified this long may have its digest cached
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One downloadable model file.
+
+    filename: path relative to ``models_dir``.
+    url: where ``fetch`` downloads it from; ``mirrors`` are tried in order if it fails.
+    sha256: the full published SHA-256 (64 lowercase hex), or None if none is published.
+    size: the published size in bytes, or None.
+    used_by: the config key that selects this file (``models.generator``), or
+        ``landmarks.detector=fan`` for files needed only when that option is set.
+    kind: the checkpoint format: 'stylegan2-rosinality', 'flownet2', 'vgg16', 'fan-detector',
+        'fan-landmarks'.
+    note: provenance, and what is verified where no full checksum is published.
+    sha256_prefix: a published leading part of the SHA-256 (torch hub's ``name-<prefix>.ext``).
+    """
+
+    name: str
+    filename: str
+    url: str
+    sha256: str | None
+    size: int | None
+    licence: str
+    used_by: str
+    kind: str
+    note: str = ""
+    sha256_prefix: str | None = None
+    mirrors: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.sha256 is not None and (len(self.sha256) != 64 or not _HEX.fullmatch(self.sha256)):
+            raise ValueError(f"{self.name}: sha256 must be 64 lowercase hex digits")
+        if self.sha256_prefix is not None:
+            if not _HEX.fullmatch(self.sha256_prefix):
+                raise ValueError(f"{self.name}: sha256_prefix must be lowercase hex")
+            if self.sha256 is not None and not self.sha256.startswith(self.sha256_prefix):
+                raise ValueError(f"{self.name}: sha256 does not start with sha256_prefix")
+
+    @property
+    def checksum(self) -> str | None:
+        """The digest (or leading part of it) a file must match; None if nothing is published."""
+        return self.sha256 or self.sha256_prefix
+
+
+# Every URL and checksum below is cited. "HF LFS" = the Git LFS pointer (sha256 + size) that
+# Hugging Face shows on the file's page and in the commit that added it.
+REGISTRY: dict[str, ModelFile] = {
+    entry.name: entry
+    for entry in [
+        # rosinality's conversion of NVIDIA's stylegan2-ffhq-config-f.pkl (convert_weight.py), the
+        # copy pSp/e4e/ReStyle link on Google Drive (id 1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT; Drive
+        # publishes no checksum). Keys: g, d, g_ema, latent_avg. Same sha256 and size on two
+        # independent HF uploads: akhaliq/OneshotCLIP-stylegan2-ffhq commit 024390a9 (HF LFS:
+        # sha256 bae494ef…, size 381462551) and spaces/ethanNeuralImage/inversion_testing
+        # pretrained_models/stylegan2-ffhq-config-f.pt (HF LFS: same sha256, "381 MB").
+        ModelFile(
+            name="stylegan2-ffhq-config-f",
+            filename="stylegan2-ffhq-config-f.pt",
+            url="https://huggingface.co/akhaliq/OneshotCLIP-stylegan2-ffhq/resolve/"
+            "024390a9508cb2d124dfaa8ec1caee3ad1a9da59/stylegan2-ffhq-config-f.pt",
+            sha256="bae494ef77e32a9cd1792a81a3c167692a0e64f6bcd8b06592ff42917e2ed46e",
+            size=381462551,
+            licence="Nvidia Source Code License-NC (non-commercial), as NVlabs/stylegan2",
+            used_by="models.generator",
+            kind="stylegan2-rosinality",
+            note="StyleGAN2 FFHQ 1024 config-f, rosinality .pt (g, d, g_ema, latent_avg). "
+            "Original: Google Drive 1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT (pSp README); "
+            "sha256/size from the HF LFS pointers of two matching uploads.",
+            mirrors=(
+                "https://huggingface.co/spaces/ethanNeuralImage/inversion_testing/resolve/"
+                "fa8f8359b20a37b55346faa4a0749265acf0b565/pretrained_models/stylegan2-ffhq-config-f.pt",
+            ),
+        ),
+        # NVIDIA/flownet2-pytorch README, "Converted Caffe Pre-trained Models": FlowNet2 [620MB] on
+        # Google Drive (id 1hF8vS6YeHkx3j2pfCeQqqZGwA_PJq_Da; no checksum published there).
+        # HF LFS on RaphaelLiu/EvalCrafter-Models commit 8f857e64 and ValentinFunk/tcvc
+        # pretrained_models/: sha256 bc30f54f…, size 650102505 (= 620.0 MiB, matching the README).
+        ModelFile(
+            name="flownet2",
+            filename="FlowNet2_checkpoint.pth.tar",
+            url="https://huggingface.co/RaphaelLiu/EvalCrafter-Models/resolve/"
+            "8f857e648548a17393407c89fd8f0a158da2e2aa/FlowNet2_checkpoint.pth.tar",
+            sha256="bc30f54f76aa4c726faada81c9fe5e62da22bfe467f1d65bacd613ba6be53e73",
+            size=650102505,
+            licence="FlowNet 2.0 weights: research use only; commercial use needs the authors' "
+            "consent (Ilg et al., Univ. Freiburg; NVIDIA conversion)",
+            used_by="models.flow",
+            kind="flownet2",
+            note="NVIDIA's converted FlowNet2 ({'epoch', 'state_dict', 'best_EPE'}). "
+            "Original: Google Drive 1hF8vS6YeHkx3j2pfCeQqqZGwA_PJq_Da (NVIDIA README); "
+            "sha256/size from the HF LFS pointers of two matching uploads.",
+            mirrors=(
+                "https://huggingface.co/ValentinFunk/tcvc/resolve/main/"
+                "pretrained_models/FlowNet2_checkpoint.pth.tar",
+            ),
+        ),
+        # torchvision's VGG16 (URL in torchvision models/vgg.py). The name carries torch hub's
+        # published hash prefix 397923af. Full sha256 from the HF LFS pointer of an identically
+        # named copy (Keiser41/mangaaa model/vgg16-397923af.pth), which agrees with the prefix.
+        # Size: the Content-Length download.pytorch.org serves (553433881/553433881 in torch hub's
+        # progress output quoted in many public notebooks).
+        ModelFile(
+            name="vgg16",
+            filename="vgg16-397923af.pth",
+            url="https://download.pytorch.org/models/vgg16-397923af.pth",
+            sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+            size=553433881,
+            licence="torchvision model zoo (BSD-3-Clause); VGG ImageNet weights by Simonyan & "
+            "Zisserman, released under Creative Commons Attribution",
+            used_by="models.vgg16",
+            kind="vgg16",
+            note="torchvision VGG16 ImageNet weights; prefix 397923af in the name is torch hub's "
+            "published checksum, the full sha256 is an HF LFS pointer matching it.",
+            sha256_prefix="397923af",
+        ),
+        # face-alignment 1.5.0 (installed): detection/sfd/sfd_detector.py models_urls['s3fd'].
+        # Prefix 619a316812 in the name; full sha256 and size from HF LFS pointers of identically
+        # named copies (camenduru/Wav2Lip commit bfcd9263 checkpoints/, chunyu-li/face-alignment),
+        # which agree with the prefix.
+        ModelFile(
+            name="s3fd",
+            filename="s3fd-619a316812.pth",
+            url="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
+            sha256="619a31681264d3f7f7fc7a16a42cbbe8b23f31a256f75a366e5a1bcd59b33543",
+            size=89843225,
+            licence="face-alignment (BSD-3-Clause)",
+            used_by="landmarks.detector=fan",
+            kind="fan-detector",
+            note="S3FD face detector for face-alignment (ciinv.landmarks points torch hub's "
+            "checkpoints folder at models_dir). Full sha256 and size: HF LFS pointers matching the prefix.",
+            sha256_prefix="619a316812",
+            mirrors=("https://huggingface.co/chunyu-li/face-alignment/resolve/main/s3fd-619a316812.pth",),
+        ),
+        # face-alignment 1.5.0 (installed): api.py models_urls['2DFAN-4'] — a plain state dict
+        # loaded with torch.load(weights_only=True). (Older face-alignment used the TorchScript
+        # 2DFAN4-cd938726ad.zip instead; 1.5.0 no longer does.) Only the name's prefix is published.
+        ModelFile(
+            name="2dfan4",
+            filename="2DFAN4-11f355bf06.pth.tar",
+            url="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
+            sha256=None,
+            size=None,
+            licence="face-alignment (BSD-3-Clause)",
+            used_by="landmarks.detector=fan",
+            kind="fan-landmarks",
+            note="2D-FAN-4 68-point landmark network for face-alignment 1.5.0. No full sha256 or size "
+            "is published: only the sha256 prefix 11f355bf06 in the file name is verified.",
+            sha256_prefix="11f355bf06",
+        ),
+    ]
+}
+
+
+def find_entry(key: str) -> ModelFile | None:
+    """The entry whose name, filename, or file base name is ``key``; None if there is none."""
+    if key in REGISTRY:
+        return REGISTRY[key]
+    for entry in REGISTRY.values():
+        if key in (entry.filename, Path(entry.filename).name):
+            return entry
+    return None
+
+
+def resolve(name_or_path: str | os.PathLike, models_dir: str | os.PathLike) -> Path:
+    """A registry name becomes ``models_dir/filename``; anything else is a path, used as given."""
+    entry = REGISTRY.get(str(name_or_path))
+    if entry is not None:
+        return Path(models_dir) / entry.filename
+    return Path(name_or_path).expanduser()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as 64 lowercase hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def remember_sha256(path: str | os.PathLike, digest: str) -> None:
+    """Record ``digest`` as the SHA-256 of ``path`` at its current size and mtime (best effort).
+
+    Not for a file modified in the last few seconds: a rewrite within the same timestamp tick
+    would keep size and mtime and the stale digest would be trusted (git's "racy" entries).
+    Such a file is simply hashed again next time.
+    """
+    path = Path(path)
+    st = path.stat()
+    if time.time_ns() - st.st_mtime_ns < _SETTLED_NS:
+        return
+    record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    try:
+        with atomic_path(_sidecar(path)) as tmp:
+            tmp.write_text(json.dumps(record) + "\n")
+    except OSError:
+        pass  # a read-only models folder: verify again next time
+
+
+def cached_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of ``path``, from its sidecar if size and mtime still match, else hashed now."""
+    path = Path(path)
+    st = path.stat()
+    try:
+        record = json.loads(_sidecar(path).read_text())
+        if record["size"] == st.st_size and record["mtime_ns"] == st.st_mtime_ns:
+            return record["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = sha256_file(path)
+    remember_sha256(path, digest)
+    return digest
+
+
+def _how_to_get(entry: ModelFile, path: Path) -> str:
+    return (
+        f"run `ciinv models fetch {entry.name}` (or `snakemake download_models`), "
+        f"or download {entry.url} to {path} yourself"
+    )
+
+
+def verify(path: str | os.PathLike, entry: ModelFile) -> None:
+    """Check ``path`` against ``entry``'s published size and checksum; CiinvError if it differs.
+
+    An entry with neither a sha256 nor a prefix is checked by size only (if known).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CiinvError(f"model file {path} ({entry.name}) is missing: {_how_to_get(entry, path)}.")
+    actual_size = path.stat().st_size
+    if entry.size is not None and actual_size != entry.size:
+        raise CiinvError(
+            f"model file {path} ({entry.name}) has {actual_size} bytes, expected {entry.size} "
+            f"(an interrupted or different download). Fix: delete it and "
+            f"{_how_to_get(entry, path)}."
+        )
+    expected = entry.checksum
+    if expected is None:
+        return
+    digest = cached_sha256(path)
+    if not digest.startswith(expected):
+        what = "sha256" if entry.sha256 else "sha256 prefix"
+        raise CiinvError(
+            f"model file {path} ({entry.name}) has the wrong checksum: expected {what} {expected}, "
+            f"got sha256 {digest}. Fix: delete it and {_how_to_get(entry, path)}."
+        )
+
+
+def status(name_or_path: str | os.PathLike, models_dir: str | os.PathLike) -> str:
+    """'present' (verified), 'missing', 'wrong checksum' (or wrong size), or 'unverified'.
+
+    'unverified': the file exists but nothing is published to check it against, or it is a
+    path given directly rather than a registry name.
+    """
+    path = resolve(name_or_path, models_dir)
+    if not path.is_file():
+        return "missing"
+    entry = REGISTRY.get(str(name_or_path))
+    if entry is None:
+        return "unverified"
+    try:
+        verify(path, entry)
+    except CiinvError:
+        return "wrong checksum"
+    return "present" if entry.checksum is not None else "unverified"
+
+
+def require(name_or_path: str | os.PathLike, models_dir: str | os.PathLike) -> Path:
+    """The path of a model file for a compute job: present and verified, else CiinvError.
+
+    Never downloads: the error names the file and the command that fetches it.
+    """
+    path = resolve(name_or_path, models_dir)
+    entry = REGISTRY.get(str(name_or_path))
+    if entry is not None:
+        verify(path, entry)
+        return path
+    if not path.is_file():
+        raise CiinvError(
+            f"model file {path} not found; {str(name_or_path)!r} is not a registry name either "
+            f"(known: {', '.join(sorted(REGISTRY))}). Fix the path in the config, or use a "
+            f"registry name and fetch it with `ciinv models fetch NAME`."
+        )
+    return path
