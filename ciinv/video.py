@@ -1,0 +1,517 @@
+"""Video I/O: probe a file, decode its frames upright, encode frames back with the source's audio.
+
+Decoding uses decord (frame-accurate random access, batched); encoding and all metadata
+that decord does not expose use the ffmpeg binary, driven through ffmpeg-python. There
+may be no ffprobe, so `probe` reads stream facts from the banner that ``ffmpeg -i FILE``
+prints on stderr.
+
+Conventions used throughout the package:
+
+- frames are ``H x W x 3`` uint8 RGB arrays in DISPLAY orientation (rotation metadata
+  already applied), so ``H, W == meta['height'], meta['width']``;
+- ``rotation`` is the number of degrees (0, 90, 180 or 270) by which the stored picture
+  must be turned CLOCKWISE to be shown upright. It equals the legacy ``rotate`` tag, and
+  the negative of the angle ffmpeg prints for the display matrix ("rotation of -90.00
+  degrees" means 90 here; that is a phone held upright, sensor landscape);
+- frame rates are exact rationals written as strings ('30000/1001', '25').
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import decord
+import ffmpeg
+import numpy as np
+
+from ciinv.errors import CiinvError
+from ciinv.files import atomic_path
+
+# File suffixes (lower case) taken for videos when a folder is scanned.
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".3gp"}
+)
+_MOV_SUFFIXES = {".mp4", ".m4v", ".mov"}
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary: ``ffmpeg`` on PATH, else the one bundled with imageio-ffmpeg."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _ffmpeg_arg(path: str | os.PathLike) -> str:
+    # An absolute path never looks like an option ("-x.mp4") or a protocol ("rtp:x.mp4").
+    return os.path.abspath(os.fspath(path))
+
+
+def _stderr_tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------------------
+# Probing
+
+
+def _banner(path: str | os.PathLike) -> str:
+    """stderr of ``ffmpeg -i FILE`` (ffmpeg exits 1 there: no output file is given)."""
+    result = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_arg(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    return result.stderr
+
+
+_STREAM = re.compile(r"^\s*Stream #\d+:\d+.*?: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
+_SIZE = re.compile(r", (\d+)x(\d+)[ ,\n]")
+# ffmpeg >= 7: "Display Matrix: rotation of -90.00 degrees"; older: "displaymatrix: rotation of ...".
+_DISPLAY_MATRIX = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
+_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?[\d.]+)\s*$", re.IGNORECASE)
+
+
+def _parse_banner(path: str | os.PathLike, text: str) -> dict:
+    """Facts about the first video stream and whether any audio stream exists.
+
+    Returns ``{'coded_width', 'coded_height', 'rotation', 'audio'}``. A stream's metadata and
+    side data are the indented lines up to the next ``Stream #`` line. (Their indentation
+    relative to the ``Stream #`` line differs between ffmpeg versions, so it cannot tell.)
+    A display matrix wins over a legacy ``rotate`` tag; a mirroring flag in it is ignored.
+    """
+    lines = text.splitlines()
+    audio = False
+    video: dict | None = None
+    for i, line in enumerate(lines):
+        match = _STREAM.match(line)
+        if not match:
+            continue
+        kind, rest = match.groups()
+        if kind == "Audio":
+            audio = True
+        if kind != "Video" or video is not None or "attached pic" in rest:
+            continue
+        size = _SIZE.search(rest + "\n")
+        if size is None:
+            raise CiinvError(f"{path}: cannot read the frame size of its video stream ({line.strip()!r}).")
+        matrix = tag = None
+        for sub in lines[i + 1 :]:
+            if "Stream #" in sub or not sub.startswith(" "):
+                break
+            if m := _DISPLAY_MATRIX.search(sub):
+                matrix = -float(m.group(1))  # ffmpeg prints counter-clockwise degrees
+            elif m := _ROTATE_TAG.match(sub):
+                tag = float(m.group(1))  # the legacy tag is clockwise already
+        degrees = matrix if matrix is not None else (tag or 0.0)
+        quarter = round(degrees / 90.0)
+        if abs(degrees - 90.0 * quarter) > 1.0:
+            raise CiinvError(
+                f"{path}: rotation metadata of {degrees:g} degrees is not a multiple of 90; drop it "
+                f"(ffmpeg -display_rotation 0 -i IN -c copy OUT) or straighten the video in an editor."
+            )
+        video = {
+            "coded_width": int(size.group(1)),
+            "coded_height": int(size.group(2)),
+            "rotation": (90 * quarter) % 360,
+        }
+    if video is None:
+        if "Invalid data found" in text or "could not find codec" in text.lower():
+            why = "it is not a video ffmpeg can read"
+        elif "Stream #" in text:
+            why = "it has no video stream"
+        else:
+            why = "ffmpeg cannot open it"
+        raise CiinvError(f"{path}: {why}. ffmpeg said:\n{_stderr_tail(text, 5)}")
+    video["audio"] = audio
+    return video
+
+
+def _open_decord(path: str | os.PathLike) -> decord.VideoReader:
+    try:
+        return decord.VideoReader(os.fspath(path), ctx=decord.cpu(0))
+    except Exception as err:  # decord raises bare RuntimeError/DECORDError
+        raise CiinvError(f"{path}: decord cannot decode this video ({err}).") from err
+
+
+def exact_fps(fps_float: float) -> Fraction:
+    """The rational frame rate behind decord's average fps (a double).
+
+    decord returns ``av_q2d(avg_frame_rate)``. The rationals videos use (25, 24000/1001,
+    30000/1001, 60000/1001, ...) have denominators <= 1001, and a double pins such a
+    rational exactly, so the closest fraction with denominator <= 1001 recovers it. A
+    variable-rate file's average becomes the closest such fraction: writing its frames at
+    that constant rate keeps the frame count and, within a frame, the duration.
+    """
+    if not (math.isfinite(fps_float) and fps_float > 0):
+        raise ValueError(f"invalid frame rate {fps_float!r}")
+    return Fraction(fps_float).limit_denominator(1001)
+
+
+def probe(path: str | os.PathLike) -> dict:
+    """What the pipeline needs to know about one video file.
+
+    Returns ``{'path', 'frames', 'fps', 'fps_float', 'width', 'height', 'coded_width',
+    'coded_height', 'rotation', 'audio', 'duration_s'}``:
+
+    - ``frames``: number of decodable frames (decord's count);
+    - ``fps``: exact rational as a string ('30000/1001'), ``fps_float`` the same as a float;
+    - ``width``/``height``: DISPLAY size in pixels, after rotation;
+    - ``coded_width``/``coded_height``: size of the stored pictures, before rotation;
+    - ``rotation``: clockwise degrees (0, 90, 180, 270) that turn the stored pictures upright;
+    - ``audio``: whether the file has at least one audio stream;
+    - ``duration_s``: ``frames / fps``, the duration of the re-encoded video.
+
+    Raises CiinvError, naming the file, when it is missing, empty, not a video, or has no frames.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CiinvError(f"{path}: no such file.")
+    if os.path.getsize(path) == 0:
+        raise CiinvError(f"{path}: the file is empty (0 bytes); copy the video again.")
+    facts = _parse_banner(path, _banner(path))
+    reader = _open_decord(path)
+    frames = len(reader)
+    if frames == 0:
+        raise CiinvError(f"{path}: the video has no frames.")
+    try:
+        fps = exact_fps(reader.get_avg_fps())
+    except ValueError as err:
+        raise CiinvError(f"{path}: {err}; re-encode it with a fixed rate (ffmpeg -i IN -r 25 OUT).") from err
+    del reader
+    rotation = facts["rotation"]
+    width, height = facts["coded_width"], facts["coded_height"]
+    if rotation in (90, 270):
+        width, height = height, width
+    return {
+        "path": path,
+        "frames": frames,
+        "fps": str(fps),
+        "fps_float": float(fps),
+        "width": width,
+        "height": height,
+        "coded_width": facts["coded_width"],
+        "coded_height": facts["coded_height"],
+        "rotation": rotation,
+        "audio": facts["audio"],
+        "duration_s": float(frames / fps),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Decoding
+
+
+def _as_numpy(batch) -> np.ndarray:
+    # decord returns its own NDArray, or a torch tensor if some module set the torch bridge.
+    return batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
+
+
+def _upright(stored: np.ndarray, rotation: int) -> np.ndarray:
+    """Turn ``[..., H, W, 3]`` pictures clockwise by ``rotation`` degrees (np.rot90 turns counter-clockwise)."""
+    return np.rot90(stored, k=-(rotation // 90), axes=(-3, -2))
+
+
+def _ffmpeg_stored_frame(path: str, index: int, fps: Fraction, width: int, height: int) -> np.ndarray:
+    """One frame as stored (no autorotation), ``height x width x 3``, decoded by the ffmpeg binary.
+
+    Frame 0 is exact; a later index is found by seeking to its nominal time, which may land
+    a frame off; that is fine for telling orientations apart.
+    """
+    seek = ["-ss", f"{float(index / fps):.6f}"] if index else []
+    result = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-noautorotate", *seek, "-i", _ffmpeg_arg(path),
+         "-map", "0:v:0", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
+    if result.returncode != 0 or len(result.stdout) != width * height * 3:
+        raise CiinvError(
+            f"{path}: ffmpeg cannot decode frame {index}:\n{_stderr_tail(result.stderr.decode(errors='replace'))}"
+        )
+    return np.frombuffer(result.stdout, np.uint8).reshape(height, width, 3)
+
+
+def _decord_rotates(path: str, reader: decord.VideoReader, meta: dict) -> bool:
+    """Whether this decord build already applied the file's rotation metadata.
+
+    It depends on the file, not only on the decord version: decord 0.6.0 turns the pictures
+    for an MP4 display matrix and for a legacy ``rotate`` tag, but not for a Matroska display
+    matrix that newer ffmpeg reports. So we compare decord's picture with the stored picture
+    from the ffmpeg binary, turned by us. Shapes decide when the turn is 90/270 and the frame
+    is not square; otherwise pixels decide (frame 0, then the middle frame if frame 0 looks
+    the same either way, e.g. a black first frame).
+    """
+    rotation = meta["rotation"]
+    display = (meta["height"], meta["width"], 3)
+    stored_shape = (meta["coded_height"], meta["coded_width"], 3)
+    if display != stored_shape:  # 90/270 on a non-square frame: the shape tells
+        return _as_numpy(reader.get_batch([0])).shape[1:] == display
+    for index in sorted({0, len(reader) // 2}):
+        got = _as_numpy(reader.get_batch([index]))[0]
+        stored = _ffmpeg_stored_frame(path, index, Fraction(meta["fps"]), meta["coded_width"], meta["coded_height"])
+        err_if_rotated = np.abs(got.astype(np.int16) - _upright(stored, rotation)).mean()
+        err_if_not = np.abs(got.astype(np.int16) - stored).mean()
+        if abs(err_if_rotated - err_if_not) > 2.0:
+            return bool(err_if_rotated < err_if_not)
+    return True  # every probed frame looks the same both ways: orientation cannot matter much
+
+
+class VideoReader:
+    """Sequential, batched decoding of a video's frames, upright.
+
+    >>> with VideoReader("clip.mp4") as video:
+    ...     for index, frame in video.frames():   # frame: H x W x 3 uint8 RGB, display orientation
+    ...         ...
+    """
+
+    def __init__(self, path: str | os.PathLike, meta: dict | None = None):
+        self.path = os.fspath(path)
+        self.meta = meta if meta is not None else probe(self.path)
+        self._reader = _open_decord(self.path)
+        if len(self._reader) != self.meta["frames"]:
+            raise CiinvError(
+                f"{self.path}: decord counts {len(self._reader)} frames but the probe said "
+                f"{self.meta['frames']}; the file changed since it was probed. Probe it again."
+            )
+        # Clockwise degrees still to apply to decord's pictures (0 where decord turned them itself).
+        self._rotation = self.meta["rotation"]
+        if self._rotation and _decord_rotates(self.path, self._reader, self.meta):
+            self._rotation = 0
+
+    def __len__(self) -> int:
+        return self.meta["frames"]
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._reader = None
+
+    def _decode(self, indices: list[int]) -> Iterator[np.ndarray]:
+        """Upright frames ``indices``, decoded in one batch.
+
+        If the batch fails, the frames are decoded one by one, so that the good frames
+        before a damaged one still come out and the error names the damaged frame.
+        """
+        try:
+            batch = _as_numpy(self._reader.get_batch(indices))
+        except Exception:
+            batch = None
+        if batch is not None:
+            yield from _upright(batch, self._rotation)
+            return
+        for index in indices:
+            try:
+                single = _as_numpy(self._reader.get_batch([index]))
+            except Exception as err:  # decord raises bare RuntimeError/DECORDError
+                raise CiinvError(
+                    f"{self.path}: frame {index} cannot be decoded ({err}); the file is damaged. "
+                    f"Re-encode it (ffmpeg -i IN OUT) or cut the clip before that frame."
+                ) from err
+            yield _upright(single, self._rotation)[0]
+
+    def frames(self, start: int = 0, stop: int | None = None, batch: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(index, frame)`` for ``start <= index < stop`` in order; frame is H x W x 3 uint8 RGB, upright.
+
+        Decodes ``batch`` frames at a time, so memory holds at most ``batch`` frames.
+        """
+        if self._reader is None:
+            raise ValueError(f"{self.path}: reader is closed")
+        stop = len(self) if stop is None else min(stop, len(self))
+        if not 0 <= start <= stop:
+            raise ValueError(f"bad frame range [{start}, {stop}) for {len(self)} frames")
+        for first in range(start, stop, batch):
+            indices = list(range(first, min(first + batch, stop)))
+            for index, picture in zip(indices, self._decode(indices)):
+                yield index, np.ascontiguousarray(picture)
+
+
+# ---------------------------------------------------------------------------------------
+# Encoding
+
+
+def _has_audio(path: str) -> bool:
+    if not os.path.isfile(path):
+        raise CiinvError(f"{path}: no such file (wanted for its audio).")
+    return re.search(r"Stream #\d+:\d+.*?: Audio:", _banner(path)) is not None
+
+
+def _container_options(path: Path) -> dict:
+    # MP4/MOV: index (moov atom) first, so the file plays while it downloads.
+    return {"movflags": "+faststart"} if path.suffix.lower() in _MOV_SUFFIXES else {}
+
+
+def _check_fps(fps: str) -> Fraction:
+    try:
+        rate = Fraction(str(fps))
+    except (ValueError, ZeroDivisionError) as err:
+        raise CiinvError(f"frame rate {fps!r} is not a rational like '30000/1001' or '25'.") from err
+    if rate <= 0:
+        raise CiinvError(f"frame rate {fps!r} must be positive.")
+    return rate
+
+
+class VideoWriter:
+    """Encode upright RGB frames to H.264, at an exact constant frame rate, with the audio of another file.
+
+    The output appears under ``path`` only when `close` succeeds (a temporary name before).
+    Frame ``i`` is shown at time ``i / fps``; the file has exactly as many frames as were
+    written and no rotation metadata. Colours are converted with the BT.709 matrix (TV
+    range) and tagged so. If ``audio_from`` (any file ffmpeg reads) has audio, its first
+    audio stream is re-encoded to AAC, cut at or padded with silence to the video's duration
+    ``frames / fps``: ``-shortest`` would cut the video instead when the audio is shorter.
+    Use it as a context manager, so that an exception deletes the partial output.
+
+    Even sizes are encoded yuv420p (plays everywhere). H.264 can only crop 4:2:0 pictures
+    by even amounts, so an odd width or height is encoded yuv444p at its exact size instead
+    (High 4:4:4 profile: ffmpeg-based players and decord read it; browsers and QuickTime may not).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: str,
+        width: int,
+        height: int,
+        audio_from: str | os.PathLike | None = None,
+        crf: int = 18,
+        preset: str = "medium",
+    ):
+        self.path = Path(path)
+        self.fps = _check_fps(fps)
+        self.width, self.height = int(width), int(height)
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"bad frame size {width}x{height}")
+        self.audio_from = os.fspath(audio_from) if audio_from is not None else None
+        self.crf, self.preset = crf, preset
+        self.count = 0
+        self._proc: subprocess.Popen | None = None
+        self._log = None
+        self._stack = contextlib.ExitStack()
+        try:
+            self._final_tmp = self._stack.enter_context(atomic_path(self.path))
+            # With audio, frames go to a second temporary file first; close() adds the audio.
+            self._audio = self.audio_from is not None and _has_audio(self.audio_from)
+            if self._audio:
+                self._video_tmp = self._final_tmp.with_name(self._final_tmp.stem + ".video" + self.path.suffix)
+                self._stack.callback(self._video_tmp.unlink, missing_ok=True)
+            else:
+                self._video_tmp = self._final_tmp
+            self._start()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _start(self) -> None:
+        odd = self.width % 2 or self.height % 2
+        frames = ffmpeg.input(
+            "pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", framerate=str(self.fps)
+        )
+        pix_fmt = "yuv444p" if odd else "yuv420p"
+        # Convert with the BT.709 matrix and say so in the frames' properties, which ffmpeg >= 7
+        # copies into the stream (encoder -color_* options alone no longer reach the file).
+        frames = (
+            frames.filter("scale", out_color_matrix="bt709", out_range="tv")
+            .filter("format", pix_fmt)
+            .filter("setparams", range="tv", color_primaries="bt709", color_trc="bt709", colorspace="bt709")
+        )
+        # Input and output rates are equal, so ffmpeg neither drops nor duplicates frames.
+        options = dict(vcodec="libx264", crf=self.crf, preset=self.preset, pix_fmt=pix_fmt, r=str(self.fps))
+        if not self._audio:
+            options.update(_container_options(self.path))
+        args = ffmpeg.output(frames, str(self._video_tmp), **options).compile(
+            cmd=[ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
+        )
+        self._log = self._stack.enter_context(tempfile.TemporaryFile())
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def _ffmpeg_error(self, what: str) -> CiinvError:
+        self._log.seek(0)
+        said = _stderr_tail(self._log.read().decode(errors="replace"))
+        return CiinvError(f"{self.path}: ffmpeg failed while {what}:\n{said}")
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one ``height x width x 3`` uint8 RGB frame."""
+        frame = np.asarray(frame)
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"{self.path}: frame {self.count} is {frame.dtype} {frame.shape}, "
+                f"expected uint8 {(self.height, self.width, 3)}"
+            )
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except (BrokenPipeError, OSError) as err:
+            self._proc.wait()
+            raise self._ffmpeg_error(f"encoding frame {self.count}") from err
+        self.count += 1
+
+    def close(self) -> None:
+        """Finish encoding, add the audio, and move the file to its final name."""
+        if self._proc is None:
+            return
+        try:
+            if self.count == 0:
+                raise CiinvError(f"{self.path}: no frames were written; nothing to encode.")
+            self._proc.stdin.close()
+            if self._proc.wait() != 0:
+                raise self._ffmpeg_error("encoding")
+            self._proc = None
+            if self._audio:
+                self._mux_audio()
+        except BaseException:
+            self.abort()
+            raise
+        self._stack.close()  # renames the temporary file onto self.path
+
+    def _mux_audio(self) -> None:
+        duration = f"{float(self.count / self.fps):.6f}"
+        video = ffmpeg.input(str(self._video_tmp))
+        # -t on the input cuts longer audio; apad + whole_dur pads shorter audio with silence.
+        audio = ffmpeg.input(_ffmpeg_arg(self.audio_from), t=duration)["a"].filter("apad", whole_dur=duration)
+        options = dict(vcodec="copy", acodec="aac", audio_bitrate="192k", t=duration, **_container_options(self.path))
+        args = ffmpeg.output(video["v"], audio, str(self._final_tmp), **options).compile(
+            cmd=[ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y"]
+        )
+        result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+        if result.returncode != 0:
+            raise CiinvError(
+                f"{self.path}: ffmpeg failed adding the audio of {self.audio_from}:\n{_stderr_tail(result.stderr)}"
+            )
+
+    def abort(self) -> None:
+        """Stop ffmpeg and delete every temporary file; nothing appears under ``path``."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+            self._proc = None
+        # Unwinding with an exception makes atomic_path delete instead of rename.
+        with contextlib.suppress(RuntimeError):
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
