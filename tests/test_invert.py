@@ -1,0 +1,194 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ciinv.errors import CiinvError
+from ciinv.invert import InvertSettings, invert_shard, merge_shards, resume_path
+from ciinv.models.flownet2 import write_tiny_flownet2
+from ciinv.models.stylegan2 import load_stylegan2_rosinality, write_tiny_stylegan2
+from ciinv.models.vgg16 import write_tiny_vgg16
+from ciinv.objective import codes as mac_codes
+
+FRAMES = 7  # window 3, stride 2: windows [0,3) [2,5) [4,7); 2 per shard -> 2 shards
+SMALL = dict(window=3, stride=2, windows_per_shard=2, windows_per_batch=1, perceptual_size=32, seed=0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These nets are tiny: on a busy 2-core machine a second OpenMP thread spins far more than it
+    computes (this file takes ~10x longer with two threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    write_tiny_stylegan2(d / "g.pt", resolution=32, w_dim=64, n_mlp=2, max_channels=16)
+    write_tiny_vgg16(d / "vgg.pth", width_divisor=16)
+    write_tiny_flownet2(d / "flow.pth", width_divisor=16)
+    return {"generator_path": d / "g.pt", "vgg_path": d / "vgg.pth", "flow_path": d / "flow.pth"}
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory, nets):
+    """Aligned crops rendered from known codes: a random start plus a small step per frame."""
+    d = tmp_path_factory.mktemp("crops")
+    g = load_stylegan2_rosinality(nets["generator_path"])
+    rng = torch.Generator().manual_seed(1)
+    start = g.w_avg + 0.5 * torch.randn(g.num_ws, g.w_dim, generator=rng)
+    step = 0.1 * torch.randn(1, g.w_dim, generator=rng)
+    ws = torch.stack([start + k * step for k in range(FRAMES)])
+    with torch.no_grad():
+        images = ((g.synthesis(ws) + 1) / 2).clamp(0, 1)
+    for i, image in enumerate(images):
+        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(pixels).save(d / f"{i:06d}.png")
+    return d
+
+
+def run(crops, nets, out, shard=0, **settings):
+    invert_shard(crops, FRAMES, shard, InvertSettings(**{**SMALL, **settings}), out_path=out, device="cpu",
+                 log=lambda msg: None, **nets)
+    return torch.load(out, weights_only=True)
+
+
+def test_inversion_lowers_the_loss_and_writes_the_documented_file(crops, nets, tmp_path):
+    out = tmp_path / "shard_0000.pt"
+    result = run(crops, nets, out, steps=40, windows_per_batch=2, lr=0.05)
+    n, T, L, D = 2, 3, 8, 64
+    assert result["windows"] == [[0, 3], [2, 5]]
+    assert result["w_b"].shape == (n, L, D)
+    assert result["n_k"].shape == (n, T - 1, 1, D)
+    assert result["codes"].shape == (n, T, L, D) and result["codes"].dtype == torch.float32
+    torch.testing.assert_close(result["codes"], mac_codes(result["w_b"], result["n_k"]))
+    logged = len(result["loss_steps"])
+    assert result["loss_steps"][0] == 0 and result["loss_steps"][-1] == 39
+    for name in ("total", "icc", "mse", "perceptual"):
+        assert result["loss_history"][name].shape == (n, logged)
+    total = result["loss_history"]["total"]
+    assert torch.all(total[:, -1] < 0.5 * total[:, 0])
+    assert torch.all(result["loss_history"]["icc"] > 0)
+    assert result["settings"]["variant"] == "full" and result["generator"] == str(nets["generator_path"])
+    assert not resume_path(out).exists()
+
+
+@pytest.mark.parametrize("variant,offsets,n_k_layers", [("no_icc", "per_layer", 8), ("no_mac", "shared", 8),
+                                                         ("i2s", "shared", 8)])
+def test_variants_write_the_same_layout(crops, nets, tmp_path, variant, offsets, n_k_layers):
+    result = run(crops, nets, tmp_path / "s.pt", shard=1, steps=2, variant=variant, offsets=offsets)
+    assert result["windows"] == [[4, 7]]
+    assert result["n_k"].shape == (1, 2, n_k_layers, 64)
+    torch.testing.assert_close(result["codes"], mac_codes(result["w_b"], result["n_k"]))
+    if variant != "no_mac":
+        assert torch.all(result["loss_history"]["icc"] == 0)
+
+
+class Kill(Exception):
+    pass
+
+
+def test_a_killed_job_resumes_and_ends_exactly_like_an_uninterrupted_one(crops, nets, tmp_path):
+    settings = InvertSettings(**SMALL, steps=8, checkpoint_every=3)  # shard 0: two batches of one window
+    whole = run(crops, nets, tmp_path / "whole.pt", **settings.to_dict())
+
+    out = tmp_path / "resumed.pt"
+    runs = []  # the (batch, steps done) reported by each run, in order
+
+    def start(kill_at=None):
+        reported = []
+        runs.append(reported)
+
+        def hook(batch, steps_done):
+            reported.append((batch, steps_done))
+            if (batch, steps_done) == kill_at:
+                raise Kill
+
+        invert_shard(crops, FRAMES, 0, settings, out_path=out, device="cpu", log=lambda msg: None, on_step=hook,
+                     **nets)
+
+    for kill_at in [(0, 5), (1, 7)]:
+        with pytest.raises(Kill):
+            start(kill_at)
+        assert resume_path(out).exists() and not out.exists()
+    start()
+
+    # Killed after step 5 of batch 0: continued from the state saved after step 3. Killed after
+    # step 7 of batch 1: batch 0 was kept, batch 1 continued from the state saved after step 6.
+    assert [reported[0] for reported in runs] == [(0, 1), (0, 4), (1, 7)]
+    resumed = torch.load(out, weights_only=True)
+    assert not resume_path(out).exists()
+    for key in ("w_b", "n_k", "codes"):
+        assert torch.equal(resumed[key], whole[key]), key
+    for name, history in whole["loss_history"].items():
+        assert torch.equal(resumed["loss_history"][name], history), name
+    assert resumed["loss_steps"] == whole["loss_steps"]
+
+
+def test_a_resume_state_from_other_settings_is_not_used(crops, nets, tmp_path):
+    out = tmp_path / "s.pt"
+
+    def kill_after_3(batch, steps_done):
+        if steps_done == 3:
+            raise Kill
+
+    with pytest.raises(Kill):
+        invert_shard(crops, FRAMES, 1, InvertSettings(**SMALL, steps=8, checkpoint_every=2), out_path=out,
+                     device="cpu", log=lambda msg: None, on_step=kill_after_3, **nets)
+    assert resume_path(out).exists()
+    messages, reported = [], []
+    invert_shard(crops, FRAMES, 1, InvertSettings(**SMALL, steps=8, checkpoint_every=2, lr=0.02), out_path=out,
+                 device="cpu", log=messages.append, on_step=lambda batch, steps_done: reported.append(steps_done),
+                 **nets)
+    assert reported[0] == 1  # started over
+    assert any("other settings" in m for m in messages)
+    assert not resume_path(out).exists()
+
+
+def test_merge_blends_the_shards_into_one_code_per_frame(crops, nets, tmp_path):
+    paths = [tmp_path / f"shard_{k:04d}.pt" for k in range(2)]
+    shards = [run(crops, nets, p, shard=k, steps=2, variant="no_icc") for k, p in enumerate(paths)]
+    merge_shards(paths, FRAMES, tmp_path / "latents.npy")
+    latents = np.load(tmp_path / "latents.npy")
+    assert latents.shape == (FRAMES, 8, 64) and latents.dtype == np.float32
+    w0, w1 = shards[0]["codes"].numpy()  # windows [0,3), [2,5)
+    (w2,) = shards[1]["codes"].numpy()  # window [4,7)
+    np.testing.assert_array_equal(latents[0:2], w0[0:2])
+    np.testing.assert_array_equal(latents[3], w1[1])
+    np.testing.assert_array_equal(latents[5:7], w2[1:3])
+    np.testing.assert_allclose(latents[2], (w0[2] + w1[0]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(latents[4], (w1[2] + w2[0]) / 2, rtol=1e-6)
+
+    with pytest.raises(CiinvError, match="frame"):
+        merge_shards(paths[:1], FRAMES, tmp_path / "partial.npy")
+    assert not (tmp_path / "partial.npy").exists()
+
+
+def test_missing_crop_names_the_file_and_frame(crops, nets, tmp_path):
+    empty = tmp_path / "crops"
+    empty.mkdir()
+    with pytest.raises(CiinvError, match=r"000000\.png.*frame 0"):
+        run(empty, nets, tmp_path / "s.pt", steps=1)
+
+
+def test_clip_shorter_than_a_window_names_the_video(crops, nets, tmp_path):
+    with pytest.raises(CiinvError, match="clip one.mp4.*2 frame"):
+        invert_shard(crops, 2, 0, InvertSettings(**SMALL), out_path=tmp_path / "s.pt", device="cpu",
+                     source="clip one.mp4", **nets)
+    with pytest.raises(CiinvError, match="shard 2 does not exist"):
+        invert_shard(crops, FRAMES, 2, InvertSettings(**SMALL), out_path=tmp_path / "s.pt", device="cpu", **nets)
+
+
+def test_settings_from_config():
+    s = InvertSettings.from_dict({"steps": 10, "eps": "1e-8", "betas": [0.5, 0.9], "variant": "no_mac"})
+    assert (s.steps, s.eps, s.betas, s.variant) == (10, 1e-8, (0.5, 0.9), "no_mac")
+    assert InvertSettings.from_dict(s.to_dict()) == s
+    with pytest.raises(CiinvError, match="unknown key.*stpes"):
+        InvertSettings.from_dict({"stpes": 10})
+    with pytest.raises(CiinvError, match="variant"):
+        InvertSettings.from_dict({"variant": "best"})
+    with pytest.raises(CiinvError, match="steps"):
+        InvertSettings.from_dict({"steps": 2.5})
