@@ -1,0 +1,266 @@
+"""FFHQ alignment of video frames, and pasting (edited) face crops back into the frames.
+
+Per frame, the face's 68 landmarks give an oriented square, the *quad*, by the recipe that
+built the FFHQ data set (so crops look like the generator's training images). Over time the
+quads are smoothed, so the crops do not jitter with the landmarks' noise. ``crop_face`` samples
+the quad into a resolution×resolution image; ``paste_back`` does the reverse, blending the crop
+into the frame inside a feathered ellipse around the face.
+
+Coordinates: frame pixels with the centre of the top-left pixel at (0, 0), x right, y down
+(the landmarks' convention). A quad is float32 [4, 2]: the corners that the crop's top-left,
+bottom-left, bottom-right and top-right *outer* corners map to (the order of PIL's QUAD transform
+used by the FFHQ script).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter1d
+
+from ciinv.errors import CiinvError
+from ciinv.files import atomic_dir, atomic_path
+
+# The feathered paste-back region in crop coordinates (fractions of the crop side): an ellipse
+# covering forehead to chin and cheek to cheek of an FFHQ-aligned face (eyes sit at ~0.48 of the
+# height, the mouth at ~0.72, the chin at ~0.85).
+_MASK_CENTER = (0.5, 0.54)
+_MASK_AXES = (0.40, 0.44)
+
+# PNG zlib level for the crops: 1 is several times faster than the default and ~10% larger.
+# (Pillow writes them: OpenCV's PNG codec breaks once decord, which bundles an old zlib, is loaded.)
+_PNG_LEVEL = 1
+
+# Bilinear sampling alone aliases when one output pixel spans more than this many input pixels.
+_AREA_ABOVE = 1.25
+
+
+# ----------------------------------------------------------------------------------------------
+# Quads
+
+
+def _perpendicular(v: np.ndarray) -> np.ndarray:
+    """flipud(v)·[-1, 1] of the FFHQ script for [..., 2] vectors: (x, y) → (-y, x)."""
+    return np.stack([-v[..., 1], v[..., 0]], axis=-1)
+
+
+def ffhq_quads(points: np.ndarray, center_sigma: float = 1.0, axes_sigma: float = 3.0) -> np.ndarray:
+    """FFHQ crop quads of a sequence of landmark sets, smoothed over time.
+
+    points: [F, 68, 2] pixels. The quad's centre is smoothed with a Gaussian of ``center_sigma``
+    frames, its half-axes (size and roll) with ``axes_sigma`` frames (0 disables either).
+    Returns float32 [F, 4, 2] (see the module docstring for the corner order).
+    """
+    points = np.asarray(points, np.float64)
+    if points.ndim != 3 or points.shape[1:] != (68, 2):
+        raise ValueError(f"points must be [frames, 68, 2], got {points.shape}")
+    eye_left = points[:, 36:42].mean(axis=1)
+    eye_right = points[:, 42:48].mean(axis=1)
+    eye_avg = (eye_left + eye_right) / 2
+    eye_to_eye = eye_right - eye_left
+    mouth_avg = (points[:, 48] + points[:, 54]) / 2
+    eye_to_mouth = mouth_avg - eye_avg
+
+    # x: the crop's half-width axis, horizontal in the face, from the eye line and the
+    # (rotated) eye-to-mouth line; y: the half-height axis, x turned 90° clockwise on screen.
+    x = eye_to_eye - _perpendicular(eye_to_mouth)
+    x /= np.linalg.norm(x, axis=-1, keepdims=True)
+    x *= np.maximum(np.linalg.norm(eye_to_eye, axis=-1) * 2.0, np.linalg.norm(eye_to_mouth, axis=-1) * 1.8)[:, None]
+    c = eye_avg + eye_to_mouth * 0.1
+
+    if center_sigma > 0:
+        c = gaussian_filter1d(c, center_sigma, axis=0, mode="nearest")
+    if axes_sigma > 0:
+        x = gaussian_filter1d(x, axes_sigma, axis=0, mode="nearest")
+    # y = perpendicular(x) is linear in x, so smoothing x then turning it equals smoothing y.
+    y = _perpendicular(x)
+    quads = np.stack([c - x - y, c - x + y, c + x + y, c + x - y], axis=1)
+    return quads.astype(np.float32)
+
+
+def crop_transform(quad: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """3×3 matrices (crop → frame, frame → crop) for homogeneous pixel coordinates (x, y, 1).
+
+    Crop pixel (u, v) has its centre at (u, v) like frame pixels; the crop's outer corners
+    (−½, −½), (−½, R−½), (R−½, R−½), (R−½, −½) land on the quad's four corners. The quad must be a
+    parallelogram (``ffhq_quads`` gives squares); the transform is affine.
+    """
+    quad = np.asarray(quad, np.float64)
+    origin, down, across = quad[0], quad[1] - quad[0], quad[3] - quad[0]
+    crop_to_frame = np.eye(3)
+    crop_to_frame[:2, 0] = across / resolution
+    crop_to_frame[:2, 1] = down / resolution
+    crop_to_frame[:2, 2] = origin + 0.5 * (across + down) / resolution
+    return crop_to_frame, np.linalg.inv(crop_to_frame)
+
+
+def _pixels_per_pixel(transform: np.ndarray) -> float:
+    """How many pixels of the transform's target one of its source pixels spans (geometric mean of the axes)."""
+    return float(np.sqrt(abs(np.linalg.det(transform[:2, :2]))))
+
+
+def _antialias(image: np.ndarray, transform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink ``image`` by area averaging when sampling it through ``transform`` would skip pixels.
+
+    ``transform`` maps output pixels to ``image`` pixels; if one output pixel spans more than
+    _AREA_ABOVE image pixels, the image is resized (cv2.INTER_AREA) so that it spans about one,
+    and the returned transform maps to the smaller image.
+    """
+    factor = _pixels_per_pixel(transform)
+    if factor <= _AREA_ABOVE:
+        return image, transform
+    height, width = image.shape[:2]
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    # cv2.resize puts small pixel i's centre on image coordinate (i + ½)·f − ½.
+    fx, fy = width / size[0], height / size[1]
+    to_small = np.array([[1 / fx, 0, 0.5 / fx - 0.5], [0, 1 / fy, 0.5 / fy - 0.5], [0, 0, 1]])
+    return small, to_small @ transform
+
+
+# ----------------------------------------------------------------------------------------------
+# Crop and paste back
+
+
+def crop_face(frame: np.ndarray, quad: np.ndarray, resolution: int) -> np.ndarray:
+    """Sample the quad of an H×W×3 uint8 frame into a resolution×resolution×3 uint8 crop.
+
+    Bilinear, after area-averaging the frame when the face is more than 1.25× the crop's size
+    (so a large face does not alias); outside the frame the image is mirrored (as in the FFHQ
+    script's reflect padding).
+    """
+    crop_to_frame, _ = crop_transform(quad, resolution)
+    image, crop_to_frame = _antialias(np.ascontiguousarray(frame), crop_to_frame)
+    return cv2.warpAffine(
+        image,
+        crop_to_frame[:2],
+        (resolution, resolution),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
+
+
+def face_mask(resolution: int, feather: float = 0.1) -> np.ndarray:
+    """The paste-back weight in crop space: float32 [R, R] in [0, 1].
+
+    1 well inside an ellipse around the face, falling smoothly (smoothstep) to exactly 0 at the
+    ellipse over a band about ``feather``·R pixels wide; 0 outside the ellipse.
+    """
+    centers = (np.arange(resolution) + 0.5) / resolution
+    u = (centers[None, :] - _MASK_CENTER[0]) / _MASK_AXES[0]
+    v = (centers[:, None] - _MASK_CENTER[1]) / _MASK_AXES[1]
+    # Distance inside the ellipse's edge, approximately, in fractions of the crop side.
+    inside = (1.0 - np.sqrt(u**2 + v**2)) * min(_MASK_AXES)
+    if feather <= 0:
+        return (inside > 0).astype(np.float32)
+    t = np.clip(inside / feather, 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def paste_back(frame: np.ndarray, crop: np.ndarray, quad: np.ndarray, feather: float = 0.1) -> np.ndarray:
+    """Blend an R×R×3 uint8 crop back into (a copy of) the H×W×3 uint8 frame it was cut from.
+
+    The crop is warped onto the quad (bilinear; area-averaged first when the quad is smaller
+    than the crop, the usual case, so generator detail finer than a frame pixel does not
+    alias) and mixed in with ``face_mask(R, feather)``; frame pixels where the warped mask
+    is 0 are returned unchanged, bit for bit.
+    """
+    resolution = crop.shape[0]
+    out = frame.copy()
+    height, width = frame.shape[:2]
+    # Work only on the frame pixels the quad covers (plus one for bilinear support).
+    quad = np.asarray(quad, np.float64)
+    x0, y0 = np.maximum(np.floor(quad.min(axis=0)).astype(int) - 1, 0)
+    x1 = min(int(np.ceil(quad[:, 0].max())) + 2, width)
+    y1 = min(int(np.ceil(quad[:, 1].max())) + 2, height)
+    if x1 <= x0 or y1 <= y0:
+        return out
+
+    _, frame_to_crop = crop_transform(quad, resolution)
+    roi_to_crop = frame_to_crop @ np.array([[1.0, 0, x0], [0, 1, y0], [0, 0, 1]])
+    mask = face_mask(resolution, feather)
+    source, roi_to_source = _antialias(np.ascontiguousarray(crop).astype(np.float32), roi_to_crop)
+    mask, _ = _antialias(mask, roi_to_crop)
+    size = (x1 - x0, y1 - y0)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(source, roi_to_source[:2], size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    weight = cv2.warpAffine(mask, roi_to_source[:2], size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    roi = out[y0:y1, x0:x1]
+    blended = roi + weight[..., None] * (warped - roi)
+    blended = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    out[y0:y1, x0:x1] = np.where(weight[..., None] > 0, blended, roi)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole videos
+
+
+def align_video(
+    video_path: str | os.PathLike,
+    landmarks_path: str | os.PathLike,
+    out_npz: str | os.PathLike,
+    out_crops_dir: str | os.PathLike,
+    resolution: int = 1024,
+    center_sigma: float = 1.0,
+    axes_sigma: float = 3.0,
+    meta: dict | None = None,
+) -> None:
+    """Crop every frame of a video to its smoothed FFHQ quad.
+
+    Writes ``out_crops_dir/{i:06d}.png`` (RGB, lossless) and ``out_npz`` with 'quads' float32
+    [F, 4, 2], 'resolution' (int), 'sigmas' float32 [center_sigma, axes_sigma] and 'frame_size'
+    int [width, height], each atomically. ``meta`` is the video's probe result (probed if None).
+    """
+    from ciinv.landmarks import load_landmarks
+    from ciinv.video import VideoReader, probe
+
+    landmarks = load_landmarks(landmarks_path)
+    quads = ffhq_quads(landmarks["points"], center_sigma, axes_sigma)
+    frames = len(quads)
+    meta = probe(video_path) if meta is None else meta
+    reader = VideoReader(video_path, meta)
+
+    decoded = 0
+    frame_size = None
+    with atomic_dir(out_crops_dir) as tmp:
+        for index, frame in reader.frames():
+            if index >= frames:
+                raise CiinvError(
+                    f"{video_path} has more frames than the {frames} in {landmarks_path}; "
+                    "delete the landmarks file and rerun the landmarks step"
+                )
+            frame_size = (frame.shape[1], frame.shape[0])
+            crop = crop_face(frame, quads[index], resolution)
+            Image.fromarray(crop).save(tmp / f"{index:06d}.png", compress_level=_PNG_LEVEL)
+            decoded += 1
+        if decoded != frames:
+            raise CiinvError(
+                f"{video_path} decodes to {decoded} frames but {landmarks_path} has {frames}; "
+                "delete the landmarks file and rerun the landmarks step"
+            )
+
+    with atomic_path(out_npz) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            quads=quads,
+            resolution=np.int64(resolution),
+            sigmas=np.array([center_sigma, axes_sigma], np.float32),
+            frame_size=np.array(frame_size, np.int64),
+        )
+
+
+def load_align(path: str | os.PathLike) -> dict:
+    """Read what align_video wrote: {'quads', 'resolution' (int), 'sigmas', 'frame_size'}."""
+    try:
+        with np.load(Path(path)) as data:
+            result = {key: data[key] for key in data.files}
+    except (OSError, ValueError) as error:
+        raise CiinvError(f"cannot read alignment {path} ({error}); delete it and rerun the align step") from None
+    result["resolution"] = int(result["resolution"])
+    return result

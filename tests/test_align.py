@@ -1,0 +1,238 @@
+"""Alignment: FFHQ quads, their temporal smoothing, cropping, and pasting crops back."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.ndimage import binary_erosion
+from skimage import data
+
+from ciinv.align import align_video, crop_face, crop_transform, face_mask, ffhq_quads, load_align, paste_back
+from ciinv.errors import CiinvError
+
+ASTRONAUT = data.astronaut()
+
+
+def template_points() -> np.ndarray:
+    """A [68, 2] landmark set whose eyes are centred at (∓1, 0) and mouth corners at (∓0.8, 2.2).
+
+    Only the points the FFHQ recipe reads (36-47 eyes, 48 and 54 mouth corners) matter.
+    """
+    points = np.zeros((68, 2))
+    ring = np.stack([np.cos(np.arange(6) * np.pi / 3), np.sin(np.arange(6) * np.pi / 3)], axis=1) * 0.3
+    points[36:42] = ring + [-1, 0]
+    points[42:48] = ring + [1, 0]
+    points[48] = [-0.8, 2.2]
+    points[54] = [0.8, 2.2]
+    return points
+
+
+def similarity(points: np.ndarray, angle: float, scale: float, shift) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return points @ (scale * np.array([[c, -s], [s, c]])).T + np.asarray(shift)
+
+
+def frame_to_crop_coords(quad: np.ndarray, resolution: int, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Crop coordinates (u, v) of every frame pixel centre."""
+    _, frame_to_crop = crop_transform(quad, resolution)
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    u = frame_to_crop[0, 0] * xs + frame_to_crop[0, 1] * ys + frame_to_crop[0, 2]
+    v = frame_to_crop[1, 0] * xs + frame_to_crop[1, 1] * ys + frame_to_crop[1, 2]
+    return u, v
+
+
+@pytest.fixture(scope="module")
+def astronaut_scene():
+    """A 720p frame holding the astronaut at a realistic scale, and dlib's quad for it (face ≈ 240 px)."""
+    from ciinv.landmarks import dlib_detector
+
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    frame[10:710, 300:1000] = cv2.resize(ASTRONAUT, (700, 700), interpolation=cv2.INTER_CUBIC)
+    (faces,) = dlib_detector()([frame])
+    quad = ffhq_quads(faces[0].points[None], 0, 0)[0]
+    return frame, quad
+
+
+# ---------------------------------------------------------------------------------------------
+# Quads
+
+
+def test_quad_of_the_template_follows_the_ffhq_recipe():
+    quad = ffhq_quads(template_points()[None], 0, 0)[0]
+    # eye_to_eye (2, 0), eye_to_mouth (0, 2.2): x = (4, 0) (2·|e2e| = 4 > 1.8·2.2), y = (0, 4), c = (0, 0.22).
+    np.testing.assert_allclose(quad, [[-4, -3.78], [-4, 4.22], [4, 4.22], [4, -3.78]], atol=1e-5)
+
+
+@pytest.mark.parametrize("angle,scale,shift", [(0.3, 40.0, (300, 200)), (-0.5, 7.5, (20, -5)), (np.pi / 2, 100.0, (0, 0))])
+def test_quad_rotates_and_scales_with_the_face(angle, scale, shift):
+    base = ffhq_quads(template_points()[None], 0, 0)[0]
+    moved = ffhq_quads(similarity(template_points(), angle, scale, shift)[None], 0, 0)[0]
+    np.testing.assert_allclose(moved, similarity(base, angle, scale, shift), rtol=1e-5, atol=1e-3 * scale)
+
+
+def centres_and_axes(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[F, 2] quad centres and [F, 2] half-width axes (the FFHQ script's c and x)."""
+    return quads.mean(axis=1), (quads[:, 3] - quads[:, 0]) / 2
+
+
+def test_smoothing_reduces_jitter_and_sigma_zero_is_per_frame():
+    rng = np.random.default_rng(0)
+    frames = 60
+    clean = np.stack([similarity(template_points(), 0.1 + 0.002 * t, 30.0, (200 + t, 150)) for t in range(frames)])
+    noisy = clean + rng.normal(0, 1.0, clean.shape)
+
+    raw = ffhq_quads(noisy, 0, 0)
+    per_frame = np.concatenate([ffhq_quads(noisy[t : t + 1], 0, 0) for t in range(frames)])
+    np.testing.assert_array_equal(raw, per_frame)
+
+    inner = slice(5, -5)  # away from the ends, where 'nearest' padding biases a moving face
+    true_c, true_x = centres_and_axes(ffhq_quads(clean, 0, 0))
+    raw_c, raw_x = centres_and_axes(raw)
+
+    def error(estimate, truth):
+        return np.abs(estimate - truth)[inner].mean()
+
+    # The centre and the axes are smoothed separately, each by its own sigma.
+    c, x = centres_and_axes(ffhq_quads(noisy, center_sigma=1.5, axes_sigma=0))
+    assert error(c, true_c) < 0.6 * error(raw_c, true_c)
+    np.testing.assert_allclose(x, raw_x, atol=1e-4)
+    c, x = centres_and_axes(ffhq_quads(noisy, center_sigma=0, axes_sigma=3.0))
+    np.testing.assert_allclose(c, raw_c, atol=1e-4)
+    assert error(x, true_x) < 0.4 * error(raw_x, true_x)
+    # Frame-to-frame jitter of the corners, with both.
+    smooth = ffhq_quads(noisy, 1.0, 3.0)
+    truth = ffhq_quads(clean, 0, 0)
+    assert np.abs(np.diff(smooth - truth, axis=0)).mean() < 0.4 * np.abs(np.diff(raw - truth, axis=0)).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Transforms and crops
+
+
+def test_crop_transform_maps_the_crops_outer_corners_onto_the_quad():
+    quad = similarity(np.array([[-1, -1], [-1, 1], [1, 1], [1, -1]], float), 0.4, 50.0, (320, 240))
+    crop_to_frame, frame_to_crop = crop_transform(quad, 256)
+    corners = np.array([[-0.5, -0.5, 1], [-0.5, 255.5, 1], [255.5, 255.5, 1], [255.5, -0.5, 1]])
+    np.testing.assert_allclose((corners @ crop_to_frame.T)[:, :2], quad, atol=1e-9)
+    np.testing.assert_allclose(crop_to_frame @ frame_to_crop, np.eye(3), atol=1e-12)
+
+
+def test_crop_of_an_axis_aligned_quad_is_the_frame_block():
+    frame = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    # Pixels x 10..73, y 20..83: their outer corners are at 9.5 and 73.5 / 19.5 and 83.5.
+    quad = np.array([[9.5, 19.5], [9.5, 83.5], [73.5, 83.5], [73.5, 19.5]])
+    np.testing.assert_array_equal(crop_face(frame, quad, 64), frame[20:84, 10:74])
+    # The same square seen with its top edge on the right: the crop is the block turned 90°.
+    turned = np.roll(quad, -1, axis=0)  # corners: top-left is now the frame's bottom-left
+    np.testing.assert_array_equal(crop_face(frame, turned, 64), np.rot90(frame[20:84, 10:74], k=-1))
+
+
+def test_crop_interpolates_between_pixels():
+    # Bilinear sampling is exact on a linear ramp: half a pixel to the right adds half a step.
+    ramp = np.broadcast_to((2 * np.arange(100))[None, :, None], (60, 100, 3)).astype(np.uint8)
+    quad = np.array([[10.0, 10.0], [10.0, 42.0], [42.0, 42.0], [42.0, 10.0]])  # x 10.5 … 41.5 by 1
+    crop = crop_face(ramp, quad, 32)
+    np.testing.assert_array_equal(crop[:, :, 0], np.broadcast_to(2 * np.arange(10, 42) + 1, (32, 32)))
+
+
+def test_crop_of_a_large_face_is_antialiased():
+    # Pixel noise shrunk 8× must average out (std ≈ 74/8), not alias through (std ≈ 50).
+    frame = np.random.default_rng(2).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    crop = crop_face(frame, np.array([[-0.5, -0.5], [-0.5, 511.5], [511.5, 511.5], [511.5, -0.5]]), 64)
+    assert crop.std() < 15, crop.std()
+
+
+# ---------------------------------------------------------------------------------------------
+# Paste back
+
+
+@pytest.mark.parametrize("resolution", [256, 512])
+def test_unedited_crop_pastes_back_to_the_frame(astronaut_scene, resolution):
+    frame, quad = astronaut_scene
+    crop = crop_face(frame, quad, resolution)
+    out = paste_back(frame, crop, quad, feather=0.1)
+
+    u, v = frame_to_crop_coords(quad, resolution, frame.shape)
+    in_crop = (u > -0.5) & (u < resolution - 0.5) & (v > -0.5) & (v < resolution - 0.5)
+    iu = np.clip(np.rint(u), 0, resolution - 1).astype(int)
+    iv = np.clip(np.rint(v), 0, resolution - 1).astype(int)
+    mask = face_mask(resolution, 0.1)
+
+    face = in_crop & (mask[iv, iu] > 0.99)
+    assert face.sum() > 15_000
+    mse = ((out.astype(float) - frame.astype(float)) ** 2)[face].mean()
+    psnr = 10 * np.log10(255.0**2 / mse)
+    assert psnr > 35.0, psnr
+
+    # Outside the mask (with a margin for the resampling filters) the frame is untouched, bit for bit.
+    crop_pixels_per_frame_pixel = resolution / np.linalg.norm(quad[3] - quad[0])
+    margin = int(np.ceil(2 * crop_pixels_per_frame_pixel + 2))
+    zero = binary_erosion(mask == 0, iterations=margin, border_value=1)
+    untouched = ~in_crop | zero[iv, iu]
+    assert (in_crop & untouched).sum() > 1000  # the crop's corners are part of the check
+    np.testing.assert_array_equal(out[untouched], frame[untouched])
+
+
+def test_paste_back_puts_the_edited_face_in_and_leaves_the_rest(astronaut_scene):
+    frame, quad = astronaut_scene
+    white = np.full((256, 256, 3), 255, np.uint8)
+    out = paste_back(frame, white, quad, feather=0.1)
+    u, v = frame_to_crop_coords(quad, 256, frame.shape)
+    centre = (np.abs(u - 128) < 40) & (np.abs(v - 138) < 40)
+    assert (out[centre] == 255).all()
+    outside = (u < -2) | (u > 258) | (v < -2) | (v > 258)
+    np.testing.assert_array_equal(out[outside], frame[outside])
+    assert out.dtype == np.uint8 and out.shape == frame.shape
+
+
+def test_paste_back_of_a_quad_partly_outside_the_frame():
+    frame = np.full((100, 120, 3), 7, np.uint8)
+    quad = np.array([[60, -40], [60, 140], [240, 140], [240, -40]], float)
+    out = paste_back(frame, np.full((64, 64, 3), 200, np.uint8), quad)
+    assert out.shape == frame.shape and (out[:, :60] == 7).all() and (out[50, 119] > 7).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole videos
+
+
+def test_align_video_writes_upright_crops_and_quads(tmp_path):
+    from ciinv.landmarks import detect_video, load_landmarks, save_landmarks
+    from ciinv.sample import make_clip
+
+    # A phone-style clip: stored sideways, shown upright through rotation metadata.
+    video = tmp_path / "my clip.mp4"
+    make_clip(video, frames=6, size=(200, 256), audio=False, rotation=90)
+    landmarks = tmp_path / "landmarks.npz"
+    save_landmarks(landmarks, detect_video(video, detector="dlib"))
+
+    align_video(video, landmarks, tmp_path / "align.npz", tmp_path / "crops", resolution=128, center_sigma=1.0, axes_sigma=2.0)
+    crops = sorted((tmp_path / "crops").iterdir())
+    assert [p.name for p in crops] == [f"{i:06d}.png" for i in range(6)]
+    # Pillow, not cv2.imread: OpenCV cannot read PNGs once decord (old bundled zlib) is loaded.
+    assert np.asarray(Image.open(crops[0])).shape == (128, 128, 3)
+    aligned = load_align(tmp_path / "align.npz")
+    assert aligned["quads"].shape == (6, 4, 2) and aligned["quads"].dtype == np.float32
+    assert aligned["resolution"] == 128
+    np.testing.assert_allclose(aligned["sigmas"], [1.0, 2.0])
+    np.testing.assert_array_equal(aligned["frame_size"], [200, 256])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+    # In every crop the eyes sit level, left and right of the centre, a little above the middle.
+    points = load_landmarks(landmarks)["points"]
+    for quad, frame_points in zip(aligned["quads"], points):
+        _, frame_to_crop = crop_transform(quad, 128)
+        eyes = np.stack([frame_points[36:42].mean(0), frame_points[42:48].mean(0)])
+        eyes = eyes @ frame_to_crop[:2, :2].T + frame_to_crop[:2, 2]
+        assert abs(eyes[0, 1] - eyes[1, 1]) < 4
+        assert 20 < eyes[0, 0] < 55 < 73 < eyes[1, 0] < 108
+        assert 45 < eyes[:, 1].mean() < 64
+
+    # A landmarks file with another frame count is refused, naming it; nothing is written.
+    short = {k: v[:3] for k, v in np.load(landmarks).items()}
+    np.savez(tmp_path / "short.npz", **short)
+    with pytest.raises(CiinvError, match="short.npz"):
+        align_video(video, tmp_path / "short.npz", tmp_path / "a2.npz", tmp_path / "crops2", resolution=64)
+    assert not (tmp_path / "crops2").exists() and not (tmp_path / "a2.npz").exists()
