@@ -1,0 +1,27 @@
+# ciinv: edit the faces in every video of a folder.
+#
+#   snakemake --cores N --resources gpu=1          # everything in videos/ -> results/
+#   snakemake --cores N --configfile config.yaml overlay.yaml ...
+#
+# Stages (DESIGN.md): probe -> landmarks -> align -> invert (per shard, GPU) -> merge -> edit -> assemble.
+# The rules only name files, params and resources and call the `ciinv` command line.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# config.yaml sits beside this file; the working directory (--directory) holds videos/ and results/.
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/faces.smk"
+include: "workflow/rules/invert.smk"
+include: "workflow/rules/edit.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs,

@@ -1,0 +1,48 @@
+"""Paste the edited crops back into the original frames and encode the result with the source's sound."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ciinv.align import paste_back
+from ciinv.errors import CiinvError
+from ciinv.video import VideoReader, VideoWriter
+
+
+def assemble_video(
+    video_path: str | os.PathLike,
+    meta: dict,
+    align_path: str | os.PathLike,
+    crops_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    feather: float = 0.1,
+    crf: int = 18,
+    preset: str = "medium",
+    log=print,
+) -> None:
+    """Write `out_path`: every frame of the source with its face replaced by the edited crop.
+
+    The output keeps the source's frame count, rational fps, display size and orientation
+    (frames are decoded upright and written without rotation metadata) and its audio track.
+    Frames are streamed: memory does not grow with the clip's length.
+    """
+    quads = np.load(align_path)["quads"]
+    crops = sorted(Path(crops_dir).glob("*.png"))
+    if not len(crops) == len(quads) == meta["frames"]:
+        raise CiinvError(
+            f"{video_path} has {meta['frames']} frames but {align_path} holds {len(quads)} crop positions"
+            f" and {crops_dir} {len(crops)} crops: rerun the align and edit stages for this video"
+        )
+    audio = video_path if meta["audio"] else None
+    with VideoReader(video_path, meta) as reader, VideoWriter(
+        out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf, preset=preset
+    ) as writer:
+        for index, frame in reader.frames():
+            crop = np.asarray(Image.open(crops[index]).convert("RGB"))
+            writer.write(paste_back(frame, crop, quads[index], feather=feather))
+            if index % 50 == 0:
+                log(f"assemble: frame {index + 1}/{meta['frames']}")

@@ -1,0 +1,241 @@
+"""The `ciinv` command: one subcommand per pipeline stage, each usable alone on one video.
+
+The Snakemake rules call these; run `ciinv <stage> --help` for each stage's arguments.
+Errors in the input (CiinvError) print one clear line and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def pick_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def cmd_probe(args) -> None:
+    from ciinv.files import write_json
+    from ciinv.video import probe
+
+    meta = probe(args.video)
+    write_json(args.out, meta)
+    log(json.dumps(meta))
+
+
+def cmd_landmarks(args) -> None:
+    from ciinv.files import read_json
+    from ciinv.landmarks import detect_video, save_landmarks
+
+    result = detect_video(
+        args.video, detector=args.detector, max_gap=args.max_gap, device=pick_device(args.device),
+        models_dir=args.models_dir, meta=read_json(args.meta) if args.meta else None,
+    )
+    save_landmarks(args.out, result)
+    log(f"landmarks: {int(result['detected'].sum())}/{len(result['detected'])} frames with a detected face,"
+        f" {int(result['interpolated'].sum())} interpolated")
+
+
+def cmd_align(args) -> None:
+    from ciinv.align import align_video
+    from ciinv.files import read_json
+
+    align_video(
+        args.video, args.landmarks, args.out, args.crops, resolution=args.resolution,
+        center_sigma=args.center_sigma, axes_sigma=args.axes_sigma, meta=read_json(args.meta) if args.meta else None,
+    )
+
+
+def cmd_invert(args) -> None:
+    from ciinv.files import read_json
+    from ciinv.invert import InvertSettings, invert_shard
+
+    settings = InvertSettings.from_dict(
+        json.loads(args.settings) | {"windows_per_batch": args.windows_per_batch, "checkpoint_every": args.checkpoint_every}
+    )
+    meta = read_json(args.meta)
+    invert_shard(
+        args.crops, meta["frames"], int(args.shard), settings, args.generator, args.flow, args.vgg16, args.out,
+        device=pick_device(args.device), log=log, source=meta.get("path", args.crops),
+    )
+
+
+def cmd_merge(args) -> None:
+    from ciinv.files import read_json
+    from ciinv.invert import merge_shards
+
+    merge_shards(args.shards, read_json(args.meta)["frames"], args.out)
+
+
+def cmd_edit(args) -> None:
+    from ciinv.edit import is_sefa, render_edit
+    from ciinv.models import load_generator
+    from ciinv.models.registry import require
+
+    edit = json.loads(args.edit)
+    device = pick_device(args.device)
+    generator = load_generator(args.generator).to(device)
+    spec = edit.get("direction")
+    direction = require(spec, args.models_dir) if spec and not is_sefa(spec) else None
+    render_edit(args.latents, generator, edit, args.out, direction_path=direction, device=device, log=log)
+
+
+def cmd_assemble(args) -> None:
+    from ciinv.assemble import assemble_video
+    from ciinv.files import read_json
+
+    assemble_video(
+        args.video, read_json(args.meta), args.align, args.crops, args.out, feather=args.feather, crf=args.crf,
+        preset=args.preset, log=log,
+    )
+
+
+def cmd_models(args) -> None:
+    from ciinv.models.download import fetch_models
+    from ciinv.models.registry import REGISTRY, status
+
+    if args.action == "fetch":
+        names = list(args.names)
+        names += [n for n, e in REGISTRY.items() if e.filename in args.file]
+        fetch_models(names or list(REGISTRY), args.models_dir)
+        return
+    for name, entry in REGISTRY.items():
+        state = status(name, args.models_dir)
+        print(f"{name:28s} {state:15s} {Path(args.models_dir) / entry.filename}")
+        if state != "present":
+            print(f"{'':28s} get it with: ciinv models fetch {name}   ({entry.url})")
+
+
+def cmd_smoke_models(args) -> None:
+    from ciinv.smoke import write_smoke_models
+
+    overlay = write_smoke_models(args.dir, resolution=args.resolution)
+    print(overlay)
+
+
+def cmd_sample_clip(args) -> None:
+    from ciinv.sample import make_clip
+
+    make_clip(args.out, frames=args.frames, fps=args.fps, size=(args.width, args.height), audio=not args.no_audio,
+              rotation=args.rotation, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ciinv", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("probe", help="frame count, exact fps, size, rotation, audio -> meta.json")
+    p.add_argument("video")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("landmarks", help="68 face landmarks per frame, main face tracked -> landmarks.npz")
+    p.add_argument("video")
+    p.add_argument("--meta", help="meta.json from probe (else the video is probed again)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--detector", choices=["fan", "dlib"], default="fan")
+    p.add_argument("--max-gap", type=int, default=5, help="longest run of faceless frames to interpolate")
+    p.add_argument("--models-dir", default="models")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_landmarks)
+
+    p = sub.add_parser("align", help="smoothed FFHQ crops -> align.npz and crops/*.png")
+    p.add_argument("video")
+    p.add_argument("--meta", help="meta.json from probe (else the video is probed again)")
+    p.add_argument("--landmarks", required=True)
+    p.add_argument("--out", required=True, help="align.npz")
+    p.add_argument("--crops", required=True, help="folder for the crops")
+    p.add_argument("--resolution", type=int, default=1024)
+    p.add_argument("--center-sigma", type=float, default=1.0)
+    p.add_argument("--axes-sigma", type=float, default=3.0)
+    p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("invert", help="joint MAC+ICC inversion of one shard of windows -> shard .pt")
+    p.add_argument("--crops", required=True)
+    p.add_argument("--meta", required=True)
+    p.add_argument("--shard", required=True, help="shard index (0-based)")
+    p.add_argument("--settings", default="{}", help="JSON object of invert settings (config.yaml `invert:`)")
+    p.add_argument("--generator", required=True)
+    p.add_argument("--flow", required=True)
+    p.add_argument("--vgg16", required=True)
+    p.add_argument("--windows-per-batch", type=int, default=4)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_invert)
+
+    p = sub.add_parser("merge", help="blend the shards' codes -> latents.npy [frames, layers, 512]")
+    p.add_argument("shards", nargs="+")
+    p.add_argument("--meta", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("edit", help="add one edit to the codes and render the crops")
+    p.add_argument("--latents", required=True)
+    p.add_argument("--generator", required=True)
+    p.add_argument("--edit", required=True, help='JSON, e.g. {"name": "age", "direction": "age.npy", "strength": 3}')
+    p.add_argument("--models-dir", default="models")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("assemble", help="paste the crops back and encode with the source audio -> .mp4")
+    p.add_argument("video")
+    p.add_argument("--meta", required=True)
+    p.add_argument("--align", required=True)
+    p.add_argument("--crops", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--feather", type=float, default=0.1)
+    p.add_argument("--crf", type=int, default=18)
+    p.add_argument("--preset", default="medium")
+    p.set_defaults(func=cmd_assemble)
+
+    p = sub.add_parser("models", help="list the model files and their status, or fetch them")
+    p.add_argument("action", nargs="?", choices=["status", "fetch"], default="status")
+    p.add_argument("names", nargs="*", help="registry names to fetch (default: all)")
+    p.add_argument("--file", action="append", default=[], help="fetch the registry entry with this file name")
+    p.add_argument("--models-dir", default="models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("smoke-models", help="tiny random checkpoints in the real formats + a config overlay")
+    p.add_argument("dir")
+    p.add_argument("--resolution", type=int, default=64)
+    p.set_defaults(func=cmd_smoke_models)
+
+    p = sub.add_parser("sample-clip", help="a short real-face clip (scikit-image's astronaut) with motion and sound")
+    p.add_argument("out")
+    p.add_argument("--frames", type=int, default=50)
+    p.add_argument("--fps", default="25")
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--rotation", type=int, default=0, choices=[0, 90, 180, 270])
+    p.add_argument("--no-audio", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample_clip)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ciinv.errors import CiinvError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CiinvError as exc:
+        print(f"ciinv {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""`ciinv smoke-models DIR`: tiny random checkpoints in the real formats, and a config overlay for them.
+
+With the overlay, the whole workflow runs on a CPU in minutes (`snakemake --configfile config.yaml
+DIR/smoke.yaml`): every loader, stage and file format is the real one; only the weights are random
+and the networks narrow, so the pictures are noise, not faces.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from ciinv.models.flownet2 import write_tiny_flownet2
+from ciinv.models.stylegan2 import write_tiny_stylegan2
+from ciinv.models.vgg16 import write_tiny_vgg16
+
+
+def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: int = 5) -> Path:
+    """Write the tiny models, two edit directions and `smoke.yaml` into `out_dir`; return the overlay's path."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    generator = out / "stylegan2-tiny.pt"
+    flow = out / "flownet2-tiny.pth.tar"
+    vgg = out / "vgg16-tiny.pth"
+    write_tiny_stylegan2(generator, resolution=resolution, w_dim=512, n_mlp=2, max_channels=32)
+    write_tiny_flownet2(flow)
+    write_tiny_vgg16(vgg)
+
+    # One direction in each accepted layout: a W vector (.npy) and a per-layer W+ direction (.pt).
+    num_ws = 2 * int(np.log2(resolution)) - 2
+    rng = np.random.default_rng(0)
+    vector = rng.standard_normal(512).astype(np.float32)
+    np.save(out / "direction-w.npy", vector / np.linalg.norm(vector))
+    torch.save(torch.from_numpy(rng.standard_normal((1, num_ws, 512)).astype(np.float32) * 0.1),
+               out / "direction-wplus.pt")
+
+    overlay = {
+        "models": {"generator": str(generator), "flow": str(flow), "vgg16": str(vgg)},
+        "landmarks": {"detector": "dlib", "max_gap": 5},
+        "align": {"resolution": resolution},
+        "invert": {"steps": steps, "perceptual_size": resolution, "windows_per_shard": 2, "checkpoint_every": 2},
+        "edits": [
+            {"name": "smile", "direction": str(out / "direction-w.npy"), "strength": 2.0, "layers": "all"},
+            {"name": "age", "direction": str(out / "direction-wplus.pt"), "strength": 1.5, "layers": [0, 1, 2, 3]},
+        ],
+        "assemble": {"preset": "ultrafast"},
+    }
+    path = out / "smoke.yaml"
+    path.write_text("# Written by `ciinv smoke-models`: tiny random models for a fast CPU run.\n"
+                    + yaml.safe_dump(overlay, sort_keys=False))
+    return path

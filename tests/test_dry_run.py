@@ -1,0 +1,29 @@
+"""`snakemake -n` on a fresh clone plans the whole workflow for the shipped sample clip."""
+
+from __future__ import annotations
+
+import shutil
+
+from .conftest import REPO
+from .test_workflow import snakemake
+
+
+def test_fresh_clone_plans_the_sample_clip(tmp_path):
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    result = snakemake(tmp_path, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # Models are fetched first, then the per-video stages; the window-dependent jobs follow the probe.
+    for rule in ["download_model", "probe", "landmarks", "align", "all"]:
+        assert f"rule {rule}:" in out or f"checkpoint {rule}:" in out, (rule, out)
+    assert "results/sample/meta.json" in out
+    assert "results/sample.recon.mp4" in out and "results/sample.sefa0.mp4" in out
+
+
+def test_a_bad_config_key_is_named(tmp_path):
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("invert:\n  steps: -3\n")
+    result = snakemake(tmp_path, "--dry-run", configfiles=[bad])
+    assert result.returncode != 0
+    assert "steps" in result.stderr + result.stdout

@@ -1,0 +1,55 @@
+# Edits on the merged codes, rendered to crops, then pasted back into the video.
+
+
+def edit_inputs(wildcards):
+    direction = EDITS[wildcards.edit].get("direction", "")
+    if not direction or direction.startswith("sefa:"):  # sefa:K is computed from the generator
+        return {}
+    return {"direction": model_path(direction)}
+
+
+rule edit:
+    input:
+        unpack(edit_inputs),
+        latents="results/{video}/latents.npy",
+        generator=model_path(config["models"]["generator"]),
+    output:
+        directory("results/{video}/edits/{edit}/crops"),
+    params:
+        # Only this edit's own entry: changing another edit's strength leaves this job alone.
+        edit=lambda wildcards: json.dumps(EDITS[wildcards.edit], sort_keys=True),
+    resources:
+        gpu=1,
+    log:
+        "results/{video}/logs/edit_{edit}.log",
+    benchmark:
+        "results/{video}/benchmarks/edit_{edit}.tsv"
+    conda:
+        "../../envs/ciinv.yaml"
+    shell:
+        "ciinv edit --latents {input.latents:q} --generator {input.generator:q}"
+        " --edit {params.edit:q} --models-dir {MODELS_DIR:q} --out {output:q} 2> {log:q}"
+
+
+rule assemble:
+    input:
+        video=video_path,
+        meta="results/{video}/meta.json",
+        align="results/{video}/align.npz",
+        crops="results/{video}/edits/{edit}/crops",
+    output:
+        "results/{video}.{edit}.mp4",
+    params:
+        feather=config["assemble"]["feather"],
+        crf=config["assemble"]["crf"],
+        preset=config["assemble"]["preset"],
+    log:
+        "results/{video}/logs/assemble_{edit}.log",
+    benchmark:
+        "results/{video}/benchmarks/assemble_{edit}.tsv"
+    conda:
+        "../../envs/ciinv.yaml"
+    shell:
+        "ciinv assemble {input.video:q} --meta {input.meta:q} --align {input.align:q}"
+        " --crops {input.crops:q} --out {output:q} --feather {params.feather}"
+        " --crf {params.crf} --preset {params.preset} 2> {log:q}"

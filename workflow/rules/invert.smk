@@ -1,0 +1,49 @@
+# Joint inversion of consecutive frames (one GPU job per shard of windows), then the merge.
+
+# How the work is scheduled, not what it computes: kept out of params (read from config in the shell
+# line instead, which Snakemake does not track) so that changing them reruns nothing.
+INVERT_EXECUTION = ("windows_per_batch", "checkpoint_every")
+
+
+rule invert:
+    input:
+        crops="results/{video}/crops",
+        meta="results/{video}/meta.json",
+        generator=model_path(config["models"]["generator"]),
+        flow=model_path(config["models"]["flow"]),
+        vgg16=model_path(config["models"]["vgg16"]),
+    output:
+        "results/{video}/latents/shard_{shard}.pt",
+    params:
+        settings=json.dumps(
+            {k: v for k, v in config["invert"].items() if k not in INVERT_EXECUTION}, sort_keys=True
+        ),
+    resources:
+        gpu=1,
+    log:
+        "results/{video}/logs/invert_{shard}.log",
+    benchmark:
+        "results/{video}/benchmarks/invert_{shard}.tsv"
+    conda:
+        "../../envs/ciinv.yaml"
+    shell:
+        "ciinv invert --crops {input.crops:q} --meta {input.meta:q} --shard {wildcards.shard}"
+        " --settings {params.settings:q} --generator {input.generator:q} --flow {input.flow:q}"
+        " --vgg16 {input.vgg16:q} --windows-per-batch {config[invert][windows_per_batch]}"
+        " --checkpoint-every {config[invert][checkpoint_every]} --out {output:q} 2> {log:q}"
+
+
+rule merge:
+    input:
+        shards=shard_files,
+        meta="results/{video}/meta.json",
+    output:
+        "results/{video}/latents.npy",
+    log:
+        "results/{video}/logs/merge.log",
+    benchmark:
+        "results/{video}/benchmarks/merge.tsv"
+    conda:
+        "../../envs/ciinv.yaml"
+    shell:
+        "ciinv merge {input.shards:q} --meta {input.meta:q} --out {output:q} 2> {log:q}"
