@@ -48,10 +48,13 @@ def put(models_dir: Path, entry: ModelFile, data: bytes = DATA) -> Path:
 
 
 def test_registry_has_the_files_the_pipeline_needs():
-    by_key = {e.used_by: e for e in REGISTRY.values()}
-    assert by_key["models.generator"].name == "stylegan2-ffhq-config-f"
-    assert by_key["models.flow"].filename == "FlowNet2_checkpoint.pth.tar"
-    assert by_key["models.vgg16"].url == "https://download.pytorch.org/models/vgg16-397923af.pth"
+    by_key = {}
+    for e in REGISTRY.values():
+        by_key.setdefault(e.used_by, []).append(e)
+    assert [e.name for e in by_key["models.generator"]] == ["stylegan2-ffhq-config-f"]
+    assert sorted(e.filename for e in by_key["models.flow"]) == [
+        "FlowNet2_checkpoint.pth.tar", "raft_large_C_T_SKHT_V2-ff5fadd5.pth"]
+    assert by_key["models.vgg16"][0].url == "https://download.pytorch.org/models/vgg16-397923af.pth"
     fan = sorted(Path(e.filename).name for e in REGISTRY.values() if e.used_by == "landmarks.detector=fan")
     # The names face-alignment 1.5.0 itself downloads (detection/sfd/sfd_detector.py, api.py).
     assert fan == ["2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"]

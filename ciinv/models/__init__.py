@@ -1,7 +1,7 @@
 """The networks ciinv uses, loaded from the public checkpoint formats (one file per network).
 
     load_generator(path) -> Generator      G.synthesis(ws [N, num_ws, w_dim]) -> images [N, 3, R, R] in [-1, 1]
-    load_flow(path)      -> FlowNet2       flow = F(a, b) on [N, 3, H, W] in [0, 1]; warp(b, flow) ≈ a
+    load_flow(spec)      -> flow estimator flow = F(a, b) on [N, 3, H, W] in [0, 1]; warp(b, flow) ≈ a
     load_vgg16(path)     -> VGG16Features  V(images in [0, 1]) -> [relu1_1, relu1_2, relu3_2, relu4_2]
 
 Every loader reads the architecture from the checkpoint, so the tiny random checkpoints that
@@ -12,6 +12,7 @@ The network modules are imported when first used: `ciinv models` and the registr
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def load_generator(path: str | os.PathLike):
@@ -21,11 +22,31 @@ def load_generator(path: str | os.PathLike):
     return load_stylegan2_rosinality(path)
 
 
-def load_flow(path: str | os.PathLike):
-    """FlowNet2 from NVIDIA's `FlowNet2_checkpoint.pth.tar` (or a bare state dict in that layout)."""
+def is_weightless_flow(spec: str | os.PathLike) -> bool:
+    """`dis` / `dis:<preset>` is OpenCV's DIS flow: no file to load or fetch."""
+    spec = os.fspath(spec)
+    return spec == "dis" or spec.startswith("dis:")
+
+
+def load_flow(spec: str | os.PathLike):
+    """A flow estimator with one interface, `flow = F(a, b)`, `warp(b, flow) ≈ a`:
+
+    'dis' | 'dis:<ultrafast|fast|medium>'  OpenCV DIS (no weights; CPU)
+    a file named raft*.pth                 RAFT-large (torchvision, optional extra)
+    any other file                         FlowNet2, NVIDIA's FlowNet2_checkpoint.pth.tar layout
+    """
+    spec = os.fspath(spec)
+    if is_weightless_flow(spec):
+        from ciinv.models.flow_dis import load_dis
+
+        return load_dis(spec.partition(":")[2] or "medium")
+    if Path(spec).name.lower().startswith("raft"):
+        from ciinv.models.flow_raft import load_raft
+
+        return load_raft(spec)
     from ciinv.models.flownet2 import load_flownet2
 
-    return load_flownet2(path)
+    return load_flownet2(spec)
 
 
 def load_vgg16(path: str | os.PathLike):

@@ -182,6 +182,21 @@ REGISTRY: dict[str, ModelFile] = {
             "is published: only the sha256 prefix 11f355bf06 in the file name is verified.",
             sha256_prefix="11f355bf06",
         ),
+        # torchvision models/optical_flow/raft.py, Raft_Large_Weights.C_T_SKHT_V2 (the default
+        # weights of raft_large): the URL's name carries the published sha256 prefix ff5fadd5.
+        ModelFile(
+            name="raft",
+            filename="raft_large_C_T_SKHT_V2-ff5fadd5.pth",
+            url="https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth",
+            sha256=None,
+            size=None,
+            licence="BSD-3-Clause (torchvision)",
+            used_by="models.flow",
+            kind="raft-torchvision",
+            note="RAFT-large, torchvision's C_T_SKHT_V2 weights (needs the optional torchvision extra). "
+            "Only the sha256 prefix ff5fadd5 in the file name is published.",
+            sha256_prefix="ff5fadd5",
+        ),
     ]
 }
 

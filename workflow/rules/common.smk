@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 from ciinv.errors import CiinvError
 from ciinv.files import read_json
+from ciinv.models import is_weightless_flow
 from ciinv.models.registry import REGISTRY, resolve
 from ciinv.video import VIDEO_SUFFIXES
 from ciinv.windows import shard_count
@@ -41,6 +42,16 @@ wildcard_constraints:
 def model_path(name_or_path):
     """A registry name becomes its file under models_dir; anything else is a path, used as given."""
     return str(resolve(name_or_path, MODELS_DIR))
+
+
+def flow_spec(wildcards=None):
+    """The flow estimator for `ciinv invert --flow`: a model file, or `dis[:preset]` (no file)."""
+    spec = config["models"]["flow"]
+    return spec if is_weightless_flow(spec) else model_path(spec)
+
+
+def flow_files(wildcards):
+    return [] if is_weightless_flow(config["models"]["flow"]) else [flow_spec()]
 
 
 def video_path(wildcards):

@@ -10,11 +10,12 @@ rule invert:
         crops="results/{video}/crops",
         meta="results/{video}/meta.json",
         generator=model_path(config["models"]["generator"]),
-        flow=model_path(config["models"]["flow"]),
+        flow=flow_files,
         vgg16=model_path(config["models"]["vgg16"]),
     output:
         "results/{video}/latents/shard_{shard}.pt",
     params:
+        flow=flow_spec,
         settings=json.dumps(
             {k: v for k, v in config["invert"].items() if k not in INVERT_EXECUTION}, sort_keys=True
         ),
@@ -28,7 +29,7 @@ rule invert:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv invert --crops {input.crops:q} --meta {input.meta:q} --shard {wildcards.shard}"
-        " --settings {params.settings:q} --generator {input.generator:q} --flow {input.flow:q}"
+        " --settings {params.settings:q} --generator {input.generator:q} --flow {params.flow:q}"
         " --vgg16 {input.vgg16:q} --windows-per-batch {config[invert][windows_per_batch]}"
         " --checkpoint-every {config[invert][checkpoint_every]} --out {output:q} 2> {log:q}"
 
