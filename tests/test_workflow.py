@@ -101,9 +101,9 @@ def test_changing_one_edit_strength_plans_only_that_edit(finished_run, smoke_dir
     overlay["edits"][0]["strength"] += 1.0  # "smile"
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(overlay))
-    # The failed bad videos would be planned again: take them out (this is the module's last test).
+    # The failed bad videos would be planned again: take them out.
     for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:
-        (work / "videos" / bad).unlink()
+        (work / "videos" / bad).unlink(missing_ok=True)
     result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[changed])
     assert result.returncode == 0, result.stderr
     planned = _job_counts(result.stdout)
@@ -123,3 +123,16 @@ def _job_counts(text: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+def test_a_new_video_plans_only_its_own_jobs(finished_run, smoke_dir):
+    work, _ = finished_run
+    for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:
+        (work / "videos" / bad).unlink(missing_ok=True)
+    make_clip(work / "videos" / "newcomer.mp4", frames=8, fps="25", size=(192, 192), audio=False, seed=5)
+    result = snakemake(work, "--dry-run", configfiles=[smoke_dir / "smoke.yaml"])
+    assert result.returncode == 0, result.stderr
+    wildcards = [line.split("wildcards:")[1] for line in result.stdout.splitlines() if "wildcards:" in line]
+    assert wildcards and all("video=newcomer" in w for w in wildcards), result.stdout
+    assert _job_counts(result.stdout) == {"probe": 1, "landmarks": 1, "align": 1, "merge": 1, "edit": 3,
+                                          "assemble": 3, "all": 1}
