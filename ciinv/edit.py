@@ -4,8 +4,8 @@ An edit is a config entry `{name, direction, strength, layers}`: the direction (
 (D,), (1, D), (L, D) or (1, L, D)) times `strength` is added to the W+ codes of the chosen layers.
 A direction can also be computed from the generator itself: `sefa:K` is the K-th closed-form
 direction (SeFa, Shen & Zhou 2021): the K-th right singular vector of the stacked style-modulation
-weights, as in rosinality's `closed_form_factorization` (conv layers and the first ToRGB). It needs
-no file and no download; what it changes (pose, age, light, ...) depends on the generator.
+weights, as in rosinality's `closed_form_factorization` (StyleGAN2: conv layers and the first
+ToRGB; StyleGAN v1: the style_mod layers). It needs no file and no download; what it changes (pose, age, light, ...) depends on the generator.
 The identity edit `recon` (no direction) renders the plain inversion.
 """
 
@@ -55,10 +55,11 @@ def load_direction(path: str | os.PathLike, num_ws: int, w_dim: int) -> torch.Te
 
 def sefa_direction(generator, index: int) -> torch.Tensor:
     """The `index`-th closed-form direction of the generator: [w_dim], unit length."""
-    weights = [
+    weights = [  # the affine maps from w to styles: StyleGAN2's modulations, StyleGAN's style_mod
         tensor
         for key, tensor in generator.state_dict().items()
-        if "modulation" in key and key.endswith("weight") and "to_rgbs" not in key
+        if ("modulation" in key and key.endswith("weight") and "to_rgbs" not in key)
+        or key.endswith("style_mod.lin.weight")
     ]
     stacked = torch.cat(weights, dim=0).float()  # [sum of input channels, w_dim]
     _, _, right = torch.linalg.svd(stacked, full_matrices=False)

@@ -12,3 +12,17 @@ def test_flow_specs_pick_their_estimator(tmp_path):
     assert is_weightless_flow("dis:ultrafast") and not is_weightless_flow(tmp_path / "FlowNet2_checkpoint.pth.tar")
     write_tiny_flownet2(tmp_path / "FlowNet2_checkpoint.pth.tar")
     assert isinstance(load_flow(tmp_path / "FlowNet2_checkpoint.pth.tar"), FlowNet2)
+
+
+def test_generator_formats_pick_their_loader(tmp_path):
+    from ciinv.edit import sefa_direction
+    from ciinv.models import load_generator
+    from ciinv.models.stylegan1 import GeneratorV1, write_tiny_stylegan1
+    from ciinv.models.stylegan2 import Generator, write_tiny_stylegan2
+
+    write_tiny_stylegan2(tmp_path / "v2.pt", resolution=16, max_channels=16)
+    write_tiny_stylegan1(tmp_path / "v1.pt", resolution=16, max_channels=16, n_mlp=2)
+    v2, v1 = load_generator(tmp_path / "v2.pt"), load_generator(tmp_path / "v1.pt")
+    assert type(v2) is Generator and type(v1) is GeneratorV1
+    for generator in (v1, v2):  # SeFa finds the style affines of either architecture
+        assert sefa_direction(generator, 0).shape == (generator.w_dim,)

@@ -15,8 +15,32 @@ import os
 from pathlib import Path
 
 
+def _is_stylegan1(path: str | os.PathLike) -> bool:
+    """True for the seed code's converted StyleGAN (v1): a flat dict of `g_mapping.*`/`g_synthesis.*`."""
+    import torch
+
+    try:  # mmap: only the key names are read, not 100s of MB of weights
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip-format torch file; the format's own loader reports what is wrong
+        return False
+    return isinstance(state, dict) and any(str(k).startswith(("g_mapping.", "g_synthesis.")) for k in state)
+
+
 def load_generator(path: str | os.PathLike):
-    """A StyleGAN2 generator from rosinality's `.pt` format (`{'g_ema': ..., 'latent_avg': ...}`)."""
+    """A generator with one interface (see the module docstring), whatever the checkpoint format:
+
+    *.pkl                                  NVlabs stylegan2-ada (read without running the pickle)
+    {'g_mapping.*', 'g_synthesis.*'} .pt   StyleGAN (v1), the paper's converted FFHQ generator
+    {'g_ema', 'latent_avg'} .pt            StyleGAN2, rosinality's format
+    """
+    if Path(path).suffix == ".pkl":
+        from ciinv.models.ada_pickle import load_ada_pickle
+
+        return load_ada_pickle(path)
+    if _is_stylegan1(path):
+        from ciinv.models.stylegan1 import load_stylegan1
+
+        return load_stylegan1(path)
     from ciinv.models.stylegan2 import load_stylegan2_rosinality
 
     return load_stylegan2_rosinality(path)
