@@ -26,3 +26,20 @@ def test_generator_formats_pick_their_loader(tmp_path):
     assert type(v2) is Generator and type(v1) is GeneratorV1
     for generator in (v1, v2):  # SeFa finds the style affines of either architecture
         assert sefa_direction(generator, 0).shape == (generator.w_dim,)
+
+
+def test_an_ada_pickle_loads_through_load_generator(tmp_path):
+    import torch
+
+    from ciinv.models import load_generator
+    from ciinv.models.stylegan2 import Generator, write_tiny_stylegan2
+
+    from .test_ada_pickle import ada_generator, snapshot, write_pkl
+
+    write_tiny_stylegan2(tmp_path / "g.pt", resolution=16, max_channels=16)
+    ckpt = torch.load(tmp_path / "g.pt", weights_only=True)
+    write_pkl(tmp_path / "ffhq.pkl", snapshot(ada_generator(ckpt["g_ema"], ckpt["latent_avg"])))
+    from_pkl, from_pt = load_generator(tmp_path / "ffhq.pkl"), load_generator(tmp_path / "g.pt")
+    assert type(from_pkl) is Generator
+    ws = from_pt.w_avg.expand(1, from_pt.num_ws, -1)
+    torch.testing.assert_close(from_pkl.synthesis(ws), from_pt.synthesis(ws), atol=1e-5, rtol=0)
