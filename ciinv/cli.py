@@ -101,13 +101,15 @@ def cmd_assemble(args) -> None:
 
 
 def cmd_models(args) -> None:
+    from ciinv.errors import CiinvError
     from ciinv.models.download import fetch_models
     from ciinv.models.registry import REGISTRY, status
 
     if args.action == "fetch":
-        names = list(args.names)
-        names += [n for n, e in REGISTRY.items() if e.filename in args.file]
-        fetch_models(names or list(REGISTRY), args.models_dir)
+        names = list(REGISTRY) if args.all else list(args.names) + list(args.file)
+        if not names:
+            raise CiinvError(f"name what to fetch ({', '.join(REGISTRY)}), or --all")
+        fetch_models(names, args.models_dir)
         return
     for name, entry in REGISTRY.items():
         state = status(name, args.models_dir)
@@ -202,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the model files and their status, or fetch them")
     p.add_argument("action", nargs="?", choices=["status", "fetch"], default="status")
-    p.add_argument("names", nargs="*", help="registry names to fetch (default: all)")
+    p.add_argument("names", nargs="*", help="registry names to fetch")
+    p.add_argument("--all", action="store_true", help="fetch every file in the registry")
     p.add_argument("--file", action="append", default=[], help="fetch the registry entry with this file name")
     p.add_argument("--models-dir", default="models")
     p.set_defaults(func=cmd_models)

@@ -67,3 +67,16 @@ def test_the_inversion_runs_with_stylegan_v1_and_dis_by_config_alone(tmp_path):
                  device="cpu", log=lambda m: None)
     shard = torch.load(tmp_path / "s.pt", weights_only=True)
     assert tuple(shard["codes"].shape) == (1, 5, 6, 512)  # 16 px StyleGAN v1: 6 W+ layers
+
+
+def test_a_legacy_format_stylegan_v1_file_is_recognised(tmp_path):
+    """The 2019 conversions were saved before torch's zip format; they must still reach the v1 loader."""
+    import torch
+
+    from ciinv.models import load_generator
+    from ciinv.models.stylegan1 import GeneratorV1, write_tiny_stylegan1
+
+    write_tiny_stylegan1(tmp_path / "zip.pt", resolution=16, max_channels=16, n_mlp=2)
+    state = torch.load(tmp_path / "zip.pt", weights_only=True)
+    torch.save(state, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert type(load_generator(tmp_path / "legacy.pt")) is GeneratorV1

@@ -51,7 +51,16 @@ def test_registry_has_the_files_the_pipeline_needs():
     by_key = {}
     for e in REGISTRY.values():
         by_key.setdefault(e.used_by, []).append(e)
-    assert [e.name for e in by_key["models.generator"]] == ["stylegan2-ffhq-config-f"]
+    generators = {e.name: e.kind for e in by_key["models.generator"]}
+    assert generators == {
+        "stylegan2-ffhq-config-f": "stylegan2-rosinality",
+        "stylegan1-ffhq": "stylegan1-converted",  # the paper's own generator
+        "stylegan2-ada-ffhq": "stylegan2-ada-pkl",
+    }
+    # load_generator picks the format by suffix (.pkl) or by the keys of a .pt.
+    assert REGISTRY["stylegan2-ffhq-config-f"].filename.endswith(".pt")
+    assert REGISTRY["stylegan1-ffhq"].filename.endswith(".pt")
+    assert REGISTRY["stylegan2-ada-ffhq"].filename.endswith(".pkl")
     assert sorted(e.filename for e in by_key["models.flow"]) == [
         "FlowNet2_checkpoint.pth.tar", "raft_large_C_T_SKHT_V2-ff5fadd5.pth"]
     assert by_key["models.vgg16"][0].url == "https://download.pytorch.org/models/vgg16-397923af.pth"

@@ -17,11 +17,15 @@ from pathlib import Path
 
 def _is_stylegan1(path: str | os.PathLike) -> bool:
     """True for the seed code's converted StyleGAN (v1): a flat dict of `g_mapping.*`/`g_synthesis.*`."""
+    import zipfile
+
     import torch
 
-    try:  # mmap: only the key names are read, not 100s of MB of weights
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip-format torch file; the format's own loader reports what is wrong
+    try:
+        # Zip-format files are memory-mapped, so only the key names are read; the 2019-era
+        # conversions are in torch's legacy format, which has to be read whole.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception:  # unreadable: the format's own loader reports what is wrong
         return False
     return isinstance(state, dict) and any(str(k).startswith(("g_mapping.", "g_synthesis.")) for k in state)
 

@@ -44,7 +44,8 @@ class ModelFile:
     size: the published size in bytes, or None.
     used_by: the config key that selects this file (``models.generator``), or
         ``landmarks.detector=fan`` for files needed only when that option is set.
-    kind: the checkpoint format: 'stylegan2-rosinality', 'flownet2', 'vgg16', 'fan-detector',
+    kind: the file's format, e.g. 'stylegan2-rosinality', 'stylegan2-ada-pkl',
+        'stylegan1-converted', 'flownet2', 'raft-torchvision', 'vgg16', 'fan-detector',
         'fan-landmarks'.
     note: provenance, and what is verified where no full checksum is published.
     sha256_prefix: a published leading part of the SHA-256 (torch hub's ``name-<prefix>.ext``).
@@ -104,6 +105,61 @@ REGISTRY: dict[str, ModelFile] = {
             mirrors=(
                 "https://huggingface.co/spaces/ethanNeuralImage/inversion_testing/resolve/"
                 "fa8f8359b20a37b55346faa4a0749265acf0b565/pretrained_models/stylegan2-ffhq-config-f.pt",
+            ),
+        ),
+        # StyleGAN (v1) FFHQ 1024 as converted by lernapparat (Bialecki & Viehmann,
+        # style_gan/pytorch_style_gan.ipynb): the state dict of nn.Sequential(g_mapping,
+        # g_synthesis), the layout the paper's seed code (cnnlstm/InvertingGANs_with_ConsecutiveImgs
+        # main.py) loads strictly. lernapparat's own release asset (lernapparat/lernapparat releases
+        # v2019-02-01, karras2019stylegan-ffhq-1024x1024.for_g_all.pt) and the seed repo's Google
+        # Drive copy (1g2gp4tR0wAc6uG24qkt82pM3afD-vfBT) publish no checksum, and no upload with an
+        # LFS pointer was found. This is the torch hub copy of the same conversion:
+        # ndahlquist/pytorch-hub-stylegan (fork of lernapparat, formerly ndahlquist/lernapparat)
+        # hubconf.py loads this release asset into lernapparat's module with load_state_dict; its
+        # name carries the uploader's sha256 prefix b418e00b3f4f99b879c3e805b8c55e (torch hub's
+        # naming convention). Not byte-for-byte checked against lernapparat's asset.
+        ModelFile(
+            name="stylegan1-ffhq",
+            filename="karras2019stylegan-ffhq-1024x1024.for_g_all-b418e00b3f4f99b879c3e805b8c55e.pt",
+            url="https://github.com/ndahlquist/pytorch-hub-stylegan/releases/download/0.0.0/"
+            "karras2019stylegan-ffhq-1024x1024.for_g_all-b418e00b3f4f99b879c3e805b8c55e.pt",
+            sha256=None,
+            size=None,
+            licence="CC BY-NC 4.0 (NVIDIA's StyleGAN FFHQ weights, NVlabs/stylegan; "
+            "the conversions keep that licence)",
+            used_by="models.generator",
+            kind="stylegan1-converted",
+            note="StyleGAN (v1) FFHQ 1024, lernapparat's PyTorch conversion (flat state dict, "
+            "g_mapping.* / g_synthesis.*, 116 keys, 26,212,019 params), the paper's own generator. "
+            "Only the sha256 prefix b418e00b3f4f99b879c3e805b8c55e in the torch hub file name is "
+            "published; no full sha256 or size. lernapparat's karras2019stylegan-ffhq-1024x1024."
+            "for_g_all.pt (no checksum published) can be used by giving its path as models.generator.",
+            sha256_prefix="b418e00b3f4f99b879c3e805b8c55e",
+        ),
+        # NVlabs/stylegan2-ada-pytorch README, "Data repository": pretrained/ffhq.pkl, "FFHQ at
+        # 1024x1024, trained using original StyleGAN2" (the URL is also the README's projector.py
+        # example). NVIDIA publishes no checksum. Same sha256 and size on two independent HF
+        # uploads: spaces/edemana/my-stylegan-model commit da645926 "Upload ffhq.pkl" (HF LFS:
+        # sha256 a205a346…, size 381624121), a StyleGAN2-ADA-pytorch demo, and
+        # DragGan/DragGan-Models commit 2fcdd50 stylegan2-ffhq1024x1024.pkl (HF LFS: same sha256,
+        # "382 MB"; HF lists its pickle imports as torch_utils.persistence, i.e. the PyTorch
+        # pickle, not the TensorFlow stylegan2-ada one). Filed under a folder: the TensorFlow
+        # stylegan2-ada release has a different file also named ffhq.pkl.
+        ModelFile(
+            name="stylegan2-ada-ffhq",
+            filename="stylegan2-ada-pytorch/ffhq.pkl",
+            url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl",
+            sha256="a205a346e86a9ddaae702e118097d014b7b8bd719491396a162cca438f2f524c",
+            size=381624121,
+            licence="Nvidia Source Code License-NC (non-commercial), as NVlabs/stylegan2-ada-pytorch",
+            used_by="models.generator",
+            kind="stylegan2-ada-pkl",
+            note="StyleGAN2 FFHQ 1024 config-f as NVlabs stylegan2-ada-pytorch network pickle "
+            "({'G', 'D', 'G_ema', ...}; read without running the pickle). sha256/size from the HF "
+            "LFS pointers of two matching uploads; NVIDIA publishes none.",
+            mirrors=(
+                "https://huggingface.co/spaces/edemana/my-stylegan-model/resolve/"
+                "da64592673081d7d05abe1437c383f5ad91bf529/ffhq.pkl",
             ),
         ),
         # NVIDIA/flownet2-pytorch README, "Converted Caffe Pre-trained Models": FlowNet2 [620MB] on
@@ -196,6 +252,37 @@ REGISTRY: dict[str, ModelFile] = {
             note="RAFT-large, torchvision's C_T_SKHT_V2 weights (needs the optional torchvision extra). "
             "Only the sha256 prefix ff5fadd5 in the file name is published.",
             sha256_prefix="ff5fadd5",
+        ),
+        # Metrics (ciinv/metrics.py, `ciinv bench`). Both are PyPI release files, used as archives:
+        # the metric code reads one member from them and never imports the package. sha256 and
+        # size: PyPI's published digest for the file (the simple index's #sha256, which pip
+        # checks on download) and its length.
+        ModelFile(
+            name="lpips-0.1.4-wheel",
+            filename="lpips-0.1.4-py3-none-any.whl",
+            url="https://files.pythonhosted.org/packages/9b/13/"
+            "1df50c7925d9d2746702719f40e864f51ed66f307b20ad32392f1ad2bb87/lpips-0.1.4-py3-none-any.whl",
+            sha256="fd537af5828b69d2e6ffc0a397bd506dbc28ca183543617690844c08e102ec5e",
+            size=53763,
+            licence="BSD-2-Clause (lpips, Zhang et al.)",
+            used_by="bench.lpips",
+            kind="lpips-wheel",
+            note="The lpips package's wheel; LPIPS-VGG v0.1 reads its linear layers from the member "
+            "lpips/weights/v0.1/vgg.pth (the VGG16 backbone is the 'vgg16' entry).",
+        ),
+        ModelFile(
+            name="basicsr-1.4.2-sdist",
+            filename="basicsr-1.4.2.tar.gz",
+            url="https://files.pythonhosted.org/packages/86/41/"
+            "00a6b000f222f0fa4c6d9e1d6dcc9811a374cabb8abb9d408b77de39648c/basicsr-1.4.2.tar.gz",
+            sha256="b89b595a87ef964cda9913b4d99380ddb6554c965577c0c10cb7b78e31301e87",
+            size=172524,
+            licence="Apache-2.0 (BasicSR); the parameters are those of the NIQE authors' MATLAB release "
+            "(LIVE, UT Austin)",
+            used_by="bench.niqe",
+            kind="niqe-params-sdist",
+            note="BasicSR's source release; NIQE reads the pristine model (mu_pris_param, cov_pris_param, "
+            "converted from MATLAB's modelparameters.mat) from basicsr-1.4.2/basicsr/metrics/niqe_pris_params.npz.",
         ),
     ]
 }
