@@ -132,6 +132,15 @@ def cmd_sample_clip(args) -> None:
               rotation=args.rotation, seed=args.seed)
 
 
+def cmd_bench_synth(args) -> None:
+    from ciinv.bench import bench_synth, load_config
+
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    bench_synth(load_config(args.config), args.out, n=args.n, steps=args.steps, variants=variants, seed=args.seed,
+                truncation=args.truncation, edit_strength=args.edit_strength, device=args.device, log=log)
+    print((Path(args.out) / "synth.md").read_text())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ciinv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-audio", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample_clip)
+
+    p = sub.add_parser("bench", help="the paper's experiments: metrics per inversion variant")
+    which = p.add_subparsers(dest="bench_command", required=True)
+    p = which.add_parser("synth", help="invert sequences the generator made itself; compare with the true codes")
+    p.add_argument("--config", nargs="+", required=True, help="config files, merged in order (config.yaml overlay...)")
+    p.add_argument("--out", required=True, help="folder for synth.csv, synth.md, synth.png")
+    p.add_argument("--n", type=int, default=100, help="number of sequences")
+    p.add_argument("--steps", type=int, help="Adam steps per sequence (default: the config's invert.steps)")
+    p.add_argument("--variants", default="i2s,no_mac,no_icc,full", help="comma-separated variants to compare")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truncation", type=float, default=1.0, help="psi for the sampled codes (1: none)")
+    p.add_argument("--edit-strength", type=float, default=3.0, help="strength of the random edit direction")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_bench_synth)
     return parser
 
 

@@ -211,12 +211,20 @@ class _Progress:
 # The loop
 
 
-def _invert_batch(generator, vgg, flow_net, real: torch.Tensor, settings: InvertSettings, progress: _Progress,
-                  save: Callable[[_Progress], None], on_step, amp: bool, log, label: str) -> dict:
+def invert_windows(generator, vgg, flow_net, real: torch.Tensor, settings: InvertSettings,
+                   progress: _Progress | None = None, save: Callable[[_Progress], None] | None = None,
+                   on_step: Callable[[int, int], None] | None = None, amp: bool = False, log=None,
+                   label: str = "windows") -> dict:
     """Optimise the latents of B windows whose real frames are ``real`` [B, T, 3, R, R] in [0, 1].
 
-    Starts from ``progress`` (step 0 or a saved state). Returns the batch's result dict.
+    The models are loaded, frozen and on ``real``'s device; ``flow_net`` / ``vgg`` may be None
+    when the settings switch their loss term off. Starts from ``progress`` (a saved state) or
+    from scratch; ``save(progress)`` is called every ``settings.checkpoint_every`` steps.
+    Returns {'w_b' [B, L, D], 'n_k' [B, T−1, 1|L, D], 'codes' [B, T, L, D] (float32, CPU),
+    'loss_history' {name: [B, logged]}, 'loss_steps' [logged]}. No files are read or written.
     """
+    progress = progress if progress is not None else _Progress(batch=0)
+    log = log if log is not None else (lambda message: None)
     device = real.device
     batch, window = real.shape[:2]
     config = settings.loss_config()
@@ -251,7 +259,7 @@ def _invert_batch(generator, vgg, flow_net, real: torch.Tensor, settings: Invert
         optimizer.step()
 
         progress.step = step + 1
-        if progress.step % settings.checkpoint_every == 0 and progress.step < settings.steps:
+        if save is not None and progress.step % settings.checkpoint_every == 0 and progress.step < settings.steps:
             progress.latents = {name: t.detach().cpu().clone() for name, t in latents.items()}
             progress.optimizer = optimizer.state_dict()
             save(progress)
@@ -327,8 +335,8 @@ def invert_shard(crops_dir, frames: int, shard: int, settings, generator_path, f
             progress = _Progress(**current)
         real = torch.stack([crops[w.start - first : w.stop - first] for w in batch]).to(device)
         label = f"shard {shard} windows {batch[0].index}-{batch[-1].index}"
-        results.append(_invert_batch(generator, vgg, flow_net, real, settings, progress, save, on_step, amp,
-                                     log, label))
+        results.append(invert_windows(generator, vgg, flow_net, real, settings, progress, save, on_step, amp,
+                                      log, label))
         if b < len(batches) - 1:
             save(None)
 
