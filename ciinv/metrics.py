@@ -4,9 +4,10 @@ Where each comes from, and why:
 
 - MSE, PSNR, latent distance: formulas, written here (a library would add nothing).
 - Fréchet distance (the formula of FID): written here with ``scipy.linalg.sqrtm``, as in
-  pytorch-fid. The Inception network that FID needs as its feature extractor is *not*
-  implemented (see ``inception_features``): FID is computed from features the caller
-  supplies, and asking for Inception features is a clear error, never a made-up number.
+  pytorch-fid. Its feature extractor is our own port of pytorch-fid's TF-compatible
+  Inception-v3 (``ciinv.models.inception``), loading pytorch-fid's
+  ``pt_inception-2015-12-05-6726825d.pth`` (registry ``inception-fid``); torchmetrics and
+  torch-fidelity would download it at run time, which ciinv's compute jobs never do.
 - LPIPS (Zhang et al., CVPR 2018), VGG version 0.1: our own network code. torchmetrics, piq
   and pyiqa all need torchvision and download weights at run time, which ciinv's compute
   jobs never do. The backbone is torchvision's ``vgg16-397923af.pth`` (registry ``vgg16``,
@@ -112,22 +113,30 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(root))
 
 
-def fid(features_a: np.ndarray | Tensor, features_b: np.ndarray | Tensor) -> float:
-    """FID between two sets of feature vectors [N, D] (e.g. Inception pool3, D = 2048)."""
-    return frechet_distance(*feature_statistics(features_a), *feature_statistics(features_b))
-
-
-def inception_features(images: Tensor) -> Tensor:
-    """Inception-v3 pool3 features for FID: not implemented in ciinv yet.
-
-    FID's feature extractor is pytorch-fid's TF-compatible Inception v3 with the weights
-    ``pt_inception-2015-12-05-6726825d.pth`` (the name carries its sha256 prefix). Neither the
-    network nor a registry entry exists in ciinv yet, so this is an error rather than a number
-    from some other network.
+def fid(a: np.ndarray | Tensor, b: np.ndarray | Tensor, inception: nn.Module | None = None) -> float:
+    """FID between two sets: feature vectors [N, D] each (e.g. Inception pool3, D = 2048), or,
+    with ``inception`` (``ciinv.models.inception.load_inception``), images [N, 3, H, W] in [0, 1]
+    whose features are computed first. Sets smaller than D give a singular covariance: the
+    number is then a rough comparison between runs on the same data, not one to quote.
     """
-    raise CiinvError("FID needs the Inception-v3 feature network (pytorch-fid's "
-                     "pt_inception-2015-12-05-6726825d.pth), which ciinv does not implement yet; "
-                     "compute Inception features elsewhere and pass them to ciinv.metrics.fid")
+    if inception is not None:
+        a, b = inception_features(a, inception), inception_features(b, inception)
+    return frechet_distance(*feature_statistics(a), *feature_statistics(b))
+
+
+@torch.no_grad()
+def inception_features(images: Tensor, inception: nn.Module, batch: int = 32) -> Tensor:
+    """Inception pool3 features of images [N, 3, H, W] in [0, 1] -> [N, D] float32 on the CPU.
+
+    ``inception``: FID's Inception-v3 (``ciinv.models.inception.load_inception``; D = 2048 for the
+    real weights), on any device: images go there ``batch`` at a time. Resizing to 299x299 and
+    scaling to [-1, 1] happen inside the network, as in pytorch-fid.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"inception_features needs images [N, 3, H, W], got {list(images.shape)}")
+    device = next(inception.parameters()).device
+    parts = [inception(chunk.to(device).float()).float().cpu() for chunk in images.split(batch)]
+    return torch.cat(parts)
 
 
 # --------------------------------------------------------------------------------------------

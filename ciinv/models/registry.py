@@ -284,6 +284,30 @@ REGISTRY: dict[str, ModelFile] = {
             note="BasicSR's source release; NIQE reads the pristine model (mu_pris_param, cov_pris_param, "
             "converted from MATLAB's modelparameters.mat) from basicsr-1.4.2/basicsr/metrics/niqe_pris_params.npz.",
         ),
+        # FID's Inception-v3: mseitzer/pytorch-fid src/pytorch_fid/inception.py FID_WEIGHTS_URL, the
+        # TensorFlow inception-2015-12-05 graph ported to torchvision's key layout (ciinv/models/
+        # inception.py). The name carries the sha256 prefix 6726825d (torch hub's convention). The
+        # full sha256 is the one genforce/genforce metrics/inception.py pins for this URL
+        # (_MODEL_URL_SHA256['tf_inception_v3']); torch-fidelity's mirror of the same weights
+        # (toshas/torch-fidelity releases v0.2.0, weights-inception-2015-12-05-6726825d.pth) is
+        # pinned elsewhere with this sha256 and 95,628,359 bytes, the size also given for
+        # pt_inception-2015-12-05-6726825d.pth itself next to the same digest.
+        ModelFile(
+            name="inception-fid",
+            filename="pt_inception-2015-12-05-6726825d.pth",
+            url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+            "pt_inception-2015-12-05-6726825d.pth",
+            sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+            size=95628359,
+            licence="Apache-2.0 (pytorch-fid; the weights are Google's TensorFlow Inception-v3 release "
+            "inception-2015-12-05, Apache-2.0)",
+            used_by="bench.fid",
+            kind="inception-fid",
+            note="pytorch-fid's FID Inception-v3 (torchvision Inception3 layout, 1008 classes, no AuxLogits). "
+            "Prefix 6726825d in the name is the published checksum; the full sha256 and size are those "
+            "pinned by independent projects for this file and its torch-fidelity mirror, and agree with it.",
+            sha256_prefix="6726825d",
+        ),
     ]
 }
 

@@ -1,0 +1,422 @@
+"""`ciinv bench video`: each inversion variant on real clips, where no true codes exist.
+
+Per clip, once: probe, landmarks and alignment (the pipeline's own library calls) into
+``<out>/work/<clip>/``; a rerun with the same video and the same ``landmarks:`` / ``align:``
+settings reuses those crops. Then, per variant, the first ``frames`` aligned crops are
+inverted window by window exactly as the invert stage does (same window plan, same
+optimiser, overlapping frames blended with ``blend_codes``), the blended codes are rendered,
+and the reconstructions are measured against the crops they came from:
+
+    mse, psnr    pixel error per frame, averaged over the frames
+    lpips        LPIPS-VGG per frame, averaged        (needs the lpips wheel)
+    niqe         NIQE per reconstructed frame, averaged; no reference needed, lower is more
+                 natural (needs the NIQE parameters and crops of at least 96x96 pixels)
+    fid          FID between the clip's real crops and its reconstructions, as a set
+                 (needs FID's Inception weights). With fewer frames than Inception's 2048
+                 features the covariances are singular: compare variants on the same clip,
+                 do not quote the value next to FIDs over thousands of images.
+    rel_warp     flow-warping error of the reconstructions, relative to that of the real
+                 crops (``metrics.relative_warping_error``; flows of the real crops from the
+                 config's flow estimator: 1 means as steady as the input, above 1 flicker)
+    seconds      wall-clock time of the clip's inversion
+
+A metric whose weights are missing is left out, with the reason logged and written into
+``video.md``, never replaced by a stand-in. Outputs in the chosen folder: ``video.csv`` (one
+row per variant and clip), ``video.md`` (means over clips per variant, and per clip) and
+``video.png`` (real crops above each variant's reconstructions, first clip).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from ciinv import metrics, models
+from ciinv.bench import VARIANT_LABELS, write_grid
+from ciinv.errors import CiinvError
+from ciinv.files import atomic_path, read_json, write_json
+from ciinv.invert import InvertSettings, invert_windows, pick_device, read_crops
+from ciinv.models import registry
+from ciinv.models.inception import load_inception
+from ciinv.objective import VARIANTS
+from ciinv.windows import Window, blend_codes, frame_weights, plan_windows
+
+DEFAULT_VARIANTS = ("i2s", "no_mac", "no_icc", "full")
+METRIC_COLUMNS = ("mse", "psnr", "lpips", "niqe", "fid", "rel_warp", "steps", "seconds")
+HIGHER_IS_BETTER = {"psnr"}
+LPIPS_MODEL = "lpips-0.1.4-wheel"
+NIQE_MODEL = "basicsr-1.4.2-sdist"
+INCEPTION_MODEL = "inception-fid"
+STRIP_FRAMES = 8  # frames shown per row of video.png
+BATCH = 8  # images per forward pass of the generator, LPIPS, Inception and the flow net
+
+
+# --------------------------------------------------------------------------------------------
+# Clips and their aligned crops
+
+
+def find_clips(videos) -> list[Path]:
+    """Video files from a folder, a file, or a list of either (folders: every file with a video
+    suffix, sorted). Clips are named by their file stem, which must be unique."""
+    from ciinv.video import VIDEO_SUFFIXES
+
+    items = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
+    clips: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            clips += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+                            and not p.name.startswith("."))
+        elif item.is_file():
+            clips.append(item)
+        else:
+            raise CiinvError(f"{item}: no such video file or folder")
+    if not clips:
+        raise CiinvError(f"bench video: no video files in {', '.join(map(str, items))}")
+    stems: dict[str, Path] = {}
+    for clip in clips:
+        if clip.stem in stems:
+            raise CiinvError(f"bench video: {stems[clip.stem]} and {clip} share the name {clip.stem!r}; "
+                             "rename one (the work folder is named after the clip)")
+        stems[clip.stem] = clip
+    return clips
+
+
+def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu", log=print) -> tuple[dict, Path]:
+    """Probe, landmarks and aligned crops of one clip in ``work``: (meta, crops folder).
+
+    Reused when ``work/prepared.json`` records the same video file (path, size, mtime) and
+    the same ``landmarks:`` and ``align:`` settings.
+    """
+    from ciinv.align import align_video
+    from ciinv.landmarks import detect_video, save_landmarks
+    from ciinv.video import probe
+
+    stat = video.stat()
+    key = {"video": str(video.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+           "landmarks": config["landmarks"], "align": config["align"]}
+    marker, crops = work / "prepared.json", work / "crops"
+    if marker.is_file() and read_json(marker) == key and crops.is_dir():
+        log(f"{video.name}: reusing the aligned crops in {crops}")
+        return read_json(work / "meta.json"), crops
+
+    meta = probe(video)
+    write_json(work / "meta.json", meta)
+    log(f"{video.name}: {meta['frames']} frames, {meta['width']}x{meta['height']}; finding landmarks")
+    landmarks = detect_video(video, detector=config["landmarks"]["detector"], max_gap=config["landmarks"]["max_gap"],
+                             device=device, models_dir=config["models_dir"], meta=meta)
+    save_landmarks(work / "landmarks.npz", landmarks)
+    align = config["align"]
+    align_video(video, work / "landmarks.npz", work / "align.npz", crops, resolution=align["resolution"],
+                center_sigma=align["center_sigma"], axes_sigma=align["axes_sigma"], meta=meta)
+    write_json(marker, key)
+    return meta, crops
+
+
+# --------------------------------------------------------------------------------------------
+# Inverting and rendering a clip
+
+
+def noise_owners(frames: int, windows: list[Window]) -> torch.Tensor:
+    """For each frame, the window whose noise maps render it (variant ``plus``): [frames] long.
+
+    Noise maps cannot be blended like codes (a weighted mean of noise is no longer noise of
+    the same variance), so a frame shared by windows takes the maps of the window where it
+    has the largest blending weight (``frame_weights``), the earlier window on ties.
+    """
+    best = np.full(frames, -1.0)
+    owner = np.zeros(frames, dtype=np.int64)
+    for i, window in enumerate(windows):
+        weights = frame_weights(window.size)
+        span = slice(window.start, window.stop)
+        better = weights > best[span]
+        owner[span] = np.where(better, i, owner[span])
+        best[span] = np.maximum(weights, best[span])
+    return torch.from_numpy(owner)
+
+
+def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertSettings, amp: bool = False,
+                log=None, label: str = "clip") -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """Invert crops [F, 3, R, R] in [0, 1] (CPU) with the invert stage's window plan.
+
+    Returns (codes [F, L, D] float32 on the CPU, overlapping frames blended as the merge stage
+    does; noise: for ``plus`` each noise map as [F, 1, r, r], one per frame (``noise_owners``),
+    else None). ``flow_net`` / ``vgg`` may be None when the settings do not use them.
+    """
+    windows = plan_windows(len(crops), settings.window, settings.stride, source=label)
+    device = generator.w_avg.device
+    flow = flow_net if settings.loss_config().use_icc else None
+    codes, noise = [], []
+    for i in range(0, len(windows), settings.windows_per_batch):
+        batch = windows[i : i + settings.windows_per_batch]
+        real = torch.stack([crops[w.start : w.stop] for w in batch]).to(device)
+        result = invert_windows(generator, vgg, flow, real, settings, amp=amp, log=log,
+                                label=f"{label} windows {batch[0].index}-{batch[-1].index}")
+        codes.append(result["codes"])
+        if "noise" in result:
+            noise.append(result["noise"])
+    blended = torch.from_numpy(blend_codes(len(crops), windows, torch.cat(codes).numpy()))
+    if not noise:
+        return blended, None
+    per_window = [torch.cat([part[k] for part in noise]) for k in range(len(noise[0]))]  # [n_windows, 1, r, r]
+    owner = noise_owners(len(crops), windows)
+    return blended, [maps[owner] for maps in per_window]
+
+
+@torch.no_grad()
+def render_codes(generator, codes: torch.Tensor, noise: list[torch.Tensor] | None = None,
+                 batch: int = BATCH) -> torch.Tensor:
+    """Images [F, 3, R, R] in [0, 1] on the CPU of codes [F, L, D] (and per-frame noise maps)."""
+    device = generator.w_avg.device
+    parts = []
+    for start in range(0, len(codes), batch):
+        stop = min(start + batch, len(codes))
+        maps = [m[start:stop].to(device) for m in noise] if noise is not None else None
+        images = generator.synthesis(codes[start:stop].to(device), noise=maps)
+        parts.append(((images.float() + 1) / 2).clamp(0, 1).cpu())
+    return torch.cat(parts)
+
+
+class RealFlows:
+    """The flow function for ``metrics.relative_warping_error``, computing each flow once per clip.
+
+    Every variant is measured against the same real crops, so the flows between them are the
+    same for all variants. They are cached by the pair's storage address and shape: the crops
+    tensor lives for the whole clip, and ``warping_error`` passes views of it. Computed
+    ``BATCH`` pairs at a time on the flow net's device; returned on the CPU.
+    """
+
+    def __init__(self, flow_net, device: torch.device):
+        self.flow_net, self.device = flow_net, device
+        self.cache: dict[tuple, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        key = (a.data_ptr(), b.data_ptr(), tuple(a.shape), a.dtype)
+        if key not in self.cache:
+            parts = [self.flow_net(x.to(self.device), y.to(self.device)).float().cpu()
+                     for x, y in zip(a.split(BATCH), b.split(BATCH))]
+            self.cache[key] = torch.cat(parts)
+        return self.cache[key]
+
+
+# --------------------------------------------------------------------------------------------
+# Metric files: present, or left out with a reason
+
+
+def _metric_file(config: dict, name: str, given, what: str, notes: dict, log) -> Path | None:
+    """``given``, else the registry file ``name`` in models_dir if it is there (verified), else None
+    with the reason recorded in ``notes[what]``. A file present with the wrong checksum is an error."""
+    if given is not None:
+        return Path(given)
+    path = registry.resolve(name, config["models_dir"])
+    if not path.is_file():
+        _leave_out(notes, what, f"{path} is missing (`ciinv models fetch {name}`)", log)
+        return None
+    return registry.require(name, config["models_dir"])
+
+
+def _leave_out(notes: dict, what: str, reason: str, log) -> None:
+    notes[what] = reason
+    log(f"{what} left out: {reason}")
+
+
+def load_metric_models(config: dict, vgg_path, resolution: int, device: torch.device, lpips_path=None,
+                       niqe_path=None, inception_path=None, notes: dict | None = None, log=print):
+    """(LPIPS net, NIQE parameters, FID Inception), each None when it cannot be used, with the
+    reason logged and recorded in ``notes[metric]``. Paths default to the registry files."""
+    notes = {} if notes is None else notes
+    lpips = niqe_params = inception = None
+    path = _metric_file(config, LPIPS_MODEL, lpips_path, "lpips", notes, log)
+    if path is not None:
+        try:
+            lpips = metrics.load_lpips(vgg_path, path).to(device)
+        except CiinvError as exc:  # e.g. linear layers that do not fit the configured VGG16
+            _leave_out(notes, "lpips", str(exc), log)
+    path = _metric_file(config, NIQE_MODEL, niqe_path, "niqe", notes, log)
+    if path is not None:
+        if resolution < metrics.NIQE_BLOCK:
+            _leave_out(notes, "niqe", f"the reconstructions are {resolution}x{resolution} pixels; NIQE needs "
+                       f"at least {metrics.NIQE_BLOCK}x{metrics.NIQE_BLOCK}", log)
+        else:
+            niqe_params = metrics.load_niqe_params(path)
+    path = _metric_file(config, INCEPTION_MODEL, inception_path, "fid", notes, log)
+    if path is not None:
+        inception = load_inception(path).to(device)
+    return lpips, niqe_params, inception
+
+
+def _model_path(config: dict, key: str):
+    spec = config["models"][key]
+    if key == "flow" and models.is_weightless_flow(spec):
+        return spec
+    return registry.require(spec, config["models_dir"])
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VARIANTS, steps: int | None = None,
+                frames: int | None = None, device: str = "auto", lpips_path=None, niqe_path=None,
+                inception_path=None, log=print) -> list[dict]:
+    """Invert real clips with each variant and write video.csv, video.md and video.png to ``out_dir``.
+
+    config: the workflow's merged config (``ciinv.bench.load_config``): models, ``landmarks:``,
+    ``align:`` and every ``invert:`` setting; ``steps`` overrides invert.steps. ``frames``: invert
+    only the first ``frames`` frames of each clip (default: all). ``lpips_path`` (wheel or
+    vgg.pth), ``niqe_path`` (sdist or .npz) and ``inception_path`` default to the registry files
+    in models_dir; a missing one leaves its column out. Returns the CSV rows as dicts.
+    """
+    variants = tuple(variants)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise CiinvError(f"bench video: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    if frames is not None and frames < 1:
+        raise CiinvError(f"bench video: frames must be at least 1, got {frames}")
+    clips = find_clips(videos_dir_or_files)
+    base = InvertSettings.from_dict(config["invert"])
+    if steps is not None:
+        base.steps = int(steps)
+    per_variant = {v: InvertSettings.from_dict(base.to_dict() | {"variant": v}) for v in variants}
+    out_dir = Path(out_dir)
+
+    device = pick_device(device)
+    amp = device.type == "cuda"
+    generator = models.load_generator(_model_path(config, "generator")).to(device).requires_grad_(False)
+    vgg_path = _model_path(config, "vgg16")
+    vgg = models.load_vgg16(vgg_path).to(device).requires_grad_(False) if base.loss_config().use_perceptual else None
+    flow_net = models.load_flow(_model_path(config, "flow")).to(device).eval().requires_grad_(False)
+
+    notes: dict[str, str] = {}  # metric -> why it was left out
+    lpips, niqe_params, inception = load_metric_models(config, vgg_path, generator.resolution, device, lpips_path,
+                                                       niqe_path, inception_path, notes, log)
+
+    rows: list[dict] = []
+    strip: dict[str, torch.Tensor] = {}
+    input_niqe: dict[str, float] = {}
+    for c, video in enumerate(clips):
+        meta, crops_dir = prepare_clip(config, video, out_dir / "work" / video.stem, device=str(device), log=log)
+        count = meta["frames"] if frames is None else min(frames, meta["frames"])
+        if count < base.window:
+            raise CiinvError(f"{video}: {count} frame(s) to invert, fewer than one window of {base.window}; "
+                             "invert more frames (--frames) or lower invert.window in the config")
+        real = read_crops(crops_dir, range(count), generator.resolution)  # [F, 3, R, R] on the CPU
+        flows = RealFlows(flow_net, device)
+        real_features = metrics.inception_features(real, inception, BATCH) if inception is not None else None
+        if niqe_params is not None:
+            input_niqe[video.stem] = float(np.mean([metrics.niqe(image, niqe_params) for image in real]))
+        if c == 0:
+            shown = torch.linspace(0, count - 1, min(count, STRIP_FRAMES)).round().long().unique()
+            strip["input"] = real[shown]
+
+        for variant, settings in per_variant.items():
+            torch.manual_seed(settings.seed)
+            began = time.perf_counter()
+            codes, noise = invert_clip(generator, vgg, flow_net, real, settings, amp=amp, log=log,
+                                       label=f"{video.name} {variant}")
+            seconds = time.perf_counter() - began
+            recon = render_codes(generator, codes, noise)
+            if c == 0:
+                strip[VARIANT_LABELS.get(variant, variant)] = recon[shown]
+
+            row = {"variant": variant, "clip": video.stem, "frames": count,
+                   "mse": metrics.mse(recon, real).mean().item(), "psnr": metrics.psnr(recon, real).mean().item()}
+            if lpips is not None:
+                with torch.no_grad():
+                    row["lpips"] = torch.cat([lpips(a.to(device), b.to(device)).cpu()
+                                              for a, b in zip(recon.split(BATCH), real.split(BATCH))]).mean().item()
+            if niqe_params is not None:
+                row["niqe"] = float(np.mean([metrics.niqe(image, niqe_params) for image in recon]))
+            if inception is not None:
+                try:
+                    with warnings.catch_warnings():  # fewer frames than features: singular, as documented
+                        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+                        row["fid"] = metrics.fid(real_features, metrics.inception_features(recon, inception, BATCH))
+                except ValueError as exc:  # a numerically broken sqrtm
+                    log(f"{video.name} {variant}: FID not computed ({exc})")
+            try:
+                row["rel_warp"] = metrics.relative_warping_error(recon, real, flows)
+            except ValueError as exc:  # a clip without motion has no warping error to compare with
+                log(f"{video.name} {variant}: relative warping error not computed ({exc})")
+            row["steps"], row["seconds"] = settings.steps, seconds
+            rows.append(row)
+            log(f"{video.name} {variant}: " + ", ".join(f"{k} {row[k]:.4g}" for k in METRIC_COLUMNS
+                                                        if k in row and k != "steps"))
+
+    header = (f"Real clips: {len(clips)} clip(s), {'all' if frames is None else f'the first {frames}'} frames each, "
+              f"{base.steps} steps, window {base.window} / stride {base.stride}, generator "
+              f"{config['models']['generator']} ({generator.resolution}²), flow {config['models']['flow']}.")
+    write_video_csv(rows, out_dir / "video.csv")
+    with atomic_path(out_dir / "video.md") as tmp:
+        tmp.write_text(video_table(rows, header, notes, input_niqe))
+    write_grid(strip, out_dir / "video.png")
+    log(f"bench video: wrote {out_dir / 'video.csv'}, {out_dir / 'video.md'} and {out_dir / 'video.png'}")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    present = {key for row in rows for key in row}
+    return ["variant", "clip", "frames"] + [c for c in METRIC_COLUMNS if c in present]
+
+
+def write_video_csv(rows: list[dict], path) -> None:
+    """One line per variant and clip: ``variant, clip, frames, <metrics>`` (a cell a clip could
+    not be measured on is empty)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=_columns(rows), restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    with atomic_path(path) as tmp:
+        tmp.write_text(text.getvalue())
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mean = float(np.mean(values))
+    return "inf" if math.isinf(mean) else f"{mean:.4g}"
+
+
+def video_table(rows: list[dict], header: str = "", left_out: dict[str, str] | None = None,
+                input_niqe: dict[str, float] | None = None) -> str:
+    """Markdown: means over clips per variant; per clip too when there are several clips."""
+    columns = [c for c in _columns(rows)[3:] if c != "steps"]
+    names = {c: "s / clip" if c == "seconds" else f"{c} {'↑' if c in HIGHER_IS_BETTER else '↓'}" for c in columns}
+    names["rel_warp"] = "rel_warp (1 = input)"
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    clips = list(dict.fromkeys(r["clip"] for r in rows))
+
+    lines = [header, ""] if header else []
+    if input_niqe:
+        lines += ["NIQE of the real crops: " + ", ".join(f"{v:.4g} ({k})" for k, v in input_niqe.items()) + ".", ""]
+    for metric, reason in (left_out or {}).items():
+        lines.append(f"- {metric} left out: {reason}")
+    if left_out:
+        lines.append("")
+    lines += ["| variant | " + " | ".join(names[c] for c in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for variant in variants:
+        mine = [r for r in rows if r["variant"] == variant]
+        lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | "
+                     + " | ".join(_cell([r[c] for r in mine if c in r]) for c in columns) + " |")
+    if len(clips) > 1:
+        lines += ["", "Per clip:", "", "| clip | variant | " + " | ".join(names[c] for c in columns) + " |",
+                  "|---|---|" + "---:|" * len(columns)]
+        for clip in clips:
+            for row in (r for r in rows if r["clip"] == clip):
+                lines.append(f"| {clip} | {VARIANT_LABELS.get(row['variant'], row['variant'])} | "
+                             + " | ".join(_cell([row[c]] if c in row else []) for c in columns) + " |")
+    return "\n".join(lines) + "\n"

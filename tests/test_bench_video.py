@@ -1,0 +1,143 @@
+"""`ciinv bench video`: real clips through probe, landmarks, alignment and every variant; the files it writes."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ciinv.bench import load_config
+from ciinv.bench_video import bench_video, find_clips, invert_clip, noise_owners, render_codes
+from ciinv.errors import CiinvError
+from ciinv.invert import InvertSettings
+from ciinv.models import load_generator
+from ciinv.models.inception import write_tiny_inception
+from ciinv.models.stylegan2 import write_tiny_stylegan2
+from ciinv.objective import VARIANTS
+from ciinv.sample import make_clip
+from ciinv.windows import Window
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def video_config(smoke_dir, models_dir, **invert):
+    """The smoke models with DIS flow (no weights) and an empty models folder."""
+    config = load_config([REPO / "config.yaml", smoke_dir / "smoke.yaml"])
+    config["models"]["flow"] = "dis"
+    config["models_dir"] = str(models_dir)
+    config["invert"].update({"windows_per_batch": 2} | invert)
+    return config
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clips") / "astronaut.mp4"
+    make_clip(path, frames=9, audio=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, smoke_dir, clip):
+    """Every default variant on the clip, with LPIPS and FID weights that fit the tiny models."""
+    tmp = tmp_path_factory.mktemp("bench_video")
+    lin = {f"lin{k}.model.1.weight": torch.rand(1, w, 1, 1) for k, w in enumerate([4, 8, 16, 32, 32])}
+    torch.save(lin, tmp / "lin.pth")
+    write_tiny_inception(tmp / "inception.pth", width_divisor=8)
+    notes = []
+    rows = bench_video(video_config(smoke_dir, tmp / "models"), clip, tmp / "out", steps=2,
+                       lpips_path=tmp / "lin.pth", inception_path=tmp / "inception.pth", log=notes.append)
+    return tmp, rows, notes
+
+
+def test_bench_video_writes_csv_markdown_and_strip(full_run):
+    tmp, rows, notes = full_run
+    variants = ["i2s", "no_mac", "no_icc", "full"]
+    assert [(r["variant"], r["clip"], r["frames"]) for r in rows] == [(v, "astronaut", 9) for v in variants]
+
+    with open(tmp / "out" / "video.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == ["variant", "clip", "frames", "mse", "psnr", "lpips", "fid", "rel_warp", "steps",
+                              "seconds"]
+    for row in table:
+        assert float(row["mse"]) > 0 and float(row["lpips"]) > 0 and float(row["rel_warp"]) > 0
+        assert np.isfinite(float(row["fid"])) and int(row["steps"]) == 2
+    # No NIQE parameters in models_dir: the column is left out, and the reason is said.
+    assert any("niqe left out" in n and "ciinv models fetch basicsr-1.4.2-sdist" in n for n in notes)
+
+    markdown = (tmp / "out" / "video.md").read_text()
+    assert markdown.count("\n| ") == 5  # header + one line per variant
+    assert "full (MAC + ICC)" in markdown and "rel_warp" in markdown and "niqe left out" in markdown
+
+    with Image.open(tmp / "out" / "video.png") as strip:
+        # the real crops, then one row per variant: 5 rows of 64 px, 8 of the 9 frames
+        assert strip.size == (150 + 8 * 66, 5 * 66)
+    assert (tmp / "out" / "work" / "astronaut" / "crops" / "000008.png").is_file()
+
+
+def test_a_rerun_reuses_the_crops_and_leaves_out_what_it_cannot_measure(full_run, smoke_dir, clip):
+    tmp, _, _ = full_run
+    np.savez(tmp / "niqe.npz", mu_pris_param=np.zeros(36), cov_pris_param=np.eye(36))
+    notes = []
+    rows = bench_video(video_config(smoke_dir, tmp / "models"), [clip.parent], tmp / "out", variants=("i2s",),
+                       steps=1, frames=5, niqe_path=tmp / "niqe.npz", log=notes.append)
+    assert any("reusing the aligned crops" in n for n in notes)
+    assert not any("finding landmarks" in n for n in notes)
+    assert set(rows[0]) == {"variant", "clip", "frames", "mse", "psnr", "rel_warp", "steps", "seconds"}
+    assert rows[0]["frames"] == 5
+    assert any("lpips left out" in n and "lpips-0.1.4-wheel" in n for n in notes)
+    assert any("fid left out" in n and "ciinv models fetch inception-fid" in n for n in notes)
+    assert any("niqe left out" in n and "at least 96x96" in n for n in notes)
+
+
+def test_niqe_is_measured_when_the_reconstructions_are_large_enough(tmp_path, smoke_dir, clip):
+    write_tiny_stylegan2(tmp_path / "g128.pt", resolution=128, w_dim=32, n_mlp=1, max_channels=8)
+    np.savez(tmp_path / "niqe.npz", mu_pris_param=np.zeros(36), cov_pris_param=np.eye(36))
+    config = video_config(smoke_dir, tmp_path / "models", perceptual_size=64)
+    config["models"]["generator"] = str(tmp_path / "g128.pt")
+    config["align"]["resolution"] = 128
+    rows = bench_video(config, clip, tmp_path / "out", variants=("no_icc",), steps=1, frames=5,
+                       niqe_path=tmp_path / "niqe.npz", log=lambda m: None)
+    assert rows[0]["niqe"] > 0 and np.isfinite(rows[0]["niqe"])
+    assert "NIQE of the real crops" in (tmp_path / "out" / "video.md").read_text()
+
+
+def test_noise_goes_with_the_window_that_weighs_the_frame_most():
+    # 9 frames, windows [0, 5) and [4, 9): frame 4 is an edge of both (a tie): the earlier one.
+    owners = noise_owners(9, [Window(0, 0, 5), Window(1, 4, 9)])
+    assert owners.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1]
+    # 7 frames, windows [0, 5) and [2, 7): frame 4 is the middle of the second.
+    owners = noise_owners(7, [Window(0, 0, 5), Window(1, 2, 7)])
+    assert owners.tolist() == [0, 0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.skipif("plus" not in VARIANTS, reason="the plus variant is not in this tree")
+def test_plus_renders_each_frame_with_its_windows_noise(smoke_dir):
+    generator = load_generator(smoke_dir / "stylegan2-tiny.pt").requires_grad_(False)
+    crops = torch.rand(7, 3, generator.resolution, generator.resolution)
+    settings = InvertSettings(steps=1, variant="plus", lambda_perceptual=0.0, lambda_icc=0.0)
+    codes, noise = invert_clip(generator, None, None, crops, settings)
+    assert codes.shape == (7, generator.num_ws, generator.w_dim)
+    assert [m.shape for m in noise] == [(7,) + tuple(m.shape[1:]) for m in generator.noise_maps()]
+    assert torch.equal(noise[0][0], noise[0][3]) and torch.equal(noise[0][4], noise[0][6])
+    assert render_codes(generator, codes, noise).shape == crops.shape
+
+
+def test_bad_requests_are_clear_errors(tmp_path, smoke_dir, clip):
+    config = video_config(smoke_dir, tmp_path / "models")
+    with pytest.raises(CiinvError, match="unknown variant"):
+        bench_video(config, clip, tmp_path / "out", variants=("mac",))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CiinvError, match="no video files"):
+        find_clips(tmp_path / "empty")
+    with pytest.raises(CiinvError, match="no such video"):
+        find_clips([tmp_path / "missing.mp4"])
+    with pytest.raises(CiinvError, match=r"astronaut\.mp4: 3 frame\(s\) to invert.*--frames"):
+        bench_video(config, clip, tmp_path / "out", frames=3, steps=1, log=lambda m: None)
