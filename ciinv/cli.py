@@ -141,6 +141,16 @@ def cmd_bench_synth(args) -> None:
     print((Path(args.out) / "synth.md").read_text())
 
 
+def cmd_bench_video(args) -> None:
+    from ciinv.bench import load_config
+    from ciinv.bench_video import bench_video
+
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    bench_video(load_config(args.config), args.videos, args.out, variants=variants, steps=args.steps,
+                frames=args.frames, device=args.device, log=log)
+    print((Path(args.out) / "video.md").read_text())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ciinv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("edit", help="add one edit to the codes and render the crops")
     p.add_argument("--latents", required=True)
     p.add_argument("--generator", required=True)
-    p.add_argument("--edit", required=True, help='JSON, e.g. {"name": "age", "direction": "age.npy", "strength": 3}')
+    p.add_argument("--edit", required=True, help='JSON, e.g. {"name": "age", "direction": "age.npy", "strength": 3},'
+                   ' {"name": "m", "morph_with": "other/latents.npy", "alpha": 0.5} or'
+                   ' {"name": "t", "transfer_from": "ref/latents.npy", "strength": 1}')
     p.add_argument("--models-dir", default="models")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
@@ -248,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edit-strength", type=float, default=3.0, help="strength of the random edit direction")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_bench_synth)
+
+    p = which.add_parser("video", help="invert real clips with each variant; NIQE, FID and the temporal error")
+    p.add_argument("videos", nargs="+", help="video files, or folders of them")
+    p.add_argument("--config", nargs="+", required=True, help="config files, merged in order (config.yaml overlay...)")
+    p.add_argument("--out", required=True, help="folder for video.csv, video.md, video.png (and work/, the crops)")
+    p.add_argument("--variants", default="i2s,no_mac,no_icc,full", help="comma-separated variants to compare")
+    p.add_argument("--steps", type=int, help="Adam steps per window (default: the config's invert.steps)")
+    p.add_argument("--frames", type=int, help="invert only the first N frames of each clip (default: all)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_bench_video)
     return parser
 
 

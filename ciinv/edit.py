@@ -1,12 +1,44 @@
-"""Editing directions added to the merged per-frame codes, and rendering of the edited crops.
+"""Edits of the merged per-frame codes, and rendering of the edited crops.
 
-An edit is a config entry `{name, direction, strength, layers}`: the direction (a file of shape
-(D,), (1, D), (L, D) or (1, L, D)) times `strength` is added to the W+ codes of the chosen layers.
-A direction can also be computed from the generator itself: `sefa:K` is the K-th closed-form
-direction (SeFa, Shen & Zhou 2021): the K-th right singular vector of the stacked style-modulation
-weights, as in rosinality's `closed_form_factorization` (StyleGAN2: conv layers and the first
-ToRGB; StyleGAN v1: the style_mod layers). It needs no file and no download; what it changes (pose, age, light, ...) depends on the generator.
-The identity edit `recon` (no direction) renders the plain inversion.
+An edit is one config entry. Besides its ``name`` it has exactly one of three kinds:
+
+direction      ``{name, direction, strength, layers}``: the direction (a file of shape (D,),
+               (1, D), (L, D) or (1, L, D)) times ``strength`` is added to the W+ codes of the
+               chosen layers. ``sefa:K`` is the K-th closed-form direction (SeFa, Shen & Zhou
+               2021): the K-th right singular vector of the stacked style-modulation weights, as in
+               rosinality's ``closed_form_factorization`` (StyleGAN2: conv layers and the first
+               ToRGB; StyleGAN v1: the style_mod layers). It needs no file and no download; what it
+               changes (pose, age, light, ...) depends on the generator.
+morph_with     ``{name, morph_with, alpha, pairing, layers}``: morphing (Xu et al. 2021, Fig. 6
+               and Table 5), a linear interpolation between the inverted codes of two faces:
+                   code_i = (1 − α)·own_i + α·other_j(i)
+               α = 0 is this video, α = 1 the other one.
+transfer_from  ``{name, transfer_from, strength, pairing, layers}``: semantic transfer (Xu et al.
+               2021, Fig. 7). The offsets n_k the joint inversion finds between consecutive frames
+               are directions in their own right; the change a reference clip goes through (a smile
+               appearing, a head turning) is applied to another face:
+                   code_i = own_i + strength·(ref_j(i) − ref_0)
+               ref_j − ref_0 is the sum of the reference's steps n_1 + … + n_j: within one window
+               exactly the MAC sum, across windows the chain of the blended windows. The paper
+               shows it on images (the n_k of a sequence added to another image's code); for a video
+               we add the reference's change up to frame j(i) to frame i, on top of the video's own
+               motion. strength = 1 replays the reference's change as it was.
+
+The other clip's frame j(i) for frame i of this video (``pairing``):
+    step   j = i, and the other clip's last frame once it has ended (the default): two clips in
+           step; holding the end keeps the result continuous where cycling would jump back.
+    first  j = 0 for every frame (morph only): toward one still face, as the paper morphs
+           between two images.
+    last   j = its last frame for every frame: the other clip's end state. For a transfer this
+           is a fixed edit along the whole change the reference made (e.g. neutral → smile).
+``layers`` ("all" or W+ indices) limits any kind to those layers; the others keep their codes.
+
+In the workflow ``morph_with`` / ``transfer_from`` name another input video, whose
+``latents.npy`` the rule passes in place of the name; on the command line they are that path.
+
+Noise: codes inverted with the ``plus`` variant come with optimised noise maps (``noise.pt``
+beside ``latents.npy``, see ``ciinv.invert.merge_shards``); every frame is rendered with its own
+video's maps, whatever the edit. The identity edit ``recon`` (no kind) renders the plain inversion.
 """
 
 from __future__ import annotations
@@ -20,6 +52,22 @@ from PIL import Image
 
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_dir
+
+EDIT_KINDS = ("direction", "morph_with", "transfer_from")
+PAIRINGS = ("step", "first", "last")
+
+
+def edit_kind(edit: dict) -> str | None:
+    """Which of EDIT_KINDS the entry is (None: the identity edit); two kinds at once is an error."""
+    kinds = [kind for kind in EDIT_KINDS if edit.get(kind)]
+    if len(kinds) > 1:
+        raise CiinvError(f"edit {edit.get('name')!r} has {' and '.join(kinds)}: an edit has exactly one of "
+                         f"{', '.join(EDIT_KINDS)}; split it into one edit per kind")
+    return kinds[0] if kinds else None
+
+
+# --------------------------------------------------------------------------------------------
+# Directions
 
 
 def load_direction(path: str | os.PathLike, num_ws: int, w_dim: int) -> torch.Tensor:
@@ -89,12 +137,138 @@ def apply_edit(codes: torch.Tensor, direction: torch.Tensor, strength: float, ma
     return codes + strength * (mask[:, None] * direction)[None]
 
 
+# --------------------------------------------------------------------------------------------
+# Morphing and semantic transfer: edits made of another clip's codes
+
+
+def pair_frames(frames: int, other_frames: int, pairing: str = "step") -> torch.Tensor:
+    """j(i) for i = 0 … frames−1: the other clip's frame paired with each frame, [frames] int64."""
+    if pairing == "step":
+        return torch.arange(frames).clamp(max=other_frames - 1)
+    if pairing == "first":
+        return torch.zeros(frames, dtype=torch.long)
+    if pairing == "last":
+        return torch.full((frames,), other_frames - 1, dtype=torch.long)
+    raise CiinvError(f"edit pairing {pairing!r} is not one of {list(PAIRINGS)}")
+
+
+def apply_morph(codes: torch.Tensor, other: torch.Tensor, alpha: float, mask: torch.Tensor,
+                pairing: str = "step") -> torch.Tensor:
+    """(1 − α)·codes [F, L, D] + α·other [M, L, D] (frames paired by ``pairing``) on the mask's layers.
+
+    Written as a weighted sum, not codes + α·(other − codes), so that α = 0 and α = 1 give
+    either clip's codes bit for bit.
+    """
+    paired = other[pair_frames(codes.shape[0], other.shape[0], pairing)]
+    mixed = (1 - alpha) * codes + alpha * paired
+    return torch.where(mask.bool()[None, :, None], mixed, codes)
+
+
+def apply_transfer(codes: torch.Tensor, reference: torch.Tensor, strength: float, mask: torch.Tensor,
+                   pairing: str = "step") -> torch.Tensor:
+    """codes [F, L, D] + strength·(reference_j(i) − reference_0) on the mask's layers.
+
+    reference: [M, L, D], the merged codes of the reference clip. A reference whose codes do
+    not change leaves the codes exactly as they are.
+    """
+    change = reference[pair_frames(codes.shape[0], reference.shape[0], pairing)] - reference[:1]  # [F, L, D]
+    return codes + strength * (mask[None, :, None] * change)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading codes and noise
+
+
+def load_latents(path: str | os.PathLike, generator, role: str = "") -> torch.Tensor:
+    """``latents.npy`` [F, L, D] of the merge stage as float32, checked against the generator.
+
+    role: how error messages call the file (e.g. "morph_with"), empty for the video's own codes.
+    """
+    path = Path(path)
+    what = f"{role} codes {path}" if role else str(path)
+    try:
+        codes = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+    except FileNotFoundError:
+        raise CiinvError(f"{what}: no such file; invert that video first (its merge stage writes it)") from None
+    except Exception as exc:
+        raise CiinvError(f"{what}: not a latents.npy ({exc}); rerun the merge stage of its video") from None
+    if codes.ndim != 3 or codes.shape[0] < 1:
+        raise CiinvError(f"{what}: shape {list(codes.shape)}, expected [frames, layers, {generator.w_dim}]")
+    frames, num_ws, w_dim = codes.shape
+    if (num_ws, w_dim) != (generator.num_ws, generator.w_dim):
+        raise CiinvError(
+            f"{what} holds codes of shape ({num_ws}, {w_dim}) per frame but the generator expects"
+            f" ({generator.num_ws}, {generator.w_dim}): were they inverted with another generator?"
+        )
+    return codes
+
+
+def load_frame_noise(path: str | os.PathLike, frames: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """``noise.pt`` of the merge stage: (maps, frame_window).
+
+    maps: the generator's noise maps in layer order, each [W, 1, r, r] float32, one row per
+    stored window; frame_window: [frames] int64, the row each frame is rendered with.
+    """
+    path = Path(path)
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        maps, frame_window = [m.float() for m in stored["noise"]], stored["frame_window"].long()
+    except Exception as exc:
+        raise CiinvError(f"{path}: not a readable noise file ({type(exc).__name__}: {exc}); "
+                         "rerun the merge stage") from None
+    if frame_window.shape != (frames,):
+        raise CiinvError(f"{path} has noise for {frame_window.shape[0]} frames but the codes have {frames}; "
+                         "rerun the merge stage")
+    return maps, frame_window
+
+
+# --------------------------------------------------------------------------------------------
+# The edit stage
+
+
+def edit_codes(codes: torch.Tensor, edit: dict, generator, direction_path: str | os.PathLike | None = None,
+               other_path: str | os.PathLike | None = None) -> torch.Tensor:
+    """The edited codes [F, L, D] for codes [F, L, D] and one edit entry.
+
+    direction_path: the direction file (default: the entry's ``direction``, read as a path).
+    other_path: latents.npy of the other clip of a morph or transfer (default: the entry's
+    ``morph_with`` / ``transfer_from``, read as a path).
+    """
+    kind = edit_kind(edit)
+    if kind is None:
+        return codes
+    num_ws, w_dim = codes.shape[1:]
+    mask = layer_mask(edit.get("layers", "all"), num_ws)
+    pairing = edit.get("pairing", "step")
+    if kind == "direction":
+        spec = edit["direction"]
+        if is_sefa(spec):
+            direction = sefa_direction(generator, int(spec.split(":", 1)[1])).cpu().expand(num_ws, w_dim)
+        else:
+            direction = load_direction(direction_path or spec, num_ws, w_dim)
+        return apply_edit(codes, direction, float(edit["strength"]), mask)
+
+    other = load_latents(other_path or edit[kind], generator, role=kind)
+    if kind == "morph_with":
+        alpha = float(edit["alpha"])
+        if not 0 <= alpha <= 1:
+            raise CiinvError(f"edit {edit['name']!r}: alpha must be between 0 (this video) and 1 (the other), "
+                             f"got {alpha}")
+        return apply_morph(codes, other, alpha, mask, pairing)
+    if pairing == "first":
+        raise CiinvError(f"edit {edit['name']!r}: pairing 'first' pairs every frame with the reference's "
+                         "first frame, so nothing would be transferred; use 'step' or 'last'")
+    return apply_transfer(codes, other, float(edit["strength"]), mask, pairing)
+
+
 def render_edit(
     latents_path: str | os.PathLike,
     generator,
     edit: dict,
     out_dir: str | os.PathLike,
     direction_path: str | os.PathLike | None = None,
+    other_path: str | os.PathLike | None = None,
+    noise_path: str | os.PathLike | None = None,
     device: str = "cpu",
     batch: int = 4,
     log=print,
@@ -103,25 +277,27 @@ def render_edit(
 
     latents_path: `latents.npy` [F, L, D] from the merge stage.
     generator: a loaded Generator (see ciinv.models), already on `device`.
+    direction_path, other_path: see ``edit_codes``.
+    noise_path: `noise.pt` of the ``plus`` variant (default: the one beside latents_path, if
+    there is one); without it the generator's constant noise is used.
     """
-    codes = torch.from_numpy(np.load(latents_path)).float()
-    frames, num_ws, w_dim = codes.shape
-    if (num_ws, w_dim) != (generator.num_ws, generator.w_dim):
-        raise CiinvError(
-            f"{latents_path} holds codes of shape ({num_ws}, {w_dim}) per frame but the generator expects"
-            f" ({generator.num_ws}, {generator.w_dim}): were they inverted with another generator?"
-        )
-    spec = edit.get("direction")
-    if spec:
-        if is_sefa(spec):
-            direction = sefa_direction(generator, int(spec.split(":", 1)[1])).cpu().expand(num_ws, w_dim)
-        else:
-            direction = load_direction(direction_path or spec, num_ws, w_dim)
-        codes = apply_edit(codes, direction, float(edit["strength"]), layer_mask(edit.get("layers", "all"), num_ws))
+    codes = load_latents(latents_path, generator)
+    frames = codes.shape[0]
+    codes = edit_codes(codes, edit, generator, direction_path, other_path)
+    if noise_path is None and Path(latents_path).with_name("noise.pt").exists():
+        noise_path = Path(latents_path).with_name("noise.pt")
+    maps, frame_window = load_frame_noise(noise_path, frames) if noise_path is not None else (None, None)
+    if maps is not None and [m.shape[-2:] for m in maps] != [m.shape[-2:] for m in generator.noise_maps()]:
+        raise CiinvError(f"{noise_path}: its noise maps do not fit this generator's; were the codes inverted "
+                         "with another generator? Rerun the invert and merge stages")
     with atomic_dir(out_dir) as tmp, torch.no_grad():
         for start in range(0, frames, batch):
-            images = generator.synthesis(codes[start : start + batch].to(device))
+            stop = min(start + batch, frames)
+            noise = None
+            if maps is not None:
+                noise = [m[frame_window[start:stop]].to(device) for m in maps]
+            images = generator.synthesis(codes[start:stop].to(device), noise=noise)
             pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             for offset, image in enumerate(pixels.permute(0, 2, 3, 1).cpu().numpy()):
                 Image.fromarray(image).save(tmp / f"{start + offset:06d}.png", compress_level=1)
-            log(f"edit {edit['name']}: rendered {min(start + batch, frames)}/{frames} frames")
+            log(f"edit {edit['name']}: rendered {stop}/{frames} frames")

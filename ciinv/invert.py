@@ -18,6 +18,12 @@ Output, ``latents/shard_{k:04d}.pt`` (torch.save; loads with weights_only=True):
     loss_history  {'total'|'icc'|'mse'|'perceptual': [n, logged] float32}, per window
     loss_steps    [logged] steps at which loss_history was recorded (before that step's update)
     settings      InvertSettings as a dict;  generator  str(path);  frames, shard  int
+    noise         variant ``plus`` only: the optimised noise maps, one set per window, a list in
+                  the generator's layer order of [n, 1, r, r] float16 (fp16 halves the size;
+                  at 1024² a set is 2.8 M values, 5.6 MB)
+
+The merge blends the shards' codes into ``latents.npy`` [frames, L, D]; for ``plus`` it also
+writes ``noise.pt`` beside it (see ``merge_shards``).
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ from ciinv.objective import (
     init_latents,
     latent_base_and_offsets,
     latent_codes,
+    latent_noise,
     prepare_targets,
+    synthesis_noise,
     window_losses,
 )
-from ciinv.windows import Window, blend_codes, plan_shards, plan_windows
+from ciinv.windows import Window, blend_codes, frame_weights, plan_shards, plan_windows
 
 INITS = ("mean", "zero")
 
@@ -221,7 +229,9 @@ def invert_windows(generator, vgg, flow_net, real: torch.Tensor, settings: Inver
     when the settings switch their loss term off. Starts from ``progress`` (a saved state) or
     from scratch; ``save(progress)`` is called every ``settings.checkpoint_every`` steps.
     Returns {'w_b' [B, L, D], 'n_k' [B, T−1, 1|L, D], 'codes' [B, T, L, D] (float32, CPU),
-    'loss_history' {name: [B, logged]}, 'loss_steps' [logged]}. No files are read or written.
+    'loss_history' {name: [B, logged]}, 'loss_steps' [logged]}, and for ``plus`` 'noise': the
+    optimised maps, a list of [B, 1, r, r] float32 (CPU), to pass to ``generator.synthesis`` with
+    each window's maps repeated for its frames. No files are read or written.
     """
     progress = progress if progress is not None else _Progress(batch=0)
     log = log if log is not None else (lambda message: None)
@@ -232,7 +242,8 @@ def invert_windows(generator, vgg, flow_net, real: torch.Tensor, settings: Inver
 
     w_start = generator.w_avg if settings.init == "mean" else torch.zeros_like(generator.w_avg)
     w_start = w_start.float().expand(generator.num_ws, generator.w_dim)
-    latents = init_latents(settings.variant, settings.offsets, batch, window, w_start)
+    noise = generator.noise_maps() if VARIANTS[settings.variant][2] else None
+    latents = init_latents(settings.variant, settings.offsets, batch, window, w_start, noise)
     optimizer = torch.optim.Adam(latents.values(), lr=settings.lr, betas=settings.betas, eps=settings.eps)
     if progress.step:
         with torch.no_grad():
@@ -245,7 +256,7 @@ def invert_windows(generator, vgg, flow_net, real: torch.Tensor, settings: Inver
         optimizer.zero_grad(set_to_none=True)
         ws = latent_codes(latents)  # [B, T, L, D]
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            images = generator.synthesis(ws.flatten(0, 1))
+            images = generator.synthesis(ws.flatten(0, 1), noise=synthesis_noise(latents, window))
         images = (images.float().view(real.shape) + 1) / 2
         losses = window_losses(images, targets, vgg, config, amp=amp)
         losses["total"].sum().backward()
@@ -269,13 +280,17 @@ def invert_windows(generator, vgg, flow_net, real: torch.Tensor, settings: Inver
     w_b, n_k = latent_base_and_offsets(latents)
     with torch.no_grad():
         final_codes = latent_codes(latents)
-    return {
+    result = {
         "w_b": w_b.float().cpu(),
         "n_k": n_k.float().cpu(),
         "codes": final_codes.detach().float().cpu(),
         "loss_history": {name: torch.stack(progress.history[name], dim=1) for name in LOSS_NAMES},
         "loss_steps": list(progress.logged),
     }
+    final_noise = latent_noise(latents)
+    if final_noise is not None:
+        result["noise"] = [n.detach().float().cpu() for n in final_noise]
+    return result
 
 
 def invert_shard(crops_dir, frames: int, shard: int, settings, generator_path, flow_path, vgg_path, out_path,
@@ -353,6 +368,8 @@ def invert_shard(crops_dir, frames: int, shard: int, settings, generator_path, f
         "frames": frames,
         "shard": shard,
     }
+    if "noise" in results[0]:
+        output["noise"] = [torch.cat([r["noise"][i] for r in results]).half() for i in range(len(results[0]["noise"]))]
     with atomic_path(out_path) as tmp:
         torch.save(output, tmp)
     state_path.unlink(missing_ok=True)
@@ -362,9 +379,21 @@ def invert_shard(crops_dir, frames: int, shard: int, settings, generator_path, f
 # Merging
 
 
-def merge_shards(shard_paths, frames: int, out_path) -> None:
-    """Blend the per-window codes of all shards into ``out_path``: latents.npy [frames, L, D] float32."""
-    windows, codes = [], []
+def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
+    """Blend the per-window codes of all shards into ``out_path``: latents.npy [frames, L, D] float32.
+
+    Shards of the ``plus`` variant also hold noise maps, one set per window. Those are not
+    blended (an average of Gaussian maps is weaker noise, a blurrier picture): each frame takes
+    the maps of the window that weighs most for it in the code blend (``frame_weights``; at a
+    seam, where two windows weigh the same, the earlier one). They go to ``noise_path``
+    (default: ``noise.pt`` beside ``out_path``) as {'noise': list in layer order of
+    [W, 1, r, r] float16, one row per window used, 'frame_window': [frames] int64, the row of
+    each frame}: at 1024², 5.6 MB per window, about 1.4 MB per frame at stride 4. Without noise
+    in the shards a ``noise.pt`` left there by an earlier run is removed, so the edit stage
+    never renders with stale maps. The noise file is written before the codes.
+    """
+    noise_path = Path(noise_path) if noise_path is not None else Path(out_path).with_name("noise.pt")
+    windows, codes, noise = [], [], []
     for path in shard_paths:
         try:
             shard = torch.load(path, map_location="cpu", weights_only=True)
@@ -378,15 +407,39 @@ def merge_shards(shard_paths, frames: int, out_path) -> None:
         if codes and shard_codes.shape[1:] != codes[0].shape:
             raise CiinvError(f"{path}: codes of shape {list(shard_codes.shape[1:])} differ from the other shards' "
                              f"{list(codes[0].shape)}; rerun the invert stage for every shard")
-        for (start, stop), window_codes in zip(starts_stops, shard_codes):
+        if codes and ("noise" in shard) != bool(noise):
+            raise CiinvError(f"{path}: {'has' if 'noise' in shard else 'lacks'} noise maps and other shards do not; "
+                             "they were inverted with different variants: rerun the invert stage for every shard")
+        for k, ((start, stop), window_codes) in enumerate(zip(starts_stops, shard_codes)):
             if stop > frames:
                 raise CiinvError(f"{path}: window [{start}, {stop}) lies beyond the clip's {frames} frames; "
                                  "the shard is stale, rerun the invert stage")
             windows.append(Window(index=len(windows), start=int(start), stop=int(stop)))
             codes.append(window_codes.numpy())
+            if "noise" in shard:
+                noise.append([maps[k] for maps in shard["noise"]])  # this window's maps, each [1, r, r]
     if not codes:
         raise CiinvError(f"{out_path}: no latent shards to merge")
     latents = blend_codes(frames, windows, np.stack(codes))
+    if noise:
+        _write_frame_noise(noise_path, frames, windows, noise)
+    else:
+        noise_path.unlink(missing_ok=True)
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, latents)
+
+
+def _write_frame_noise(path: Path, frames: int, windows: list[Window], noise: list[list[torch.Tensor]]) -> None:
+    """noise.pt for ``merge_shards``: noise[w] holds window w's maps, each [1, r, r]."""
+    best = np.full(frames, -1)
+    best_weight = np.zeros(frames)
+    for w, win in enumerate(windows):
+        weights = frame_weights(win.size)
+        heavier = weights > best_weight[win.start : win.stop]  # strict: a tie keeps the earlier window
+        best[win.start : win.stop][heavier] = w
+        best_weight[win.start : win.stop][heavier] = weights[heavier]
+    used, frame_window = np.unique(best, return_inverse=True)
+    maps = [torch.stack([noise[w][i] for w in used]).half() for i in range(len(noise[0]))]
+    with atomic_path(path) as tmp:
+        torch.save({"noise": maps, "frame_window": torch.from_numpy(frame_window.astype(np.int64))}, tmp)

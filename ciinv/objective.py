@@ -25,6 +25,15 @@ Variants (for ablations and baselines):
   no_icc  MAC latents, no ICC (no flow is ever computed)
   no_mac  one free code per frame, with ICC
   i2s     one free code per frame, no ICC: Image2StyleGAN on each frame alone
+  plus    full, and the generator's noise maps are optimised too (the paper's Ours++, after
+          Image2StyleGAN++, which adds the noise space to the W+ codes)
+
+The noise maps of ``plus`` are one set per window, shared by its T frames and started from
+the generator's constant maps. Shared, not per frame: as with the codes, what differs between
+the frames of a window must then be explained by the offsets n_k, and independent per-frame
+noise would fit each frame's fine texture on its own, which is the flicker constant noise is
+there to avoid (DESIGN.md). It is also T times less to store. The noise is optimised with the
+same Adam settings as the codes and without a regulariser (none is described for Ours++).
 """
 
 from __future__ import annotations
@@ -37,8 +46,14 @@ import torch.nn.functional as F
 
 from ciinv.models.warp import warp
 
-# variant -> (MAC latents, ICC term)
-VARIANTS = {"full": (True, True), "no_icc": (True, False), "no_mac": (False, True), "i2s": (False, False)}
+# variant -> (MAC latents, ICC term, optimised noise maps)
+VARIANTS = {
+    "full": (True, True, False),
+    "no_icc": (True, False, False),
+    "no_mac": (False, True, False),
+    "i2s": (False, False, False),
+    "plus": (True, True, True),
+}
 OFFSETS = ("shared", "per_layer")
 ICC_PAIRS = ("base", "all")
 LOSS_NAMES = ("total", "icc", "mse", "perceptual")
@@ -77,21 +92,31 @@ def codes(w_b: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return torch.cat([base, base + steps], dim=1)
 
 
-def init_latents(variant: str, offsets: str, batch: int, window: int, w_start: torch.Tensor) -> dict[str, torch.Tensor]:
+def init_latents(variant: str, offsets: str, batch: int, window: int, w_start: torch.Tensor,
+                 noise: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The tensors the optimiser updates, as leaf tensors that require grad.
 
     w_start: [L, D] start code of every frame (the mean latent or zeros).
     MAC variants: {'w_b': [B, L, D] = w_start, 'n_k': [B, T−1, 1 or L, D] = 0}.
     Free-code variants: {'w': [B, T, L, D] = w_start}.
+    ``plus`` also gets 'noise_0', 'noise_1', ...: [B, 1, r, r] per noise map, one set per window,
+    copied from ``noise`` (the generator's constant maps, ``generator.noise_maps()``, each
+    [1, 1, r, r]), which it requires.
     """
     layers, dim = w_start.shape
-    if VARIANTS[variant][0]:
+    mac, _, optimise_noise = VARIANTS[variant]
+    if mac:
         width = 1 if offsets == "shared" else layers
         w_b = w_start.expand(batch, layers, dim).clone()
         n_k = w_start.new_zeros(batch, window - 1, width, dim)
         latents = {"w_b": w_b, "n_k": n_k}
     else:
         latents = {"w": w_start.expand(batch, window, layers, dim).clone()}
+    if optimise_noise:
+        if noise is None:
+            raise ValueError(f"variant {variant!r} optimises the noise maps: pass the generator's noise_maps()")
+        for i, constant in enumerate(noise):
+            latents[f"noise_{i}"] = constant.detach().float().expand(batch, *constant.shape[1:]).clone()
     return {name: t.requires_grad_(True) for name, t in latents.items()}
 
 
@@ -100,6 +125,24 @@ def latent_codes(latents: dict[str, torch.Tensor]) -> torch.Tensor:
     if "w" in latents:
         return latents["w"]
     return codes(latents["w_b"], latents["n_k"])
+
+
+def latent_noise(latents: dict[str, torch.Tensor]) -> list[torch.Tensor] | None:
+    """The optimised noise maps of ``plus`` in layer order, each [B, 1, r, r]; None for the others."""
+    count = sum(name.startswith("noise_") for name in latents)
+    return [latents[f"noise_{i}"] for i in range(count)] if count else None
+
+
+def synthesis_noise(latents: dict[str, torch.Tensor], window: int) -> list[torch.Tensor] | None:
+    """Noise for ``generator.synthesis`` on the B·T codes ``latent_codes(latents).flatten(0, 1)``.
+
+    Each window's maps are repeated for its T frames: [B·T, 1, r, r] per map. None (the
+    generator's constant maps) for the variants that do not optimise the noise.
+    """
+    noise = latent_noise(latents)
+    if noise is None:
+        return None
+    return [n.repeat_interleave(window, dim=0) for n in noise]
 
 
 def latent_base_and_offsets(latents: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Edits: direction files in every accepted layout, layer masks, SeFa directions, rendering."""
+"""Edits: direction files in every accepted layout, layer masks, SeFa directions, rendering (with the
+`plus` variant's noise maps when they are there)."""
 
 from __future__ import annotations
 
@@ -83,3 +84,21 @@ def test_codes_from_another_generator_are_refused(tmp_path, generator):
     with pytest.raises(CiinvError, match="another generator"):
         render_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_noise_maps_for_another_clip_length_are_refused(tmp_path, generator):
+    np.save(tmp_path / "latents.npy", generator.w_avg.expand(3, generator.num_ws, D).numpy().copy())
+    maps = [m.half() for m in generator.noise_maps()]
+    torch.save({"noise": maps, "frame_window": torch.zeros(5, dtype=torch.long)}, tmp_path / "noise.pt")
+    with pytest.raises(CiinvError, match=r"noise.pt has noise for 5 frames but the codes have 3"):
+        render_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "out", log=lambda m: None)
+    assert not (tmp_path / "out").exists()
+    # Maps that fit are used: the frames differ from the ones the constant noise gives.
+    torch.save({"noise": [torch.randn_like(m.float()).half() for m in maps],
+                "frame_window": torch.zeros(3, dtype=torch.long)}, tmp_path / "noise.pt")
+    render_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "own", log=lambda m: None)
+    (tmp_path / "plain").mkdir()  # the same codes without a noise.pt beside them
+    (tmp_path / "plain" / "latents.npy").write_bytes((tmp_path / "latents.npy").read_bytes())
+    render_edit(tmp_path / "plain" / "latents.npy", generator, {"name": "recon"}, tmp_path / "constant",
+                log=lambda m: None)
+    assert (tmp_path / "own" / "000000.png").read_bytes() != (tmp_path / "constant" / "000000.png").read_bytes()

@@ -10,7 +10,9 @@ from ciinv.objective import (
     init_latents,
     latent_base_and_offsets,
     latent_codes,
+    latent_noise,
     prepare_targets,
+    synthesis_noise,
     window_losses,
 )
 
@@ -77,6 +79,33 @@ def test_latents_start_at_the_start_code_with_zero_offsets(variant, offsets, nam
     assert {k: tuple(v.shape) for k, v in latents.items()} == names
     assert all(v.requires_grad and v.is_leaf for v in latents.values())
     torch.testing.assert_close(latent_codes(latents), w_start.expand(B, T, 6, 8))
+
+
+def test_plus_adds_one_set_of_noise_maps_per_window_started_from_the_constant_maps():
+    constant = [torch.randn(1, 1, 4, 4), torch.randn(1, 1, 8, 8)]
+    latents = init_latents("plus", "shared", B, T, torch.randn(6, 8), noise=constant)
+    assert set(latents) == {"w_b", "n_k", "noise_0", "noise_1"}
+    assert all(v.requires_grad and v.is_leaf for v in latents.values())
+    for maps, start in zip(latent_noise(latents), constant):
+        assert maps.shape == (B, 1, *start.shape[-2:])
+        assert all(torch.equal(maps[b], start[0]) for b in range(B))
+    with torch.no_grad():
+        latents["noise_0"][1] += 1.0  # window 1's own maps: the constant ones and window 0's stay
+    assert torch.equal(latents["noise_0"][0], constant[0][0])
+    # For synthesis of the B·T codes, each window's maps are repeated for its T frames.
+    per_image = synthesis_noise(latents, T)
+    assert per_image[0].shape == (B * T, 1, 4, 4)
+    for b in range(B):
+        assert all(torch.equal(per_image[0][b * T + t], latents["noise_0"][b]) for t in range(T))
+    # Gradients reach the maps through synthesis_noise.
+    (per_image[1] * torch.arange(B * T, dtype=torch.float).view(-1, 1, 1, 1)).sum().backward()
+    assert torch.equal(latents["noise_1"].grad[:, 0, 0, 0], torch.tensor([float(sum(range(b * T, b * T + T)))
+                                                                          for b in range(B)]))
+
+    full = init_latents("full", "shared", B, T, torch.randn(6, 8), noise=constant)
+    assert set(full) == {"w_b", "n_k"} and synthesis_noise(full, T) is None
+    with pytest.raises(ValueError, match="noise"):
+        init_latents("plus", "shared", B, T, torch.randn(6, 8))
 
 
 def test_free_codes_are_written_as_base_and_per_layer_offsets():

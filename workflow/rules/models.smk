@@ -3,7 +3,7 @@
 
 def configured_models():
     """Registry files the current config uses (paths given directly are not ours to fetch)."""
-    names = list(config["models"].values()) + [e["direction"] for e in config["edits"]]
+    names = list(config["models"].values()) + [e["direction"] for e in config["edits"] if "direction" in e]
     if config["landmarks"]["detector"] == "fan":
         names += [n for n, entry in REGISTRY.items() if entry.used_by == "landmarks.detector=fan"]
     return sorted({model_path(n) for n in names if n in REGISTRY})
