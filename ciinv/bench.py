@@ -50,8 +50,9 @@ from ciinv.invert import InvertSettings, invert_windows, pick_device
 from ciinv.models import registry
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
-VARIANT_ORDER = ("i2s", "no_mac", "no_icc", "full")
-VARIANT_LABELS = {"i2s": "I2S (each frame alone)", "no_mac": "w/o MAC", "no_icc": "w/o ICC", "full": "full (MAC + ICC)"}
+VARIANT_ORDER = ("i2s", "no_mac", "no_icc", "full", "plus")
+VARIANT_LABELS = {"i2s": "I2S (each frame alone)", "no_mac": "w/o MAC", "no_icc": "w/o ICC", "full": "full (MAC + ICC)",
+                  "plus": "plus (MAC + ICC + noise, Ours++)"}
 ALPHA_RANGE = 3.0
 MORPH_STEPS = (0.25, 0.5, 0.75)
 DEFAULT_N = 100
@@ -129,11 +130,25 @@ def sample_sequences(generator, n: int, window: int, seed: int = 0, truncation: 
 
 
 @torch.no_grad()
-def render(generator, codes: torch.Tensor, batch: int = 8) -> torch.Tensor:
-    """Images [M, 3, R, R] in [0, 1] (on the generator's device) of W+ codes [M, L, D]."""
+def render(generator, codes: torch.Tensor, noise: list[torch.Tensor] | None = None, batch: int = 8) -> torch.Tensor:
+    """Images [M, 3, R, R] in [0, 1] (on the generator's device) of W+ codes [M, L, D].
+
+    noise: per-image noise maps ([M, 1, r, r] each, in layer order; the `plus` variant's),
+    or None for the generator's constant noise.
+    """
     device = generator.w_avg.device
-    parts = [generator.synthesis(c.to(device)) for c in codes.split(batch)]
+    parts = []
+    for start in range(0, len(codes), batch):
+        maps = [m[start : start + batch].to(device) for m in noise] if noise is not None else None
+        parts.append(generator.synthesis(codes[start : start + batch].to(device), noise=maps))
     return ((torch.cat(parts).float() + 1) / 2).clamp(0, 1)
+
+
+def per_image_noise(result: dict, repeats: int) -> list[torch.Tensor] | None:
+    """The `plus` variant's per-window noise maps repeated for each of a window's `repeats` images."""
+    if result.get("noise") is None:
+        return None
+    return [maps.repeat_interleave(repeats, dim=0) for maps in result["noise"]]
 
 
 def morph_codes(codes: torch.Tensor) -> torch.Tensor:
@@ -161,7 +176,7 @@ def _load_lpips(config: dict, vgg_path, lpips_path, log):
         return None
 
 
-def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = None, variants=VARIANT_ORDER,
+def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = None, variants=VARIANT_ORDER[:4],
                 seed: int = 0, truncation: float = 1.0, edit_strength: float = 3.0, device: str = "auto",
                 lpips_path=None, log=print) -> list[dict]:
     """Run the synthesized-data protocol and write synth.csv, synth.md and synth.png to ``out_dir``.
@@ -218,9 +233,10 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                                     label=f"{variant} sequences {idx.start}-{idx.stop - 1}")
             seconds = (time.perf_counter() - began) / batch
             codes = result["codes"]  # [B, T, L, D] on the CPU
-            recon = render(generator, codes.flatten(0, 1))
-            edited = render(generator, (codes + edit).flatten(0, 1))
-            morphed = render(generator, morph_codes(codes).flatten(0, 1))
+            frame_noise = per_image_noise(result, window)
+            recon = render(generator, codes.flatten(0, 1), frame_noise)
+            edited = render(generator, (codes + edit).flatten(0, 1), frame_noise)
+            morphed = render(generator, morph_codes(codes).flatten(0, 1), per_image_noise(result, len(MORPH_STEPS)))
             if start == 0:
                 grid[f"{variant}: recon"], grid[f"{variant}: edit"] = recon[:window].cpu(), edited[:window].cpu()
 

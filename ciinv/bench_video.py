@@ -41,14 +41,14 @@ import scipy.linalg
 import torch
 
 from ciinv import metrics, models
-from ciinv.bench import VARIANT_LABELS, write_grid
+from ciinv.bench import VARIANT_LABELS, render, write_grid
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path, read_json, write_json
 from ciinv.invert import InvertSettings, invert_windows, pick_device, read_crops
 from ciinv.models import registry
 from ciinv.models.inception import load_inception
 from ciinv.objective import VARIANTS
-from ciinv.windows import Window, blend_codes, frame_weights, plan_windows
+from ciinv.windows import blend_codes, noise_owners, plan_windows
 
 DEFAULT_VARIANTS = ("i2s", "no_mac", "no_icc", "full")
 METRIC_COLUMNS = ("mse", "psnr", "lpips", "niqe", "fid", "rel_warp", "steps", "seconds")
@@ -125,24 +125,6 @@ def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu", log
 # Inverting and rendering a clip
 
 
-def noise_owners(frames: int, windows: list[Window]) -> torch.Tensor:
-    """For each frame, the window whose noise maps render it (variant ``plus``): [frames] long.
-
-    Noise maps cannot be blended like codes (a weighted mean of noise is no longer noise of
-    the same variance), so a frame shared by windows takes the maps of the window where it
-    has the largest blending weight (``frame_weights``), the earlier window on ties.
-    """
-    best = np.full(frames, -1.0)
-    owner = np.zeros(frames, dtype=np.int64)
-    for i, window in enumerate(windows):
-        weights = frame_weights(window.size)
-        span = slice(window.start, window.stop)
-        better = weights > best[span]
-        owner[span] = np.where(better, i, owner[span])
-        best[span] = np.maximum(weights, best[span])
-    return torch.from_numpy(owner)
-
-
 def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertSettings, amp: bool = False,
                 log=None, label: str = "clip") -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Invert crops [F, 3, R, R] in [0, 1] (CPU) with the invert stage's window plan.
@@ -167,22 +149,8 @@ def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertS
     if not noise:
         return blended, None
     per_window = [torch.cat([part[k] for part in noise]) for k in range(len(noise[0]))]  # [n_windows, 1, r, r]
-    owner = noise_owners(len(crops), windows)
+    owner = torch.from_numpy(noise_owners(len(crops), windows))
     return blended, [maps[owner] for maps in per_window]
-
-
-@torch.no_grad()
-def render_codes(generator, codes: torch.Tensor, noise: list[torch.Tensor] | None = None,
-                 batch: int = BATCH) -> torch.Tensor:
-    """Images [F, 3, R, R] in [0, 1] on the CPU of codes [F, L, D] (and per-frame noise maps)."""
-    device = generator.w_avg.device
-    parts = []
-    for start in range(0, len(codes), batch):
-        stop = min(start + batch, len(codes))
-        maps = [m[start:stop].to(device) for m in noise] if noise is not None else None
-        images = generator.synthesis(codes[start:stop].to(device), noise=maps)
-        parts.append(((images.float() + 1) / 2).clamp(0, 1).cpu())
-    return torch.cat(parts)
 
 
 class RealFlows:
@@ -324,7 +292,7 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
             codes, noise = invert_clip(generator, vgg, flow_net, real, settings, amp=amp, log=log,
                                        label=f"{video.name} {variant}")
             seconds = time.perf_counter() - began
-            recon = render_codes(generator, codes, noise)
+            recon = render(generator, codes, noise, batch=BATCH).cpu()
             if c == 0:
                 strip[VARIANT_LABELS.get(variant, variant)] = recon[shown]
 

@@ -56,7 +56,7 @@ from ciinv.objective import (
     synthesis_noise,
     window_losses,
 )
-from ciinv.windows import Window, blend_codes, frame_weights, plan_shards, plan_windows
+from ciinv.windows import Window, blend_codes, noise_owners, plan_shards, plan_windows
 
 INITS = ("mean", "zero")
 
@@ -432,13 +432,7 @@ def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
 
 def _write_frame_noise(path: Path, frames: int, windows: list[Window], noise: list[list[torch.Tensor]]) -> None:
     """noise.pt for ``merge_shards``: noise[w] holds window w's maps, each [1, r, r]."""
-    best = np.full(frames, -1)
-    best_weight = np.zeros(frames)
-    for w, win in enumerate(windows):
-        weights = frame_weights(win.size)
-        heavier = weights > best_weight[win.start : win.stop]  # strict: a tie keeps the earlier window
-        best[win.start : win.stop][heavier] = w
-        best_weight[win.start : win.stop][heavier] = weights[heavier]
+    best = noise_owners(frames, windows)
     used, frame_window = np.unique(best, return_inverse=True)
     maps = [torch.stack([noise[w][i] for w in used]).half() for i in range(len(noise[0]))]
     with atomic_path(path) as tmp:

@@ -122,3 +122,21 @@ def blend_codes(frames: int, windows: list[Window], codes: np.ndarray) -> np.nda
         share = weights / total[win.start : win.stop]
         out[win.start : win.stop] += share[:, None, None] * window_codes.astype(np.float64)
     return out.astype(np.float32)
+
+
+def noise_owners(frames: int, windows: list[Window]) -> np.ndarray:
+    """For each frame, the window whose noise maps render it (variant ``plus``): [frames] long.
+
+    Noise maps cannot be blended like codes (a weighted mean of noise is no longer noise of
+    the same variance), so a frame shared by windows takes the maps of the window where it
+    has the largest blending weight (``frame_weights``), the earlier window on ties.
+    """
+    best = np.full(frames, -1.0)
+    owner = np.zeros(frames, dtype=np.int64)
+    for i, window in enumerate(windows):
+        weights = frame_weights(window.size)
+        span = slice(window.start, window.stop)
+        better = weights > best[span]
+        owner[span] = np.where(better, i, owner[span])
+        best[span] = np.maximum(weights, best[span])
+    return owner

@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 
 from ciinv.bench import load_config
-from ciinv.bench_video import bench_video, find_clips, invert_clip, noise_owners, render_codes
+from ciinv.bench import render
+from ciinv.bench_video import bench_video, find_clips, invert_clip
+from ciinv.windows import noise_owners
 from ciinv.errors import CiinvError
 from ciinv.invert import InvertSettings
 from ciinv.models import load_generator
@@ -127,7 +129,7 @@ def test_plus_renders_each_frame_with_its_windows_noise(smoke_dir):
     assert codes.shape == (7, generator.num_ws, generator.w_dim)
     assert [m.shape for m in noise] == [(7,) + tuple(m.shape[1:]) for m in generator.noise_maps()]
     assert torch.equal(noise[0][0], noise[0][3]) and torch.equal(noise[0][4], noise[0][6])
-    assert render_codes(generator, codes, noise).shape == crops.shape
+    assert render(generator, codes, noise).shape == crops.shape
 
 
 def test_bad_requests_are_clear_errors(tmp_path, smoke_dir, clip):
