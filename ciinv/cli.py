@@ -16,14 +16,6 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def pick_device(requested: str = "auto") -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
-
-
 def cmd_probe(args) -> None:
     from ciinv.files import write_json
     from ciinv.video import probe
@@ -34,11 +26,14 @@ def cmd_probe(args) -> None:
 
 
 def cmd_landmarks(args) -> None:
+    from ciinv.gpu import claim_device
     from ciinv.files import read_json
     from ciinv.landmarks import detect_video, save_landmarks
 
     result = detect_video(
-        args.video, detector=args.detector, max_gap=args.max_gap, device=pick_device(args.device),
+        args.video, detector=args.detector, max_gap=args.max_gap,
+        # dlib runs on the CPU: it must not hold a GPU that an invert job is waiting for.
+        device=claim_device(args.device) if args.detector == "fan" else "cpu",
         models_dir=args.models_dir, meta=read_json(args.meta) if args.meta else None,
     )
     save_landmarks(args.out, result)
@@ -57,6 +52,7 @@ def cmd_align(args) -> None:
 
 
 def cmd_invert(args) -> None:
+    from ciinv.gpu import claim_device
     from ciinv.files import read_json
     from ciinv.invert import InvertSettings, invert_shard
 
@@ -66,7 +62,7 @@ def cmd_invert(args) -> None:
     meta = read_json(args.meta)
     invert_shard(
         args.crops, meta["frames"], int(args.shard), settings, args.generator, args.flow, args.vgg16, args.out,
-        device=pick_device(args.device), log=log, source=meta.get("path", args.crops),
+        device=claim_device(args.device), log=log, source=meta.get("path", args.crops),
     )
 
 
@@ -78,12 +74,13 @@ def cmd_merge(args) -> None:
 
 
 def cmd_edit(args) -> None:
+    from ciinv.gpu import claim_device
     from ciinv.edit import is_sefa, render_edit
     from ciinv.models import load_generator
     from ciinv.models.registry import require
 
     edit = json.loads(args.edit)
-    device = pick_device(args.device)
+    device = claim_device(args.device)
     generator = load_generator(args.generator).to(device)
     spec = edit.get("direction")
     direction = require(spec, args.models_dir) if spec and not is_sefa(spec) else None
