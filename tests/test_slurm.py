@@ -1,0 +1,244 @@
+"""The workflow on a real SLURM cluster (one node on localhost), and a killed-and-restarted run.
+
+The cluster tests start munged, slurmctld and slurmd with tests/slurm/cluster.sh (installing
+Debian's slurm-wlm and munge when missing), run the smoke workflow through
+``--profile profiles/slurm`` and compare it with a local run of the same inputs. They need root,
+apt-get or an installed Slurm, and snakemake-executor-plugin-slurm; elsewhere they are skipped
+with the reason (set CIINV_REQUIRE_SLURM=1 to make that a failure, as CI should). The restart
+test runs locally and needs none of this.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ciinv.sample import make_clip
+from ciinv.video import probe
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+EDITS = ["recon", "smile", "age"]  # the smoke overlay's edits, and the identity
+
+
+def snakemake(workdir: Path, *args: str, configfiles=(), env=None, timeout=600) -> subprocess.CompletedProcess:
+    """Snakemake on `workdir` with the smoke overlay; killed (SIGKILL) after `timeout` seconds."""
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(REPO / "config.yaml"), *map(str, configfiles), *args,
+    ]
+    env = (env or os.environ) | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{(env or os.environ)['PATH']}"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
+
+
+def workdir_with_clip(folder: Path, clip: Path) -> Path:
+    (folder / "videos").mkdir(parents=True)
+    shutil.copy(clip, folder / "videos" / clip.name)
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
+# The cluster
+
+
+def why_no_cluster() -> str | None:
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return "needs root on Linux (installs packages, runs slurmd)"
+    tools = ["slurmctld", "slurmd", "sbatch", "munged"]
+    if not all(shutil.which(t, path="/usr/sbin:/usr/bin:/sbin:/bin") for t in tools) and not shutil.which("apt-get"):
+        return "Slurm is not installed and there is no apt-get to install it (not Debian/Ubuntu)"
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "snakemake-executor-plugin-slurm is not installed (pip install snakemake-executor-plugin-slurm)"
+    return None
+
+
+def not_here(reason: str):
+    if os.environ.get("CIINV_REQUIRE_SLURM"):
+        pytest.fail(f"CIINV_REQUIRE_SLURM is set, but the SLURM tests cannot run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A running one-node cluster: yields (its folder, the environment that points SLURM commands at it)."""
+    reason = why_no_cluster()
+    if reason:
+        not_here(reason)
+    # Not under pytest's tmp folder: munged (user munge) must be able to reach its socket.
+    folder = Path(tempfile.mkdtemp(prefix="ciinv-slurm-"))
+    try:
+        up = subprocess.run([str(CLUSTER), "up", str(folder)], capture_output=True, text=True, timeout=900)
+        if up.returncode == 77:
+            not_here(up.stderr.strip().splitlines()[-1])
+        assert up.returncode == 0, f"cluster.sh up failed:\n{up.stdout}\n{up.stderr}"
+        # Nothing from a SLURM job this test may itself run in; the srun wrapper first on PATH
+        # (the jobstep plugin drops SLURM_CONF).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {
+            "SLURM_CONF": str(folder / "etc" / "slurm.conf"),
+            "PATH": f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        }
+        yield folder, env
+    finally:
+        down = subprocess.run([str(CLUSTER), "down", str(folder)], capture_output=True, text=True, timeout=120)
+        print(down.stderr, file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, smoke_dir, tmp_path_factory):
+    """The same clip run locally and through `--profile profiles/slurm`; returns both folders and the SLURM log."""
+    folder, env = cluster
+    base = tmp_path_factory.mktemp("slurm-vs-local")
+    clip = base / "clip.mp4"
+    make_clip(clip, frames=13, fps="25", size=(256, 256), audio=True)  # two invert shards
+    overlay = [smoke_dir / "smoke.yaml"]
+
+    local = workdir_with_clip(base / "local", clip)
+    result = snakemake(local, "--cores", "2", "--resources", "gpu=1", configfiles=overlay)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    on_slurm = workdir_with_clip(base / "slurm", clip)
+    result = snakemake(
+        on_slurm, "--profile", str(REPO / "profiles" / "slurm"),
+        # A local habit that must not serialise the cluster's GPU jobs (gpu has local scope there).
+        "--resources", "gpu=1",
+        # Test-speed polling (the plugin's first status check, then +10 s per idle round).
+        "--slurm-init-seconds-before-status-checks", "6", "--slurm-keep-successful-logs",
+        configfiles=overlay, env=env, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-6000:] + _cluster_logs(folder)
+    return local, on_slurm, result.stderr, folder
+
+
+def _cluster_logs(folder: Path) -> str:
+    return "".join(f"\n== {p}\n{p.read_text()[-3000:]}" for p in sorted((folder / "log").glob("*")) if p.is_file())
+
+
+def _submissions(log: str) -> list[tuple[int, list[str]]]:
+    """(SLURM job id, the rules it ran) for every sbatch the plugin logged."""
+    found = []
+    for job_id, path in re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.?\n", log):
+        parts = Path(path).parts
+        kind = parts[parts.index("slurm_logs") + 1]  # rule_<rule> or group_<group>_<rule>_<rule>...
+        if kind.startswith("rule_"):
+            rules = [kind.removeprefix("rule_")]
+        else:
+            rules = kind.removeprefix("group_").split("_")[1:]
+        found.append((int(job_id), rules))
+    return found
+
+
+def _jobcomp(folder: Path) -> dict[int, dict[str, str]]:
+    """Slurm's record of every finished job (jobcomp/filetxt): {job id: {field: value}}."""
+    records = {}
+    for line in (folder / "log" / "jobcomp.log").read_text().splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        records[int(fields["JobId"])] = fields
+    return records
+
+
+def test_every_job_went_through_sbatch(runs):
+    _, _, log, folder = runs
+    finished = Counter(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log))
+    assert set(re.findall(r"localrule (\w+):", log)) == {"all"}
+    submitted = Counter(rule for _, rules in _submissions(log) for rule in rules)
+    assert submitted == finished - Counter(["all"])
+    assert finished["invert"] == 2 and finished["edit"] == len(EDITS)
+    # probe, landmarks and align of the video went in one submission (the profile's group).
+    assert [rules for _, rules in _submissions(log) if len(rules) > 1] == [["align", "landmarks", "probe"]]
+    records = _jobcomp(folder)
+    for job_id, rules in _submissions(log):
+        assert records[job_id]["JobState"] == "COMPLETED", (rules, records[job_id])
+    # The plugin polled with squeue all along (a fall-back to sacct hangs without a database).
+    assert "Falling back to 'sacct'" not in log and "could not check status" not in log
+
+
+def test_gpu_jobs_got_one_gpu_each_and_ran_side_by_side(runs):
+    _, _, log, folder = runs
+    gpus = dict(re.findall(r"^(\d+) gpus=(\S*)", (folder / "log" / "gpus.log").read_text(), re.M))
+    records = _jobcomp(folder)
+    inverts = []
+    for job_id, rules in _submissions(log):
+        given = gpus[str(job_id)]
+        if rules[0] in ("invert", "edit"):
+            assert re.fullmatch(r"\d+", given), f"{rules} job {job_id} got GPUs {given!r}"
+        else:
+            assert given == "", f"{rules} job {job_id} got GPUs {given!r}"
+        if rules == ["invert"]:
+            inverts.append((records[job_id]["StartTime"], records[job_id]["EndTime"], given))
+    # Despite --resources gpu=1 on the command line, the two shards ran at once, on different GPUs.
+    (start_a, end_a, gpu_a), (start_b, end_b, gpu_b) = inverts
+    assert start_a < end_b and start_b < end_a
+    assert gpu_a != gpu_b
+
+
+def test_outputs_match_a_local_run(runs):
+    local, on_slurm, _, _ = runs
+    for edit in EDITS:
+        a, b = probe(local / "results" / f"clip.{edit}.mp4"), probe(on_slurm / "results" / f"clip.{edit}.mp4")
+        for key in ("frames", "fps", "width", "height", "audio", "rotation"):
+            assert a[key] == b[key], (edit, key)
+    codes_local = np.load(local / "results" / "clip" / "latents.npy")
+    codes_slurm = np.load(on_slurm / "results" / "clip" / "latents.npy")
+    assert codes_local.shape == codes_slurm.shape == (13, codes_local.shape[1], 512)
+    np.testing.assert_allclose(codes_slurm, codes_local, rtol=0, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# A killed controller, restarted
+
+
+def test_a_killed_and_restarted_run_keeps_its_finished_inversions(smoke_dir, tmp_path):
+    work = tmp_path / "work"
+    (work / "videos").mkdir(parents=True)
+    make_clip(work / "videos" / "clip.mp4", frames=29, fps="25", size=(256, 256), audio=False)  # four shards
+    shards = work / "results" / "clip" / "latents"
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
+        "--configfile", str(REPO / "config.yaml"), str(smoke_dir / "smoke.yaml"), "--cores", "1",
+        "results/clip/latents.npy",
+    ]
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    # Kill the controller and the job it runs (its own session) once a first shard is written.
+    controller = subprocess.Popen(command, env=env, cwd=work, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(shards.glob("shard_*.pt")):
+        assert controller.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no shard written within 300 s"
+        time.sleep(0.1)
+    os.killpg(controller.pid, signal.SIGKILL)
+    controller.wait(timeout=30)
+    done = {p.name: p.stat().st_mtime_ns for p in shards.glob("shard_*.pt")}
+    assert 1 <= len(done) < 4, sorted(done)
+    interrupted = [p.name.removesuffix(".pt.resume")[6:] for p in shards.glob("shard_*.pt.resume")]
+
+    # Start it again, as README.md says: unlock (the killed run left its lock), rerun the incomplete.
+    assert subprocess.run(command + ["--unlock"], env=env, cwd=work, capture_output=True, timeout=120).returncode == 0
+    again = subprocess.run(command + ["--rerun-incomplete"], env=env, cwd=work, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert (work / "results" / "clip" / "latents.npy").exists()
+    rerun = set(re.findall(r"rule invert:\n(?:\s+.*\n)*?\s+wildcards: video=clip, shard=(\d{4})", again.stderr))
+    assert rerun == {f"{k:04d}" for k in range(4)} - {name[6:10] for name in done}
+    for name, mtime in done.items():
+        assert (shards / name).stat().st_mtime_ns == mtime, f"{name} was written again"
+    # A shard killed mid-optimisation went on from its last saved state.
+    for shard in interrupted:
+        assert "resuming at batch" in (work / "results" / "clip" / "logs" / f"invert_{shard}.log").read_text()
