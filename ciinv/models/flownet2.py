@@ -178,6 +178,29 @@ def upsample_flow(bias: bool) -> nn.ConvTranspose2d:
 # NVIDIA's versions return all scales in training mode; we only run inference.
 
 
+def _add_decoder(net: nn.Module, c: dict[str, int], upsample_bias: bool) -> None:
+    """The refinement decoder FlowNetC and FlowNetS share (NVIDIA's attribute names, so the
+    checkpoint keys match): deconv5..2, predict_flow6..2, upsampled_flow6_to_5..3_to_2.
+    Each level concatenates the encoder feature, the deconvolved feature and the 2-channel flow."""
+    concat5 = c["conv5_1"] + c["deconv5"] + 2
+    concat4 = c["conv4_1"] + c["deconv4"] + 2
+    concat3 = c["conv3_1"] + c["deconv3"] + 2
+    concat2 = c["conv2"] + c["deconv2"] + 2
+    net.deconv5 = deconv(c["conv6_1"], c["deconv5"])
+    net.deconv4 = deconv(concat5, c["deconv4"])
+    net.deconv3 = deconv(concat4, c["deconv3"])
+    net.deconv2 = deconv(concat3, c["deconv2"])
+    net.predict_flow6 = predict_flow(c["conv6_1"])
+    net.predict_flow5 = predict_flow(concat5)
+    net.predict_flow4 = predict_flow(concat4)
+    net.predict_flow3 = predict_flow(concat3)
+    net.predict_flow2 = predict_flow(concat2)
+    net.upsampled_flow6_to_5 = upsample_flow(bias=upsample_bias)
+    net.upsampled_flow5_to_4 = upsample_flow(bias=upsample_bias)
+    net.upsampled_flow4_to_3 = upsample_flow(bias=upsample_bias)
+    net.upsampled_flow3_to_2 = upsample_flow(bias=upsample_bias)
+
+
 class FlowNetC(nn.Module):
     """FlowNet with a correlation layer. Input [N, 6, H, W] (a, b normalised), output flow2
     [N, 2, H/4, W/4] in pixels / 20. conv1..conv3 are shared by both frames (siamese)."""
@@ -197,23 +220,7 @@ class FlowNetC(nn.Module):
         self.conv6 = conv(c["conv5_1"], c["conv6"], stride=2)
         self.conv6_1 = conv(c["conv6"], c["conv6_1"])
 
-        concat5 = c["conv5_1"] + c["deconv5"] + 2
-        concat4 = c["conv4_1"] + c["deconv4"] + 2
-        concat3 = c["conv3_1"] + c["deconv3"] + 2
-        concat2 = c["conv2"] + c["deconv2"] + 2
-        self.deconv5 = deconv(c["conv6_1"], c["deconv5"])
-        self.deconv4 = deconv(concat5, c["deconv4"])
-        self.deconv3 = deconv(concat4, c["deconv3"])
-        self.deconv2 = deconv(concat3, c["deconv2"])
-        self.predict_flow6 = predict_flow(c["conv6_1"])
-        self.predict_flow5 = predict_flow(concat5)
-        self.predict_flow4 = predict_flow(concat4)
-        self.predict_flow3 = predict_flow(concat3)
-        self.predict_flow2 = predict_flow(concat2)
-        self.upsampled_flow6_to_5 = upsample_flow(bias=True)
-        self.upsampled_flow5_to_4 = upsample_flow(bias=True)
-        self.upsampled_flow4_to_3 = upsample_flow(bias=True)
-        self.upsampled_flow3_to_2 = upsample_flow(bias=True)
+        _add_decoder(self, c, upsample_bias=True)
 
     def forward(self, x: Tensor) -> Tensor:
         conv2a = self.conv2(self.conv1(x[:, :3]))
@@ -245,23 +252,7 @@ class FlowNetS(nn.Module):
         self.conv6 = conv(c["conv5_1"], c["conv6"], stride=2)
         self.conv6_1 = conv(c["conv6"], c["conv6_1"])
 
-        concat5 = c["conv5_1"] + c["deconv5"] + 2
-        concat4 = c["conv4_1"] + c["deconv4"] + 2
-        concat3 = c["conv3_1"] + c["deconv3"] + 2
-        concat2 = c["conv2"] + c["deconv2"] + 2
-        self.deconv5 = deconv(c["conv6_1"], c["deconv5"])
-        self.deconv4 = deconv(concat5, c["deconv4"])
-        self.deconv3 = deconv(concat4, c["deconv3"])
-        self.deconv2 = deconv(concat3, c["deconv2"])
-        self.predict_flow6 = predict_flow(c["conv6_1"])
-        self.predict_flow5 = predict_flow(concat5)
-        self.predict_flow4 = predict_flow(concat4)
-        self.predict_flow3 = predict_flow(concat3)
-        self.predict_flow2 = predict_flow(concat2)
-        self.upsampled_flow6_to_5 = upsample_flow(bias=False)
-        self.upsampled_flow5_to_4 = upsample_flow(bias=False)
-        self.upsampled_flow4_to_3 = upsample_flow(bias=False)
-        self.upsampled_flow3_to_2 = upsample_flow(bias=False)
+        _add_decoder(self, c, upsample_bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         conv2 = self.conv2(self.conv1(x))
