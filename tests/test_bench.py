@@ -14,14 +14,6 @@ from ciinv.models.stylegan2 import load_stylegan2_rosinality, write_tiny_stylega
 from tests.conftest import REPO
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def smoke_config(smoke_dir, **invert):
     config = load_config([REPO / "config.yaml", smoke_dir / "smoke.yaml"])
     config["invert"].update(invert)

@@ -22,14 +22,6 @@ from ciinv.windows import Window
 from tests.conftest import REPO
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def video_config(smoke_dir, models_dir, **invert):
     """The smoke models with DIS flow (no weights) and an empty models folder."""
     config = load_config([REPO / "config.yaml", smoke_dir / "smoke.yaml"])

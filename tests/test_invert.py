@@ -14,16 +14,6 @@ FRAMES = 7  # window 3, stride 2: windows [0,3) [2,5) [4,7); 2 per shard -> 2 sh
 SMALL = dict(window=3, stride=2, windows_per_shard=2, windows_per_batch=1, perceptual_size=32, seed=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These nets are tiny: on a busy 2-core machine a second OpenMP thread spins far more than it
-    computes (this file takes ~10x longer with two threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")

@@ -16,14 +16,6 @@ from ciinv.models.vgg16 import write_tiny_vgg16
 from ciinv.models.warp import warp
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- pixels and codes --------------------------------------------------------------------------
 
 
