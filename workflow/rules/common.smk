@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from ciinv.errors import CiinvError
@@ -29,6 +30,10 @@ def find_videos(folder):
 
 
 VIDEOS = find_videos(config["input_dir"])
+
+# Settings that say where or how a job runs, not what it computes (models_dir, invert's
+# windows_per_batch and checkpoint_every), are read from config in shell lines rather than passed
+# as params: Snakemake tracks params, and a change there must not rerun finished work.
 EDITS = {"recon": {"name": "recon"}} | {e["name"]: e for e in config["edits"]}
 MODELS_DIR = config["models_dir"]
 
@@ -73,3 +78,73 @@ def shard_files(wildcards):
 
 def all_outputs(wildcards):
     return [f"results/{video}.{edit}.mp4" for video in VIDEOS for edit in EDITS]
+
+
+# --- models ---------------------------------------------------------------------------------
+
+FAN_MODELS = [name for name, entry in REGISTRY.items() if entry.used_by == "landmarks.detector=fan"]
+
+
+def landmark_models(wildcards):
+    """FAN's two weight files when the detector is FAN; dlib's predictor ships in a package."""
+    return [model_path(n) for n in FAN_MODELS] if config["landmarks"]["detector"] == "fan" else []
+
+
+def configured_models():
+    """Registry files the current config uses (paths given directly are not ours to fetch)."""
+    names = list(config["models"].values()) + [e["direction"] for e in config["edits"] if "direction" in e]
+    if config["landmarks"]["detector"] == "fan":
+        names += FAN_MODELS
+    return sorted({model_path(n) for n in names if n in REGISTRY})
+
+
+# --- edits ----------------------------------------------------------------------------------
+# Morphing (`morph_with`) and semantic transfer (`transfer_from`) name another video of input_dir:
+# its latents.npy is an input of the edit (so Snakemake inverts it first, and reruns the edit when
+# those codes change) and takes the name's place in the entry the CLI gets. The params are still
+# this edit's own entry and nothing else: the path follows from the name.
+
+OTHER_VIDEO_KINDS = ("morph_with", "transfer_from")
+
+
+def other_video(edit):
+    """(kind, video name) of the other video an edit reads, or (None, None)."""
+    for kind in OTHER_VIDEO_KINDS:
+        if edit.get(kind):
+            return kind, edit[kind]
+    return None, None
+
+
+def other_latents(video):
+    return f"results/{video}/latents.npy"
+
+
+# A name that is not a video here is an error now, not a missing-input error deep in the plan.
+for _edit in EDITS.values():
+    _kind, _other = other_video(_edit)
+    if _other is not None and _other not in VIDEOS:
+        raise WorkflowError(
+            f"config edits: edit {_edit['name']!r} has {_kind}: {_other!r}, but {config['input_dir']}/ has no video "
+            f"named {_other!r} (videos: {', '.join(sorted(VIDEOS)) or 'none'}); name one of them, without its suffix"
+        )
+
+
+def edit_inputs(wildcards):
+    edit = EDITS[wildcards.edit]
+    inputs = {}
+    direction = edit.get("direction", "")
+    if direction and not direction.startswith("sefa:"):  # sefa:K is computed from the generator
+        inputs["direction"] = model_path(direction)
+    _, other = other_video(edit)
+    if other is not None:
+        inputs["other"] = other_latents(other)
+    return inputs
+
+
+def edit_entry(wildcards):
+    """This edit's config entry as JSON for `ciinv edit --edit`, another video's name replaced by its codes."""
+    edit = dict(EDITS[wildcards.edit])
+    kind, other = other_video(edit)
+    if other is not None:
+        edit[kind] = other_latents(other)
+    return json.dumps(edit, sort_keys=True)

@@ -16,12 +16,6 @@ checkpoint probe:
         "ciinv probe {input.video:q} --out {output:q} 2> {log:q}"
 
 
-def landmark_models(wildcards):
-    if config["landmarks"]["detector"] != "fan":
-        return []
-    return [model_path(n) for n, e in REGISTRY.items() if e.used_by == "landmarks.detector=fan"]
-
-
 rule landmarks:
     input:
         video=video_path,
@@ -42,7 +36,7 @@ rule landmarks:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv landmarks {input.video:q} --meta {input.meta:q} --out {output:q}"
-        " --detector {params.detector} --max-gap {params.max_gap} --models-dir {MODELS_DIR:q} 2> {log:q}"
+        " --detector {params.detector} --max-gap {params.max_gap} --models-dir {config[models_dir]:q} 2> {log:q}"
 
 
 rule align:
