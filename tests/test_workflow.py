@@ -125,6 +125,22 @@ def _job_counts(text: str) -> dict[str, int]:
     return counts
 
 
+def test_changing_an_inversion_setting_reruns_inversion_onwards_not_alignment(finished_run, smoke_dir, tmp_path):
+    work, _ = finished_run
+    for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:
+        (work / "videos" / bad).unlink(missing_ok=True)
+    overlay = yaml.safe_load((smoke_dir / "smoke.yaml").read_text())
+    overlay["invert"]["steps"] += 1
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(overlay))
+    result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[changed])
+    assert result.returncode == 0, result.stderr
+    planned = _job_counts(result.stdout)
+    assert not {"probe", "landmarks", "align"} & set(planned), planned
+    assert planned["merge"] == len(GOOD) and planned["edit"] == planned["assemble"] == len(GOOD) * len(EDITS)
+    assert planned["invert"] >= len(GOOD)
+
+
 def test_a_new_video_plans_only_its_own_jobs(finished_run, smoke_dir):
     work, _ = finished_run
     for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:
