@@ -21,6 +21,7 @@ from ciinv.models.stylegan2 import (
     NOISE_SEED,
     Generator,
     ModulatedConv2d,
+    generator_from_state_dict,
     load_stylegan2_rosinality,
     upfirdn2d,
     write_tiny_stylegan2,
@@ -105,21 +106,31 @@ def ref_mapping(sd, z):
     return x
 
 
-def ref_synthesis(sd, ws, noises):
+def ref_synthesis(sd, ws, noises, clamp=None, clipped=None):
+    """``clamp``: NVlabs's conv_clamp, clipping each layer's output after bias, activation and gain,
+    and each ToRGB's conv + bias before the skip is added. ``clipped`` (a dict), if given, gets
+    the number of values each kind of clip ("conv", "rgb") changed."""
     ws = ws.double()
+
+    def clip(x, kind):
+        if clamp is None:
+            return x
+        if clipped is not None:
+            clipped[kind] = clipped.get(kind, 0) + int((x.abs() > clamp).sum())
+        return torch.clamp(x, -clamp, clamp)
 
     def styled(x, w, name, upsample=False):
         p = f"{name}.conv."
         x = ref_modconv(x, w, sd[p + "weight"], sd[p + "modulation.weight"], sd[p + "modulation.bias"],
                         upsample=upsample)
         x = x + sd[f"{name}.noise.weight"].double() * noises[name].double()
-        return F.leaky_relu(x + sd[f"{name}.activate.bias"].double().view(1, -1, 1, 1), 0.2) * SQRT2
+        return clip(F.leaky_relu(x + sd[f"{name}.activate.bias"].double().view(1, -1, 1, 1), 0.2) * SQRT2, "conv")
 
     def to_rgb(x, w, name, skip):
         p = f"{name}.conv."
         out = ref_modconv(x, w, sd[p + "weight"], sd[p + "modulation.weight"], sd[p + "modulation.bias"],
                           demodulate=False)
-        out = out + sd[f"{name}.bias"].double()
+        out = clip(out + sd[f"{name}.bias"].double(), "rgb")
         return out if skip is None else out + ref_upfirdn_nchw(skip, BLUR, up=2, pad=(2, 1))
 
     x = sd["input.input"].double().expand(ws.shape[0], -1, -1, -1)
@@ -225,6 +236,33 @@ def test_synthesis_matches_naive_reference(tiny, tiny_path):
     torch.testing.assert_close(G64.synthesis(ws), ref, rtol=1e-9, atol=1e-9)
     # float32 agrees to float32 accuracy
     torch.testing.assert_close(tiny.synthesis(ws.float()).double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_clamp_clips_where_nvlabs_does(tiny, tiny_path):
+    """conv_clamp=0.25 is small enough to clip both StyledConv and ToRGB outputs of the tiny net."""
+    ckpt = torch.load(tiny_path, weights_only=True)
+    sd = ckpt["g_ema"]
+    assert tiny.conv_clamp is None  # rosinality's format has no clamp
+    G = generator_from_state_dict(sd, ckpt["latent_avg"], source=tiny_path, conv_clamp=0.25)
+    assert G.conv_clamp == 0.25 and G.state_dict().keys() == tiny.state_dict().keys()
+
+    ws = random_ws(tiny, n=2).double()
+    names = ["conv1"] + [f"convs.{i}" for i in range(2 * len(tiny.to_rgbs))]
+    noises = {name: sd[f"noises.noise_{i}"] for i, name in enumerate(names)}
+    clipped = {}
+    ref = ref_synthesis(sd, ws, noises, clamp=0.25, clipped=clipped)
+    assert clipped["conv"] > 0 and clipped["rgb"] > 0, clipped  # both kinds of clip act
+    assert (ref - ref_synthesis(sd, ws, noises)).abs().max() > 0.1  # and change the image
+    assert ref.abs().max() > 0.25  # the RGB skip sum itself is not clipped
+
+    torch.testing.assert_close(G.double().synthesis(ws), ref, rtol=1e-9, atol=1e-9)
+    assert (G.float().synthesis(ws.float()).double() - ref).abs().max() <= 1e-5
+
+
+def test_conv_clamp_must_be_a_number_at_least_zero():
+    with pytest.raises(ValueError, match="conv_clamp"):
+        Generator(8, {4: 4, 8: 4}, w_dim=8, n_mlp=1, conv_clamp=-1.0)
+    assert Generator(8, {4: 4, 8: 4}, w_dim=8, n_mlp=1, conv_clamp=256).conv_clamp == 256.0
 
 
 def test_images_deterministic_and_roughly_in_range(tiny):

@@ -27,16 +27,26 @@ The generator ``G_ema`` is then flattened to its ``state_dict`` names (``mapping
 ``stylegan2.generator_from_state_dict``: see ``rosinality_state_from_ada`` for the table.
 
 Supported networks: unconditional (``c_dim == 0``) StyleGAN2 generators with the ``skip``
-architecture, leaky-ReLU layers and ``conv_clamp=None``: NVlabs's ``ffhq.pkl`` (the TF
-config-f FFHQ 1024, converted) and snapshots trained with ``--fp32=true``. Any resolution, channel
-counts, z/w sizes, mapping depth and mapping learning-rate multiplier (the run-time gains are
-folded into the stored weights). FP16 blocks (``num_fp16_res > 0``) are accepted: we always compute in
-float32, as NVlabs's code does with ``force_fp32=True`` (its fp16 path only rescales weights
-and styles before demodulation, which cancels out).
-Refused with a CiinvError: ``conv_clamp`` set, because NVlabs then clips every activation and
-RGB output to +-clamp and our generator does not (ADA's training sets 256 unless ``--fp32``,
-so metfaces.pkl, afhq*.pkl and most fine-tuned snapshots are refused); conditional networks;
-the ``orig``/``resnet`` synthesis architectures; other activations.
+architecture and leaky-ReLU layers: NVlabs's ``ffhq.pkl`` (the TF config-f FFHQ 1024,
+converted, ``conv_clamp=None``), ADA-trained snapshots such as ``metfaces.pkl`` and ``afhq*.pkl``
+(``conv_clamp=256``, ADA's default unless ``--fp32``) and fine-tuned ones. Any resolution,
+channel counts, z/w sizes, mapping depth and mapping learning-rate multiplier (the run-time
+gains are folded into the stored weights).
+
+``conv_clamp`` is read from the synthesis layers (``synthesis.b{R}.conv0/conv1/torgb``, each
+stores it as an attribute; all must agree, as NVlabs's training code always makes them) and
+handed to our Generator, which clips where NVlabs's layers do: each SynthesisLayer's
+``lrelu(x + b) * sqrt(2)`` and each ToRGBLayer's ``x + b`` to [-clamp, clamp]; the RGB skip
+sum is not clipped.
+
+FP16 blocks (``num_fp16_res > 0``) are accepted, but we always compute in float32, i.e. what
+NVlabs's code computes with ``force_fp32=True`` (its fp16 path otherwise only rescales weights
+and styles before demodulation, which cancels out). Images then differ from NVlabs's default
+fp16 run by fp16 rounding only.
+
+Refused with a CiinvError: layers that disagree on ``conv_clamp`` (or hold a value that is not
+a number >= 0); conditional networks; the ``orig``/``resnet`` synthesis architectures; other
+activations.
 """
 
 from __future__ import annotations
@@ -406,6 +416,32 @@ def rosinality_state_from_ada(tensors: dict[str, Tensor], attributes: dict[str, 
 
 
 _LRELU_LAYER = re.compile(r"mapping\.fc\d+|synthesis\.b\d+\.conv[01]")
+_CLAMPED_LAYER = re.compile(r"synthesis\.b\d+\.(conv0|conv1|torgb)")
+
+
+def _conv_clamp_groups(attributes: dict[str, dict]) -> list[tuple[object, list[str]]]:
+    """[(conv_clamp, module paths that hold it)], one entry per distinct value.
+
+    Looks at every synthesis layer (a missing attribute counts as None) and at any other module
+    that has a ``conv_clamp`` attribute. Numbers are made floats (256 and 256.0 agree); any other
+    non-None value is kept as it is, for the error message.
+    """
+    groups: dict[object, tuple[object, list[str]]] = {}
+    for path, attrs in attributes.items():
+        if not (_CLAMPED_LAYER.fullmatch(path) or "conv_clamp" in attrs):
+            continue
+        value = attrs.get("conv_clamp")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        key = value if value is None or isinstance(value, float) else repr(value)  # hashable
+        groups.setdefault(key, (value, []))[1].append(path)
+    return list(groups.values())
+
+
+def _conv_clamp(attributes: dict[str, dict]) -> float | None:
+    """G_ema's one conv_clamp (None = no clipping); call after ``_unsupported_settings`` passed."""
+    groups = _conv_clamp_groups(attributes)
+    return groups[0][0] if groups else None
 
 
 def _unsupported_settings(attributes: dict[str, dict]) -> list[str]:
@@ -414,14 +450,23 @@ def _unsupported_settings(attributes: dict[str, dict]) -> list[str]:
     c_dim = attributes.get("", {}).get("c_dim", 0)
     if c_dim:
         problems.append(f"G_ema: c_dim={c_dim} (a conditional network)")
+
+    def where(path: str) -> str:
+        return f"G_ema.{path}" if path else "G_ema"
+
+    clamps = _conv_clamp_groups(attributes)
+    for value, paths in clamps:
+        if value is not None and not (isinstance(value, float) and math.isfinite(value) and value >= 0):
+            problems.append(f"{', '.join(map(where, paths))}: conv_clamp={value!r} (not a number >= 0)")
+    if len(clamps) > 1:
+        listing = "; ".join(f"{value!r} in {', '.join(map(where, paths))}" for value, paths in clamps)
+        problems.append(f"conv_clamp differs between layers ({listing}); NVlabs's code gives all layers one value")
+
     for path, attrs in attributes.items():
-        where = f"G_ema.{path}" if path else "G_ema"
-        if attrs.get("conv_clamp") is not None:
-            problems.append(f"{where}: conv_clamp={attrs['conv_clamp']} (activations clipped)")
         if re.fullmatch(r"synthesis\.b\d+", path) and attrs.get("architecture", "skip") != "skip":
-            problems.append(f"{where}: architecture={attrs['architecture']!r} (only 'skip')")
+            problems.append(f"{where(path)}: architecture={attrs['architecture']!r} (only 'skip')")
         if _LRELU_LAYER.fullmatch(path) and attrs.get("activation", "lrelu") != "lrelu":
-            problems.append(f"{where}: activation={attrs['activation']!r} (only 'lrelu')")
+            problems.append(f"{where(path)}: activation={attrs['activation']!r} (only 'lrelu')")
     return problems
 
 
@@ -433,7 +478,8 @@ def load_ada_pickle(path) -> Generator:
     """Load ``G_ema`` of an NVlabs stylegan2-ada-pytorch ``.pkl`` as our Generator.
 
     CPU, eval mode, frozen, constant noise = the network's ``noise_const`` buffers (NVlabs's
-    ``noise_mode='const'``), ``w_avg`` = ``mapping.w_avg``. A refused global, a missing
+    ``noise_mode='const'``), ``w_avg`` = ``mapping.w_avg``, ``conv_clamp`` = the synthesis
+    layers' ``conv_clamp`` (None or e.g. 256.0), always float32. A refused global, a missing
     ``G_ema``, an unsupported setting (see the module docstring) or unknown weights is a
     CiinvError naming the file and the culprit.
     """
@@ -451,6 +497,6 @@ def load_ada_pickle(path) -> Generator:
                          f"{'; '.join(problems)}. Use a network without them (e.g. NVlabs's ffhq.pkl)")
     state, latent_avg = rosinality_state_from_ada(tensors, attributes, path)
     try:
-        return generator_from_state_dict(state, latent_avg, source=path)
+        return generator_from_state_dict(state, latent_avg, source=path, conv_clamp=_conv_clamp(attributes))
     except CiinvError as exc:
         raise CiinvError(f"{exc} (G_ema of a stylegan2-ada pickle, renamed to rosinality's layout)") from exc

@@ -20,6 +20,11 @@ image (fresh noise per forward pass is what makes the official inversion flicker
 without noise maps gets maps drawn from ``torch.Generator().manual_seed(NOISE_SEED)``: one
 ``randn`` per map, in layer order, whether or not the file has the others.
 
+Optional activation clamping (``conv_clamp``, NVlabs stylegan2-ada's setting; rosinality's
+format has none, so its files load with ``None``): every StyledConv's output, after bias, leaky
+ReLU and the sqrt(2) gain, is clipped to [-c, c], and every ToRGB's own output (conv + bias,
+before the upsampled skip is added) too. The accumulated RGB image itself is never clipped.
+
 Layer order and W+ index (R = 2^k resolution, L = num_ws = 2*log2(R) - 2)::
 
     conv1 <- w[0], to_rgb1 <- w[1];
@@ -80,10 +85,14 @@ def upfirdn2d(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[
     return x[:, :, ::down, ::down]
 
 
-def fused_leaky_relu(x: Tensor, bias: Tensor) -> Tensor:
-    """``leaky_relu(x + bias, 0.2) * sqrt(2)``; x [N, C, ...], bias [C] added along dim 1."""
+def fused_leaky_relu(x: Tensor, bias: Tensor, clamp: float | None = None) -> Tensor:
+    """``leaky_relu(x + bias, 0.2) * sqrt(2)``, then clipped to [-clamp, clamp] unless clamp is None.
+
+    x [N, C, ...], bias [C] added along dim 1.
+    """
     bias = bias.view(1, -1, *([1] * (x.ndim - 2)))
-    return F.leaky_relu(x + bias, LRELU_SLOPE) * LRELU_GAIN
+    out = F.leaky_relu(x + bias, LRELU_SLOPE) * LRELU_GAIN
+    return out if clamp is None else out.clamp(-clamp, clamp)
 
 
 class Blur(nn.Module):
@@ -192,24 +201,26 @@ class NoiseInjection(nn.Module):
 
 
 class FusedLeakyReLU(nn.Module):
-    """Bias + leaky ReLU(0.2) * sqrt(2); the bias of the preceding conv lives here."""
+    """Bias + leaky ReLU(0.2) * sqrt(2) (+ clip to +-clamp); the bias of the preceding conv lives here."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, clamp: float | None = None):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
+        self.clamp = clamp
 
     def forward(self, x: Tensor) -> Tensor:
-        return fused_leaky_relu(x, self.bias)
+        return fused_leaky_relu(x, self.bias, self.clamp)
 
 
 class StyledConv(nn.Module):
-    """Modulated 3x3 conv (optionally 2x up) -> + noise -> bias + leaky ReLU."""
+    """Modulated 3x3 conv (optionally 2x up) -> + noise -> bias + leaky ReLU (-> clip to +-conv_clamp)."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, upsample: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, upsample: bool = False,
+                 conv_clamp: float | None = None):
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, upsample=upsample)
         self.noise = NoiseInjection()
-        self.activate = FusedLeakyReLU(out_channels)
+        self.activate = FusedLeakyReLU(out_channels, clamp=conv_clamp)
 
     def forward(self, x: Tensor, w: Tensor, noise: Tensor) -> Tensor:
         """x [N, C_in, H, W], w [N, w_dim], noise [1 or N, 1, H', W'] at the output size."""
@@ -217,18 +228,22 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    """Modulated 1x1 conv to RGB (no demodulation) + bias, plus the upsampled RGB skip."""
+    """Modulated 1x1 conv to RGB (no demodulation) + bias (-> clip to +-conv_clamp), plus the
+    upsampled RGB skip (never clipped)."""
 
-    def __init__(self, in_channels: int, w_dim: int, upsample: bool = True):
+    def __init__(self, in_channels: int, w_dim: int, upsample: bool = True, conv_clamp: float | None = None):
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, 3, 1, w_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.clamp = conv_clamp
         if upsample:
             self.upsample = Upsample()
 
     def forward(self, x: Tensor, w: Tensor, skip: Tensor | None = None) -> Tensor:
         """x [N, C, H, W], w [N, w_dim], skip [N, 3, H/2, W/2] or None -> [N, 3, H, W]."""
         out = self.conv(x, w) + self.bias
+        if self.clamp is not None:
+            out = out.clamp(-self.clamp, self.clamp)
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -260,19 +275,25 @@ class Generator(nn.Module):
     ``channels`` maps each resolution 4, 8, ..., R to its feature count (config F at 1024:
     512 up to 64, then 256, 128, 64, 32). ``w_avg`` [w_dim] is a non-persistent buffer (set
     by the loader), so ``state_dict()`` has exactly rosinality's ``g_ema`` keys.
+    ``conv_clamp``: None (rosinality) or NVlabs's clip bound c >= 0 for every StyledConv and
+    ToRGB output (module docstring); fixed at construction, it is not in the state dict.
     """
 
     def __init__(self, resolution: int, channels: dict[int, int], w_dim: int = 512, z_dim: int | None = None,
-                 n_mlp: int = 8, mapping_lr_mul: float = MAPPING_LR_MUL, noise_seed: int = NOISE_SEED):
+                 n_mlp: int = 8, mapping_lr_mul: float = MAPPING_LR_MUL, noise_seed: int = NOISE_SEED,
+                 conv_clamp: float | None = None):
         super().__init__()
         log2 = int(round(math.log2(resolution)))
         if resolution < 4 or 2**log2 != resolution:
             raise ValueError(f"resolution must be a power of two >= 4, got {resolution}")
+        if conv_clamp is not None and not (isinstance(conv_clamp, (int, float)) and 0 <= conv_clamp < math.inf):
+            raise ValueError(f"conv_clamp must be None or a finite number >= 0, got {conv_clamp}")
         z_dim = w_dim if z_dim is None else z_dim
         self.resolution = resolution
         self.w_dim = w_dim
         self.z_dim = z_dim
         self.n_mlp = n_mlp
+        self.conv_clamp = None if conv_clamp is None else float(conv_clamp)
         self.num_layers = 2 * log2 - 3  # StyledConvs = noise maps
         self.num_ws = 2 * log2 - 2
 
@@ -281,15 +302,16 @@ class Generator(nn.Module):
             *[EqualLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=mapping_lr_mul, activate=True) for i in range(n_mlp)],
         )
         self.input = ConstantInput(channels[4])
-        self.conv1 = StyledConv(channels[4], channels[4], w_dim)
-        self.to_rgb1 = ToRGB(channels[4], w_dim, upsample=False)
+        clamp = self.conv_clamp
+        self.conv1 = StyledConv(channels[4], channels[4], w_dim, conv_clamp=clamp)
+        self.to_rgb1 = ToRGB(channels[4], w_dim, upsample=False, conv_clamp=clamp)
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         for k in range(3, log2 + 1):
             c_in, c_out = channels[2 ** (k - 1)], channels[2**k]
-            self.convs.append(StyledConv(c_in, c_out, w_dim, upsample=True))
-            self.convs.append(StyledConv(c_out, c_out, w_dim))
-            self.to_rgbs.append(ToRGB(c_out, w_dim))
+            self.convs.append(StyledConv(c_in, c_out, w_dim, upsample=True, conv_clamp=clamp))
+            self.convs.append(StyledConv(c_out, c_out, w_dim, conv_clamp=clamp))
+            self.to_rgbs.append(ToRGB(c_out, w_dim, conv_clamp=clamp))
 
         self.noises = nn.Module()
         rng = torch.Generator().manual_seed(noise_seed)
@@ -426,16 +448,19 @@ def load_stylegan2_rosinality(path) -> Generator:
     """
     path = Path(path)
     ckpt = _read_checkpoint(path)
-    return generator_from_state_dict(ckpt["g_ema"], ckpt.get("latent_avg"), source=path)
+    # rosinality's format has no activation clamping.
+    return generator_from_state_dict(ckpt["g_ema"], ckpt.get("latent_avg"), source=path, conv_clamp=None)
 
 
-def generator_from_state_dict(state: dict, latent_avg: Tensor | None, source) -> Generator:
+def generator_from_state_dict(state: dict, latent_avg: Tensor | None, source,
+                              conv_clamp: float | None = None) -> Generator:
     """A frozen, eval-mode Generator from a state dict in rosinality's key layout.
 
     ``source`` (the file it came from) names the culprit in errors. Also the last step for
-    other formats once their keys are renamed to rosinality's (e.g. an NVlabs pickle).
+    other formats once their keys are renamed to rosinality's (e.g. an NVlabs pickle, which
+    also brings its ``conv_clamp``; see ``Generator``).
     """
-    model = Generator(**_architecture(state, source))
+    model = Generator(**_architecture(state, source), conv_clamp=conv_clamp)
     _check_keys(model, state, source)
     model.load_state_dict(state, strict=False)  # only buffers can be absent (checked above)
 
