@@ -70,7 +70,7 @@ def cmd_merge(args) -> None:
     from ciinv.files import read_json
     from ciinv.invert import merge_shards
 
-    merge_shards(args.shards, read_json(args.meta)["frames"], args.out)
+    merge_shards(args.shards, read_json(args.meta)["frames"], args.out, noise_path=args.noise)
 
 
 def cmd_edit(args) -> None:
@@ -84,7 +84,8 @@ def cmd_edit(args) -> None:
     generator = load_generator(args.generator).to(device)
     spec = edit.get("direction")
     direction = require(spec, args.models_dir) if spec and not is_sefa(spec) else None
-    render_edit(args.latents, generator, edit, args.out, direction_path=direction, device=device, log=log)
+    render_edit(args.latents, generator, edit, args.out, direction_path=direction, noise_path=args.noise,
+                device=device, log=log)
 
 
 def cmd_assemble(args) -> None:
@@ -196,10 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+")
     p.add_argument("--meta", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--noise", help="noise.pt for the plus variant's noise maps (default: beside --out)")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("edit", help="add one edit to the codes and render the crops")
     p.add_argument("--latents", required=True)
+    p.add_argument("--noise", help="noise.pt from merge (default: the one beside --latents, if any)")
     p.add_argument("--generator", required=True)
     p.add_argument("--edit", required=True, help='JSON, e.g. {"name": "age", "direction": "age.npy", "strength": 3},'
                    ' {"name": "m", "morph_with": "other/latents.npy", "alpha": 0.5} or'

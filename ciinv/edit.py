@@ -203,8 +203,9 @@ def load_latents(path: str | os.PathLike, generator, role: str = "") -> torch.Te
     return codes
 
 
-def load_frame_noise(path: str | os.PathLike, frames: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """``noise.pt`` of the merge stage: (maps, frame_window).
+def load_frame_noise(path: str | os.PathLike, frames: int) -> tuple[list[torch.Tensor] | None, torch.Tensor | None]:
+    """``noise.pt`` of the merge stage: (maps, frame_window), or (None, None) when the codes
+    come with no noise maps of their own (every variant but ``plus``).
 
     maps: the generator's noise maps in layer order, each [W, 1, r, r] float32, one row per
     stored window; frame_window: [frames] int64, the row each frame is rendered with.
@@ -212,6 +213,8 @@ def load_frame_noise(path: str | os.PathLike, frames: int) -> tuple[list[torch.T
     path = Path(path)
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
+        if stored["noise"] is None:
+            return None, None
         maps, frame_window = [m.float() for m in stored["noise"]], stored["frame_window"].long()
     except Exception as exc:
         raise CiinvError(f"{path}: not a readable noise file ({type(exc).__name__}: {exc}); "

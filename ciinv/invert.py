@@ -389,8 +389,9 @@ def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
     (default: ``noise.pt`` beside ``out_path``) as {'noise': list in layer order of
     [W, 1, r, r] float16, one row per window used, 'frame_window': [frames] int64, the row of
     each frame}: at 1024², 5.6 MB per window, about 1.4 MB per frame at stride 4. Without noise
-    in the shards a ``noise.pt`` left there by an earlier run is removed, so the edit stage
-    never renders with stale maps. The noise file is written before the codes.
+    in the shards the file is written all the same, holding {'noise': None, 'frame_window':
+    None}: it is a declared output of the merge rule, and it replaces the maps of an earlier
+    ``plus`` run, so the edit stage never renders with stale maps. It is written before the codes.
     """
     noise_path = Path(noise_path) if noise_path is not None else Path(out_path).with_name("noise.pt")
     windows, codes, noise = [], [], []
@@ -424,7 +425,8 @@ def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
     if noise:
         _write_frame_noise(noise_path, frames, windows, noise)
     else:
-        noise_path.unlink(missing_ok=True)
+        with atomic_path(noise_path) as tmp:
+            torch.save({"noise": None, "frame_window": None}, tmp)
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, latents)

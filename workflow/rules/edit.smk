@@ -6,6 +6,7 @@ rule edit:
     input:
         unpack(edit_inputs),
         latents="results/{video}/latents.npy",
+        noise="results/{video}/noise.pt",
         generator=model_path(config["models"]["generator"]),
     output:
         directory("results/{video}/edits/{edit}/crops"),
@@ -21,7 +22,7 @@ rule edit:
     conda:
         "../../envs/ciinv.yaml"
     shell:
-        "ciinv edit --latents {input.latents:q} --generator {input.generator:q}"
+        "ciinv edit --latents {input.latents:q} --noise {input.noise:q} --generator {input.generator:q}"
         " --edit {params.edit:q} --models-dir {config[models_dir]:q} --out {output:q} 2> {log:q}"
 
 

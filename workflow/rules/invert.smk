@@ -39,7 +39,8 @@ rule merge:
         shards=shard_files,
         meta="results/{video}/meta.json",
     output:
-        "results/{video}/latents.npy",
+        latents="results/{video}/latents.npy",
+        noise="results/{video}/noise.pt",
     log:
         "results/{video}/logs/merge.log",
     benchmark:
@@ -47,4 +48,5 @@ rule merge:
     conda:
         "../../envs/ciinv.yaml"
     shell:
-        "ciinv merge {input.shards:q} --meta {input.meta:q} --out {output:q} 2> {log:q}"
+        "ciinv merge {input.shards:q} --meta {input.meta:q} --out {output.latents:q}"
+        " --noise {output.noise:q} 2> {log:q}"
