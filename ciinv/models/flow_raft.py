@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.checkpoint import key_mismatch, load_weights
 
 RAFT_FILENAME = "raft_large_C_T_SKHT_V2-ff5fadd5.pth"
 RAFT_URL = f"https://download.pytorch.org/models/{RAFT_FILENAME}"
@@ -114,11 +115,7 @@ class RAFTFlow(nn.Module):
 
 
 def _read_state_dict(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable or unsafe file: say which and why
-        raise CiinvError(f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}: {exc}); "
-                         f"re-download {RAFT_FILENAME} ({RAFT_URL})") from exc
+    state = load_weights(path, fix=f"re-download {RAFT_FILENAME} ({RAFT_URL})")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CiinvError(f"{path}: expected torchvision's RAFT-large state dict (a dict of tensors), "
                          f"as in {RAFT_FILENAME}")
@@ -143,15 +140,9 @@ def load_raft(path, num_flow_updates: int = NUM_FLOW_UPDATES) -> RAFTFlow:
 
     model = raft_large(weights=None, progress=False)
     expected = set(model.state_dict())
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:4])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:4])})")
-        raise CiinvError(f"{path}: not a torchvision RAFT-large state dict: {'; '.join(parts)}; "
+    mismatch = key_mismatch(expected, state)
+    if mismatch:
+        raise CiinvError(f"{path}: not a torchvision RAFT-large state dict: {mismatch}; "
                          f"use torchvision's {RAFT_FILENAME} ({RAFT_URL}); princeton-vl/RAFT's raft-*.pth "
                          "files use other key names")
     try:

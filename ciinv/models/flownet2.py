@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.checkpoint import key_mismatch, load_weights
 from ciinv.files import atomic_path
 from ciinv.models.warp import warp
 
@@ -480,11 +481,7 @@ def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise CiinvError(f"{path}: FlowNet2 checkpoint not found; fetch FlowNet2_checkpoint.pth.tar "
                          "(NVIDIA/flownet2-pytorch) with the download_models rule")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable or unsafe file: say which and why
-        raise CiinvError(f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}: {exc}); "
-                         "re-download FlowNet2_checkpoint.pth.tar with the download_models rule") from exc
+    ckpt = load_weights(path, fix="re-download FlowNet2_checkpoint.pth.tar with the download_models rule")
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CiinvError(f"{path}: expected NVIDIA's FlowNet2 format {{'epoch', 'state_dict', 'best_EPE'}} "
@@ -501,16 +498,10 @@ def load_flownet2(path) -> FlowNet2:
 
     with torch.device("meta"):  # key names only; no memory for the 162 M parameters
         expected = set(FlowNet2().state_dict())
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:4])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:4])})")
+    mismatch = key_mismatch(expected, state)
+    if mismatch:
         raise CiinvError(f"{path}: not a FlowNet2 checkpoint in NVIDIA's flownet2-pytorch layout: "
-                         f"{'; '.join(parts)}; re-download FlowNet2_checkpoint.pth.tar with the download_models rule")
+                         f"{mismatch}; re-download FlowNet2_checkpoint.pth.tar with the download_models rule")
 
     with torch.device("meta"):  # the file's tensors become the parameters (assign=True): no copy
         model = FlowNet2(_layer_widths(state, path))

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.checkpoint import load_weights
 from ciinv.files import atomic_path
 
 INPUT_SIZE = 299
@@ -304,11 +305,7 @@ def load_inception(path: str | os.PathLike) -> FIDInception:
     path = Path(path)
     if not path.is_file():
         raise CiinvError(f"{path}: FID Inception weights not found; {_how_to_get()}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or a pickle that would need code to load
-        raise CiinvError(f"{path}: cannot be read as a torch state dict ({type(exc).__name__}: {exc}); "
-                         f"delete it and {_how_to_get()}") from None
+    state = load_weights(path, fix=f"delete it and {_how_to_get()}")
     if not isinstance(state, dict):
         raise CiinvError(f"{path}: expected a state dict of FID's Inception, got {type(state).__name__}")
     if any(str(key).startswith("AuxLogits.") for key in state):

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.checkpoint import load_weights, mean_mapped_latent
 from ciinv.files import atomic_path
 
 LRELU_SLOPE = 0.2
@@ -365,13 +366,7 @@ class GeneratorV1(nn.Module):
     @torch.no_grad()
     def estimate_w_avg(self, n: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED, chunk: int = 2000) -> Tensor:
         """Mean of mapping(z) over ``n`` z ~ N(0, I) from a fixed seed. [w_dim]."""
-        rng = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.z_dim, generator=rng)
-        device = self.w_avg.device
-        total = torch.zeros(self.w_dim, dtype=torch.float64, device=device)
-        for part in z.split(chunk):
-            total += self.mapping(part.to(device)).double().sum(dim=0)
-        return (total / n).float()
+        return mean_mapped_latent(self, n, seed, chunk)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -441,11 +436,7 @@ def _read_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise CiinvError(f"{path}: StyleGAN v1 checkpoint not found; fetch it with the download_models rule "
                          "or point the config at the seed repo's karras2019stylegan-ffhq-1024x1024.pt")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or a pickle that needs code to load
-        raise CiinvError(f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}: {exc}); "
-                         "re-download it") from exc
+    state = load_weights(path)
     if not isinstance(state, dict) or not any(
         isinstance(k, str) and k.startswith((_MAPPING, _SYNTHESIS)) for k in state
     ):

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.checkpoint import load_weights, mean_mapped_latent
 from ciinv.files import atomic_path
 
 BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)
@@ -355,13 +356,7 @@ class Generator(nn.Module):
     @torch.no_grad()
     def estimate_w_avg(self, n: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED, chunk: int = 2000) -> Tensor:
         """Mean of mapping(z) over ``n`` z ~ N(0, I) from a fixed seed. [w_dim]."""
-        rng = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.z_dim, generator=rng)
-        device = self.w_avg.device
-        total = torch.zeros(self.w_dim, dtype=torch.float64, device=device)
-        for part in z.split(chunk):
-            total += self.mapping(part.to(device)).double().sum(dim=0)
-        return (total / n).float()
+        return mean_mapped_latent(self, n, seed, chunk)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,13 +421,8 @@ def _read_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise CiinvError(f"{path}: StyleGAN2 checkpoint not found; fetch it with the download_models rule "
                          "or point the config at a rosinality .pt file")
-    try:
-        # rosinality's train.py also stores its argparse.Namespace under 'args'.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or a pickle that needs code to load
-        raise CiinvError(f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}: {exc}); "
-                         "re-download it") from exc
+    # rosinality's train.py also stores its argparse.Namespace under 'args'.
+    ckpt = load_weights(path, safe_globals=[argparse.Namespace])
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("g_ema"), dict):
         raise CiinvError(f"{path}: no 'g_ema' state dict; expected rosinality's stylegan2-pytorch format "
                          "{'g_ema': state_dict, 'latent_avg': Tensor[512]}")

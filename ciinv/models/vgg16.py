@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.checkpoint import load_weights
 from ciinv.files import atomic_path
 
 # torchvision's configuration "D" (VGG16): channels per 3x3 conv, "M" = 2x2 max-pool.
@@ -64,11 +65,7 @@ def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise CiinvError(f"{path}: VGG16 weights not found; fetch torchvision's vgg16-397923af.pth with the "
                          "download_models rule or point the config at it")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or a pickle that needs code to load
-        raise CiinvError(f"{path}: cannot be read as a torch state dict ({type(exc).__name__}: {exc}); "
-                         "re-download it") from exc
+    state = load_weights(path)
     if not isinstance(state, dict):
         raise CiinvError(f"{path}: expected torchvision's VGG16 state dict (features.*, classifier.*), "
                          f"got {type(state).__name__}")
