@@ -26,18 +26,14 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ciinv.gpu import uses_bf16
 from ciinv.invert import InvertSettings, invert_windows
 from ciinv.models import load_flow, load_generator, load_vgg16
-from ciinv.models.stylegan2 import Generator
+from ciinv.models.stylegan2 import Generator, config_f_channels
 from ciinv.models.vgg16 import VGG16Features
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s (shared/research/model_formats.md §6).
 PEAK_BF16_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H200": 989.4, "H100 PCIe": 756.0, "A100": 312.0}
-
-
-def config_f_channels(resolution: int) -> dict[int, int]:
-    """StyleGAN2 config-f (channel multiplier 2): 512 up to 64 px, then halving."""
-    return {4 * 2**i: min(512, 2 ** (14 - i)) for i in range(int(torch.log2(torch.tensor(resolution / 4))) + 1)}
 
 
 def known_peak(device: torch.device) -> float | None:
@@ -64,7 +60,8 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    amp = device.type == "cuda" and not args.no_amp
+    precision = "fp32" if args.no_amp else "bf16"
+    amp = uses_bf16(device, precision)
     if args.generator:
         generator = load_generator(args.generator)
     else:
@@ -81,8 +78,8 @@ def main() -> None:
 
     resolution = generator.resolution
     batch, window = args.windows_per_batch, args.window
-    settings = InvertSettings(window=window, stride=window - 1, windows_per_batch=batch, steps=1,
-                              variant=args.variant, perceptual_size=min(256, resolution))
+    settings = InvertSettings(window=window, stride=window - 1, windows_per_batch=batch, steps=1, early_stop=False,
+                              variant=args.variant, perceptual_size=min(256, resolution), precision=precision)
     real = torch.rand(batch, window, 3, resolution, resolution, device=device)
 
     def sync():
@@ -93,7 +90,7 @@ def main() -> None:
     flops = []
     for steps in (1, 2):
         with FlopCounterMode(display=False) as counter:
-            invert_windows(generator, vgg, flow, real, InvertSettings(**{**settings.to_dict(), "steps": steps}), amp=amp)
+            invert_windows(generator, vgg, flow, real, settings.replace(steps=steps))
         flops.append(counter.get_total_flops())
     step_flops = flops[1] - flops[0]
 
@@ -103,12 +100,11 @@ def main() -> None:
     sync()
     start = time.perf_counter()
 
-    def on_step(_batch: int, _done: int) -> None:
+    def on_step(_done: int) -> None:
         sync()
         stamps.append(time.perf_counter())
 
-    timed = InvertSettings(**{**settings.to_dict(), "steps": args.steps})
-    invert_windows(generator, vgg, flow, real, timed, on_step=on_step, amp=amp)
+    invert_windows(generator, vgg, flow, real, settings.replace(steps=args.steps), on_step=on_step)
     setup_s = stamps[0] - start  # includes the first (warm-up) step
     step_s = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
 
@@ -128,7 +124,8 @@ def main() -> None:
     print(f"step_gflop        {step_flops / 1e9:.1f}")
     print(f"tflops            {tflops:.2f}" + (f"  peak_share {tflops / peak:.1%} of {peak} TFLOP/s" if peak else ""))
     if device.type == "cuda":
-        print(f"peak_mem_gib      {torch.cuda.max_memory_allocated(device) / 2**30:.2f}")
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        print(f"peak_mem_gib      {peak:.2f}  ({peak / batch:.2f} per window)")
 
 
 if __name__ == "__main__":

@@ -215,8 +215,10 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
 
     rows: list[dict] = []
     grid: dict[str, torch.Tensor] = {}
-    for start in range(0, n, base.windows_per_batch):
-        idx = range(start, min(start + base.windows_per_batch, n))
+    # Sequences inverted together; with 'auto', a fixed number (the memory probe is per video lane).
+    chunk = base.windows_per_batch if base.windows_per_batch != "auto" else 8
+    for start in range(0, n, chunk):
+        idx = range(start, min(start + chunk, n))
         true_codes = truth["codes"][idx.start : idx.stop]  # [B, T, L, D]
         batch, window = true_codes.shape[:2]
         edit = edit_strength * truth["edit"][idx.start : idx.stop, None, None, :]  # [B, 1, 1, D]

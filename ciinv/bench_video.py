@@ -44,11 +44,13 @@ from ciinv import metrics, models
 from ciinv.bench import VARIANT_LABELS, render, write_grid
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path, read_json, write_json
-from ciinv.invert import InvertSettings, invert_windows, pick_device, read_crops
+from ciinv.invert import InvertSettings, pick_device, read_crops
+from ciinv.invert import invert_clip as invert_frames_of_clip
+from ciinv.optimizer import Nets
+from ciinv.shards import blend_results
 from ciinv.models import registry
 from ciinv.models.inception import load_inception
 from ciinv.objective import VARIANTS
-from ciinv.windows import blend_codes, noise_owners, plan_windows
 
 DEFAULT_VARIANTS = ("i2s", "no_mac", "no_icc", "full")
 METRIC_COLUMNS = ("mse", "psnr", "lpips", "niqe", "fid", "rel_warp", "steps", "seconds")
@@ -127,30 +129,15 @@ def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu", log
 
 def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertSettings, amp: bool = False,
                 log=None, label: str = "clip") -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-    """Invert crops [F, 3, R, R] in [0, 1] (CPU) with the invert stage's window plan.
+    """Invert crops [F, 3, R, R] in [0, 1] (CPU) shard by shard, exactly as the invert stage does.
 
     Returns (codes [F, L, D] float32 on the CPU, overlapping frames blended as the merge stage
     does; noise: for ``plus`` each noise map as [F, 1, r, r], one per frame (``noise_owners``),
-    else None). ``flow_net`` / ``vgg`` may be None when the settings do not use them.
+    else None). ``flow_net`` / ``vgg`` may be None when the settings do not use them; ``amp``
+    is ignored (``settings.precision`` decides).
     """
-    windows = plan_windows(len(crops), settings.window, settings.stride, source=label)
-    device = generator.w_avg.device
-    flow = flow_net if settings.loss_config().use_icc else None
-    codes, noise = [], []
-    for i in range(0, len(windows), settings.windows_per_batch):
-        batch = windows[i : i + settings.windows_per_batch]
-        real = torch.stack([crops[w.start : w.stop] for w in batch]).to(device)
-        result = invert_windows(generator, vgg, flow, real, settings, amp=amp, log=log,
-                                label=f"{label} windows {batch[0].index}-{batch[-1].index}")
-        codes.append(result["codes"])
-        if "noise" in result:
-            noise.append(result["noise"])
-    blended = torch.from_numpy(blend_codes(len(crops), windows, torch.cat(codes).numpy()))
-    if not noise:
-        return blended, None
-    per_window = [torch.cat([part[k] for part in noise]) for k in range(len(noise[0]))]  # [n_windows, 1, r, r]
-    owner = torch.from_numpy(noise_owners(len(crops), windows))
-    return blended, [maps[owner] for maps in per_window]
+    nets = Nets(generator, vgg, flow_net if settings.loss_config().use_icc else None)
+    return blend_results(invert_frames_of_clip(nets, crops, settings, log=log, label=label), len(crops))
 
 
 class RealFlows:

@@ -119,7 +119,7 @@ def cmd_models(args) -> None:
 def cmd_smoke_models(args) -> None:
     from ciinv.smoke import write_smoke_models
 
-    overlay = write_smoke_models(args.dir, resolution=args.resolution)
+    overlay = write_smoke_models(args.dir, resolution=args.resolution, full_size=args.full_size)
     print(overlay)
 
 
@@ -147,6 +147,16 @@ def cmd_bench_video(args) -> None:
     bench_video(load_config(args.config), args.videos, args.out, variants=variants, steps=args.steps,
                 frames=args.frames, device=args.device, log=log)
     print((Path(args.out) / "video.md").read_text())
+
+
+def cmd_bench_speed(args) -> None:
+    from ciinv.bench import load_config
+    from ciinv.bench_speed import bench_speed, speedup_line
+
+    rows = bench_speed(load_config(args.config), args.out, frames=args.frames, steps=args.steps, device=args.device,
+                       seed=args.seed, log=log)
+    print((Path(args.out) / "speed.md").read_text())
+    print(speedup_line(rows))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", required=True)
     p.add_argument("--flow", required=True)
     p.add_argument("--vgg16", required=True)
-    p.add_argument("--windows-per-batch", type=int, default=4)
+    p.add_argument("--windows-per-batch", default="auto", help="'auto' or a number of windows per generator batch")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
@@ -234,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke-models", help="tiny random checkpoints in the real formats + a config overlay")
     p.add_argument("dir")
     p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--full-size", action="store_true", help="random networks of the real sizes (1024², ~1.3 GB) "
+                   "for speed and memory measurements on a GPU")
     p.set_defaults(func=cmd_smoke_models)
 
     p = sub.add_parser("sample-clip", help="a short real-face clip (scikit-image's astronaut) with motion and sound")
@@ -270,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="invert only the first N frames of each clip (default: all)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_bench_video)
+
+    p = which.add_parser("speed", help="device-seconds per output frame: ciinv against the paper's schedule")
+    p.add_argument("--config", nargs="+", required=True, help="config files, merged in order (config.yaml overlay...)")
+    p.add_argument("--out", required=True, help="folder for speed.csv and speed.md")
+    p.add_argument("--frames", type=int, default=13, help="frames of the synthesized sequence")
+    p.add_argument("--steps", type=int, help="S: steps per window for the official schedule, the cap for ours "
+                   "(default: the config's invert.steps)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_bench_speed)
     return parser
 
 

@@ -195,3 +195,51 @@ def _holders(folder: Path, names: list[str]) -> str:
 def _safe(name: str) -> str:
     """A CUDA_VISIBLE_DEVICES entry (index, GPU-uuid, MIG-uuid) as a file name part."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+# --------------------------------------------------------------------------------------------
+# The device policy of a computation, once the device is chosen
+
+
+def pick_device(requested: str = "auto"):
+    """The torch device to compute on: ``claim_device`` (a free GPU, or the CPU) as a torch.device."""
+    import torch
+
+    return torch.device(claim_device(str(requested)))
+
+
+def uses_bf16(device, precision: str) -> bool:
+    """Whether to run under bf16 autocast: ``precision == "bf16"`` on a CUDA device.
+
+    On a CPU every precision runs in float32: bf16 there saves no time worth the rounding,
+    and the CPU result is the one the tests pin down bit for bit.
+    """
+    return precision == "bf16" and str(device).startswith("cuda")
+
+
+def autocast(device, enabled: bool):
+    """bf16 autocast on ``device`` when ``enabled``, else nothing."""
+    import contextlib
+
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work (a no-op on a CPU): for timings and memory figures."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def free_memory(device) -> int | None:
+    """Bytes free on a CUDA device, None on a CPU."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return None
+    return torch.cuda.mem_get_info(device)[0]

@@ -38,12 +38,12 @@ same Adam settings as the codes and without a regulariser (none is described for
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ciinv.gpu import autocast
 from ciinv.models.warp import warp
 
 # variant -> (MAC latents, ICC term, optimised noise maps)
@@ -184,6 +184,20 @@ class WindowTargets:
     real_j_on_i: torch.Tensor | None = None
 
 
+def concat_targets(parts: list[WindowTargets]) -> WindowTargets:
+    """The targets of several batches of windows as one batch, in the given order."""
+    def cat(name):
+        values = [getattr(p, name) for p in parts]
+        if values[0] is None:
+            return None
+        if isinstance(values[0], list):  # VGG taps: [B·T, C, h, w] each
+            return [torch.cat(taps) for taps in zip(*values)]
+        return torch.cat(values)
+
+    names = ("frames", "features", "flow_i_to_j", "flow_j_to_i", "real_i_on_j", "real_j_on_i")
+    return WindowTargets(pairs=parts[0].pairs, **{name: cat(name) for name in names})
+
+
 def icc_pairs(window: int, pairing: str) -> list[tuple[int, int]]:
     """Frame pairs (i, j), i < j, whose flows the ICC uses."""
     if pairing == "base":
@@ -193,17 +207,11 @@ def icc_pairs(window: int, pairing: str) -> list[tuple[int, int]]:
     raise ValueError(f"icc_pairs must be one of {ICC_PAIRS}, got {pairing!r}")
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 def perceptual_features(vgg, images: torch.Tensor, size: int, amp: bool = False) -> list[torch.Tensor]:
     """VGG taps of images [N, 3, H, W] in [0, 1] resized to size² → list of [N, C, h, w] float32."""
     if images.shape[-2:] != (size, size):
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-    with _autocast(images.device, amp):
+    with autocast(images.device, amp):
         taps = vgg(images)
     return [t.float() for t in taps]
 

@@ -15,20 +15,31 @@ import torch
 import yaml
 
 from ciinv.models.flownet2 import write_tiny_flownet2
-from ciinv.models.stylegan2 import write_tiny_stylegan2
+from ciinv.models.stylegan2 import config_f_channels, write_tiny_stylegan2
 from ciinv.models.vgg16 import write_tiny_vgg16
 
 
-def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: int = 5) -> Path:
-    """Write the tiny models, two edit directions and `smoke.yaml` into `out_dir`; return the overlay's path."""
+def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: int = 5,
+                       full_size: bool = False) -> Path:
+    """Write the tiny models, two edit directions and `smoke.yaml` into `out_dir`; return the overlay's path.
+
+    ``full_size``: instead, random networks of the real sizes (StyleGAN2 config F at 1024²,
+    the whole FlowNet2 and VGG16; about 1.3 GB), and an overlay that keeps the config's
+    inversion settings: what a speed or memory measurement on a GPU needs, without the weights.
+    """
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    generator = out / "stylegan2-tiny.pt"
-    flow = out / "flownet2-tiny.pth.tar"
-    vgg = out / "vgg16-tiny.pth"
-    write_tiny_stylegan2(generator, resolution=resolution, w_dim=512, n_mlp=2, max_channels=32)
-    write_tiny_flownet2(flow)
-    write_tiny_vgg16(vgg)
+    if full_size:
+        resolution = 1024
+        generator, flow, vgg = out / "stylegan2-config-f-random.pt", out / "flownet2-random.pth.tar", out / "vgg16-random.pth"
+        write_tiny_stylegan2(generator, resolution=resolution, w_dim=512, n_mlp=8, channels=config_f_channels(resolution))
+        write_tiny_flownet2(flow, width_divisor=1)
+        write_tiny_vgg16(vgg, width_divisor=1)
+    else:
+        generator, flow, vgg = out / "stylegan2-tiny.pt", out / "flownet2-tiny.pth.tar", out / "vgg16-tiny.pth"
+        write_tiny_stylegan2(generator, resolution=resolution, w_dim=512, n_mlp=2, max_channels=32)
+        write_tiny_flownet2(flow)
+        write_tiny_vgg16(vgg)
 
     # One direction in each accepted layout: a W vector (.npy) and a per-layer W+ direction (.pt).
     num_ws = 2 * int(np.log2(resolution)) - 2
@@ -42,7 +53,8 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
         "models": {"generator": str(generator), "flow": str(flow), "vgg16": str(vgg)},
         "landmarks": {"detector": "dlib", "max_gap": 5},
         "align": {"resolution": resolution},
-        "invert": {"steps": steps, "perceptual_size": resolution, "windows_per_shard": 2, "checkpoint_every": 2},
+        "invert": ({} if full_size else
+                   {"steps": steps, "perceptual_size": resolution, "windows_per_shard": 2, "checkpoint_every": 2}),
         "edits": [
             {"name": "smile", "direction": str(out / "direction-w.npy"), "strength": 2.0, "layers": "all"},
             {"name": "age", "direction": str(out / "direction-wplus.pt"), "strength": 1.5, "layers": [0, 1, 2, 3]},
@@ -50,6 +62,7 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
         "assemble": {"preset": "ultrafast"},
     }
     path = out / "smoke.yaml"
-    path.write_text("# Written by `ciinv smoke-models`: tiny random models for a fast CPU run.\n"
+    what = "random networks of the real sizes, for GPU measurements" if full_size else "tiny random models for a fast CPU run"
+    path.write_text(f"# Written by `ciinv smoke-models`: {what}.\n"
                     + yaml.safe_dump(overlay, sort_keys=False))
     return path

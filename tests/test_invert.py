@@ -49,17 +49,16 @@ def run(crops, nets, out, shard=0, **settings):
 
 def test_inversion_lowers_the_loss_and_writes_the_documented_file(crops, nets, tmp_path):
     out = tmp_path / "shard_0000.pt"
-    result = run(crops, nets, out, steps=40, windows_per_batch=2, lr=0.05)
+    result = run(crops, nets, out, steps=40, windows_per_batch=2, lr=0.05, warm_start=False)
     n, T, L, D = 2, 3, 8, 64
     assert result["windows"] == [[0, 3], [2, 5]]
     assert result["w_b"].shape == (n, L, D)
     assert result["n_k"].shape == (n, T - 1, 1, D)
     assert result["codes"].shape == (n, T, L, D) and result["codes"].dtype == torch.float32
     torch.testing.assert_close(result["codes"], mac_codes(result["w_b"], result["n_k"]))
-    logged = len(result["loss_steps"])
-    assert result["loss_steps"][0] == 0 and result["loss_steps"][-1] == 39
+    assert result["steps"].tolist() == [40, 40] and result["warm"].tolist() == [False, False]
     for name in ("total", "icc", "mse", "perceptual"):
-        assert result["loss_history"][name].shape == (n, logged)
+        assert result["loss_history"][name].shape == (n, 40)
     total = result["loss_history"]["total"]
     assert torch.all(total[:, -1] < 0.5 * total[:, 0])
     assert torch.all(result["loss_history"]["icc"] > 0)
@@ -82,52 +81,62 @@ class Kill(Exception):
     pass
 
 
-@pytest.mark.parametrize("variant", ["full", "plus"])
-def test_a_killed_job_resumes_and_ends_exactly_like_an_uninterrupted_one(crops, nets, tmp_path, variant):
-    # shard 0: two batches of one window
-    settings = InvertSettings(**SMALL, steps=8, checkpoint_every=3, variant=variant)
+# (variant, extra settings, kill points, first step each run reports). Shard 0 is one lane of two
+# windows, the second warm-started from the first; one window per batch. Without the stop rule each
+# window takes the cap of 8 steps (16 batch steps); with it (tolerance 1: stop at the first check,
+# after 6 steps) 12. Snapshots every 3 batch steps: a kill after step 5 resumes after step 3, a kill
+# after step 14 (second window) after step 12, after step 10 after step 9.
+RESUME_CASES = [
+    ("full", {}, [5, 14], [1, 4, 13]),
+    ("plus", {"stop_patience": 2, "min_steps": 5, "stop_tolerance": 1.0}, [5, 10], [1, 4, 10]),
+]
+
+
+@pytest.mark.parametrize("variant,extra,kills,firsts", RESUME_CASES)
+def test_a_killed_job_resumes_and_ends_exactly_like_an_uninterrupted_one(crops, nets, tmp_path, variant, extra,
+                                                                          kills, firsts):
+    settings = InvertSettings(**SMALL, steps=8, checkpoint_every=3, variant=variant, **extra)
     whole = run(crops, nets, tmp_path / "whole.pt", **settings.to_dict())
+    assert whole["warm"].tolist() == [False, True]
+    assert whole["steps"].tolist() == ([8, 8] if not extra else [6, 6])
 
     out = tmp_path / "resumed.pt"
-    runs = []  # the (batch, steps done) reported by each run, in order
+    runs = []  # the batch steps reported by each run, in order
 
     def start(kill_at=None):
         reported = []
         runs.append(reported)
 
-        def hook(batch, steps_done):
-            reported.append((batch, steps_done))
-            if (batch, steps_done) == kill_at:
+        def hook(steps_done):
+            reported.append(steps_done)
+            if steps_done == kill_at:
                 raise Kill
 
         invert_shard(crops, FRAMES, 0, settings, out_path=out, device="cpu", log=lambda msg: None, on_step=hook,
                      **nets)
 
-    for kill_at in [(0, 5), (1, 7)]:
+    for kill_at in kills:
         with pytest.raises(Kill):
             start(kill_at)
         assert resume_path(out).exists() and not out.exists()
     start()
 
-    # Killed after step 5 of batch 0: continued from the state saved after step 3. Killed after
-    # step 7 of batch 1: batch 0 was kept, batch 1 continued from the state saved after step 6.
-    assert [reported[0] for reported in runs] == [(0, 1), (0, 4), (1, 7)]
+    assert [reported[0] for reported in runs] == firsts
     resumed = torch.load(out, weights_only=True)
     assert not resume_path(out).exists()
-    for key in ("w_b", "n_k", "codes"):
+    for key in ("w_b", "n_k", "codes", "steps", "warm"):
         assert torch.equal(resumed[key], whole[key]), key
     assert ("noise" in whole) == (variant == "plus")
     for resumed_map, whole_map in zip(resumed.get("noise", []), whole.get("noise", [])):
         assert torch.equal(resumed_map, whole_map)
     for name, history in whole["loss_history"].items():
         assert torch.equal(resumed["loss_history"][name], history), name
-    assert resumed["loss_steps"] == whole["loss_steps"]
 
 
 def test_a_resume_state_from_other_settings_is_not_used(crops, nets, tmp_path):
     out = tmp_path / "s.pt"
 
-    def kill_after_3(batch, steps_done):
+    def kill_after_3(steps_done):
         if steps_done == 3:
             raise Kill
 
@@ -137,7 +146,7 @@ def test_a_resume_state_from_other_settings_is_not_used(crops, nets, tmp_path):
     assert resume_path(out).exists()
     messages, reported = [], []
     invert_shard(crops, FRAMES, 1, InvertSettings(**SMALL, steps=8, checkpoint_every=2, lr=0.02), out_path=out,
-                 device="cpu", log=messages.append, on_step=lambda batch, steps_done: reported.append(steps_done),
+                 device="cpu", log=messages.append, on_step=reported.append,
                  **nets)
     assert reported[0] == 1  # started over
     assert any("other settings" in m for m in messages)
@@ -198,7 +207,9 @@ def test_plus_merge_keeps_each_frames_heaviest_window_and_the_edit_renders_with_
     with torch.no_grad():
         image = generator.synthesis(codes[frame : frame + 1], noise=[m[1:2].float() for m in stored["noise"]])
     expected = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "crops" / "000003.png")), expected)
+    # Up to one level off where a value sits at a rounding edge (the edit renders frames in batches).
+    actual = np.asarray(Image.open(tmp_path / "crops" / "000003.png")).astype(int)
+    assert np.abs(actual - expected.astype(int)).max() <= 1 and np.mean(actual != expected) < 0.01
 
     # Merging shards of another variant replaces the stale maps with a file that holds none.
     paths = [tmp_path / f"full_{k:04d}.pt" for k in range(2)]

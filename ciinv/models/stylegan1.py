@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
 from ciinv.models.checkpoint import load_weights, mean_mapped_latent
+from ciinv.models.stylegan2 import styles_fp32
 from ciinv.files import atomic_path
 
 LRELU_SLOPE = 0.2
@@ -216,7 +217,7 @@ class StyleMod(nn.Module):
         self.lin = EqualizedLinear(w_dim, 2 * channels, gain=1.0)
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        style = self.lin(w).view(-1, 2, x.shape[1], 1, 1)
+        style = styles_fp32(self.lin, w).view(-1, 2, x.shape[1], 1, 1)
         return x * (style[:, 0] + 1.0) + style[:, 1]
 
 

@@ -124,6 +124,17 @@ class Upsample(nn.Module):
 # Layers
 
 
+def styles_fp32(affine: nn.Module, w: Tensor) -> Tensor:
+    """``affine(w)`` in float32 (or wider), also under bf16 autocast: w [N, w_dim] -> styles [N, C].
+
+    Neighbouring frames' codes differ by offsets of ~1e-3 on values of ~1; rounded to bf16
+    (8 bits of mantissa) about half of those differences would vanish. Only the convolutions
+    that follow run in the autocast dtype.
+    """
+    with torch.autocast(device_type=w.device.type, enabled=False):
+        return affine(w.to(torch.promote_types(w.dtype, torch.float32)))  # float64 stays float64
+
+
 class PixelNorm(nn.Module):
     """x * rsqrt(mean(x^2 over dim 1) + 1e-8); z [N, z_dim]."""
 
@@ -174,7 +185,7 @@ class ModulatedConv2d(nn.Module):
         """x [N, C_in, H, W], w [N, w_dim] -> [N, C_out, H, W] (2H x 2W when upsampling)."""
         n, c_in, h, wd = x.shape
         _, c_out, _, k, _ = self.weight.shape
-        style = self.modulation(w).view(n, 1, c_in, 1, 1)
+        style = styles_fp32(self.modulation, w).view(n, 1, c_in, 1, 1)
         weight = self.weight * self.scale * style  # [N, C_out, C_in, k, k]
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
@@ -480,8 +491,13 @@ def tiny_channels(resolution: int, max_channels: int) -> dict[int, int]:
 
 
 @torch.no_grad()
+def config_f_channels(resolution: int) -> dict[int, int]:
+    """StyleGAN2 config F's channels per resolution (FFHQ-1024): 512 up to 64 px, then halving."""
+    return {4 * 2**i: min(512, 2 ** (13 - i)) for i in range(int(math.log2(resolution // 4)) + 1)}
+
+
 def write_tiny_stylegan2(path, resolution: int = 32, w_dim: int = 512, n_mlp: int = 2,
-                         max_channels: int = 32, seed: int = 0) -> None:
+                         max_channels: int = 32, seed: int = 0, channels: dict[int, int] | None = None) -> None:
     """Write a random StyleGAN2 in rosinality's exact file format (all keys, kernels, noises,
     ``latent_avg`` [w_dim] = mean of mapping over 1000 fixed-seed z) with small channels.
     Deterministic for a given seed.
@@ -489,7 +505,8 @@ def write_tiny_stylegan2(path, resolution: int = 32, w_dim: int = 512, n_mlp: in
     Noise strengths and biases are non-zero (so tests see them), and the ToRGB weights are
     scaled so images land roughly in [-1, 1] like the real model's.
     """
-    model = Generator(resolution, tiny_channels(resolution, max_channels), w_dim=w_dim, n_mlp=n_mlp)
+    channels = channels if channels is not None else tiny_channels(resolution, max_channels)
+    model = Generator(resolution, channels, w_dim=w_dim, n_mlp=n_mlp)
     rng = torch.Generator().manual_seed(seed)
 
     def randn(like: Tensor) -> Tensor:

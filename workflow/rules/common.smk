@@ -12,6 +12,7 @@ from ciinv.files import read_json
 from ciinv.models import is_weightless_flow
 from ciinv.models.registry import REGISTRY, resolve
 from ciinv.video import VIDEO_SUFFIXES
+from ciinv.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS
 from ciinv.windows import shard_count
 
 
@@ -32,8 +33,9 @@ def find_videos(folder):
 VIDEOS = find_videos(config["input_dir"])
 
 # Settings that say where or how a job runs, not what it computes (models_dir, invert's
-# windows_per_batch and checkpoint_every), are read from config in shell lines rather than passed
-# as params: Snakemake tracks params, and a change there must not rerun finished work.
+# INVERT_EXECUTION_KEYS: windows_per_batch and checkpoint_every), are read from config in shell
+# lines rather than passed as params: Snakemake tracks params, and a change there must not rerun
+# finished work.
 EDITS = {"recon": {"name": "recon"}} | {e["name"]: e for e in config["edits"]}
 MODELS_DIR = config["models_dir"]
 

@@ -1,10 +1,5 @@
 # Joint inversion of consecutive frames (one GPU job per shard of windows), then the merge.
 
-# How the work is scheduled, not what it computes: kept out of params (read from config in the shell
-# line instead, which Snakemake does not track) so that changing them reruns nothing.
-INVERT_EXECUTION = ("windows_per_batch", "checkpoint_every")
-
-
 rule invert:
     input:
         crops="results/{video}/crops",
@@ -17,7 +12,7 @@ rule invert:
     params:
         flow=flow_spec,
         settings=json.dumps(
-            {k: v for k, v in config["invert"].items() if k not in INVERT_EXECUTION}, sort_keys=True
+            {k: v for k, v in config["invert"].items() if k not in INVERT_EXECUTION_KEYS}, sort_keys=True
         ),
     resources:
         gpu=1,

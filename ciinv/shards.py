@@ -1,0 +1,185 @@
+"""The files of the invert stage: one shard's output, its resume state, and the merge of all shards.
+
+Output of one invert job, ``latents/shard_{k:04d}.pt`` (torch.save; loads with weights_only=True)::
+
+    windows       [[start, stop], ...]           frames of each window
+    w_b           [n, L, D] float32              base code of each window
+    n_k           [n, T-1, 1 or L, D] float32    offsets (per layer for the free-code variants)
+    codes         [n, T, L, D] float32           W+ code of every frame of every window
+    steps         [n] int64                      Adam steps each window took (≤ settings.steps)
+    warm          [n] bool                       whether it started from its predecessor's result
+    loss_history  {'total'|'icc'|'mse'|'perceptual': [n, max(steps)] float32}: every window's
+                  loss terms before each of its steps; NaN after its last step
+    settings      InvertSettings as a dict;  generator  str(path);  frames, shard  int
+    noise         variant ``plus`` only: the optimised noise maps, one set per window, a list in
+                  the generator's layer order of [n, 1, r, r] float16 (fp16 halves the size;
+                  at 1024² a set is 2.8 M values, 5.6 MB)
+
+While a job runs it saves its optimiser state to ``<out>.resume`` every ``checkpoint_every``
+steps; a rerun with the same result settings, windows and generator continues from there.
+
+The merge blends the shards' codes into ``latents.npy`` [frames, L, D]; for ``plus`` it also
+writes ``noise.pt`` beside it (see ``merge_shards``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ciinv.errors import CiinvError
+from ciinv.files import atomic_path
+from ciinv.objective import LOSS_NAMES
+from ciinv.optimizer import LoopState, WindowResult
+from ciinv.settings import InvertSettings
+from ciinv.windows import Window, blend_codes, noise_owners
+
+# --------------------------------------------------------------------------------------------
+# One shard's output
+
+
+def shard_payload(windows: list[Window], results: list[WindowResult], settings: InvertSettings, generator_path,
+                  frames: int, shard: int) -> dict:
+    """The shard file's contents (see the module docstring) from the windows' results, in order."""
+    longest = max(r.steps for r in results)
+    history = torch.full((len(results), longest, len(LOSS_NAMES)), float("nan"))
+    for i, r in enumerate(results):
+        history[i, : r.steps] = r.losses
+    payload = {
+        "windows": [[w.start, w.stop] for w in windows],
+        "w_b": torch.stack([r.w_b for r in results]),
+        "n_k": torch.stack([r.n_k for r in results]),
+        "codes": torch.stack([r.codes for r in results]),
+        "steps": torch.tensor([r.steps for r in results], dtype=torch.int64),
+        "warm": torch.tensor([r.warm for r in results], dtype=torch.bool),
+        "loss_history": {name: history[..., k].contiguous() for k, name in enumerate(LOSS_NAMES)},
+        "settings": settings.to_dict(),
+        "generator": str(generator_path),
+        "frames": frames,
+        "shard": shard,
+    }
+    if results[0].noise is not None:
+        payload["noise"] = [torch.cat([r.noise[i] for r in results]).half() for i in range(len(results[0].noise))]
+    return payload
+
+
+def write_shard(path: str | os.PathLike, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+# --------------------------------------------------------------------------------------------
+# Resume state
+
+
+def resume_path(out_path: str | os.PathLike) -> Path:
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".resume")
+
+
+def resume_key(settings: InvertSettings, windows: list[Window], generator_path) -> dict:
+    """What must match for a saved state to be continued (the execution settings may change)."""
+    return {"settings": settings.result_key(), "windows": [[w.start, w.stop] for w in windows],
+            "generator": str(generator_path)}
+
+
+def load_resume(path: Path, key: dict, log) -> LoopState | None:
+    """The saved state at ``path`` if it was saved under ``key``, else None (and why, logged)."""
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        state = LoopState(**saved["state"])
+    except Exception as exc:  # an unreadable state only costs the steps since the start
+        log(f"{path}: cannot read the saved state ({type(exc).__name__}); starting over")
+        return None
+    if saved.get("key") != key:
+        log(f"{path}: saved with other settings, windows or generator; starting over")
+        return None
+    return state
+
+
+def save_resume(path: Path, key: dict, state: LoopState) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "state": vars(state)}, tmp)
+
+
+# --------------------------------------------------------------------------------------------
+# Merging
+
+
+def blend_results(results: list[WindowResult], frames: int) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """The merge in memory: (codes [frames, L, D] blended as ``merge_shards`` does; for ``plus``
+    each noise map as [frames, 1, r, r], every frame its owning window's, else None)."""
+    windows = [Window(index=i, start=r.start, stop=r.start + r.codes.shape[0]) for i, r in enumerate(results)]
+    codes = torch.from_numpy(blend_codes(frames, windows, torch.stack([r.codes for r in results]).numpy()))
+    if results[0].noise is None:
+        return codes, None
+    per_window = [torch.cat(maps) for maps in zip(*[r.noise for r in results])]  # [n_windows, 1, r, r] each
+    owner = torch.from_numpy(noise_owners(frames, windows))
+    return codes, [maps[owner] for maps in per_window]
+
+
+def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
+    """Blend the per-window codes of all shards into ``out_path``: latents.npy [frames, L, D] float32.
+
+    Shards of the ``plus`` variant also hold noise maps, one set per window. Those are not
+    blended (an average of Gaussian maps is weaker noise, a blurrier picture): each frame takes
+    the maps of the window that weighs most for it in the code blend (``frame_weights``; at a
+    seam, where two windows weigh the same, the earlier one). They go to ``noise_path``
+    (default: ``noise.pt`` beside ``out_path``) as {'noise': list in layer order of
+    [W, 1, r, r] float16, one row per window used, 'frame_window': [frames] int64, the row of
+    each frame}: at 1024², 5.6 MB per window, about 1.4 MB per frame at stride 4. Without noise
+    in the shards the file is written all the same, holding {'noise': None, 'frame_window':
+    None}: it is a declared output of the merge rule, and it replaces the maps of an earlier
+    ``plus`` run, so the edit stage never renders with stale maps. It is written before the codes.
+    """
+    noise_path = Path(noise_path) if noise_path is not None else Path(out_path).with_name("noise.pt")
+    windows, codes, noise = [], [], []
+    for path in shard_paths:
+        try:
+            shard = torch.load(path, map_location="cpu", weights_only=True)
+            starts_stops, shard_codes = shard["windows"], shard["codes"]
+        except Exception as exc:
+            raise CiinvError(f"{path}: not a readable latent shard ({type(exc).__name__}: {exc}); "
+                             "delete it and rerun the invert stage") from None
+        if shard_codes.ndim != 4 or shard_codes.shape[0] != len(starts_stops):
+            raise CiinvError(f"{path}: 'codes' is {list(shard_codes.shape)}, expected [{len(starts_stops)}, T, L, D]; "
+                             "delete it and rerun the invert stage")
+        if codes and shard_codes.shape[1:] != codes[0].shape:
+            raise CiinvError(f"{path}: codes of shape {list(shard_codes.shape[1:])} differ from the other shards' "
+                             f"{list(codes[0].shape)}; rerun the invert stage for every shard")
+        if codes and ("noise" in shard) != bool(noise):
+            raise CiinvError(f"{path}: {'has' if 'noise' in shard else 'lacks'} noise maps and other shards do not; "
+                             "they were inverted with different variants: rerun the invert stage for every shard")
+        for k, ((start, stop), window_codes) in enumerate(zip(starts_stops, shard_codes)):
+            if stop > frames:
+                raise CiinvError(f"{path}: window [{start}, {stop}) lies beyond the clip's {frames} frames; "
+                                 "the shard is stale, rerun the invert stage")
+            windows.append(Window(index=len(windows), start=int(start), stop=int(stop)))
+            codes.append(window_codes.numpy())
+            if "noise" in shard:
+                noise.append([maps[k] for maps in shard["noise"]])  # this window's maps, each [1, r, r]
+    if not codes:
+        raise CiinvError(f"{out_path}: no latent shards to merge")
+    latents = blend_codes(frames, windows, np.stack(codes))
+    if noise:
+        _write_frame_noise(noise_path, frames, windows, noise)
+    else:
+        with atomic_path(noise_path) as tmp:
+            torch.save({"noise": None, "frame_window": None}, tmp)
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, latents)
+
+
+def _write_frame_noise(path: Path, frames: int, windows: list[Window], noise: list[list[torch.Tensor]]) -> None:
+    """noise.pt for ``merge_shards``: noise[w] holds window w's maps, each [1, r, r]."""
+    best = noise_owners(frames, windows)
+    used, frame_window = np.unique(best, return_inverse=True)
+    maps = [torch.stack([noise[w][i] for w in used]).half() for i in range(len(noise[0]))]
+    with atomic_path(path) as tmp:
+        torch.save({"noise": maps, "frame_window": torch.from_numpy(frame_window.astype(np.int64))}, tmp)

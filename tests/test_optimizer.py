@@ -1,0 +1,149 @@
+"""The optimiser loop: lanes and warm starts, the stop rule, batch-size independence, precision."""
+
+import pytest
+import torch
+
+from ciinv.gpu import uses_bf16
+from ciinv.invert import invert_frames
+from ciinv.models import load_flow, load_vgg16
+from ciinv.models.flownet2 import write_tiny_flownet2
+from ciinv.models.stylegan2 import EqualLinear, load_stylegan2_rosinality, styles_fp32, write_tiny_stylegan2
+from ciinv.models.vgg16 import write_tiny_vgg16
+from ciinv.optimizer import (
+    Nets,
+    WindowResult,
+    WindowTask,
+    _ActiveWindow,
+    converged,
+    plan_lanes,
+    recent_and_before,
+    warm_start_code,
+)
+from ciinv.settings import InvertSettings
+from ciinv.windows import plan_windows
+
+FRAMES = 9  # window 3, stride 2: windows [0,3) [2,5) [4,7) [6,9)
+SMALL = dict(window=3, stride=2, perceptual_size=32, lr=0.05, seed=0)
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    write_tiny_stylegan2(d / "g.pt", resolution=32, w_dim=64, n_mlp=2, max_channels=16)
+    write_tiny_vgg16(d / "vgg.pth", width_divisor=16)
+    write_tiny_flownet2(d / "flow.pth", width_divisor=16)
+    generator = load_stylegan2_rosinality(d / "g.pt").requires_grad_(False)
+    return Nets(generator, load_vgg16(d / "vgg.pth").requires_grad_(False),
+                load_flow(d / "flow.pth").requires_grad_(False))
+
+
+@pytest.fixture(scope="module")
+def crops(nets):
+    """Frames rendered from known codes that move a small step per frame: [FRAMES, 3, 32, 32]."""
+    g = nets.generator
+    rng = torch.Generator().manual_seed(1)
+    start = g.w_avg + 0.5 * torch.randn(g.num_ws, g.w_dim, generator=rng)
+    step = 0.1 * torch.randn(1, g.w_dim, generator=rng)
+    with torch.no_grad():
+        return ((g.synthesis(torch.stack([start + k * step for k in range(FRAMES)])) + 1) / 2).clamp(0, 1)
+
+
+def invert(nets, crops, **settings):
+    s = InvertSettings(**{**SMALL, **settings})
+    return invert_frames(nets, crops, 0, plan_windows(FRAMES, s.window, s.stride), s)
+
+
+def test_lanes_are_runs_of_consecutive_windows():
+    assert plan_lanes(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert plan_lanes(list(range(2)), 4) == [[0, 1]]
+
+
+def test_a_warm_window_starts_from_the_shared_frame_of_its_predecessor(nets, crops):
+    settings = InvertSettings(**SMALL)
+    previous = WindowResult(index=0, start=0, w_b=torch.zeros(8, 64), n_k=torch.zeros(2, 1, 64),
+                            codes=torch.randn(3, 8, 64), losses=torch.zeros(1, 4), steps=1, warm=False)
+    task = WindowTask(index=1, start=2, frames=crops[2:5])
+    # Frame 2 is the previous window's last frame (index 2 of [0, 3)).
+    torch.testing.assert_close(warm_start_code(previous, task), previous.codes[2], rtol=0, atol=0)
+    window = _ActiveWindow(task, lane=0, position=1, warm_from=previous, nets=nets, settings=settings, amp=False)
+    assert torch.equal(window.latents["w_b"][0].detach(), previous.codes[2])
+    assert torch.all(window.latents["n_k"] == 0)
+    # A lane's first window starts from the configured init (the mean latent).
+    first = _ActiveWindow(task, lane=0, position=0, warm_from=None, nets=nets, settings=settings, amp=False)
+    assert torch.equal(first.latents["w_b"][0].detach(), nets.generator.w_avg.expand(8, 64))
+    # With stride T no frame is shared: the previous window's last frame, the nearest one.
+    far = WindowTask(index=1, start=3, frames=crops[3:6])
+    torch.testing.assert_close(warm_start_code(previous, far), previous.codes[2], rtol=0, atol=0)
+
+
+def test_which_windows_start_warm(nets, crops):
+    results = invert(nets, crops, steps=4, lane_windows=2, windows_per_batch=2)
+    assert [r.warm for r in results] == [False, True, False, True]  # lanes [w0, w1], [w2, w3]
+    cold = invert(nets, crops, steps=4, lane_windows=2, warm_start=False)
+    assert not any(r.warm for r in cold)
+    # A warm start begins nearer the answer: its first loss is below that of the same window started cold.
+    assert results[1].losses[0, 0] < cold[1].losses[0, 0]
+
+
+def test_the_result_does_not_depend_on_the_batch_size(nets, crops):
+    one = invert(nets, crops, steps=6, lane_windows=2, windows_per_batch=1)
+    two = invert(nets, crops, steps=6, lane_windows=2, windows_per_batch=2)
+    for a, b in zip(one, two):
+        # Not bit for bit: a batch of another shape sums in another order, and Adam scales tiny
+        # gradient differences up to steps of order lr.
+        torch.testing.assert_close(a.codes, b.codes, rtol=1e-3, atol=1e-3)
+        assert a.steps == b.steps and a.warm == b.warm
+
+
+def test_the_stop_rule_compares_the_best_recent_loss_with_the_best_before():
+    total = torch.tensor([1.0, 0.9, 0.8, 0.7, 0.65, 0.64])
+    recent, before = recent_and_before(total, patience=2).tolist()
+    assert (recent, before) == pytest.approx((0.64, 0.7))
+    assert not converged(recent, before, tolerance=0.05)  # 8.6 % better than before
+    assert converged(recent, before, tolerance=0.1)
+    # A loss that went up in the last steps has not improved: converged at any tolerance.
+    assert converged(*recent_and_before(torch.tensor([1.0, 0.5, 0.6, 0.7]), patience=2).tolist(), tolerance=0.0)
+
+
+def test_windows_stop_on_their_own_losses_and_the_cap_still_holds(nets, crops):
+    stopped = invert(nets, crops, steps=30, stop_patience=3, min_steps=4, stop_tolerance=1.0, lane_windows=2)
+    assert [r.steps for r in stopped] == [6, 6, 6, 6]  # the first check: a multiple of 3, at least 2·3 and 4
+    capped = invert(nets, crops, steps=7, early_stop=False, lane_windows=2)
+    assert [r.steps for r in capped] == [7, 7, 7, 7]
+    # A tolerance of 0 stops only where the loss stopped improving entirely.
+    patient = invert(nets, crops, steps=30, stop_patience=3, min_steps=4, stop_tolerance=0.0, lane_windows=2)
+    for r in patient:
+        assert r.steps == 30 or not r.losses[-3:, 0].min() < r.losses[:-3, 0].min()
+
+
+def test_on_a_cpu_every_precision_computes_in_fp32(nets, crops):
+    assert not uses_bf16("cpu", "bf16") and not uses_bf16("cuda:0", "fp32") and uses_bf16("cuda:1", "bf16")
+    fp32 = invert(nets, crops, steps=3, precision="fp32")
+    bf16 = invert(nets, crops, steps=3, precision="bf16")
+    for a, b in zip(fp32, bf16):
+        assert torch.equal(a.codes, b.codes)
+
+
+def test_styles_stay_fp32_under_bf16_autocast():
+    """A frame-to-frame offset of 0.003 on codes of size ~1 survives the style projection."""
+    torch.manual_seed(0)
+    affine = EqualLinear(512, 512, bias_init=1.0)
+    w = torch.randn(2, 512)
+    w_next = w + 0.003 * torch.randn(2, 512)
+    exact = affine(w_next) - affine(w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kept = styles_fp32(affine, w_next) - styles_fp32(affine, w)
+        rounded = affine(w_next).float() - affine(w).float()
+    assert kept.dtype == torch.float32
+    assert ((kept - exact).norm() / exact.norm()).item() < 1e-5
+    assert ((rounded - exact).norm() / exact.norm()).item() > 0.1  # what plain autocast would lose
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_and_fp32_agree_on_a_gpu(nets, crops):
+    device = torch.device("cuda")
+    gpu = Nets(nets.generator.to(device), nets.vgg.to(device), nets.flow.to(device))
+    fp32 = invert(gpu, crops.to(device), steps=20, precision="fp32")
+    bf16 = invert(gpu, crops.to(device), steps=20, precision="bf16")
+    for a, b in zip(fp32, bf16):
+        assert abs(a.losses[-1, 2] - b.losses[-1, 2]) < 0.1 * a.losses[-1, 2]
