@@ -3,6 +3,7 @@
     python benchmarks/invert_speed.py                       # FFHQ-size StyleGAN2 (1024), random weights
     python benchmarks/invert_speed.py --resolution 256 --windows-per-batch 2 --steps 10
     python benchmarks/invert_speed.py --generator models/stylegan2-ffhq-config-f.pt --flow models/FlowNet2_checkpoint.pth.tar
+    python benchmarks/invert_speed.py --count-only          # FLOPs only, on any machine (PyTorch's meta device)
 
 Runs the real optimiser step of the invert stage (`ciinv.invert.invert_windows`: joint MAC + ICC,
 pixel and perceptual losses, Adam) on B windows of T random frames, and reports:
@@ -57,7 +58,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-amp", action="store_true", help="fp32 on the GPU (default there: bf16 autocast)")
     parser.add_argument("--peak-tflops", type=float, help="the device's peak, for the share (default: known GPUs)")
+    parser.add_argument("--count-only", action="store_true",
+                        help="only count the FLOPs of one window, on PyTorch's meta device: no data, no time, any machine")
     args = parser.parse_args()
+    if args.count_only:
+        count_only(args)
+        return
 
     device = torch.device(args.device)
     precision = "fp32" if args.no_amp else "bf16"
@@ -126,6 +132,32 @@ def main() -> None:
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**30
         print(f"peak_mem_gib      {peak:.2f}  ({peak / batch:.2f} per window)")
+
+
+def count_only(args) -> None:
+    """FLOPs of one window's setup and step at the real sizes, counted on the meta device."""
+    from ciinv.models.flownet2 import FlowNet2
+    from ciinv.objective import LossConfig, codes, prepare_targets, window_losses
+
+    meta = torch.device("meta")
+    generator = Generator(args.resolution, config_f_channels(args.resolution), w_dim=512, n_mlp=8)
+    generator, vgg, flow = (net.to(meta).requires_grad_(False) for net in (generator, VGG16Features(), FlowNet2()))
+    config = LossConfig(variant=args.variant, perceptual_size=min(256, args.resolution))
+    T, R = args.window, args.resolution
+    with FlopCounterMode(display=False) as counter:
+        targets = prepare_targets(torch.rand(1, T, 3, R, R, device=meta), vgg, flow, config)
+    setup = counter.get_total_flops()
+    w_b = torch.zeros(1, generator.num_ws, 512, device=meta, requires_grad=True)
+    n_k = torch.zeros(1, T - 1, 1, 512, device=meta, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        images = (generator.synthesis(codes(w_b, n_k).flatten(0, 1)) + 1) / 2
+        window_losses(images.view(1, T, 3, R, R), targets, vgg, config)["total"].sum().backward()
+    step = counter.get_total_flops()
+    print(f"one window of {T} frames at {R}² (StyleGAN2 config F, FlowNet2, VGG16; torch's flop counter)")
+    print(f"setup_tflop       {setup / 1e12:.2f}  (flows and VGG taps of the real frames, once per window)")
+    print(f"step_tflop        {step / 1e12:.2f}")
+    print(f"per output frame  {(setup + args.full_steps * step) / 1e12:.0f} TFLOP at {args.full_steps} steps, stride 1 "
+          f"(the official code); {(setup + args.full_steps * step) / (T - 1) / 1e12:.0f} TFLOP at stride T-1")
 
 
 if __name__ == "__main__":

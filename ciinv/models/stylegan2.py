@@ -131,8 +131,11 @@ def styles_fp32(affine: nn.Module, w: Tensor) -> Tensor:
     (8 bits of mantissa) about half of those differences would vanish. Only the convolutions
     that follow run in the autocast dtype.
     """
+    w = w.to(torch.promote_types(w.dtype, torch.float32))  # float64 stays float64
+    if w.device.type not in ("cpu", "cuda") or not torch.is_autocast_enabled(w.device.type):
+        return affine(w)  # (the meta device, used to count FLOPs, has no autocast)
     with torch.autocast(device_type=w.device.type, enabled=False):
-        return affine(w.to(torch.promote_types(w.dtype, torch.float32)))  # float64 stays float64
+        return affine(w)
 
 
 class PixelNorm(nn.Module):
