@@ -115,7 +115,8 @@ def blend_results(results: list[WindowResult], frames: int) -> tuple[torch.Tenso
     """The merge in memory: (codes [frames, L, D] blended as ``merge_shards`` does; for ``plus``
     each noise map as [frames, 1, r, r], every frame its owning window's, else None)."""
     windows = [Window(index=i, start=r.start, stop=r.start + r.codes.shape[0]) for i, r in enumerate(results)]
-    codes = torch.from_numpy(blend_codes(frames, windows, torch.stack([r.codes for r in results]).numpy()))
+    codes = torch.from_numpy(blend_codes(frames, windows, torch.stack([r.codes for r in results]).numpy(),
+                                         warm=[r.warm for r in results]))
     if results[0].noise is None:
         return codes, None
     per_window = [torch.cat(maps) for maps in zip(*[r.noise for r in results])]  # [n_windows, 1, r, r] each
@@ -125,6 +126,9 @@ def blend_results(results: list[WindowResult], frames: int) -> tuple[torch.Tenso
 
 def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
     """Blend the per-window codes of all shards into ``out_path``: latents.npy [frames, L, D] float32.
+
+    Shards in window order. A frame shared by a window and its warm-started successor gets the
+    weighted mean of their codes; at a cold start it keeps one chain's codes (``blend_codes``).
 
     Shards of the ``plus`` variant also hold noise maps, one set per window. Those are not
     blended (an average of Gaussian maps is weaker noise, a blurrier picture): each frame takes
@@ -138,7 +142,7 @@ def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
     ``plus`` run, so the edit stage never renders with stale maps. It is written before the codes.
     """
     noise_path = Path(noise_path) if noise_path is not None else Path(out_path).with_name("noise.pt")
-    windows, codes, noise = [], [], []
+    windows, codes, noise, warm = [], [], [], []
     for path in shard_paths:
         try:
             shard = torch.load(path, map_location="cpu", weights_only=True)
@@ -161,11 +165,12 @@ def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
                                  "the shard is stale, rerun the invert stage")
             windows.append(Window(index=len(windows), start=int(start), stop=int(stop)))
             codes.append(window_codes.numpy())
+            warm.append(bool(shard["warm"][k]) if "warm" in shard else False)
             if "noise" in shard:
                 noise.append([maps[k] for maps in shard["noise"]])  # this window's maps, each [1, r, r]
     if not codes:
         raise CiinvError(f"{out_path}: no latent shards to merge")
-    latents = blend_codes(frames, windows, np.stack(codes))
+    latents = blend_codes(frames, windows, np.stack(codes), warm=warm)
     if noise:
         _write_frame_noise(noise_path, frames, windows, noise)
     else:

@@ -58,7 +58,7 @@ def test_blend_keeps_codes_of_frames_in_a_single_window_exactly():
     rng = np.random.default_rng(0)
     windows = plan_windows(13, window=5, stride=4)  # (0,5) (4,9) (8,13)
     codes = rng.standard_normal((3, 5, 2, 3)).astype(np.float32)
-    out = blend_codes(13, windows, codes)
+    out = blend_codes(13, windows, codes, warm=[False, True, True])  # one chain
     assert out.shape == (13, 2, 3) and out.dtype == np.float32
     np.testing.assert_array_equal(out[0:4], codes[0, 0:4])
     np.testing.assert_array_equal(out[5:8], codes[1, 1:4])
@@ -71,12 +71,25 @@ def test_blend_weights_trust_the_middle_of_a_window_more_than_its_edge():
     windows = [Window(0, 0, 5), Window(1, 2, 7)]
     codes = np.zeros((2, 5, 1, 1), dtype=np.float32)
     codes[1] = 1.0
-    out = blend_codes(7, windows, codes)[:, 0, 0]
+    out = blend_codes(7, windows, codes, warm=[False, True])[:, 0, 0]
     # Frame 2 is the middle of window 0 (weight 3) and the edge of window 1 (weight 1).
     assert out[2] == pytest.approx(1 / 4)
     # Frame 4 is the edge of window 0 (weight 1) and the middle of window 1 (weight 3).
     assert out[4] == pytest.approx(3 / 4)
     assert np.all(np.diff(out) >= 0)  # a smooth ramp from one window to the next
+
+
+def test_a_cold_start_is_not_blended_with_the_chain_before_it():
+    """Frames shared across a cold start keep one chain's codes: the one where they weigh most."""
+    rng = np.random.default_rng(1)
+    windows = plan_windows(13, window=5, stride=4)  # (0,5) (4,9) (8,13)
+    codes = rng.standard_normal((3, 5, 2, 3)).astype(np.float32)
+    out = blend_codes(13, windows, codes, warm=[False, True, False])  # chains: windows 0-1, window 2
+    np.testing.assert_allclose(out[4], (codes[0, 4] + codes[1, 0]) / 2, rtol=1e-6)  # inside the chain
+    np.testing.assert_array_equal(out[8], codes[1, 4])  # equal edge weights: the earlier chain
+    windows = [Window(0, 0, 5), Window(1, 2, 7)]  # frames 2-4 shared, each weighing most in one window
+    out = blend_codes(7, windows, np.stack([np.zeros((5, 1, 1)), np.ones((5, 1, 1))]).astype(np.float32))
+    assert out[:, 0, 0].tolist() == [0, 0, 0, 0, 1, 1, 1]  # frame 3: weight 2 in both, the earlier
 
 
 def test_blend_keeps_constant_codes_constant():
