@@ -77,13 +77,15 @@ def cmd_edit(args) -> None:
     from ciinv.gpu import claim_device
     from ciinv.edit import is_sefa, render_edit
     from ciinv.models import load_generator
-    from ciinv.models.registry import require
+    from ciinv.models.registry import require, resolve_direction
 
     edit = json.loads(args.edit)
     device = claim_device(args.device)
     generator = load_generator(args.generator).to(device)
     spec = edit.get("direction")
-    direction = require(spec, args.models_dir) if spec and not is_sefa(spec) else None
+    direction = None
+    if spec and not is_sefa(spec):
+        direction = require(resolve_direction(spec, args.generator, args.models_dir), args.models_dir)
     render_edit(args.latents, generator, edit, args.out, direction_path=direction, noise_path=args.noise,
                 device=device, log=log)
 
@@ -101,7 +103,7 @@ def cmd_assemble(args) -> None:
 def cmd_models(args) -> None:
     from ciinv.errors import CiinvError
     from ciinv.models.download import fetch_models
-    from ciinv.models.registry import REGISTRY, status
+    from ciinv.models.registry import GENERATOR_FAMILY, REGISTRY, direction_attributes, status
 
     if args.action == "fetch":
         names = list(REGISTRY) if args.all else list(args.names) + list(args.file)
@@ -114,6 +116,9 @@ def cmd_models(args) -> None:
         print(f"{name:28s} {state:15s} {Path(args.models_dir) / entry.filename}")
         if state != "present":
             print(f"{'':28s} get it with: ciinv models fetch {name}   ({entry.url})")
+    for family in dict.fromkeys(GENERATOR_FAMILY.values()):
+        print(f"edits: `direction: NAME` with a {family} generator: NAME is one of "
+              f"{', '.join(direction_attributes(family))} (interfacegan-{family}-NAME above)")
 
 
 def cmd_smoke_models(args) -> None:
