@@ -139,8 +139,11 @@ def cmd_bench_synth(args) -> None:
     from ciinv.bench import bench_synth, load_config
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    directions = args.directions if args.directions in ("auto", "random") else [
+        d.strip() for d in args.directions.split(",") if d.strip()]
     bench_synth(load_config(args.config), args.out, n=args.n, steps=args.steps, variants=variants, seed=args.seed,
-                truncation=args.truncation, edit_strength=args.edit_strength, device=args.device, log=log)
+                truncation=args.truncation, edit_strength=args.edit_strength, device=args.device,
+                directions=directions, truth_noise=args.truth_noise, log=log)
     print((Path(args.out) / "synth.md").read_text())
 
 
@@ -262,7 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default="i2s,no_mac,no_icc,full", help="comma-separated: i2s,no_mac,no_icc,full,plus")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--truncation", type=float, default=1.0, help="psi for the sampled codes (1: none)")
-    p.add_argument("--edit-strength", type=float, default=3.0, help="strength of the random edit direction")
+    p.add_argument("--edit-strength", type=float, default=3.0, help="strength of the edit direction")
+    p.add_argument("--directions", default="auto",
+                   help="auto (the generator's InterFaceGAN directions if fetched, else random) | random | "
+                   "comma-separated directions as in edits: (e.g. age,smile,pose): sequence i moves along one, "
+                   "its edit along the next")
+    p.add_argument("--truth-noise", choices=["random", "constant"], default="random",
+                   help="noise of the true frames: random (seeded, one draw per sequence) or the constant maps "
+                   "the inversions start from (the truth is then exactly reachable)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_bench_synth)
 
