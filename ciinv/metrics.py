@@ -76,6 +76,28 @@ def latent_dist(codes: Tensor, truth: Tensor) -> float:
     return (codes.float() - truth.float()).norm(dim=-1).mean().item()
 
 
+def style_dist(codes: Tensor, truth: Tensor, affines) -> float:
+    """Distance of inverted W+ codes to the ground truth as the generator sees them: in style space.
+
+    codes, truth: [..., L, D]. affines: ``generator.style_affines()``, a list of (W+ index i,
+    A_i: [N, D] -> [N, C]) for every styled layer. Per layer, the root mean square over its C
+    channels of A_i(code_i) − A_i(truth_i) (the bias cancels); averaged over the layers, then
+    over the frames. Unlike ``latent_dist``, a part of a code that no layer's affine responds to
+    (every direction of D beyond the C ≤ D a narrow layer sees) adds nothing.
+    """
+    if codes.shape != truth.shape:
+        raise ValueError(f"codes {list(codes.shape)} and truth {list(truth.shape)} differ in shape")
+    a = codes.reshape(-1, *codes.shape[-2:]).float()
+    b = truth.reshape(-1, *truth.shape[-2:]).float()
+    per_layer = []
+    with torch.no_grad():
+        for index, affine in affines:
+            device = next(affine.parameters()).device
+            diff = affine(a[:, index].to(device)).float() - affine(b[:, index].to(device)).float()  # [F, C]
+            per_layer.append(diff.square().mean(dim=1).sqrt().cpu())
+    return torch.stack(per_layer, dim=1).mean().item()
+
+
 # --------------------------------------------------------------------------------------------
 # Fréchet distance (FID)
 

@@ -38,6 +38,50 @@ def test_latent_dist_is_the_layer_mean_of_l2_norms_averaged_over_frames():
         metrics.latent_dist(codes, truth[:1])
 
 
+def _tiny_generators(tmp_path):
+    from ciinv.models import load_generator
+    from ciinv.models.stylegan1 import write_tiny_stylegan1
+    from ciinv.models.stylegan2 import write_tiny_stylegan2
+
+    write_tiny_stylegan2(tmp_path / "v2.pt", resolution=16, max_channels=8)
+    write_tiny_stylegan1(tmp_path / "v1.pt", resolution=16, max_channels=8, n_mlp=2)
+    return [load_generator(tmp_path / "v2.pt"), load_generator(tmp_path / "v1.pt")]
+
+
+def test_style_affines_are_the_maps_synthesis_applies_to_each_w_plus_entry(tmp_path):
+    for g in _tiny_generators(tmp_path):
+        ws = torch.randn(2, g.num_ws, g.w_dim)
+        seen = {}
+        hooks = [affine.register_forward_hook(lambda m, args, out, key=k: seen.__setitem__(key, args[0]))
+                 for k, (_, affine) in enumerate(g.style_affines())]
+        g.synthesis(ws)
+        for hook in hooks:
+            hook.remove()
+        indices = [i for i, _ in g.style_affines()]
+        assert len(seen) == len(indices) and set(indices) == set(range(g.num_ws))
+        for k, i in enumerate(indices):
+            assert torch.equal(seen[k], ws[:, i]), (type(g).__name__, k, i)
+
+
+def test_style_dist_ignores_what_no_layer_sees_and_latent_dist_does_not(tmp_path):
+    """A change of w in the null space of every affine that reads that W+ entry leaves the image and
+    style_dist unchanged; latent_dist counts it in full. (The smoke models' narrow layers see only
+    C of the 512 dimensions of each entry.)"""
+    for g in _tiny_generators(tmp_path):
+        truth = torch.randn(3, g.num_ws, g.w_dim)
+        unseen = torch.zeros_like(truth)
+        for i in range(g.num_ws):
+            rows = torch.cat([a.weight for j, a in g.style_affines() if j == i])  # [sum C, D]
+            null = torch.linalg.svd(rows, full_matrices=True).Vh[rows.shape[0]:]  # orthogonal to every row
+            unseen[:, i] = 5.0 * null[0]
+        assert metrics.latent_dist(truth + unseen, truth) == pytest.approx(5.0, rel=1e-4)
+        assert metrics.style_dist(truth + unseen, truth, g.style_affines()) < 1e-4
+        torch.testing.assert_close(g.synthesis(truth + unseen), g.synthesis(truth), atol=1e-4, rtol=0)
+        seen = torch.randn_like(truth)
+        assert metrics.style_dist(truth + seen, truth, g.style_affines()) > 0.1
+        assert metrics.style_dist(truth, truth, g.style_affines()) == 0
+
+
 # --- Fréchet distance --------------------------------------------------------------------------
 
 
