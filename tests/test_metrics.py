@@ -252,6 +252,23 @@ def test_aggd_fit_recovers_a_generalised_gaussian():
     assert right / left == pytest.approx(4.0, rel=0.05)
 
 
+def test_aggd_fit_of_a_one_sided_block_follows_matlab():
+    """No negative values: the fit is undefined. MATLAB's min over all-NaN differences picks the
+    first grid point, so the NIQE release reports alpha 0.2 (counted by its nanmean), a NaN left
+    beta and the right one from alpha 0.2."""
+    x = np.abs(np.random.default_rng(0).standard_normal(500))
+    alpha, left, right = metrics.aggd_fit(x)
+    assert alpha == 0.2 and np.isnan(left)
+    assert right == pytest.approx(np.sqrt(np.mean(x**2)) * np.sqrt(math.gamma(5) / math.gamma(15)))
+    alpha, left, right = metrics.aggd_fit(np.zeros(100))
+    assert alpha == 0.2 and np.isnan(left) and np.isnan(right)
+    # A flat image region gives such blocks; NIQE still averages their alpha columns.
+    image = np.random.default_rng(1).normal(128, 30, (192, 192))
+    image[:96] = 200.0
+    features = metrics.niqe_features(image)
+    assert (features[:, 0] == 0.2).any() and np.isnan(features[:, 1]).any()
+
+
 def test_matlab_imresize_half_of_a_ramp():
     # imresize([0 1 2 3], 0.5): output 1 sits at u = 1.5; the antialiased cubic (a = -0.5) at
     # half scale has 8 taps at distances ±0.5, ±1.5, ±2.5, ±3.5 with weights (÷2 to sum 1)
