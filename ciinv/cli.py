@@ -122,10 +122,14 @@ def cmd_models(args) -> None:
 
 
 def cmd_smoke_models(args) -> None:
-    from ciinv.smoke import write_smoke_models
+    from ciinv.smoke import write_paper_smoke_models, write_smoke_models
 
-    overlay = write_smoke_models(args.dir, resolution=args.resolution)
-    print(overlay)
+    if args.paper:  # writes the plain smoke models and smoke.yaml too
+        paper = write_paper_smoke_models(args.dir, resolution=args.resolution)
+        print(paper.with_name("smoke.yaml"))
+        print(paper)
+    else:
+        print(write_smoke_models(args.dir, resolution=args.resolution))
 
 
 def cmd_sample_clip(args) -> None:
@@ -242,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke-models", help="tiny random checkpoints in the real formats + a config overlay")
     p.add_argument("dir")
     p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--paper", action="store_true", help="also stand-ins for configs/paper.yaml (StyleGAN v1, its "
+                   "InterFaceGAN directions) and paper-smoke.yaml, an overlay for after it")
     p.set_defaults(func=cmd_smoke_models)
 
     p = sub.add_parser("sample-clip", help="a short real-face clip (scikit-image's astronaut) with motion and sound")
