@@ -19,12 +19,12 @@ Ground truth is known because the frames are made by the generator itself:
    ``truth_noise="constant"`` gives the old, easy setting (truth reachable exactly);
 4. invert each sequence of T frames as one window with each variant (same settings, same
    step budget; the optimiser is deterministic given the settings);
-4. measure, per variant and sequence:
+5. measure, per variant and sequence:
    reconstruction (Table 1)  ``mse``, ``psnr``, ``lpips`` of the T reconstructions, and two
                              distances of the T inverted codes to the true ones:
                              ``latent_dist`` in W+ (``metrics.latent_dist``, per-layer L2
-                             norms: the space the paper optimises and measures codes in, so
-                             this is the column to set beside the paper's tables), and
+                             norms: the space the paper inverts into, so a code distance
+                             quoted from the paper is of this kind), and
                              ``style_dist`` in style space (``metrics.style_dist``, after each
                              layer's affine map: what the generator can tell apart). They
                              differ where a layer sees only part of w — the smoke models'
