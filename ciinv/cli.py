@@ -111,11 +111,12 @@ def cmd_models(args) -> None:
             raise CiinvError(f"name what to fetch ({', '.join(REGISTRY)}), or --all")
         fetch_models(names, args.models_dir)
         return
+    width = max(map(len, REGISTRY))
     for name, entry in REGISTRY.items():
         state = status(name, args.models_dir)
-        print(f"{name:28s} {state:15s} {Path(args.models_dir) / entry.filename}")
+        print(f"{name:{width}s} {state:15s} {Path(args.models_dir) / entry.filename}")
         if state != "present":
-            print(f"{'':28s} get it with: ciinv models fetch {name}   ({entry.url})")
+            print(f"{'':{width}s} get it with: ciinv models fetch {name}   ({entry.url})")
     for family in dict.fromkeys(GENERATOR_FAMILY.values()):
         print(f"edits: `direction: NAME` with a {family} generator: NAME is one of "
               f"{', '.join(direction_attributes(family))} (interfacegan-{family}-NAME above)")
