@@ -3,16 +3,36 @@
 Ground truth is known because the frames are made by the generator itself:
 
 1. sample N codes w = mapping(z) (optionally truncated towards the mean latent: ψ < 1);
-2. per code, one random unit direction d in W and T sorted steps α ~ U[−3, 3]; frame t has
-   the code w + α_t·d on every W+ layer, and its rendering is the "real" frame;
-3. invert each sequence of T frames as one window with each variant (same settings, same
+2. per code, one direction d and T sorted steps α ~ U[−3, 3]; frame t has the code
+   w + α_t·d (d broadcast over the W+ layers, or one vector per layer), and its rendering is
+   the "real" frame. Directions (``directions``): the paper's semantic setting (Fig. 5) when
+   the named InterFaceGAN directions of the configured generator are in models_dir (sequence
+   i moves along attribute i mod K and is edited along the next one, a *different* attribute),
+   else random unit directions in W, one for the sequence and an independent one for the edit;
+3. the truth is rendered with noise maps drawn at random (``truth_noise="random"``: one set
+   per sequence, shared by its frames and its true edits and morphs, from the same seeded
+   stream as the codes) — not with the generator's constant maps, which are where every
+   inversion starts (as in the workflow; ``plus`` optimises them from there). The truth is
+   therefore not exactly reachable by codes alone, as with real faces; ``plus`` can close part
+   of the gap by fitting the noise. The row ``oracle`` renders the *true* codes with the
+   constant maps: what the noise alone costs a variant that finds the codes exactly.
+   ``truth_noise="constant"`` gives the old, easy setting (truth reachable exactly);
+4. invert each sequence of T frames as one window with each variant (same settings, same
    step budget; the optimiser is deterministic given the settings);
-4. measure, per variant and sequence:
-   reconstruction (Table 1)  ``mse``, ``psnr``, ``lpips`` of the T reconstructions, and
-                             ``latent_dist`` of the T inverted codes to the true ones;
-   editing (Table 3)         one more random unit direction e, strength ``edit_strength``,
-                             added to the inverted codes and to the true codes; the two
-                             renderings are compared: ``edit_mse``, ``edit_lpips``;
+5. measure, per variant and sequence:
+   reconstruction (Table 1)  ``mse``, ``psnr``, ``lpips`` of the T reconstructions, and two
+                             distances of the T inverted codes to the true ones:
+                             ``latent_dist`` in W+ (``metrics.latent_dist``, per-layer L2
+                             norms: the space the paper inverts into, so a code distance
+                             quoted from the paper is of this kind), and
+                             ``style_dist`` in style space (``metrics.style_dist``, after each
+                             layer's affine map: what the generator can tell apart). They
+                             differ where a layer sees only part of w — the smoke models'
+                             ≤32-channel layers see ≤32 of its 512 dimensions, and the rest of
+                             W+ keeps its start, dominating ``latent_dist`` for every variant;
+   editing (Table 3)         the edit direction e, strength ``edit_strength``, added to
+                             the inverted codes and to the true codes; the two renderings
+                             (each with its own noise) are compared: ``edit_mse``, ``edit_lpips``;
    morphing (Table 5)        codes interpolated between the first and the last frame at
                              λ = 1/4, 1/2, 3/4, inverted vs true: ``morph_mse``, ``morph_lpips``;
    ablation (Tables 6, 7)    the variants side by side.
@@ -52,8 +72,10 @@ from ciinv.models import registry
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 VARIANT_ORDER = ("i2s", "no_mac", "no_icc", "full", "plus")
 VARIANT_LABELS = {"i2s": "I2S (each frame alone)", "no_mac": "w/o MAC", "no_icc": "w/o ICC", "full": "full (MAC + ICC)",
-                  "plus": "plus (MAC + ICC + noise, Ours++)"}
+                  "plus": "plus (MAC + ICC + noise, Ours++)",
+                  "oracle": "oracle: true codes, constant noise"}
 ALPHA_RANGE = 3.0
+TRUTH_NOISE = ("random", "constant")  # how the true frames are rendered (module docstring, step 3)
 MORPH_STEPS = (0.25, 0.5, 0.75)
 DEFAULT_N = 100
 GRID_CELL = 128  # pixels per picture in synth.png at most
@@ -109,24 +131,90 @@ def _model_path(config: dict, key: str) -> str | Path:
 # Sequences with known codes
 
 
+def random_noise(generator, n: int, rng: torch.Generator) -> list[torch.Tensor]:
+    """n independent sets of the generator's noise maps: N(0, 1) maps [n, 1, r, r] in layer order (CPU)."""
+    return [torch.randn(n, *constant.shape[1:], generator=rng) for constant in generator.noise_maps()]
+
+
 @torch.no_grad()
-def sample_sequences(generator, n: int, window: int, seed: int = 0, truncation: float = 1.0) -> dict:
+def sample_sequences(generator, n: int, window: int, seed: int = 0, truncation: float = 1.0,
+                     directions: list[tuple[str, torch.Tensor]] | None = None,
+                     truth_noise: str = "random") -> dict:
     """Ground truth for ``n`` sequences of ``window`` frames, on the CPU.
 
-    Returns {'codes' [n, T, L, D]: every frame's W+ code (the same W code on every layer),
-    'w' [n, D], 'direction' [n, D] unit, 'alpha' [n, T] sorted in [−3, 3],
-    'edit' [n, D] unit edit directions}.
+    directions: named directions [(name, [L, D]), ...], at least two: sequence i moves along
+    directions[i mod K] and its edit is directions[(i + 1) mod K]. None: a random unit W
+    direction per sequence and another per edit, broadcast over the layers.
+    truth_noise: "random" (one set of N(0, 1) maps per sequence) or "constant" (None: the
+    generator's own maps). Everything is drawn from one stream seeded with ``seed``.
+
+    Returns {'codes' [n, T, L, D]: every frame's W+ code, 'w' [n, D], 'direction' [n, L, D],
+    'alpha' [n, T] sorted in [−3, 3], 'edit' [n, L, D], 'direction_name' and 'edit_name' [n]
+    lists of str, 'noise': list of [n, 1, r, r] per noise map, or None}.
     """
+    if truth_noise not in TRUTH_NOISE:
+        raise CiinvError(f"truth noise {truth_noise!r} is not one of {list(TRUTH_NOISE)}")
+    if directions is not None and len(directions) < 2:
+        raise CiinvError("the semantic setting needs at least two directions: one to move along, another to edit")
+    layers, dim = generator.num_ws, generator.w_dim
     rng = torch.Generator().manual_seed(seed)
     z = torch.randn(n, generator.z_dim, generator=rng)
     w_avg = generator.w_avg.cpu()
     w = w_avg + truncation * (generator.mapping(z.to(generator.w_avg.device)).cpu() - w_avg)
-    direction = F.normalize(torch.randn(n, generator.w_dim, generator=rng), dim=1)
+    random_direction = F.normalize(torch.randn(n, dim, generator=rng), dim=1)
     alpha = torch.sort(torch.rand(n, window, generator=rng) * 2 * ALPHA_RANGE - ALPHA_RANGE, dim=1).values
-    edit = F.normalize(torch.randn(n, generator.w_dim, generator=rng), dim=1)
-    frames = w[:, None] + alpha[..., None] * direction[:, None]  # [n, T, D]
-    codes = frames[:, :, None, :].expand(n, window, generator.num_ws, generator.w_dim).contiguous()
-    return {"codes": codes, "w": w, "direction": direction, "alpha": alpha, "edit": edit}
+    random_edit = F.normalize(torch.randn(n, dim, generator=rng), dim=1)
+    if directions is None:
+        direction = random_direction[:, None].expand(n, layers, dim)
+        edit = random_edit[:, None].expand(n, layers, dim)
+        direction_name = edit_name = ["random"] * n
+    else:
+        pick = [i % len(directions) for i in range(n)]
+        direction = torch.stack([directions[k][1] for k in pick])
+        edit = torch.stack([directions[(k + 1) % len(directions)][1] for k in pick])
+        direction_name = [directions[k][0] for k in pick]
+        edit_name = [directions[(k + 1) % len(directions)][0] for k in pick]
+    codes = w[:, None, None, :] + alpha[:, :, None, None] * direction[:, None]  # [n, T, L, D]
+    noise = random_noise(generator, n, rng) if truth_noise == "random" else None
+    return {"codes": codes.contiguous(), "w": w, "direction": direction.contiguous(), "alpha": alpha,
+            "edit": edit.contiguous(), "direction_name": direction_name, "edit_name": edit_name, "noise": noise}
+
+
+def sequence_noise(noise: list[torch.Tensor] | None, sequences: range, repeats: int) -> list[torch.Tensor] | None:
+    """Per-image noise for ``repeats`` images of each sequence in ``sequences``, from per-sequence
+    maps ([n, 1, r, r] each) as ``sample_sequences`` returns them; None stays None."""
+    if noise is None:
+        return None
+    return [maps[sequences.start : sequences.stop].repeat_interleave(repeats, dim=0) for maps in noise]
+
+
+def load_directions(config: dict, generator, spec: str | list[str], log=print) -> list[tuple[str, torch.Tensor]] | None:
+    """Named directions for the semantic setting, each [L, D] float32 on the CPU, or None (random).
+
+    spec: "random"; "auto" (the configured generator's InterFaceGAN directions when all of them
+    are in models_dir, verified; else None, with the reason logged); or a list of direction
+    specs as in ``edits: direction:`` (attribute names, registry names, files).
+    """
+    from ciinv.edit import load_direction
+
+    if spec == "random":
+        return None
+    models_dir = config["models_dir"]
+    if spec == "auto":
+        family = registry.generator_family(config["models"]["generator"], models_dir)
+        names = [registry.direction_name(a, family) for a in registry.direction_attributes(family)]
+        missing = [n for n in names if not registry.resolve(n, models_dir).is_file()]
+        if missing:
+            log(f"bench synth: random directions (the semantic setting needs {', '.join(missing)} in "
+                f"{models_dir}: `ciinv models fetch {' '.join(missing)}`)")
+            return None
+        spec = registry.direction_attributes(family)
+    out = []
+    for item in spec:
+        name = registry.resolve_direction(item, config["models"]["generator"], models_dir)
+        path = registry.require(name, models_dir)
+        out.append((str(item), load_direction(path, generator.num_ws, generator.w_dim)))
+    return out
 
 
 @torch.no_grad()
@@ -178,13 +266,17 @@ def _load_lpips(config: dict, vgg_path, lpips_path, log):
 
 def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = None, variants=VARIANT_ORDER[:4],
                 seed: int = 0, truncation: float = 1.0, edit_strength: float = 3.0, device: str = "auto",
-                lpips_path=None, log=print) -> list[dict]:
+                lpips_path=None, directions: str | list[str] = "auto", truth_noise: str = "random",
+                log=print) -> list[dict]:
     """Run the synthesized-data protocol and write synth.csv, synth.md and synth.png to ``out_dir``.
 
     config: the workflow's merged config (``load_config``); its ``invert:`` block gives every
     inversion setting (window T, lr, λs, offsets, ...), with ``steps`` overriding its steps.
     lpips_path: the lpips wheel or its vgg.pth (default: the registry file in models_dir).
-    Returns the CSV rows as dicts (one per variant and sequence).
+    directions: "auto", "random" or a list of direction specs (``load_directions``).
+    truth_noise: "random" or "constant" (module docstring, step 3).
+    Returns the CSV rows as dicts (one per variant and sequence; with random truth noise also
+    the ``oracle`` rows: the true codes rendered with the generator's constant noise).
     """
     unknown = [v for v in variants if v not in VARIANT_ORDER]
     if unknown or not variants:
@@ -209,9 +301,13 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
         if net is not None:
             net.requires_grad_(False)
 
-    truth = sample_sequences(generator, n, base.window, seed=seed, truncation=truncation)
+    named = load_directions(config, generator, directions, log=log)
+    truth = sample_sequences(generator, n, base.window, seed=seed, truncation=truncation, directions=named,
+                             truth_noise=truth_noise)
+    setting = (f"sequences along {', '.join(d[0] for d in named)}, each edited along the next" if named
+               else "random directions")
     log(f"bench synth: {n} sequences of {base.window} frames, {generator.resolution}² generator, "
-        f"{base.steps} steps, variants {', '.join(variants)}")
+        f"{base.steps} steps, variants {', '.join(variants)}; {setting}; truth noise {truth_noise}")
 
     rows: list[dict] = []
     grid: dict[str, torch.Tensor] = {}
@@ -221,25 +317,31 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
         idx = range(start, min(start + chunk, n))
         true_codes = truth["codes"][idx.start : idx.stop]  # [B, T, L, D]
         batch, window = true_codes.shape[:2]
-        edit = edit_strength * truth["edit"][idx.start : idx.stop, None, None, :]  # [B, 1, 1, D]
-        real = render(generator, true_codes.flatten(0, 1))  # [B·T, 3, R, R]
-        true_edit = render(generator, (true_codes + edit).flatten(0, 1))
-        true_morph = render(generator, morph_codes(true_codes).flatten(0, 1))
+        edit = edit_strength * truth["edit"][idx.start : idx.stop, None]  # [B, 1, L, D]
+        true_noise = sequence_noise(truth["noise"], idx, window)
+        real = render(generator, true_codes.flatten(0, 1), true_noise)  # [B·T, 3, R, R]
+        true_edit = render(generator, (true_codes + edit).flatten(0, 1), true_noise)
+        true_morph = render(generator, morph_codes(true_codes).flatten(0, 1),
+                            sequence_noise(truth["noise"], idx, len(MORPH_STEPS)))
         if start == 0:
             grid["input"], grid["edit (truth)"] = real[:window].cpu(), true_edit[:window].cpu()
 
-        for variant, settings in per_variant.items():
+        runs = [("oracle", None)] if truth["noise"] is not None else []
+        for variant, settings in runs + list(per_variant.items()):
             began = time.perf_counter()
-            result = invert_windows(generator, vgg, flow_net if settings.loss_config().use_icc else None,
-                                    real.view(batch, window, *real.shape[1:]), settings, amp=amp, log=log,
-                                    label=f"{variant} sequences {idx.start}-{idx.stop - 1}")
+            if settings is None:  # the true codes with the constant noise every inversion starts from
+                result = {"codes": true_codes}
+            else:
+                result = invert_windows(generator, vgg, flow_net if settings.loss_config().use_icc else None,
+                                        real.view(batch, window, *real.shape[1:]), settings, amp=amp, log=log,
+                                        label=f"{variant} sequences {idx.start}-{idx.stop - 1}")
             seconds = (time.perf_counter() - began) / batch
             codes = result["codes"]  # [B, T, L, D] on the CPU
             frame_noise = per_image_noise(result, window)
             recon = render(generator, codes.flatten(0, 1), frame_noise)
             edited = render(generator, (codes + edit).flatten(0, 1), frame_noise)
             morphed = render(generator, morph_codes(codes).flatten(0, 1), per_image_noise(result, len(MORPH_STEPS)))
-            if start == 0:
+            if start == 0 and settings is not None:
                 grid[f"{variant}: recon"], grid[f"{variant}: edit"] = recon[:window].cpu(), edited[:window].cpu()
 
             scores = {"mse": metrics.mse(recon, real), "psnr": metrics.psnr(recon, real),
@@ -251,15 +353,18 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                     scores["morph_lpips"] = lpips(morphed, true_morph)
             for b, sample in enumerate(idx):
                 row = {"variant": variant, "sample": sample,
-                       "latent_dist": metrics.latent_dist(codes[b], true_codes[b])}
+                       "latent_dist": metrics.latent_dist(codes[b], true_codes[b]),
+                       "style_dist": metrics.style_dist(codes[b], true_codes[b], generator.style_affines())}
                 for name, values in scores.items():
                     per_sample = values.view(batch, -1)[b]  # the sequence's frames (or morph steps)
                     row[name] = per_sample.mean().item()
-                row["steps"] = settings.steps
+                row["steps"] = settings.steps if settings is not None else 0
                 row["seconds"] = seconds
+                row["direction"], row["edit_direction"] = truth["direction_name"][sample], truth["edit_name"][sample]
                 rows.append(row)
             log(f"{variant}: sequences {idx.start}-{idx.stop - 1} done, latent_dist "
-                f"{np.mean([r['latent_dist'] for r in rows[-batch:]]):.4f}, mse "
+                f"{np.mean([r['latent_dist'] for r in rows[-batch:]]):.4f}, style_dist "
+                f"{np.mean([r['style_dist'] for r in rows[-batch:]]):.4f}, mse "
                 f"{np.mean([r['mse'] for r in rows[-batch:]]):.5f}")
 
     out_dir = Path(out_dir)
@@ -267,7 +372,8 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     write_csv(rows, out_dir / "synth.csv")
     table = summary_table(rows, header=f"Synthesized sequences: {n} × {base.window} frames, {base.steps} steps, "
                           f"generator {config['models']['generator']} ({generator.resolution}²), seed {seed}, "
-                          f"truncation ψ = {truncation}, edit strength {edit_strength}")
+                          f"truncation ψ = {truncation}, edit strength {edit_strength}; {setting}; truth rendered "
+                          f"with {'random noise (one draw per sequence, seed ' + str(seed) + ')' if truth_noise == 'random' else 'the constant noise the inversions start from'}")
     with atomic_path(out_dir / "synth.md") as tmp:
         tmp.write_text(table)
     write_grid(grid, out_dir / "synth.png")
@@ -279,14 +385,17 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
 # Reports
 
 
-METRIC_COLUMNS = ("latent_dist", "mse", "psnr", "lpips", "edit_mse", "edit_lpips", "morph_mse", "morph_lpips",
+METRIC_COLUMNS = ("latent_dist", "style_dist", "mse", "psnr", "lpips", "edit_mse", "edit_lpips", "morph_mse", "morph_lpips",
                   "steps", "seconds")
 HIGHER_IS_BETTER = {"psnr"}
 
 
+LABEL_COLUMNS = ("direction", "edit_direction")  # what each sequence moved and was edited along
+
+
 def _columns(rows: list[dict]) -> list[str]:
     present = {key for row in rows for key in row}
-    return ["variant", "sample"] + [c for c in METRIC_COLUMNS if c in present]
+    return ["variant", "sample"] + [c for c in METRIC_COLUMNS + LABEL_COLUMNS if c in present]
 
 
 def write_csv(rows: list[dict], path) -> None:
@@ -303,7 +412,7 @@ def write_csv(rows: list[dict], path) -> None:
 
 def summary_table(rows: list[dict], header: str = "") -> str:
     """Markdown: the mean of every metric per variant (one line per variant, in run order)."""
-    columns = [c for c in _columns(rows)[2:] if c != "steps"]
+    columns = [c for c in _columns(rows)[2:] if c != "steps" and c not in LABEL_COLUMNS]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     arrows = {c: ("↑" if c in HIGHER_IS_BETTER else "↓") for c in columns}
     lines = [f"{header}\n" if header else "",

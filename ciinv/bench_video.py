@@ -20,10 +20,19 @@ and the reconstructions are measured against the crops they came from:
                  config's flow estimator: 1 means as steady as the input, above 1 flicker)
     seconds      wall-clock time of the clip's inversion
 
+Edited outputs (the paper's real-data editing tables: NIQE and FID of edited results, Tables 2
+and 7; temporal consistency, Table 4): every direction edit of the config's ``edits:`` is added
+to each variant's blended codes exactly as the edit stage does (``ciinv.edit.edit_codes``;
+``direction: smile`` resolves through the registry for the configured generator), rendered with
+the variant's noise, and scored without a reference: ``niqe``, ``fid`` against the clip's real
+crops, ``rel_warp`` with the real crops' flows. An edit whose direction file is missing is left
+out with the reason; morphs and transfers (which need another clip's codes) are not measured.
+
 A metric whose weights are missing is left out, with the reason logged and written into
 ``video.md``, never replaced by a stand-in. Outputs in the chosen folder: ``video.csv`` (one
-row per variant and clip), ``video.md`` (means over clips per variant, and per clip) and
-``video.png`` (real crops above each variant's reconstructions, first clip).
+row per variant and clip), ``edits.csv`` (one row per variant, clip and edit), ``video.md``
+(means over clips per variant, and per clip; then the edited outputs' means per variant and
+edit) and ``video.png`` (real crops above each variant's reconstructions, first clip).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import torch
 
 from ciinv import metrics, models
 from ciinv.bench import VARIANT_LABELS, render, write_grid
+from ciinv.edit import edit_codes
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path, read_json, write_json
 from ciinv.invert import InvertSettings, pick_device, read_crops
@@ -54,6 +64,7 @@ from ciinv.objective import VARIANTS
 
 DEFAULT_VARIANTS = ("i2s", "no_mac", "no_icc", "full")
 METRIC_COLUMNS = ("mse", "psnr", "lpips", "niqe", "fid", "rel_warp", "steps", "seconds")
+EDIT_METRIC_COLUMNS = ("niqe", "fid", "rel_warp")  # no reference exists for an edited frame
 HIGHER_IS_BETTER = {"psnr"}
 LPIPS_MODEL = "lpips-0.1.4-wheel"
 NIQE_MODEL = "basicsr-1.4.2-sdist"
@@ -209,6 +220,55 @@ def load_metric_models(config: dict, vgg_path, resolution: int, device: torch.de
     return lpips, niqe_params, inception
 
 
+def load_edit_directions(config: dict, generator, notes: dict, log) -> list[tuple[dict, Path | None]]:
+    """The config's direction edits that can be measured: (entry, verified direction file, or None
+    for ``sefa:K``). The others are left out with the reason in ``notes``. A direction file that
+    does not fit the generator is a CiinvError now, before any inversion."""
+    from ciinv.edit import edit_kind, is_sefa, load_direction
+
+    measured = []
+    for edit in config["edits"]:
+        kind, what = edit_kind(edit), f"edit {edit['name']}"
+        if kind != "direction":
+            _leave_out(notes, what, f"a {kind} edit needs another clip's codes; bench video scores direction edits",
+                       log)
+            continue
+        if is_sefa(edit["direction"]):
+            measured.append((edit, None))
+            continue
+        name = registry.resolve_direction(edit["direction"], config["models"]["generator"], config["models_dir"])
+        path = registry.resolve(name, config["models_dir"])
+        if not path.is_file():
+            fetch = f" (`ciinv models fetch {name}`)" if name in registry.REGISTRY else ""
+            _leave_out(notes, what, f"{path} is missing{fetch}", log)
+            continue
+        path = registry.require(name, config["models_dir"])
+        load_direction(path, generator.num_ws, generator.w_dim)
+        measured.append((edit, path))
+    return measured
+
+
+def score_without_reference(images: torch.Tensor, real: torch.Tensor, flows, niqe_params, inception,
+                            real_features, log, label: str) -> dict:
+    """NIQE, FID against the real crops and the relative warping error of frames [F, 3, R, R]
+    (CPU, [0, 1]) rendered from one clip's codes; a metric without its weights is absent."""
+    scores = {}
+    if niqe_params is not None:
+        scores["niqe"] = float(np.mean([metrics.niqe(image, niqe_params) for image in images]))
+    if inception is not None:
+        try:
+            with warnings.catch_warnings():  # fewer frames than features: singular, as documented
+                warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+                scores["fid"] = metrics.fid(real_features, metrics.inception_features(images, inception, BATCH))
+        except ValueError as exc:  # a numerically broken sqrtm
+            log(f"{label}: FID not computed ({exc})")
+    try:
+        scores["rel_warp"] = metrics.relative_warping_error(images, real, flows)
+    except ValueError as exc:  # a clip without motion has no warping error to compare with
+        log(f"{label}: relative warping error not computed ({exc})")
+    return scores
+
+
 def _model_path(config: dict, key: str):
     spec = config["models"][key]
     if key == "flow" and models.is_weightless_flow(spec):
@@ -254,8 +314,10 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
     notes: dict[str, str] = {}  # metric -> why it was left out
     lpips, niqe_params, inception = load_metric_models(config, vgg_path, generator.resolution, device, lpips_path,
                                                        niqe_path, inception_path, notes, log)
+    edits = load_edit_directions(config, generator, notes, log)
 
     rows: list[dict] = []
+    edit_rows: list[dict] = []
     strip: dict[str, torch.Tensor] = {}
     input_niqe: dict[str, float] = {}
     for c, video in enumerate(clips):
@@ -289,30 +351,29 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
                 with torch.no_grad():
                     row["lpips"] = torch.cat([lpips(a.to(device), b.to(device)).cpu()
                                               for a, b in zip(recon.split(BATCH), real.split(BATCH))]).mean().item()
-            if niqe_params is not None:
-                row["niqe"] = float(np.mean([metrics.niqe(image, niqe_params) for image in recon]))
-            if inception is not None:
-                try:
-                    with warnings.catch_warnings():  # fewer frames than features: singular, as documented
-                        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-                        row["fid"] = metrics.fid(real_features, metrics.inception_features(recon, inception, BATCH))
-                except ValueError as exc:  # a numerically broken sqrtm
-                    log(f"{video.name} {variant}: FID not computed ({exc})")
-            try:
-                row["rel_warp"] = metrics.relative_warping_error(recon, real, flows)
-            except ValueError as exc:  # a clip without motion has no warping error to compare with
-                log(f"{video.name} {variant}: relative warping error not computed ({exc})")
+            row |= score_without_reference(recon, real, flows, niqe_params, inception, real_features, log,
+                                           f"{video.name} {variant}")
             row["steps"], row["seconds"] = settings.steps, seconds
             rows.append(row)
             log(f"{video.name} {variant}: " + ", ".join(f"{k} {row[k]:.4g}" for k in METRIC_COLUMNS
                                                         if k in row and k != "steps"))
+            for edit, direction_path in edits:
+                edited = render(generator, edit_codes(codes, edit, generator, direction_path=direction_path), noise,
+                                batch=BATCH).cpu()
+                edit_row = {"variant": variant, "clip": video.stem, "edit": edit["name"], "frames": count}
+                edit_row |= score_without_reference(edited, real, flows, niqe_params, inception, real_features, log,
+                                                    f"{video.name} {variant} {edit['name']}")
+                edit_rows.append(edit_row)
+                log(f"{video.name} {variant} edit {edit['name']}: " + ", ".join(
+                    f"{k} {edit_row[k]:.4g}" for k in EDIT_METRIC_COLUMNS if k in edit_row))
 
     header = (f"Real clips: {len(clips)} clip(s), {'all' if frames is None else f'the first {frames}'} frames each, "
               f"{base.steps} steps, window {base.window} / stride {base.stride}, generator "
               f"{config['models']['generator']} ({generator.resolution}²), flow {config['models']['flow']}.")
     write_video_csv(rows, out_dir / "video.csv")
+    write_edit_csv(edit_rows, out_dir / "edits.csv")
     with atomic_path(out_dir / "video.md") as tmp:
-        tmp.write_text(video_table(rows, header, notes, input_niqe))
+        tmp.write_text(video_table(rows, header, notes, input_niqe) + edit_table(edit_rows))
     write_grid(strip, out_dir / "video.png")
     log(f"bench video: wrote {out_dir / 'video.csv'}, {out_dir / 'video.md'} and {out_dir / 'video.png'}")
     return rows
@@ -337,6 +398,37 @@ def write_video_csv(rows: list[dict], path) -> None:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     with atomic_path(path) as tmp:
         tmp.write_text(text.getvalue())
+
+
+def write_edit_csv(rows: list[dict], path) -> None:
+    """One line per variant, clip and edit: ``variant, clip, edit, frames, <metrics>``."""
+    present = {key for row in rows for key in row}
+    columns = ["variant", "clip", "edit", "frames"] + [c for c in EDIT_METRIC_COLUMNS if c in present]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    with atomic_path(path) as tmp:
+        tmp.write_text(text.getvalue())
+
+
+def edit_table(rows: list[dict]) -> str:
+    """Markdown: the edited outputs' means over clips, per variant and edit ("" without edit rows)."""
+    if not rows:
+        return ""
+    present = {key for row in rows for key in row}
+    columns = [c for c in EDIT_METRIC_COLUMNS if c in present]
+    names = {c: "rel_warp (1 = input)" if c == "rel_warp" else f"{c} ↓" for c in columns}
+    lines = ["", "Edited outputs (each variant's codes with the config's direction edits; no reference: FID "
+             "against the real crops, rel_warp with the real crops' flows):", "",
+             "| variant | edit | " + " | ".join(names[c] for c in columns) + " |", "|---|---|" + "---:|" * len(columns)]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        for edit in dict.fromkeys(r["edit"] for r in rows if r["variant"] == variant):
+            mine = [r for r in rows if r["variant"] == variant and r["edit"] == edit]
+            lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | {edit} | "
+                         + " | ".join(_cell([r[c] for r in mine if c in r]) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _cell(values: list[float]) -> str:

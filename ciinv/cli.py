@@ -77,13 +77,15 @@ def cmd_edit(args) -> None:
     from ciinv.gpu import claim_device
     from ciinv.edit import is_sefa, render_edit
     from ciinv.models import load_generator
-    from ciinv.models.registry import require
+    from ciinv.models.registry import require, resolve_direction
 
     edit = json.loads(args.edit)
     device = claim_device(args.device)
     generator = load_generator(args.generator).to(device)
     spec = edit.get("direction")
-    direction = require(spec, args.models_dir) if spec and not is_sefa(spec) else None
+    direction = None
+    if spec and not is_sefa(spec):
+        direction = require(resolve_direction(spec, args.generator, args.models_dir), args.models_dir)
     render_edit(args.latents, generator, edit, args.out, direction_path=direction, noise_path=args.noise,
                 device=device, log=log)
 
@@ -101,7 +103,7 @@ def cmd_assemble(args) -> None:
 def cmd_models(args) -> None:
     from ciinv.errors import CiinvError
     from ciinv.models.download import fetch_models
-    from ciinv.models.registry import REGISTRY, status
+    from ciinv.models.registry import GENERATOR_FAMILY, REGISTRY, direction_attributes, status
 
     if args.action == "fetch":
         names = list(REGISTRY) if args.all else list(args.names) + list(args.file)
@@ -109,18 +111,26 @@ def cmd_models(args) -> None:
             raise CiinvError(f"name what to fetch ({', '.join(REGISTRY)}), or --all")
         fetch_models(names, args.models_dir)
         return
+    width = max(map(len, REGISTRY))
     for name, entry in REGISTRY.items():
         state = status(name, args.models_dir)
-        print(f"{name:28s} {state:15s} {Path(args.models_dir) / entry.filename}")
+        print(f"{name:{width}s} {state:15s} {Path(args.models_dir) / entry.filename}")
         if state != "present":
-            print(f"{'':28s} get it with: ciinv models fetch {name}   ({entry.url})")
+            print(f"{'':{width}s} get it with: ciinv models fetch {name}   ({entry.url})")
+    for family in dict.fromkeys(GENERATOR_FAMILY.values()):
+        print(f"edits: `direction: NAME` with a {family} generator: NAME is one of "
+              f"{', '.join(direction_attributes(family))} (interfacegan-{family}-NAME above)")
 
 
 def cmd_smoke_models(args) -> None:
-    from ciinv.smoke import write_smoke_models
+    from ciinv.smoke import write_paper_smoke_models, write_smoke_models
 
-    overlay = write_smoke_models(args.dir, resolution=args.resolution, full_size=args.full_size)
-    print(overlay)
+    if args.paper:  # writes the plain smoke models and smoke.yaml too
+        paper = write_paper_smoke_models(args.dir, resolution=args.resolution)
+        print(paper.with_name("smoke.yaml"))
+        print(paper)
+    else:
+        print(write_smoke_models(args.dir, resolution=args.resolution, full_size=args.full_size))
 
 
 def cmd_sample_clip(args) -> None:
@@ -134,8 +144,11 @@ def cmd_bench_synth(args) -> None:
     from ciinv.bench import bench_synth, load_config
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    directions = args.directions if args.directions in ("auto", "random") else [
+        d.strip() for d in args.directions.split(",") if d.strip()]
     bench_synth(load_config(args.config), args.out, n=args.n, steps=args.steps, variants=variants, seed=args.seed,
-                truncation=args.truncation, edit_strength=args.edit_strength, device=args.device, log=log)
+                truncation=args.truncation, edit_strength=args.edit_strength, device=args.device,
+                directions=directions, truth_noise=args.truth_noise, log=log)
     print((Path(args.out) / "synth.md").read_text())
 
 
@@ -246,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--full-size", action="store_true", help="random networks of the real sizes (1024², ~1.3 GB) "
                    "for speed and memory measurements on a GPU")
+    p.add_argument("--paper", action="store_true", help="also stand-ins for configs/paper.yaml (StyleGAN v1, its "
+                   "InterFaceGAN directions) and paper-smoke.yaml, an overlay for after it")
     p.set_defaults(func=cmd_smoke_models)
 
     p = sub.add_parser("sample-clip", help="a short real-face clip (scikit-image's astronaut) with motion and sound")
@@ -269,7 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default="i2s,no_mac,no_icc,full", help="comma-separated: i2s,no_mac,no_icc,full,plus")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--truncation", type=float, default=1.0, help="psi for the sampled codes (1: none)")
-    p.add_argument("--edit-strength", type=float, default=3.0, help="strength of the random edit direction")
+    p.add_argument("--edit-strength", type=float, default=3.0, help="strength of the edit direction")
+    p.add_argument("--directions", default="auto",
+                   help="auto (the generator's InterFaceGAN directions if fetched, else random) | random | "
+                   "comma-separated directions as in edits: (e.g. age,smile,pose): sequence i moves along one, "
+                   "its edit along the next")
+    p.add_argument("--truth-noise", choices=["random", "constant"], default="random",
+                   help="noise of the true frames: random (seeded, one draw per sequence) or the constant maps "
+                   "the inversions start from (the truth is then exactly reachable)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_bench_synth)
 

@@ -8,7 +8,14 @@ direction      ``{name, direction, strength, layers}``: the direction (a file of
                2021): the K-th right singular vector of the stacked style-modulation weights, as in
                rosinality's ``closed_form_factorization`` (StyleGAN2: conv layers and the first
                ToRGB; StyleGAN v1: the style_mod layers). It needs no file and no download; what it
-               changes (pose, age, light, ...) depends on the generator.
+               changes (pose, age, light, ...) depends on the generator. A bare attribute name
+               (``age``, ``smile``, ``pose``; StyleGAN v1 also ``gender``, ``eyeglasses``) is the
+               paper's InterFaceGAN direction for the configured generator's family, a registry
+               file (``ciinv.models.registry.resolve_direction``; ``ciinv models`` lists them).
+               Their layouts: v1 .npy (1, 512) float64; StyleGAN2 .pt (1, 512) or, for pose, one
+               vector per layer (1, 18, 512), float32, some saved from a CUDA device (read with
+               ``map_location="cpu"``). InterFaceGAN's W directions are unit vectors, so
+               ``strength`` is a distance in W.
 morph_with     ``{name, morph_with, alpha, pairing, layers}``: morphing (Xu et al. 2021, Fig. 6
                and Table 5), a linear interpolation between the inverted codes of two faces:
                    code_i = (1 − α)·own_i + α·other_j(i)

@@ -76,6 +76,28 @@ def latent_dist(codes: Tensor, truth: Tensor) -> float:
     return (codes.float() - truth.float()).norm(dim=-1).mean().item()
 
 
+def style_dist(codes: Tensor, truth: Tensor, affines) -> float:
+    """Distance of inverted W+ codes to the ground truth as the generator sees them: in style space.
+
+    codes, truth: [..., L, D]. affines: ``generator.style_affines()``, a list of (W+ index i,
+    A_i: [N, D] -> [N, C]) for every styled layer. Per layer, the root mean square over its C
+    channels of A_i(code_i) − A_i(truth_i) (the bias cancels); averaged over the layers, then
+    over the frames. Unlike ``latent_dist``, a part of a code that no layer's affine responds to
+    (every direction of D beyond the C ≤ D a narrow layer sees) adds nothing.
+    """
+    if codes.shape != truth.shape:
+        raise ValueError(f"codes {list(codes.shape)} and truth {list(truth.shape)} differ in shape")
+    a = codes.reshape(-1, *codes.shape[-2:]).float()
+    b = truth.reshape(-1, *truth.shape[-2:]).float()
+    per_layer = []
+    with torch.no_grad():
+        for index, affine in affines:
+            device = next(affine.parameters()).device
+            diff = affine(a[:, index].to(device)).float() - affine(b[:, index].to(device)).float()  # [F, C]
+            per_layer.append(diff.square().mean(dim=1).sqrt().cpu())
+    return torch.stack(per_layer, dim=1).mean().item()
+
+
 # --------------------------------------------------------------------------------------------
 # Fréchet distance (FID)
 
@@ -344,17 +366,20 @@ def load_niqe_params(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 def aggd_fit(values: np.ndarray) -> tuple[float, float, float]:
     """Asymmetric generalised Gaussian fit by moment matching: (alpha, beta_left, beta_right).
 
-    As the NIQE release's estimateaggdparam.m: alpha from a grid 0.2:0.001:10.
+    As the NIQE release's estimateaggdparam.m: alpha from a grid 0.2:0.001:10. Where the fit is
+    undefined (no negative or no positive values, e.g. a flat block), the side without values has
+    a NaN spread, and MATLAB's ``min`` over the all-NaN differences returns the first grid point:
+    alpha 0.2, that side's beta NaN, the other side's beta finite. NIQE's ``nanmean`` counts what
+    is finite. We do the same (so does BasicSR's port).
     """
     x = np.asarray(values, np.float64).ravel()
     left_std = np.sqrt(np.mean(x[x < 0] ** 2)) if (x < 0).any() else np.nan
     right_std = np.sqrt(np.mean(x[x > 0] ** 2)) if (x > 0).any() else np.nan
-    gamma_hat = left_std / right_std
-    r_hat = np.mean(np.abs(x)) ** 2 / np.mean(x**2)
-    r_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
-    if not np.isfinite(r_norm):
-        return np.nan, np.nan, np.nan
-    alpha = _AGGD_ALPHAS[np.argmin((_AGGD_RATIOS - r_norm) ** 2)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gamma_hat = left_std / right_std
+        r_hat = np.mean(np.abs(x)) ** 2 / np.mean(x**2)
+        r_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
+    alpha = _AGGD_ALPHAS[np.argmin((_AGGD_RATIOS - r_norm) ** 2)] if np.isfinite(r_norm) else _AGGD_ALPHAS[0]
     factor = np.sqrt(scipy.special.gamma(1 / alpha) / scipy.special.gamma(3 / alpha))
     return float(alpha), float(left_std * factor), float(right_std * factor)
 
@@ -445,7 +470,8 @@ def niqe(image: Tensor | np.ndarray, params: tuple[np.ndarray, np.ndarray]) -> f
 
     params: (mu, cov) of the pristine model, from ``load_niqe_params``. The image is cropped
     to whole 96x96 blocks (at least one). Distance: sqrt((mu_p − mu)ᵀ·pinv((cov_p + cov)/2)·(mu_p − mu))
-    with mu, cov the mean and covariance of the block features (blocks with NaN features dropped).
+    with mu the per-feature mean over the blocks where that feature is defined (MATLAB's
+    nanmean) and cov the covariance of the blocks whose features are all defined (nancov).
     """
     array = np.asarray(image.detach().cpu() if isinstance(image, Tensor) else image, np.float64)
     gray = to_matlab_gray(array) if array.ndim == 3 else array

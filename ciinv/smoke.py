@@ -15,6 +15,8 @@ import torch
 import yaml
 
 from ciinv.models.flownet2 import write_tiny_flownet2
+from ciinv.models.registry import REGISTRY, direction_attributes, direction_name
+from ciinv.models.stylegan1 import write_tiny_stylegan1
 from ciinv.models.stylegan2 import config_f_channels, write_tiny_stylegan2
 from ciinv.models.vgg16 import write_tiny_vgg16
 
@@ -64,5 +66,31 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
     path = out / "smoke.yaml"
     what = "random networks of the real sizes, for GPU measurements" if full_size else "tiny random models for a fast CPU run"
     path.write_text(f"# Written by `ciinv smoke-models`: {what}.\n"
+                    + yaml.safe_dump(overlay, sort_keys=False))
+    return path
+
+
+def write_paper_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: int = 5) -> Path:
+    """Smoke-sized stand-ins for ``configs/paper.yaml``: a tiny StyleGAN (v1) in the seed code's
+    layout, random unit directions in the layout of InterFaceGAN's StyleGAN (v1) W boundaries
+    ((1, 512) float64 .npy, one per attribute, named as the published files), and the models of
+    ``write_smoke_models``. Returns the path of ``paper-smoke.yaml``, an overlay for after
+    ``config.yaml configs/paper.yaml`` that points the models and the edits at the stand-ins
+    (paths, not registry names: the stand-ins do not have the published checksums).
+    """
+    out = Path(out_dir).resolve()
+    smoke = yaml.safe_load(write_smoke_models(out, resolution=resolution, steps=steps).read_text())
+    generator = out / "stylegan1-tiny.pt"
+    write_tiny_stylegan1(generator, resolution=resolution, w_dim=512, max_channels=32, n_mlp=2)
+    rng = np.random.default_rng(1)
+    edits = []
+    for attribute in direction_attributes("stylegan1"):
+        vector = rng.standard_normal((1, 512))
+        path = out / Path(REGISTRY[direction_name(attribute, "stylegan1")].filename).name
+        np.save(path, vector / np.linalg.norm(vector))
+        edits.append({"name": attribute, "direction": str(path), "strength": 3.0, "layers": "all"})
+    overlay = smoke | {"models": smoke["models"] | {"generator": str(generator)}, "edits": edits}
+    path = out / "paper-smoke.yaml"
+    path.write_text("# Written by `ciinv smoke-models --paper`: tiny stand-ins for configs/paper.yaml's models.\n"
                     + yaml.safe_dump(overlay, sort_keys=False))
     return path

@@ -41,9 +41,30 @@ def test_sampled_sequences_move_along_one_direction(smoke_dir):
     assert torch.equal(codes[:, :, 0], codes[:, :, -1])  # one W code on every layer
     assert (truth["alpha"].abs() <= 3).all() and (truth["alpha"].diff(dim=1) >= 0).all()
     steps = codes[:, 1:, 0] - codes[:, :-1, 0]  # [3, 4, D], each a multiple of the direction
-    cosine = torch.nn.functional.cosine_similarity(steps, truth["direction"][:, None], dim=-1)
+    cosine = torch.nn.functional.cosine_similarity(steps, truth["direction"][:, None, 0], dim=-1)
     torch.testing.assert_close(cosine.abs(), torch.ones(3, 4))
     assert torch.equal(sample_sequences(g, n=3, window=5, seed=1)["codes"], codes)
+    # The truth's noise: one random set per sequence, not the generator's constant maps.
+    assert [tuple(m.shape) for m in truth["noise"]] == [(3, *c.shape[1:]) for c in g.noise_maps()]
+    assert not torch.equal(truth["noise"][0][0], truth["noise"][0][1])
+    assert all(not torch.equal(m[:1], c.cpu()) for m, c in zip(truth["noise"], g.noise_maps()))
+    assert sample_sequences(g, n=3, window=5, seed=1, truth_noise="constant")["noise"] is None
+
+
+def test_semantic_sequences_move_along_one_direction_and_are_edited_along_another(smoke_dir):
+    g = load_stylegan2_rosinality(smoke_dir / "stylegan2-tiny.pt")
+    named = [(name, torch.nn.functional.normalize(torch.randn(g.num_ws, g.w_dim), dim=-1))
+             for name in ("age", "smile", "pose")]
+    truth = sample_sequences(g, n=4, window=5, seed=0, directions=named)
+    assert truth["direction_name"] == ["age", "smile", "pose", "age"]
+    assert truth["edit_name"] == ["smile", "pose", "age", "smile"]
+    for i in range(4):
+        step = truth["codes"][i, -1] - truth["codes"][i, 0]  # [L, D]
+        alpha = truth["alpha"][i, -1] - truth["alpha"][i, 0]
+        torch.testing.assert_close(step, alpha * named[i % 3][1])
+        assert torch.equal(truth["edit"][i], named[(i + 1) % 3][1])
+    with pytest.raises(CiinvError, match="at least two"):
+        sample_sequences(g, n=2, window=5, directions=named[:1])
 
 
 def test_bench_synth_writes_csv_markdown_and_grid(tmp_path, smoke_dir):
@@ -53,17 +74,21 @@ def test_bench_synth_writes_csv_markdown_and_grid(tmp_path, smoke_dir):
     config = smoke_config(smoke_dir, windows_per_batch=2)
     rows = bench_synth(config, tmp_path / "out", n=3, steps=2, lpips_path=tmp_path / "lin.pth", log=lambda m: None)
 
-    variants = ["i2s", "no_mac", "no_icc", "full"]
+    variants = ["oracle", "i2s", "no_mac", "no_icc", "full"]
     assert sorted((r["variant"], r["sample"]) for r in rows) == sorted((v, s) for v in variants for s in range(3))
     with open(tmp_path / "out" / "synth.csv") as f:
         table = list(csv.DictReader(f))
     assert list(table[0])[:3] == ["variant", "sample", "latent_dist"]
     for column in ("mse", "psnr", "lpips", "edit_mse", "edit_lpips", "morph_mse", "morph_lpips", "seconds"):
         assert column in table[0]
-    assert len(table) == 12 and all(float(r["latent_dist"]) > 0 and float(r["mse"]) > 0 for r in table)
+    assert len(table) == 15 and all(float(r["mse"]) > 0 for r in table)
+    assert all(float(r["latent_dist"]) > 0 for r in table if r["variant"] != "oracle")
+    assert all(float(r["latent_dist"]) == 0 for r in table if r["variant"] == "oracle")
+    assert {r["direction"] for r in table} == {"random"}
 
     markdown = (tmp_path / "out" / "synth.md").read_text()
-    assert markdown.count("\n| ") == 5  # header + one line per variant
+    assert markdown.count("\n| ") == 6  # header + the oracle + one line per variant
+    assert "random noise" in markdown and "random directions" in markdown
     assert "full (MAC + ICC)" in markdown and "latent_dist" in markdown
     with Image.open(tmp_path / "out" / "synth.png") as grid:
         # inputs, true edit, then recon + edit per variant: 10 rows of 64 px, 5 frames wide
@@ -109,4 +134,63 @@ def test_the_cli_registers_bench_synth():
     args = build_parser().parse_args(["bench", "synth", "--config", "a.yaml", "b.yaml", "--out", "x", "--n", "2",
                               "--steps", "7", "--variants", "i2s,full"])
     assert args.config == ["a.yaml", "b.yaml"] and args.n == 2 and args.steps == 7 and args.variants == "i2s,full"
+    assert args.directions == "auto" and args.truth_noise == "random"
     assert callable(args.func)
+
+
+def test_truth_with_independent_noise_is_not_reachable_and_plus_earns_its_rows(tmp_path, smoke_dir):
+    """The true frames carry random noise (seeded, one draw per sequence) while every inversion starts
+    from the generator's constant maps: codes alone cannot reach them, and ``plus`` (which fits the
+    noise too) gets much closer than ``full``. With the old constant-noise truth, ``full`` heads
+    for 0 at the same budget: the gap is the noise, not the step budget."""
+    write_tiny_stylegan2(tmp_path / "g.pt", resolution=16, w_dim=16, n_mlp=2, max_channels=16)
+    config = smoke_config(smoke_dir, lr=0.05, windows_per_batch=2, perceptual_size=16)
+    config["models"]["generator"] = str(tmp_path / "g.pt")
+
+    def mse(rows, variant):
+        return np.array([r["mse"] for r in rows if r["variant"] == variant])
+
+    easy = bench_synth(config, tmp_path / "constant", n=2, steps=700, variants=("full",), truth_noise="constant",
+                       log=lambda m: None)
+    honest = bench_synth(config, tmp_path / "random", n=2, steps=700, variants=("full", "plus"), log=lambda m: None)
+    assert not any(r["variant"] == "oracle" for r in easy)
+    # Bounded away from 0: every sequence's final MSE stays several times above the easy setting's
+    # worst, and at a sizeable share of what the noise alone costs the true codes (the oracle).
+    assert mse(honest, "full").min() > 3 * mse(easy, "full").max(), (mse(honest, "full"), mse(easy, "full"))
+    assert mse(honest, "full").mean() > 0.3 * mse(honest, "oracle").mean()
+    # plus fits the noise maps as well: it differs from full by what the noise adds.
+    assert mse(honest, "plus").mean() < 0.25 * mse(honest, "full").mean(), (mse(honest, "plus"), mse(honest, "full"))
+
+
+def test_semantic_setting_uses_the_generators_directions_when_fetched(tmp_path, smoke_dir, monkeypatch):
+    import dataclasses
+    import hashlib
+
+    from ciinv.models.registry import REGISTRY
+    from tests.test_directions import published_layout
+
+    config = smoke_config(smoke_dir)
+    config["models_dir"] = str(tmp_path / "models")
+    notes = []
+    rows = bench_synth(config, tmp_path / "a", n=1, steps=1, variants=("i2s",), log=notes.append)
+    assert rows[0]["direction"] == "random"
+    assert any("interfacegan-stylegan2-smile" in n and "ciinv models fetch" in n for n in notes)
+
+    g = load_stylegan2_rosinality(smoke_dir / "stylegan2-tiny.pt")  # a StyleGAN2 file: age, smile, pose
+    for attribute in ("age", "smile", "pose"):
+        name = f"interfacegan-stylegan2-{attribute}"
+        path = tmp_path / "models" / REGISTRY[name].filename
+        published_layout(attribute, "stylegan2", g.num_ws, path)
+        data = path.read_bytes()
+        monkeypatch.setitem(REGISTRY, name, dataclasses.replace(
+            REGISTRY[name], sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
+    rows = bench_synth(config, tmp_path / "b", n=3, steps=1, variants=("i2s",), log=lambda m: None)
+    pairs = [(r["direction"], r["edit_direction"]) for r in rows if r["variant"] == "i2s"]
+    assert pairs == [("age", "smile"), ("smile", "pose"), ("pose", "age")]
+    assert "sequences along age, smile, pose, each edited along the next" in (tmp_path / "b" / "synth.md").read_text()
+    # An explicit list, and a forced random run.
+    rows = bench_synth(config, tmp_path / "c", n=2, steps=1, variants=("i2s",), directions=["pose", "age"],
+                       log=lambda m: None)
+    assert [r["edit_direction"] for r in rows if r["variant"] == "i2s"] == ["age", "pose"]
+    rows = bench_synth(config, tmp_path / "d", n=1, steps=1, variants=("i2s",), directions="random", log=lambda m: None)
+    assert rows[0]["direction"] == "random"

@@ -66,9 +66,20 @@ def test_bench_video_writes_csv_markdown_and_strip(full_run):
     # No NIQE parameters in models_dir: the column is left out, and the reason is said.
     assert any("niqe left out" in n and "ciinv models fetch basicsr-1.4.2-sdist" in n for n in notes)
 
-    markdown = (tmp / "out" / "video.md").read_text()
+    markdown, edited = (tmp / "out" / "video.md").read_text().split("Edited outputs")
     assert markdown.count("\n| ") == 5  # header + one line per variant
     assert "full (MAC + ICC)" in markdown and "rel_warp" in markdown and "niqe left out" in markdown
+    assert edited.count("\n| ") == 1 + 4 * 2  # header + one line per variant and edit
+
+    # The smoke config's two direction edits, scored per variant without a reference.
+    with open(tmp / "out" / "edits.csv") as f:
+        edits = list(csv.DictReader(f))
+    assert list(edits[0]) == ["variant", "clip", "edit", "frames", "fid", "rel_warp"]
+    assert [(r["variant"], r["edit"]) for r in edits] == [(v, e) for v in variants for e in ("smile", "age")]
+    recon_fid = {r["variant"]: float(r["fid"]) for r in table}
+    for row in edits:
+        assert float(row["rel_warp"]) > 0 and np.isfinite(float(row["fid"]))
+        assert float(row["fid"]) != recon_fid[row["variant"]]  # the edit changed the frames
 
     with Image.open(tmp / "out" / "video.png") as strip:
         # the real crops, then one row per variant: 5 rows of 64 px, 8 of the 9 frames
@@ -80,7 +91,11 @@ def test_a_rerun_reuses_the_crops_and_leaves_out_what_it_cannot_measure(full_run
     tmp, _, _ = full_run
     np.savez(tmp / "niqe.npz", mu_pris_param=np.zeros(36), cov_pris_param=np.eye(36))
     notes = []
-    rows = bench_video(video_config(smoke_dir, tmp / "models"), [clip.parent], tmp / "out", variants=("i2s",),
+    config = video_config(smoke_dir, tmp / "models")
+    config["edits"] = [{"name": "smile", "direction": "smile", "strength": 2.0},
+                       {"name": "morph", "morph_with": "other", "alpha": 0.5},
+                       {"name": "sefa", "direction": "sefa:1", "strength": 2.0}]
+    rows = bench_video(config, [clip.parent], tmp / "out", variants=("i2s",),
                        steps=1, frames=5, niqe_path=tmp / "niqe.npz", log=notes.append)
     assert any("reusing the aligned crops" in n for n in notes)
     assert not any("finding landmarks" in n for n in notes)
@@ -89,6 +104,11 @@ def test_a_rerun_reuses_the_crops_and_leaves_out_what_it_cannot_measure(full_run
     assert any("lpips left out" in n and "lpips-0.1.4-wheel" in n for n in notes)
     assert any("fid left out" in n and "ciinv models fetch inception-fid" in n for n in notes)
     assert any("niqe left out" in n and "at least 96x96" in n for n in notes)
+    # A named direction that is not fetched, and a morph, are left out with the reason; sefa:K needs no file.
+    assert any("edit smile left out" in n and "ciinv models fetch interfacegan-stylegan2-smile" in n for n in notes)
+    assert any("edit morph left out" in n and "another clip's codes" in n for n in notes)
+    with open(tmp / "out" / "edits.csv") as f:
+        assert [r["edit"] for r in csv.DictReader(f)] == ["sefa"]
 
 
 def test_niqe_is_measured_when_the_reconstructions_are_large_enough(tmp_path, smoke_dir, clip):
@@ -97,6 +117,7 @@ def test_niqe_is_measured_when_the_reconstructions_are_large_enough(tmp_path, sm
     config = video_config(smoke_dir, tmp_path / "models", perceptual_size=64)
     config["models"]["generator"] = str(tmp_path / "g128.pt")
     config["align"]["resolution"] = 128
+    config["edits"] = []  # the smoke directions are 512-d; this generator's w is 32-d
     rows = bench_video(config, clip, tmp_path / "out", variants=("no_icc",), steps=1, frames=5,
                        niqe_path=tmp_path / "niqe.npz", log=lambda m: None)
     assert rows[0]["niqe"] > 0 and np.isfinite(rows[0]["niqe"])
@@ -135,3 +156,12 @@ def test_bad_requests_are_clear_errors(tmp_path, smoke_dir, clip):
         find_clips([tmp_path / "missing.mp4"])
     with pytest.raises(CiinvError, match=r"astronaut\.mp4: 3 frame\(s\) to invert.*--frames"):
         bench_video(config, clip, tmp_path / "out", frames=3, steps=1, log=lambda m: None)
+
+
+def test_a_direction_that_does_not_fit_the_generator_stops_before_any_work(tmp_path, smoke_dir, clip):
+    write_tiny_stylegan2(tmp_path / "g.pt", resolution=16, w_dim=32, n_mlp=1, max_channels=8)
+    config = video_config(smoke_dir, tmp_path / "models")
+    config["models"]["generator"] = str(tmp_path / "g.pt")  # the smoke edits' directions are 512-d
+    with pytest.raises(CiinvError, match=r"direction-w\.npy has shape \(512,\)"):
+        bench_video(config, clip, tmp_path / "out", steps=1, log=lambda m: None)
+    assert not (tmp_path / "out" / "work").exists()

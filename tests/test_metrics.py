@@ -38,6 +38,50 @@ def test_latent_dist_is_the_layer_mean_of_l2_norms_averaged_over_frames():
         metrics.latent_dist(codes, truth[:1])
 
 
+def _tiny_generators(tmp_path):
+    from ciinv.models import load_generator
+    from ciinv.models.stylegan1 import write_tiny_stylegan1
+    from ciinv.models.stylegan2 import write_tiny_stylegan2
+
+    write_tiny_stylegan2(tmp_path / "v2.pt", resolution=16, max_channels=8)
+    write_tiny_stylegan1(tmp_path / "v1.pt", resolution=16, max_channels=8, n_mlp=2)
+    return [load_generator(tmp_path / "v2.pt"), load_generator(tmp_path / "v1.pt")]
+
+
+def test_style_affines_are_the_maps_synthesis_applies_to_each_w_plus_entry(tmp_path):
+    for g in _tiny_generators(tmp_path):
+        ws = torch.randn(2, g.num_ws, g.w_dim)
+        seen = {}
+        hooks = [affine.register_forward_hook(lambda m, args, out, key=k: seen.__setitem__(key, args[0]))
+                 for k, (_, affine) in enumerate(g.style_affines())]
+        g.synthesis(ws)
+        for hook in hooks:
+            hook.remove()
+        indices = [i for i, _ in g.style_affines()]
+        assert len(seen) == len(indices) and set(indices) == set(range(g.num_ws))
+        for k, i in enumerate(indices):
+            assert torch.equal(seen[k], ws[:, i]), (type(g).__name__, k, i)
+
+
+def test_style_dist_ignores_what_no_layer_sees_and_latent_dist_does_not(tmp_path):
+    """A change of w in the null space of every affine that reads that W+ entry leaves the image and
+    style_dist unchanged; latent_dist counts it in full. (The smoke models' narrow layers see only
+    C of the 512 dimensions of each entry.)"""
+    for g in _tiny_generators(tmp_path):
+        truth = torch.randn(3, g.num_ws, g.w_dim)
+        unseen = torch.zeros_like(truth)
+        for i in range(g.num_ws):
+            rows = torch.cat([a.weight for j, a in g.style_affines() if j == i])  # [sum C, D]
+            null = torch.linalg.svd(rows, full_matrices=True).Vh[rows.shape[0]:]  # orthogonal to every row
+            unseen[:, i] = 5.0 * null[0]
+        assert metrics.latent_dist(truth + unseen, truth) == pytest.approx(5.0, rel=1e-4)
+        assert metrics.style_dist(truth + unseen, truth, g.style_affines()) < 1e-4
+        torch.testing.assert_close(g.synthesis(truth + unseen), g.synthesis(truth), atol=1e-4, rtol=0)
+        seen = torch.randn_like(truth)
+        assert metrics.style_dist(truth + seen, truth, g.style_affines()) > 0.1
+        assert metrics.style_dist(truth, truth, g.style_affines()) == 0
+
+
 # --- Fréchet distance --------------------------------------------------------------------------
 
 
@@ -206,6 +250,23 @@ def test_aggd_fit_recovers_a_generalised_gaussian():
     x = np.where(rng.random(x.size) < 0.5, -0.5 * x, 2.0 * x)
     alpha, left, right = metrics.aggd_fit(x)
     assert right / left == pytest.approx(4.0, rel=0.05)
+
+
+def test_aggd_fit_of_a_one_sided_block_follows_matlab():
+    """No negative values: the fit is undefined. MATLAB's min over all-NaN differences picks the
+    first grid point, so the NIQE release reports alpha 0.2 (counted by its nanmean), a NaN left
+    beta and the right one from alpha 0.2."""
+    x = np.abs(np.random.default_rng(0).standard_normal(500))
+    alpha, left, right = metrics.aggd_fit(x)
+    assert alpha == 0.2 and np.isnan(left)
+    assert right == pytest.approx(np.sqrt(np.mean(x**2)) * np.sqrt(math.gamma(5) / math.gamma(15)))
+    alpha, left, right = metrics.aggd_fit(np.zeros(100))
+    assert alpha == 0.2 and np.isnan(left) and np.isnan(right)
+    # A flat image region gives such blocks; NIQE still averages their alpha columns.
+    image = np.random.default_rng(1).normal(128, 30, (192, 192))
+    image[:96] = 200.0
+    features = metrics.niqe_features(image)
+    assert (features[:, 0] == 0.2).any() and np.isnan(features[:, 1]).any()
 
 
 def test_matlab_imresize_half_of_a_ramp():

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 
-def _is_stylegan1(path: str | os.PathLike) -> bool:
+def is_stylegan1(path: str | os.PathLike) -> bool:
     """True for the seed code's converted StyleGAN (v1): a flat dict of `g_mapping.*`/`g_synthesis.*`."""
     import zipfile
 
@@ -41,7 +41,7 @@ def load_generator(path: str | os.PathLike):
         from ciinv.models.ada_pickle import load_ada_pickle
 
         return load_ada_pickle(path)
-    if _is_stylegan1(path):
+    if is_stylegan1(path):
         from ciinv.models.stylegan1 import load_stylegan1
 
         return load_stylegan1(path)

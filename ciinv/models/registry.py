@@ -33,6 +33,11 @@ _HEX = re.compile(r"[0-9a-f]+")
 _CHUNK = 1 << 20
 _SETTLED_NS = 2_000_000_000  # a file unmodified this long may have its digest cached
 
+DIRECTION_KIND = "interfacegan-direction"  # registry kind of the named semantic directions
+# Which family of generator each generator kind belongs to: a direction is made for one family.
+GENERATOR_FAMILY = {"stylegan1-converted": "stylegan1", "stylegan2-rosinality": "stylegan2",
+                    "stylegan2-ada-pkl": "stylegan2"}
+
 
 @dataclass(frozen=True)
 class ModelFile:
@@ -308,6 +313,121 @@ REGISTRY: dict[str, ModelFile] = {
             "pinned by independent projects for this file and its torch-fidelity mirror, and agree with it.",
             sha256_prefix="6726825d",
         ),
+        # Semantic directions for `edits: direction:` (ciinv/edit.py), the paper's InterFaceGAN
+        # edits (Xu et al. 2021 edit with age, gender, pose, smile and eyeglasses). Each file lives in
+        # git in a public repository, so a raw URL pinned to a commit is stable; sha256 and size are
+        # those of the file at that commit (the blob git serves; research note directions.md).
+        # StyleGAN (v1) FFHQ, W space: genforce/interfacegan boundaries/ at commit 8da3fc0f. NumPy
+        # arrays (1, 512) float64, unit norm. The folder's Z-space (no `_w`) and conditional
+        # (`_c_`) boundaries are not for W+ codes and are left out.
+        ModelFile(
+            name="interfacegan-stylegan1-age",
+            filename="interfacegan/stylegan1/stylegan_ffhq_age_w_boundary.npy",
+            url="https://raw.githubusercontent.com/genforce/interfacegan/"
+            "8da3fc0fe2a1d4c88dc5f9bee65e8077093ad2bb/boundaries/stylegan_ffhq_age_w_boundary.npy",
+            sha256="f92c72c6621fd9630a2100168462a15a531bee410099847fdcdf844159eb7e30",
+            size=4224,
+            licence="MIT (genforce/interfacegan)",
+            used_by="edits.direction",
+            kind=DIRECTION_KIND,
+            note="InterFaceGAN age boundary for StyleGAN (v1) FFHQ, W space: .npy (1, 512) float64, unit norm. "
+            "`direction: age` with a StyleGAN (v1) generator.",
+        ),
+        ModelFile(
+            name="interfacegan-stylegan1-gender",
+            filename="interfacegan/stylegan1/stylegan_ffhq_gender_w_boundary.npy",
+            url="https://raw.githubusercontent.com/genforce/interfacegan/"
+            "8da3fc0fe2a1d4c88dc5f9bee65e8077093ad2bb/boundaries/stylegan_ffhq_gender_w_boundary.npy",
+            sha256="077953b129bbb52605b3391d4824938c9ded35337f60d282478c72dcc3c5c28f",
+            size=4224,
+            licence="MIT (genforce/interfacegan)",
+            used_by="edits.direction",
+            kind=DIRECTION_KIND,
+            note="InterFaceGAN gender boundary for StyleGAN (v1) FFHQ, W space: .npy (1, 512) float64, unit norm. "
+            "`direction: gender` with a StyleGAN (v1) generator.",
+        ),
+        ModelFile(
+            name="interfacegan-stylegan1-pose",
+            filename="interfacegan/stylegan1/stylegan_ffhq_pose_w_boundary.npy",
+            url="https://raw.githubusercontent.com/genforce/interfacegan/"
+            "8da3fc0fe2a1d4c88dc5f9bee65e8077093ad2bb/boundaries/stylegan_ffhq_pose_w_boundary.npy",
+            sha256="688585cf4d2bc3eead7bc18b4cf6e0985a0beb8a5ed46f25a08b2925d33efc1a",
+            size=4224,
+            licence="MIT (genforce/interfacegan)",
+            used_by="edits.direction",
+            kind=DIRECTION_KIND,
+            note="InterFaceGAN pose boundary for StyleGAN (v1) FFHQ, W space: .npy (1, 512) float64, unit norm. "
+            "`direction: pose` with a StyleGAN (v1) generator.",
+        ),
+        ModelFile(
+            name="interfacegan-stylegan1-smile",
+            filename="interfacegan/stylegan1/stylegan_ffhq_smile_w_boundary.npy",
+            url="https://raw.githubusercontent.com/genforce/interfacegan/"
+            "8da3fc0fe2a1d4c88dc5f9bee65e8077093ad2bb/boundaries/stylegan_ffhq_smile_w_boundary.npy",
+            sha256="5a729c200c2c933806116cb77624ccedbd6fce21aa98fca8be49aeaa35caa1c7",
+            size=4224,
+            licence="MIT (genforce/interfacegan)",
+            used_by="edits.direction",
+            kind=DIRECTION_KIND,
+            note="InterFaceGAN smile boundary for StyleGAN (v1) FFHQ, W space: .npy (1, 512) float64, unit norm. "
+            "`direction: smile` with a StyleGAN (v1) generator.",
+        ),
+        ModelFile(
+            name="interfacegan-stylegan1-eyeglasses",
+            filename="interfacegan/stylegan1/stylegan_ffhq_eyeglasses_w_boundary.npy",
+            url="https://raw.githubusercontent.com/genforce/interfacegan/"
+            "8da3fc0fe2a1d4c88dc5f9bee65e8077093ad2bb/boundaries/stylegan_ffhq_eyeglasses_w_boundary.npy",
+            sha256="ac826235cc7347eb1f57ba9e6e2904e52f34a6052a4db03dc693648a4f231cc5",
+            size=4224,
+            licence="MIT (genforce/interfacegan)",
+            used_by="edits.direction",
+            kind=DIRECTION_KIND,
+            note="InterFaceGAN eyeglasses boundary for StyleGAN (v1) FFHQ, W space: .npy (1, 512) float64, unit norm. "
+            "`direction: eyeglasses` with a StyleGAN (v1) generator.",
+        ),
+        # StyleGAN2 FFHQ: the InterFaceGAN directions shipped with e4e, omertov/encoder4editing
+        # editings/interfacegan_directions/ at commit 99ea5057. torch tensors float32; smile.pt and
+        # pose.pt were saved from a CUDA device (loading needs map_location="cpu"); pose.pt holds one
+        # direction per W+ layer of the 1024 generator.
+        ModelFile(
+            name="interfacegan-stylegan2-age",
+            filename="interfacegan/stylegan2/age.pt",
+            url="https://raw.githubusercontent.com/omertov/encoder4editing/"
+            "99ea50578695d2e8a1cf7259d8ee89b23eea942b/editings/interfacegan_directions/age.pt",
+            sha256="50074516b1629707d89b5e43d6b8abd1792212fa3b961a87a11323d6a5222ae0",
+            size=2808,
+            licence="MIT (omertov/encoder4editing)",
+            used_by="edits.direction",
+            kind=DIRECTION_KIND,
+            note="InterFaceGAN-style age direction for StyleGAN2 FFHQ (e4e): tensor [1, 512] float32, unit norm. "
+            "`direction: age` with a StyleGAN2 generator.",
+        ),
+        ModelFile(
+            name="interfacegan-stylegan2-smile",
+            filename="interfacegan/stylegan2/smile.pt",
+            url="https://raw.githubusercontent.com/omertov/encoder4editing/"
+            "99ea50578695d2e8a1cf7259d8ee89b23eea942b/editings/interfacegan_directions/smile.pt",
+            sha256="817a7e732b59dee9eba862bec8bd7e8373568443bc9f9731a21cf9b0356f0653",
+            size=2808,
+            licence="MIT (omertov/encoder4editing)",
+            used_by="edits.direction",
+            kind=DIRECTION_KIND,
+            note="InterFaceGAN-style smile direction for StyleGAN2 FFHQ (e4e): tensor [1, 512] float32, unit norm, saved from a CUDA device. "
+            "`direction: smile` with a StyleGAN2 generator.",
+        ),
+        ModelFile(
+            name="interfacegan-stylegan2-pose",
+            filename="interfacegan/stylegan2/pose.pt",
+            url="https://raw.githubusercontent.com/omertov/encoder4editing/"
+            "99ea50578695d2e8a1cf7259d8ee89b23eea942b/editings/interfacegan_directions/pose.pt",
+            sha256="736e0eacc8488fa0b020a2e7bd256b957284c364191dfea693705e5d06d43e7d",
+            size=37624,
+            licence="MIT (omertov/encoder4editing)",
+            used_by="edits.direction",
+            kind=DIRECTION_KIND,
+            note="InterFaceGAN-style pose direction for StyleGAN2 FFHQ (e4e): tensor [1, 18, 512] float32 (one unit vector per W+ layer, norm sqrt(18)), saved from a CUDA device. "
+            "`direction: pose` with a StyleGAN2 generator.",
+        ),
     ]
 }
 
@@ -320,6 +440,55 @@ def find_entry(key: str) -> ModelFile | None:
         if key in (entry.filename, Path(entry.filename).name):
             return entry
     return None
+
+
+def direction_name(attribute: str, family: str) -> str:
+    """Registry name of the named direction ``attribute`` (``smile``) for a generator family."""
+    return f"interfacegan-{family}-{attribute}"
+
+
+def direction_attributes(family: str | None = None) -> list[str]:
+    """The attributes with a registry direction, for one generator family or for any, in registry order."""
+    names = [n for n, e in REGISTRY.items() if e.kind == DIRECTION_KIND]
+    families = GENERATOR_FAMILY.values() if family is None else [family]
+    attributes = [n.split("-", 2)[2] for n in names if n.split("-", 2)[1] in families]
+    return list(dict.fromkeys(attributes))
+
+
+def generator_family(generator: str | os.PathLike, models_dir: str | os.PathLike) -> str:
+    """'stylegan1' or 'stylegan2' for a ``models.generator`` value (registry name or path).
+
+    A registry name says so itself; a file is recognised by its format (reading its keys).
+    """
+    entry = REGISTRY.get(str(generator))
+    if entry is not None:
+        return GENERATOR_FAMILY[entry.kind]
+    path = resolve(generator, models_dir)
+    if not path.is_file():
+        raise CiinvError(f"generator {path} not found, so which family its directions come from is unknown; "
+                         "fix models.generator")
+    from ciinv.models import is_stylegan1  # reads the file: torch, imported only here
+
+    return "stylegan1" if is_stylegan1(path) else "stylegan2"
+
+
+def resolve_direction(spec: str, generator: str | os.PathLike, models_dir: str | os.PathLike) -> str:
+    """What an edit's ``direction:`` stands for: a registry name, a path, or ``sefa:K`` as given;
+    a bare attribute (``smile``) becomes the registry name of that attribute's direction for the
+    configured generator's family (``interfacegan-stylegan2-smile``).
+
+    CiinvError if that family has no direction for the attribute (StyleGAN2 has no gender).
+    """
+    spec = str(spec)
+    if spec in REGISTRY or spec not in direction_attributes():
+        return spec
+    family = generator_family(generator, models_dir)
+    name = direction_name(spec, family)
+    if name not in REGISTRY:
+        raise CiinvError(f"direction {spec!r}: there is no {spec} direction for {family} generators (named "
+                         f"directions for {family}: {', '.join(direction_attributes(family))}); use sefa:K or "
+                         "a direction file of your own")
+    return name
 
 
 def resolve(name_or_path: str | os.PathLike, models_dir: str | os.PathLike) -> Path:

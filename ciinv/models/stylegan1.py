@@ -347,6 +347,12 @@ class GeneratorV1(nn.Module):
         """The constant noise buffers in layer order: [1, 1, r, r] for r = 4, 4, 8, 8, ..., R, R."""
         return [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
 
+    def style_affines(self) -> list[tuple[int, nn.Module]]:
+        """The affine maps A from W+ entries to styles, in synthesis order: (W+ index, A) with
+        A: [N, w_dim] -> [N, 2C] one epilogue's style_mod (scale and shift halves)."""
+        epilogues = [epi for block in self.g_synthesis.blocks.values() for epi in (block.epi1, block.epi2)]
+        return [(i, epi.style_mod.lin) for i, epi in enumerate(epilogues)]
+
     def synthesis(self, ws: Tensor, noise: list[Tensor] | None = None) -> Tensor:
         """ws [N, num_ws, w_dim] -> images [N, 3, R, R], roughly in [-1, 1].
 

@@ -343,6 +343,15 @@ class Generator(nn.Module):
         """The constant noise buffers in layer order: [1, 1, r, r] for r = 4, 8, 8, ..., R, R."""
         return [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
 
+    def style_affines(self) -> list[tuple[int, nn.Module]]:
+        """The affine maps A from W+ entries to styles, in synthesis order: (W+ index, A) with
+        A: [N, w_dim] -> [N, C_in] the modulation of one StyledConv or ToRGB (what a layer sees of w)."""
+        affines = [(0, self.conv1.conv.modulation), (1, self.to_rgb1.conv.modulation)]
+        for k, to_rgb in enumerate(self.to_rgbs):
+            affines += [(2 * k + 1, self.convs[2 * k].conv.modulation), (2 * k + 2, self.convs[2 * k + 1].conv.modulation),
+                        (2 * k + 3, to_rgb.conv.modulation)]
+        return affines
+
     def synthesis(self, ws: Tensor, noise: list[Tensor] | None = None) -> Tensor:
         """ws [N, num_ws, w_dim] -> images [N, 3, R, R], roughly in [-1, 1].
 

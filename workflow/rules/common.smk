@@ -10,7 +10,7 @@ from snakemake.utils import validate
 from ciinv.errors import CiinvError
 from ciinv.files import read_json
 from ciinv.models import is_weightless_flow
-from ciinv.models.registry import REGISTRY, resolve
+from ciinv.models.registry import REGISTRY, resolve, resolve_direction
 from ciinv.video import VIDEO_SUFFIXES
 from ciinv.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS
 from ciinv.windows import shard_count
@@ -92,9 +92,17 @@ def landmark_models(wildcards):
     return [model_path(n) for n in FAN_MODELS] if config["landmarks"]["detector"] == "fan" else []
 
 
+def direction_spec(edit):
+    """The registry name or path of an edit's direction (`smile` -> the configured generator's smile file)."""
+    try:
+        return resolve_direction(edit["direction"], config["models"]["generator"], MODELS_DIR)
+    except CiinvError as exc:
+        raise WorkflowError(f"config edits: edit {edit['name']!r}: {exc}") from None
+
+
 def configured_models():
     """Registry files the current config uses (paths given directly are not ours to fetch)."""
-    names = list(config["models"].values()) + [e["direction"] for e in config["edits"] if "direction" in e]
+    names = list(config["models"].values()) + [direction_spec(e) for e in config["edits"] if "direction" in e]
     if config["landmarks"]["detector"] == "fan":
         names += FAN_MODELS
     return sorted({model_path(n) for n in names if n in REGISTRY})
@@ -136,7 +144,7 @@ def edit_inputs(wildcards):
     inputs = {}
     direction = edit.get("direction", "")
     if direction and not direction.startswith("sefa:"):  # sefa:K is computed from the generator
-        inputs["direction"] = model_path(direction)
+        inputs["direction"] = model_path(direction_spec(edit))
     _, other = other_video(edit)
     if other is not None:
         inputs["other"] = other_latents(other)
