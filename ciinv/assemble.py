@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from ciinv.align import paste_back
+from ciinv.align import load_align, paste_back, read_crop
 from ciinv.errors import CiinvError
 from ciinv.video import VideoReader, VideoWriter
 
@@ -30,7 +27,7 @@ def assemble_video(
     (frames are decoded upright and written without rotation metadata) and its audio track.
     Frames are streamed: memory does not grow with the clip's length.
     """
-    quads = np.load(align_path)["quads"]
+    quads = load_align(align_path)["quads"]
     crops = sorted(Path(crops_dir).glob("*.png"))
     if not len(crops) == len(quads) == meta["frames"]:
         raise CiinvError(
@@ -42,7 +39,7 @@ def assemble_video(
         out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf, preset=preset
     ) as writer:
         for index, frame in reader.frames():
-            crop = np.asarray(Image.open(crops[index]).convert("RGB"))
+            crop = read_crop(crops[index], index, rerun="rerun the edit stage for this video and edit")
             writer.write(paste_back(frame, crop, quads[index], feather=feather))
             if index % 50 == 0:
                 log(f"assemble: frame {index + 1}/{meta['frames']}")

@@ -34,7 +34,7 @@ import ffmpeg
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path
+from ciinv.files import atomic_path, tmp_sibling
 
 # File suffixes (lower case) taken for videos when a folder is scanned.
 VIDEO_SUFFIXES = frozenset(
@@ -209,6 +209,36 @@ def probe(path: str | os.PathLike) -> dict:
         "audio": facts["audio"],
         "duration_s": float(frames / fps),
     }
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """A ``meta.json`` written from ``probe``, checked: CiinvError naming the file when it is
+    missing, garbled, a folder, or holds a frame count, rate, size or rotation no video has."""
+    from ciinv.files import read_json
+
+    rerun = "rerun the probe stage for its video"
+    meta = read_json(path, rerun=rerun)
+    if not isinstance(meta, dict):
+        raise CiinvError(f"{path}: holds a {type(meta).__name__}, not the probe's facts; delete it and {rerun}")
+
+    def bad(key: str, value) -> CiinvError:
+        return CiinvError(f"{path}: '{key}' is {value!r}; delete it and {rerun}")
+
+    for key in ("frames", "width", "height", "coded_width", "coded_height"):
+        value = meta.get(key)
+        if type(value) is not int or value < 1:
+            raise bad(key, value)
+    if meta.get("rotation") not in (0, 90, 180, 270):
+        raise bad("rotation", meta.get("rotation"))
+    if type(meta.get("audio")) is not bool:
+        raise bad("audio", meta.get("audio"))
+    try:
+        rate = Fraction(str(meta.get("fps")))
+    except (ValueError, ZeroDivisionError):
+        raise bad("fps", meta.get("fps")) from None
+    if rate <= 0:
+        raise bad("fps", meta.get("fps"))
+    return meta
 
 
 # ---------------------------------------------------------------------------------------
@@ -410,7 +440,7 @@ class VideoWriter:
             # With audio, frames go to a second temporary file first; close() adds the audio.
             self._audio = self.audio_from is not None and _has_audio(self.audio_from)
             if self._audio:
-                self._video_tmp = self._final_tmp.with_name(self._final_tmp.stem + ".video" + self.path.suffix)
+                self._video_tmp = tmp_sibling(self.path, "video")
                 self._stack.callback(self._video_tmp.unlink, missing_ok=True)
             else:
                 self._video_tmp = self._final_tmp
