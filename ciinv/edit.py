@@ -77,15 +77,14 @@ def load_direction(path: str | os.PathLike, num_ws: int, w_dim: int) -> torch.Te
     directions are applied to W+ codes.
     """
     path = Path(path)
-    rerun = "fix the edit's direction in config.yaml"
-    direction = read_npy(path, rerun) if path.suffix == ".npy" else read_torch(path, rerun)
+    direction = read_npy(path, rerun=None) if path.suffix == ".npy" else read_torch(path, rerun=None)
     if isinstance(direction, np.ndarray):
         direction = torch.from_numpy(direction)
     if not isinstance(direction, torch.Tensor):
         raise CiinvError(f"direction file {path} holds a {type(direction).__name__}, not an array")
     if not (direction.is_floating_point() or direction.dtype in (torch.int32, torch.int64)):
         raise CiinvError(f"direction file {path} holds {direction.dtype} values, not numbers")
-    require_finite(direction, path, "its direction values")
+    require_finite(direction, path, "its direction values", rerun=None)
     direction = direction.float()
     if direction.dim() == 3 and direction.shape[0] == 1:
         direction = direction[0]
@@ -231,7 +230,7 @@ def load_frame_noise(path: str | os.PathLike, frames: int) -> tuple[list[torch.T
         raise CiinvError(f"{path}: not a noise file of the merge stage ({type(exc).__name__}: {exc}); "
                          "rerun the merge stage") from None
     for layer, noise_map in enumerate(maps):
-        require_finite(noise_map, path, f"its noise maps of layer {layer}")
+        require_finite(noise_map, path, f"its noise maps of layer {layer}", rerun="rerun the merge stage")
     if frame_window.shape != (frames,):
         raise CiinvError(f"{path} has noise for {frame_window.shape[0]} frames but the codes have {frames}; "
                          "rerun the merge stage")

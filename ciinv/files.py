@@ -7,7 +7,7 @@ removes it. A full disk or a missing permission is a CiinvError naming the outpu
 
 Reads (``read_json``, ``read_npz``, ``read_npy``, ``read_torch``): a missing, truncated or
 garbled file, or a folder where a file should be, is a CiinvError naming the file and the
-stage that writes it; floating-point arrays holding NaN or inf are refused the same way
+stage that writes it (``rerun``; None for a file of the user's, such as a direction); floating-point arrays holding NaN or inf are refused the same way
 (``require_finite``), so that a bad number never turns into a black face downstream.
 """
 
@@ -182,25 +182,34 @@ def write_json(path: str | os.PathLike, obj) -> None:
 # Reading
 
 
-def _readable(path: Path, rerun: str) -> None:
+def _advice(rerun: str | None, delete: bool = True) -> str:
+    """What to do about a bad file: an intermediate is deleted and made again by ``rerun`` (a
+    stage); a file of the user's (``rerun`` None) is replaced."""
+    if rerun is None:
+        return "replace it with a good file, or fix its path in the config"
+    return f"delete it and {rerun}" if delete else rerun
+
+
+def _readable(path: Path, rerun: str | None) -> None:
     """Refuse a missing path or a folder with a message saying how to make the file again."""
     if path.is_dir():
-        raise CiinvError(f"{path} is a folder, not a file; delete it and {rerun}")
+        raise CiinvError(f"{path} is a folder, not a file; {_advice(rerun)}")
     if not path.exists():
-        raise CiinvError(f"{path}: no such file; {rerun}")
+        raise CiinvError(f"{path}: no such file; {_advice(rerun, delete=False)}")
 
 
-def _unreadable(path: Path, kind: str, exc: BaseException, rerun: str) -> CiinvError:
+def _unreadable(path: Path, kind: str, exc: BaseException, rerun: str | None) -> CiinvError:
     detail = str(exc).splitlines()[0] if str(exc) else ""
     return CiinvError(f"{path}: not a readable {kind} ({type(exc).__name__}{': ' + detail if detail else ''}); "
-                      f"delete it and {rerun}")
+                      f"{_advice(rerun)}")
 
 
-def require_finite(values, path: str | os.PathLike, what: str = "values", frame_axis: int | None = None) -> None:
+def require_finite(values, path: str | os.PathLike, what: str = "values", frame_axis: int | None = None,
+                   rerun: str | None = "rerun the stage that writes it") -> None:
     """Refuse an array (numpy or torch) holding NaN or inf, naming the file (and the first bad frame).
 
     frame_axis: the axis that counts frames (e.g. 0 of latents [frames, L, D]); None when the
-    array has no frames.
+    array has no frames. rerun: the stage that makes the file again (None: a file of the user's).
     """
     array = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
     if not np.issubdtype(array.dtype, np.floating):
@@ -213,11 +222,10 @@ def require_finite(values, path: str | os.PathLike, what: str = "values", frame_
         first_bad = int(np.argwhere(~finite)[0][frame_axis])
         where = f", the first in frame {first_bad}"
     count = int((~finite).sum())
-    raise CiinvError(f"{path}: {what} hold {count} non-finite value(s) (NaN or inf){where}; "
-                     "the file is damaged or was made from bad numbers")
+    raise CiinvError(f"{path}: {what} hold {count} non-finite value(s) (NaN or inf){where}; {_advice(rerun)}")
 
 
-def read_json(path: str | os.PathLike, rerun: str = "rerun the stage that writes it"):
+def read_json(path: str | os.PathLike, rerun: str | None = "rerun the stage that writes it"):
     """The JSON value in ``path``."""
     path = Path(path)
     _readable(path, rerun)
@@ -227,7 +235,7 @@ def read_json(path: str | os.PathLike, rerun: str = "rerun the stage that writes
         raise _unreadable(path, "JSON file", exc, rerun) from None
 
 
-def read_npz(path: str | os.PathLike, keys, rerun: str = "rerun the stage that writes it",
+def read_npz(path: str | os.PathLike, keys, rerun: str | None = "rerun the stage that writes it",
              per_frame=()) -> dict:
     """{key: array} of an ``.npz`` archive (no pickles), which must hold ``keys``; every
     floating-point array is checked for NaN/inf. Arrays named in ``per_frame`` have one row per
@@ -241,13 +249,13 @@ def read_npz(path: str | os.PathLike, keys, rerun: str = "rerun the stage that w
         raise _unreadable(path, ".npz archive", exc, rerun) from None
     missing = set(keys) - set(result)
     if missing:
-        raise CiinvError(f"{path} lacks {', '.join(sorted(missing))}; delete it and {rerun}")
+        raise CiinvError(f"{path} lacks {', '.join(sorted(missing))}; {_advice(rerun)}")
     for key, value in result.items():
-        require_finite(value, path, f"its '{key}'", frame_axis=0 if key in per_frame else None)
+        require_finite(value, path, f"its '{key}'", frame_axis=0 if key in per_frame else None, rerun=rerun)
     return result
 
 
-def read_npy(path: str | os.PathLike, rerun: str = "rerun the stage that writes it",
+def read_npy(path: str | os.PathLike, rerun: str | None = "rerun the stage that writes it",
              frame_axis: int | None = None) -> np.ndarray:
     """The array in an ``.npy`` file (no pickles), checked for NaN/inf."""
     path = Path(path)
@@ -257,12 +265,12 @@ def read_npy(path: str | os.PathLike, rerun: str = "rerun the stage that writes 
     except Exception as exc:
         raise _unreadable(path, ".npy array", exc, rerun) from None
     if not isinstance(array, np.ndarray):
-        raise CiinvError(f"{path}: holds an archive, not one array; {rerun}")
-    require_finite(array, path, "its values", frame_axis=frame_axis)
+        raise CiinvError(f"{path}: holds an archive, not one array; {_advice(rerun)}")
+    require_finite(array, path, "its values", frame_axis=frame_axis, rerun=rerun)
     return array
 
 
-def read_torch(path: str | os.PathLike, rerun: str = "rerun the stage that writes it"):
+def read_torch(path: str | os.PathLike, rerun: str | None = "rerun the stage that writes it"):
     """What ``torch.save`` wrote to ``path``, loaded on the CPU with ``weights_only=True``
     (tensors, lists, dicts and numbers only: nothing in the file runs)."""
     import torch

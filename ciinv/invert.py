@@ -402,7 +402,7 @@ def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
         except Exception as exc:
             raise CiinvError(f"{path}: not a latent shard ({type(exc).__name__}: {exc}); "
                              "delete it and rerun the invert stage") from None
-        require_finite(shard_codes, path, "its codes")
+        require_finite(shard_codes, path, "its codes", rerun="rerun the invert stage")
         if shard_codes.ndim != 4 or shard_codes.shape[0] != len(starts_stops):
             raise CiinvError(f"{path}: 'codes' is {list(shard_codes.shape)}, expected [{len(starts_stops)}, T, L, D]; "
                              "delete it and rerun the invert stage")
