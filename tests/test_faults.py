@@ -169,3 +169,42 @@ def test_a_truncated_or_non_finite_shard_stops_the_merge_naming_it(tmp_path):
         assert result.returncode == 1 and expected in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not (tmp_path / "latents.npy").exists()
+
+
+def test_after_a_killed_run_the_next_one_redoes_the_unfinished_jobs(tmp_path, smoke_dir):
+    """A controller killed (or aborted) while a job runs leaves that job's output flagged incomplete;
+    the workflow's default profile reruns it instead of refusing to start (IncompleteFilesException)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+
+    (tmp_path / "videos").mkdir()
+    make_clip(tmp_path / "videos" / "k.mp4", frames=6, fps="25", size=(96, 96), audio=False)
+    target = "results/k/landmarks.npz"
+    assert snakemake(tmp_path, "--printshellcmds", target, configfiles=[smoke_dir / "smoke.yaml"]).returncode == 0
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(tmp_path), "--cores", "1", "--configfile", str(REPO / "config.yaml"), str(smoke_dir / "smoke.yaml"),
+               "--printshellcmds", "--forcerun", "landmarks", "--", target]
+    env = os.environ | {"PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    flagged = tmp_path / ".snakemake" / "incomplete"
+    for line in run.stdout:
+        if "ciinv landmarks" in line:  # the job has started ...
+            break
+    deadline = time.monotonic() + 60
+    while not (flagged.is_dir() and any(flagged.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)  # ... and its output is flagged: kill the controller, not the job
+    run.wait()
+    assert any(flagged.iterdir())
+    log = tmp_path / "results" / "k" / "logs" / "landmarks.log"
+    while "frames with a detected face" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the orphaned job ends on its own
+    snakemake(tmp_path, "--unlock")  # a killed controller also leaves its lock
+    again = snakemake(tmp_path, "--printshellcmds", target, configfiles=[smoke_dir / "smoke.yaml"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Incomplete" not in again.stderr
+    assert (tmp_path / target).exists()
