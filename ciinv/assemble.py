@@ -24,7 +24,7 @@ def assemble_video(
     """Write `out_path`: every frame of the source with its face replaced by the edited crop.
 
     The output keeps the source's frame count, rational fps, display size and orientation
-    (frames are decoded upright and written without rotation metadata) and its audio track.
+    (frames are decoded upright and written without rotation metadata) and every audio track, whole.
     Frames are streamed: memory does not grow with the clip's length.
     """
     quads = load_align(align_path)["quads"]
@@ -36,7 +36,8 @@ def assemble_video(
         )
     audio = video_path if meta["audio"] else None
     with VideoReader(video_path, meta) as reader, VideoWriter(
-        out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf, preset=preset
+        out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf, preset=preset,
+        audio_tail=True,
     ) as writer:
         for index, frame in reader.frames():
             crop = read_crop(crops[index], index, rerun="rerun the edit stage for this video and edit")

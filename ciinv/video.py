@@ -161,6 +161,47 @@ def exact_fps(fps_float: float) -> Fraction:
     return Fraction(fps_float).limit_denominator(1001)
 
 
+# A step between consecutive frames' timestamps below this (seconds) is a broken timestamp, not a
+# frame rate: no camera records at 1000 frames per second into a file ciinv is given.
+_BROKEN_STEP = 1e-3
+
+
+def _audio_seconds(path: str) -> float | None:
+    """Length of the first audio stream in seconds, from decoding it (None if it cannot be read)."""
+    result = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", _ffmpeg_arg(path), "-map", "0:a:0", "-f", "null", "-",
+         "-progress", "pipe:1"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+    )
+    times = re.findall(r"^out_time_us=(\d+)$", result.stdout, re.MULTILINE)
+    return int(times[-1]) / 1e6 if result.returncode == 0 and times and int(times[-1]) > 0 else None
+
+
+def rate_from_timestamps(path: str, reader: decord.VideoReader, fps: Fraction, audio: bool) -> Fraction:
+    """The constant rate at which the frames last as long as the file plays.
+
+    ``fps`` (the container's average rate) is kept when ``frames / fps`` is within a frame of
+    the time from the first frame's start to the last frame's end. It is not for clips joined
+    from parts of different rates (``ffmpeg -f concat -c copy``): there the average can be far
+    off, and a video written at it would be shortened or stretched and its sound cut. Those
+    get ``frames / span``. Where the timestamps themselves are broken (a step between frames
+    under a millisecond, or backwards), the length of the sound track, if any, is taken for
+    the span instead. Rates that are not the
+    average are rationals over milliseconds.
+    """
+    frames = len(reader)
+    try:
+        times = np.asarray(reader.get_frame_timestamp(list(range(frames))), np.float64)  # [frames, (start, end)] s
+    except Exception:  # decord raises bare errors; without timestamps the average is all there is
+        return fps
+    span = float(times[-1, 1] - times[0, 0])
+    if frames > 1 and np.diff(times[:, 0]).min() < _BROKEN_STEP:
+        span = (_audio_seconds(path) if audio else None) or span
+    if not (math.isfinite(span) and span > 0) or abs(span - frames / fps) <= 1 / fps:
+        return fps
+    return Fraction(frames * 1000, max(1, round(span * 1000)))
+
+
 def probe(path: str | os.PathLike) -> dict:
     """What the pipeline needs to know about one video file.
 
@@ -191,6 +232,7 @@ def probe(path: str | os.PathLike) -> dict:
         fps = exact_fps(reader.get_avg_fps())
     except ValueError as err:
         raise CiinvError(f"{path}: {err}; re-encode it with a fixed rate (ffmpeg -i IN -r 25 OUT).") from err
+    fps = rate_from_timestamps(path, reader, fps, facts["audio"])
     del reader
     rotation = facts["rotation"]
     width, height = facts["coded_width"], facts["coded_height"]
@@ -377,10 +419,11 @@ class VideoReader:
 # Encoding
 
 
-def _has_audio(path: str) -> bool:
+def audio_streams(path: str) -> int:
+    """How many audio streams the file holds (0: none)."""
     if not os.path.isfile(path):
         raise CiinvError(f"{path}: no such file (wanted for its audio).")
-    return re.search(r"Stream #\d+:\d+.*?: Audio:", _banner(path)) is not None
+    return len(re.findall(r"Stream #\d+:\d+.*?: Audio:", _banner(path)))
 
 
 def _container_options(path: Path) -> dict:
@@ -404,9 +447,11 @@ class VideoWriter:
     The output appears under ``path`` only when `close` succeeds (a temporary name before).
     Frame ``i`` is shown at time ``i / fps``; the file has exactly as many frames as were
     written and no rotation metadata. Colours are converted with the BT.709 matrix (TV
-    range) and tagged so. If ``audio_from`` (any file ffmpeg reads) has audio, its first
-    audio stream is re-encoded to AAC, cut at or padded with silence to the video's duration
-    ``frames / fps``: ``-shortest`` would cut the video instead when the audio is shorter.
+    range) and tagged so. If ``audio_from`` (any file ffmpeg reads) has audio, each of its
+    audio streams, in order, is re-encoded to AAC, cut at or padded with silence to the video's
+    duration ``frames / fps``: ``-shortest`` would cut the video instead when the audio is shorter.
+    With ``audio_tail`` longer audio is kept whole, as the source plays it past its last frame
+    (for re-encoding a video with its own sound).
     Use it as a context manager, so that an exception deletes the partial output.
 
     Even sizes are encoded yuv420p (plays everywhere). H.264 can only crop 4:2:0 pictures
@@ -423,6 +468,7 @@ class VideoWriter:
         audio_from: str | os.PathLike | None = None,
         crf: int = 18,
         preset: str = "medium",
+        audio_tail: bool = False,
     ):
         self.path = Path(path)
         self.fps = _check_fps(fps)
@@ -430,6 +476,7 @@ class VideoWriter:
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"bad frame size {width}x{height}")
         self.audio_from = os.fspath(audio_from) if audio_from is not None else None
+        self.audio_tail = audio_tail
         self.crf, self.preset = crf, preset
         self.count = 0
         self._proc: subprocess.Popen | None = None
@@ -438,7 +485,7 @@ class VideoWriter:
         try:
             self._final_tmp = self._stack.enter_context(atomic_path(self.path))
             # With audio, frames go to a second temporary file first; close() adds the audio.
-            self._audio = self.audio_from is not None and _has_audio(self.audio_from)
+            self._audio = audio_streams(self.audio_from) if self.audio_from is not None else 0
             if self._audio:
                 self._video_tmp = tmp_sibling(self.path, "video")
                 self._stack.callback(self._video_tmp.unlink, missing_ok=True)
@@ -513,10 +560,13 @@ class VideoWriter:
     def _mux_audio(self) -> None:
         duration = f"{float(self.count / self.fps):.6f}"
         video = ffmpeg.input(str(self._video_tmp))
-        # -t on the input cuts longer audio; apad + whole_dur pads shorter audio with silence.
-        audio = ffmpeg.input(_ffmpeg_arg(self.audio_from), t=duration)["a"].filter("apad", whole_dur=duration)
-        options = dict(vcodec="copy", acodec="aac", audio_bitrate="192k", t=duration, **_container_options(self.path))
-        args = ffmpeg.output(video["v"], audio, str(self._final_tmp), **options).compile(
+        # -t on the input cuts longer audio; apad + whole_dur pads shorter audio with silence. Every
+        # audio stream is kept (a second language, a commentary), in the source's order.
+        cut = {} if self.audio_tail else {"t": duration}
+        source = ffmpeg.input(_ffmpeg_arg(self.audio_from), **cut)
+        audio = [source[f"a:{i}"].filter("apad", whole_dur=duration) for i in range(self._audio)]
+        options = dict(vcodec="copy", acodec="aac", audio_bitrate="192k", **cut, **_container_options(self.path))
+        args = ffmpeg.output(video["v"], *audio, str(self._final_tmp), **options).compile(
             cmd=[ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y"]
         )
         result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")

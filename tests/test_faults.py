@@ -1,6 +1,7 @@
 """Fault injection: one bad video, file or number never stops the folder and never becomes a wrong video.
 
-One Snakemake run with --keep-going over a folder that mixes good clips with each kind of bad
+One Snakemake run with --keep-going over a folder that mixes good clips (one of them joined from
+two frame rates, whose average rate misstates its length) with each kind of bad
 input (a name with braces, a dangling link), bad intermediates (a garbled meta.json, a meta.json
 that is a folder, a truncated landmarks.npz, a truncated align.npz, NaN codes in latents.npy, a
 killed job's leftovers) and bad per-edit inputs (a missing direction file, a direction holding
@@ -21,11 +22,12 @@ from ciinv.landmarks import load_landmarks
 from ciinv.sample import make_clip
 from ciinv.video import VideoReader, probe
 
+from .test_video import audio_seconds, join_clips
 from .test_workflow import snakemake
 
 pytestmark = pytest.mark.slow
 
-GOOD = ["good", "good two"]
+GOOD = {"good": ".mp4", "good two": ".mp4", "joined": ".mkv"}  # name: suffix
 GOOD_EDITS = ["recon", "smile"]
 BAD_EDITS = {"gone": "missing-direction.npy", "nan-dir": "nan-direction.npy"}
 # Damaged before any job runs: name -> what the error must name.
@@ -48,6 +50,10 @@ def faulty_run(tmp_path_factory, smoke_dir):
     videos.mkdir()
     make_clip(videos / "good.mp4", frames=7, fps="25", size=(128, 128), audio=True)
     make_clip(videos / "good two.mp4", frames=6, fps="30000/1001", size=(144, 128), audio=True, seed=1)
+    # Two rates joined with `ffmpeg -f concat -c copy`: the average rate misstates the length.
+    make_clip(work / "fast.mp4", frames=12, fps="50", size=(128, 128), audio=True, seed=2)
+    make_clip(work / "slow.mp4", frames=5, fps="12", size=(128, 128), audio=True, seed=3)
+    join_clips(videos / "joined.mkv", [work / "fast.mp4", work / "slow.mp4"])
     clip = (videos / "good.mp4").read_bytes()
     for name in [*DAMAGED_AT_START, *DAMAGED_LATER, "we{ird}"]:
         (videos / f"{name}.mp4").write_bytes(clip)
@@ -92,8 +98,9 @@ def faulty_run(tmp_path_factory, smoke_dir):
 
 def test_every_good_video_gets_every_good_edit_with_its_timing_and_sound(faulty_run):
     work, result = faulty_run
-    for name in GOOD:
-        source = probe(work / "videos" / f"{name}.mp4")
+    for name, suffix in GOOD.items():
+        source = probe(work / "videos" / f"{name}{suffix}")
+        sound = audio_seconds(work / "videos" / f"{name}{suffix}")
         landmarks = load_landmarks(work / "results" / name / "landmarks.npz")
         for edit in GOOD_EDITS:
             out = work / "results" / f"{name}.{edit}.mp4"
@@ -101,6 +108,7 @@ def test_every_good_video_gets_every_good_edit_with_its_timing_and_sound(faulty_
             made = probe(out)
             assert (made["frames"], made["fps"], made["audio"]) == (source["frames"], source["fps"], True)
             assert abs(made["duration_s"] - source["duration_s"]) < 1 / source["fps_float"]
+            assert abs(audio_seconds(out) - sound) < 1 / source["fps_float"], (out, sound)
             with VideoReader(out, made) as reader:
                 for index, frame in reader.frames():
                     x0, y0, x1, y1 = landmarks["box"][index].astype(int)
