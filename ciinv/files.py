@@ -211,10 +211,15 @@ def require_finite(values, path: str | os.PathLike, what: str = "values", frame_
     frame_axis: the axis that counts frames (e.g. 0 of latents [frames, L, D]); None when the
     array has no frames. rerun: the stage that makes the file again (None: a file of the user's).
     """
-    array = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
-    if not np.issubdtype(array.dtype, np.floating):
-        return
-    finite = np.isfinite(array)
+    if hasattr(values, "detach"):  # a torch tensor, perhaps in a dtype numpy lacks (bfloat16)
+        if not values.is_floating_point():
+            return
+        finite = values.detach().isfinite().cpu().numpy()
+    else:
+        array = np.asarray(values)
+        if not np.issubdtype(array.dtype, np.floating):
+            return
+        finite = np.isfinite(array)
     if finite.all():
         return
     where = ""
