@@ -23,7 +23,8 @@ def assemble_video(
 ) -> None:
     """Write `out_path`: every frame of the source with its face replaced by the edited crop.
 
-    The output keeps the source's frame count, rational fps, display size and orientation
+    The output keeps the source's frame count, rational fps (or, for unevenly spaced frames, each
+    frame's presentation time), display size and orientation
     (frames are decoded upright and written without rotation metadata) and every audio track, whole.
     Frames are streamed: memory does not grow with the clip's length.
     """
@@ -37,7 +38,7 @@ def assemble_video(
     audio = video_path if meta["audio"] else None
     with VideoReader(video_path, meta) as reader, VideoWriter(
         out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf, preset=preset,
-        audio_tail=True,
+        audio_tail=True, timing=meta.get("timing"),
     ) as writer:
         for index, frame in reader.frames():
             crop = read_crop(crops[index], index, rerun="rerun the edit stage for this video and edit")

@@ -177,29 +177,73 @@ def _audio_seconds(path: str) -> float | None:
     return int(times[-1]) / 1e6 if result.returncode == 0 and times and int(times[-1]) > 0 else None
 
 
-def rate_from_timestamps(path: str, reader: decord.VideoReader, fps: Fraction, audio: bool) -> Fraction:
-    """The constant rate at which the frames last as long as the file plays.
+# At most this many runs of equally spaced frames are kept as a clip's timing (a join of a few
+# parts); a clip whose spacing changes more often is written evenly spaced (within a frame).
+MAX_TIMING_RUNS = 64
 
-    ``fps`` (the container's average rate) is kept when ``frames / fps`` is within a frame of
-    the time from the first frame's start to the last frame's end. It is not for clips joined
-    from parts of different rates (``ffmpeg -f concat -c copy``): there the average can be far
-    off, and a video written at it would be shortened or stretched and its sound cut. Those
-    get ``frames / span``. Where the timestamps themselves are broken (a step between frames
-    under a millisecond, or backwards), the length of the sound track, if any, is taken for
-    the span instead. Rates that are not the
-    average are rationals over milliseconds.
+
+def frame_timing(path: str, reader: decord.VideoReader, fps: Fraction, audio: bool) -> tuple[Fraction, list | None]:
+    """(rate, timing): how long the frames last, and when each is shown where that is not evenly.
+
+    rate: ``fps`` (the container's average rate) when ``frames / fps`` is within a frame of the
+    time from the first frame's start to the last frame's end. Clips joined from parts of
+    different rates (``ffmpeg -f concat -c copy``) can have an average far off: written at it,
+    a video would be shortened or stretched and its sound cut. Those get ``frames / span``
+    (a rational over milliseconds). Where the timestamps themselves are broken (a step between
+    frames under a millisecond, or backwards), the sound track's length, if any, is the span.
+
+    timing: None for evenly spaced frames; else the runs of equally spaced frames, each
+    ``[first frame, its time in s, step in s]``, so that a writer can show every frame at its
+    presentation time (``timing_of``). None as well for broken timestamps, and for more than
+    MAX_TIMING_RUNS runs (frames then evenly spaced over the same span).
     """
     frames = len(reader)
     try:
         times = np.asarray(reader.get_frame_timestamp(list(range(frames))), np.float64)  # [frames, (start, end)] s
     except Exception:  # decord raises bare errors; without timestamps the average is all there is
-        return fps
+        return fps, None
     span = float(times[-1, 1] - times[0, 0])
-    if frames > 1 and np.diff(times[:, 0]).min() < _BROKEN_STEP:
+    steps = np.diff(times[:, 0])
+    broken = frames > 1 and steps.min() < _BROKEN_STEP
+    if broken:
         span = (_audio_seconds(path) if audio else None) or span
     if not (math.isfinite(span) and span > 0) or abs(span - frames / fps) <= 1 / fps:
-        return fps
-    return Fraction(frames * 1000, max(1, round(span * 1000)))
+        rate = fps
+    else:
+        rate = Fraction(frames * 1000, max(1, round(span * 1000)))
+    if broken or frames < 2:
+        return rate, None
+    # Runs of steps within 2 ms of their first step (timestamps rounded to milliseconds, as in
+    # Matroska, make the steps of 12 fps 83 or 84 ms); each run's step is its mean.
+    firsts = [0]
+    for i in range(1, len(steps)):
+        if abs(steps[i] - steps[firsts[-1]]) > 2e-3:
+            firsts.append(i)
+    if len(firsts) == 1 or len(firsts) > MAX_TIMING_RUNS:
+        return rate, None
+    starts = times[:, 0] - times[0, 0]
+    timing = []
+    for first, stop in zip(firsts, firsts[1:] + [len(steps)]):
+        timing.append([first, round(float(starts[first]), 6), round(float(steps[first:stop].mean()), 6)])
+    return rate, timing
+
+
+def _timing_expression(timing: list) -> str:
+    """An ffmpeg expression of the frame number N giving frame N's time in s under ``timing``."""
+    expression = ""
+    for index, (first, start, step) in reversed(list(enumerate(timing))):
+        own = f"{start}+(N-{first})*{step}"
+        expression = own if not expression else f"if(lt(N,{timing[index + 1][0]}),{own},{expression})"
+    return expression
+
+
+def timing_of(timing: list, frames: int) -> tuple[np.ndarray, float]:
+    """(time of each of ``frames`` frames in s, total duration in s) from a ``frame_timing`` timing."""
+    firsts = np.array([run[0] for run in timing])
+    index = np.arange(frames)
+    run = np.searchsorted(firsts, index, side="right") - 1
+    starts = np.array([r[1] for r in timing])[run] + (index - firsts[run]) * np.array([r[2] for r in timing])[run]
+    return starts, float(starts[-1] + timing[run[-1]][2])
 
 
 def probe(path: str | os.PathLike) -> dict:
@@ -214,7 +258,9 @@ def probe(path: str | os.PathLike) -> dict:
     - ``coded_width``/``coded_height``: size of the stored pictures, before rotation;
     - ``rotation``: clockwise degrees (0, 90, 180, 270) that turn the stored pictures upright;
     - ``audio``: whether the file has at least one audio stream;
-    - ``duration_s``: ``frames / fps``, the duration of the re-encoded video.
+    - ``duration_s``: ``frames / fps``, the duration of the re-encoded video;
+    - ``timing``: None where the frames are evenly spaced (at ``fps``), else when each is shown:
+      runs ``[first frame, time in s, step in s]`` (see ``frame_timing``).
 
     Raises CiinvError, naming the file, when it is missing, empty, not a video, or has no frames.
     """
@@ -232,7 +278,7 @@ def probe(path: str | os.PathLike) -> dict:
         fps = exact_fps(reader.get_avg_fps())
     except ValueError as err:
         raise CiinvError(f"{path}: {err}; re-encode it with a fixed rate (ffmpeg -i IN -r 25 OUT).") from err
-    fps = rate_from_timestamps(path, reader, fps, facts["audio"])
+    fps, timing = frame_timing(path, reader, fps, facts["audio"])
     del reader
     rotation = facts["rotation"]
     width, height = facts["coded_width"], facts["coded_height"]
@@ -249,7 +295,8 @@ def probe(path: str | os.PathLike) -> dict:
         "coded_height": facts["coded_height"],
         "rotation": rotation,
         "audio": facts["audio"],
-        "duration_s": float(frames / fps),
+        "duration_s": timing_of(timing, frames)[1] if timing else float(frames / fps),
+        "timing": timing,
     }
 
 
@@ -280,6 +327,15 @@ def read_meta(path: str | os.PathLike) -> dict:
         raise bad("fps", meta.get("fps")) from None
     if rate <= 0:
         raise bad("fps", meta.get("fps"))
+    timing = meta.get("timing")
+    if timing is not None:
+        ok = isinstance(timing, list) and timing and all(
+            isinstance(run, list) and len(run) == 3 and type(run[0]) is int
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in run[1:]) and run[2] > 0
+            for run in timing
+        ) and [run[0] for run in timing] == sorted({run[0] for run in timing}) and timing[0][0] == 0
+        if not ok:
+            raise bad("timing", timing)
     return meta
 
 
@@ -451,7 +507,8 @@ class VideoWriter:
     audio streams, in order, is re-encoded to AAC, cut at or padded with silence to the video's
     duration ``frames / fps``: ``-shortest`` would cut the video instead when the audio is shorter.
     With ``audio_tail`` longer audio is kept whole, as the source plays it past its last frame
-    (for re-encoding a video with its own sound).
+    (for re-encoding a video with its own sound). With ``timing`` (a probe's, see
+    ``frame_timing``) frame ``i`` is shown at its time there instead of ``i / fps``.
     Use it as a context manager, so that an exception deletes the partial output.
 
     Even sizes are encoded yuv420p (plays everywhere). H.264 can only crop 4:2:0 pictures
@@ -469,6 +526,7 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "medium",
         audio_tail: bool = False,
+        timing: list | None = None,
     ):
         self.path = Path(path)
         self.fps = _check_fps(fps)
@@ -477,6 +535,7 @@ class VideoWriter:
             raise ValueError(f"bad frame size {width}x{height}")
         self.audio_from = os.fspath(audio_from) if audio_from is not None else None
         self.audio_tail = audio_tail
+        self.timing = timing
         self.crf, self.preset = crf, preset
         self.count = 0
         self._proc: subprocess.Popen | None = None
@@ -511,6 +570,11 @@ class VideoWriter:
         )
         # Input and output rates are equal, so ffmpeg neither drops nor duplicates frames.
         options = dict(vcodec="libx264", crf=self.crf, preset=self.preset, pix_fmt=pix_fmt, r=str(self.fps))
+        if self.timing:
+            # Each frame at its own time: a 90 kHz clock (MPEG's), passed through to the file as it is.
+            frames = frames.filter("settb", "1/90000").filter("setpts", f"({_timing_expression(self.timing)})/TB")
+            del options["r"]
+            options.update(fps_mode="passthrough", enc_time_base="1/90000")
         if not self._audio:
             options.update(_container_options(self.path))
         args = ffmpeg.output(frames, str(self._video_tmp), **options).compile(
@@ -557,8 +621,12 @@ class VideoWriter:
             raise
         self._stack.close()  # renames the temporary file onto self.path
 
+    def duration(self) -> float:
+        """Seconds the frames written so far last."""
+        return timing_of(self.timing, self.count)[1] if self.timing else float(self.count / self.fps)
+
     def _mux_audio(self) -> None:
-        duration = f"{float(self.count / self.fps):.6f}"
+        duration = f"{self.duration():.6f}"
         video = ffmpeg.input(str(self._video_tmp))
         # -t on the input cuts longer audio; apad + whole_dur pads shorter audio with silence. Every
         # audio stream is kept (a second language, a commentary), in the source's order.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from fractions import Fraction
@@ -320,12 +321,19 @@ def test_a_joined_clip_of_two_rates_keeps_its_length_and_all_its_sound(tmp_path,
     assert abs(meta["duration_s"] - sound) < 0.1
     out = tmp_path / "out.mp4"
     with VideoReader(joined, meta) as reader, VideoWriter(out, meta["fps"], 64, 64, audio_from=joined,
-                                                            preset="ultrafast", audio_tail=True) as writer:
+                                                            preset="ultrafast", audio_tail=True,
+                                                            timing=meta["timing"]) as writer:
         for _, frame in reader.frames():
             writer.write(frame)
     made = probe(out)
     assert made["frames"] == 27 and abs(made["duration_s"] - meta["duration_s"]) < 1 / meta["fps_float"]
     assert abs(audio_seconds(out) - sound) < 1 / meta["fps_float"]
+    if suffix == ".mkv":  # sound timestamps: every frame is shown when the source shows it
+        assert meta["timing"] and len(made["timing"]) == len(meta["timing"])
+        np.testing.assert_allclose(video.timing_of(made["timing"], 27)[0], video.timing_of(meta["timing"], 27)[0],
+                                   atol=1e-3)
+    else:  # broken timestamps: evenly spaced over the length of the sound
+        assert meta["timing"] is None and made["timing"] is None
 
 
 def test_every_audio_stream_is_kept(tmp_path):
@@ -339,3 +347,16 @@ def test_every_audio_stream_is_kept(tmp_path):
         for _, frame in reader.frames():
             writer.write(frame)
     assert video.audio_streams(str(out)) == 2
+
+
+def test_a_damaged_meta_json_is_named_with_what_to_do(tmp_path):
+    good = {"frames": 5, "fps": "25", "width": 8, "height": 8, "coded_width": 8, "coded_height": 8, "rotation": 0,
+            "audio": False, "timing": [[0, 0.0, 0.04], [3, 0.12, 0.08]]}
+    path = tmp_path / "meta.json"
+    path.write_text(json.dumps(good))
+    assert video.read_meta(path) == good
+    for key, value in [("frames", 0), ("fps", "0/0"), ("rotation", 45), ("timing", [[1, 0.0, 0.04]]),
+                       ("timing", [[0, 0.0, -1.0]])]:
+        path.write_text(json.dumps(good | {key: value}))
+        with pytest.raises(CiinvError, match=f"meta.json: '{key}' is .*delete it and rerun the probe stage"):
+            video.read_meta(path)
