@@ -2,7 +2,6 @@
 
 import json
 import os
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
