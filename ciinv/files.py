@@ -102,6 +102,15 @@ def os_advice(code: int | None, path: str | os.PathLike) -> str | None:
     return None
 
 
+def tool_write_error(path: str | os.PathLike, said: str) -> CiinvError | None:
+    """A one-line CiinvError when another program's error text (ffmpeg's) says that writing
+    ``path`` failed for want of space or permission; None otherwise."""
+    for code in sorted(_NO_SPACE | _NO_PERMISSION):
+        if os.strerror(code) in said:
+            return CiinvError(f"cannot write {path}: {os.strerror(code)}; {os_advice(code, path)}")
+    return None
+
+
 def _concerns(filename, path: Path) -> bool:
     """Whether an OSError's file name is ``path``, a folder above it, or its temporary file or
     something inside it (a file name of None may be anything)."""

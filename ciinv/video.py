@@ -34,7 +34,7 @@ import ffmpeg
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path, tmp_sibling
+from ciinv.files import atomic_path, tmp_sibling, tool_write_error
 
 # File suffixes (lower case) taken for videos when a folder is scanned.
 VIDEO_SUFFIXES = frozenset(
@@ -586,7 +586,7 @@ class VideoWriter:
     def _ffmpeg_error(self, what: str) -> CiinvError:
         self._log.seek(0)
         said = _stderr_tail(self._log.read().decode(errors="replace"))
-        return CiinvError(f"{self.path}: ffmpeg failed while {what}:\n{said}")
+        return tool_write_error(self.path, said) or CiinvError(f"{self.path}: ffmpeg failed while {what}:\n{said}")
 
     def write(self, frame: np.ndarray) -> None:
         """Append one ``height x width x 3`` uint8 RGB frame."""
@@ -639,7 +639,7 @@ class VideoWriter:
         )
         result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
         if result.returncode != 0:
-            raise CiinvError(
+            raise tool_write_error(self.path, result.stderr) or CiinvError(
                 f"{self.path}: ffmpeg failed adding the audio of {self.audio_from}:\n{_stderr_tail(result.stderr)}"
             )
 

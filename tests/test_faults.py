@@ -222,3 +222,41 @@ def test_after_a_killed_run_the_next_one_redoes_the_unfinished_jobs(tmp_path, sm
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Incomplete" not in again.stderr
     assert (tmp_path / target).exists()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 kB file system (tmpfs), where a write soon fails with ENOSPC as on a full disk."""
+    import subprocess
+
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(full_disk, tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    from ciinv.files import write_json
+
+    torch.save({"windows": [[0, 3]], "codes": torch.ones(1, 3, 4, 8192)}, tmp_path / "shard_0000.pt")
+    write_json(tmp_path / "meta.json", {"frames": 3, "fps": "25", "width": 8, "height": 8, "coded_width": 8,
+                                        "coded_height": 8, "rotation": 0, "audio": False})
+    commands = {  # a video through ffmpeg (with its sound), and an array through numpy (400 kB of codes)
+        "x.mp4": ["sample-clip", str(full_disk / "x.mp4"), "--frames", "50"],
+        "latents.npy": ["merge", str(tmp_path / "shard_0000.pt"), "--meta", str(tmp_path / "meta.json"), "--out",
+                        str(full_disk / "latents.npy"), "--noise", str(tmp_path / "noise.pt")],
+    }
+    for name, args in commands.items():
+        result = subprocess.run([sys.executable, "-m", "ciinv.cli", *args], capture_output=True, text=True)
+        assert result.returncode == 1, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"cannot write {full_disk / name}: No space left on device; free space" in result.stderr
+        assert not list(full_disk.iterdir())
