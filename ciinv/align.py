@@ -23,7 +23,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter1d
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_dir, atomic_path
+from ciinv.files import atomic_dir, atomic_path, read_npz
 
 # The feathered paste-back region in crop coordinates (fractions of the crop side): an ellipse
 # covering forehead to chin and cheek to cheek of an FFHQ-aligned face (eyes sit at ~0.48 of the
@@ -255,12 +255,37 @@ def align_video(
         )
 
 
-def load_align(path: str | os.PathLike) -> dict:
-    """Read what align_video wrote: {'quads', 'resolution' (int), 'sigmas', 'frame_size'}."""
+def read_crop(path: str | os.PathLike, frame: int, rerun: str = "rerun the stage that rendered it") -> np.ndarray:
+    """One stored crop (a PNG of the align or edit stage) as R×R×3 uint8 RGB, checked.
+
+    A missing, truncated or non-square picture, or an entirely black one (what a NaN code renders
+    to), is a CiinvError naming the file and the frame: it must never be pasted into a video.
+    """
+    path = Path(path)
     try:
-        with np.load(Path(path)) as data:
-            result = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as error:
-        raise CiinvError(f"cannot read alignment {path} ({error}); delete it and rerun the align step") from None
+        with Image.open(path) as image:
+            crop = np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise CiinvError(f"{path}: the crop of frame {frame} is missing; {rerun}") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises these for damaged files
+        raise CiinvError(f"{path}: cannot read the crop of frame {frame} ({exc}); {rerun}") from None
+    if crop.shape[0] != crop.shape[1]:
+        raise CiinvError(f"{path}: the crop of frame {frame} is {crop.shape[1]}x{crop.shape[0]}, not square; {rerun}")
+    if not crop.any():
+        raise CiinvError(f"{path}: the crop of frame {frame} is entirely black (rendered from non-finite codes?); "
+                         f"{rerun}")
+    return crop
+
+
+def load_align(path: str | os.PathLike) -> dict:
+    """Read what align_video wrote: {'quads' [F, 4, 2], 'resolution' (int), 'sigmas', 'frame_size'}.
+
+    A truncated or garbled file, or one holding NaN/inf, is a CiinvError naming it.
+    """
+    result = read_npz(path, ["quads", "resolution"], rerun="rerun the align stage for its video",
+                      per_frame=["quads"])
+    if result["quads"].ndim != 3 or result["quads"].shape[1:] != (4, 2):
+        raise CiinvError(f"{path}: 'quads' has shape {result['quads'].shape}, expected [frames, 4, 2]; "
+                         "delete it and rerun the align stage for its video")
     result["resolution"] = int(result["resolution"])
     return result

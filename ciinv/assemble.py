@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from ciinv.align import paste_back
+from ciinv.align import load_align, paste_back, read_crop
 from ciinv.errors import CiinvError
 from ciinv.video import VideoReader, VideoWriter
 
@@ -26,11 +23,12 @@ def assemble_video(
 ) -> None:
     """Write `out_path`: every frame of the source with its face replaced by the edited crop.
 
-    The output keeps the source's frame count, rational fps, display size and orientation
-    (frames are decoded upright and written without rotation metadata) and its audio track.
+    The output keeps the source's frame count, rational fps (or, for unevenly spaced frames, each
+    frame's presentation time), display size and orientation
+    (frames are decoded upright and written without rotation metadata) and every audio track, whole.
     Frames are streamed: memory does not grow with the clip's length.
     """
-    quads = np.load(align_path)["quads"]
+    quads = load_align(align_path)["quads"]
     crops = sorted(Path(crops_dir).glob("*.png"))
     if not len(crops) == len(quads) == meta["frames"]:
         raise CiinvError(
@@ -39,10 +37,11 @@ def assemble_video(
         )
     audio = video_path if meta["audio"] else None
     with VideoReader(video_path, meta) as reader, VideoWriter(
-        out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf, preset=preset
+        out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf, preset=preset,
+        audio_tail=True, timing=meta.get("timing"),
     ) as writer:
         for index, frame in reader.frames():
-            crop = np.asarray(Image.open(crops[index]).convert("RGB"))
+            crop = read_crop(crops[index], index, rerun="rerun the edit stage for this video and edit")
             writer.write(paste_back(frame, crop, quads[index], feather=feather))
             if index % 50 == 0:
                 log(f"assemble: frame {index + 1}/{meta['frames']}")

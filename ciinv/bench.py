@@ -64,6 +64,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 from ciinv import metrics, models
+from ciinv.config import check_config
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path
 from ciinv.invert import InvertSettings, invert_windows, pick_device
@@ -117,6 +118,7 @@ def load_config(paths, schema: str | os.PathLike = SCHEMA) -> dict:
     if errors:
         where = "/".join(str(p) for p in errors[0].absolute_path) or "(top level)"
         raise CiinvError(f"config {', '.join(map(str, paths))}: {where}: {errors[0].message}")
+    check_config(config, f"config {', '.join(map(str, paths))}")
     return config
 
 

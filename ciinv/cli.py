@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is neither NaN nor infinite."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def cmd_probe(args) -> None:
@@ -27,14 +36,14 @@ def cmd_probe(args) -> None:
 
 def cmd_landmarks(args) -> None:
     from ciinv.gpu import claim_device
-    from ciinv.files import read_json
     from ciinv.landmarks import detect_video, save_landmarks
+    from ciinv.video import read_meta
 
     result = detect_video(
         args.video, detector=args.detector, max_gap=args.max_gap,
         # dlib runs on the CPU: it must not hold a GPU that an invert job is waiting for.
         device=claim_device(args.device) if args.detector == "fan" else "cpu",
-        models_dir=args.models_dir, meta=read_json(args.meta) if args.meta else None,
+        models_dir=args.models_dir, meta=read_meta(args.meta) if args.meta else None,
     )
     save_landmarks(args.out, result)
     log(f"landmarks: {int(result['detected'].sum())}/{len(result['detected'])} frames with a detected face,"
@@ -43,23 +52,23 @@ def cmd_landmarks(args) -> None:
 
 def cmd_align(args) -> None:
     from ciinv.align import align_video
-    from ciinv.files import read_json
+    from ciinv.video import read_meta
 
     align_video(
         args.video, args.landmarks, args.out, args.crops, resolution=args.resolution,
-        center_sigma=args.center_sigma, axes_sigma=args.axes_sigma, meta=read_json(args.meta) if args.meta else None,
+        center_sigma=args.center_sigma, axes_sigma=args.axes_sigma, meta=read_meta(args.meta) if args.meta else None,
     )
 
 
 def cmd_invert(args) -> None:
     from ciinv.gpu import claim_device
-    from ciinv.files import read_json
     from ciinv.invert import InvertSettings, invert_shard
+    from ciinv.video import read_meta
 
     settings = InvertSettings.from_dict(
         json.loads(args.settings) | {"windows_per_batch": args.windows_per_batch, "checkpoint_every": args.checkpoint_every}
     )
-    meta = read_json(args.meta)
+    meta = read_meta(args.meta)
     invert_shard(
         args.crops, meta["frames"], int(args.shard), settings, args.generator, args.flow, args.vgg16, args.out,
         device=claim_device(args.device), log=log, source=meta.get("path", args.crops),
@@ -67,15 +76,16 @@ def cmd_invert(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from ciinv.files import read_json
     from ciinv.invert import merge_shards
+    from ciinv.video import read_meta
 
-    merge_shards(args.shards, read_json(args.meta)["frames"], args.out, noise_path=args.noise)
+    merge_shards(args.shards, read_meta(args.meta)["frames"], args.out, noise_path=args.noise)
 
 
 def cmd_edit(args) -> None:
-    from ciinv.gpu import claim_device
     from ciinv.edit import is_sefa, render_edit
+    from ciinv.errors import CiinvError
+    from ciinv.gpu import claim_device
     from ciinv.models import load_generator
     from ciinv.models.registry import require, resolve_direction
 
@@ -84,18 +94,21 @@ def cmd_edit(args) -> None:
     generator = load_generator(args.generator).to(device)
     spec = edit.get("direction")
     direction = None
-    if spec and not is_sefa(spec):
-        direction = require(resolve_direction(spec, args.generator, args.models_dir), args.models_dir)
+    try:
+        if spec and not is_sefa(spec):
+            direction = require(resolve_direction(spec, args.generator, args.models_dir), args.models_dir)
+    except CiinvError as exc:
+        raise CiinvError(f"edit {edit.get('name')!r}: {exc}") from None
     render_edit(args.latents, generator, edit, args.out, direction_path=direction, noise_path=args.noise,
                 device=device, log=log)
 
 
 def cmd_assemble(args) -> None:
     from ciinv.assemble import assemble_video
-    from ciinv.files import read_json
+    from ciinv.video import read_meta
 
     assemble_video(
-        args.video, read_json(args.meta), args.align, args.crops, args.out, feather=args.feather, crf=args.crf,
+        args.video, read_meta(args.meta), args.align, args.crops, args.out, feather=args.feather, crf=args.crf,
         preset=args.preset, log=log,
     )
 
@@ -198,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="align.npz")
     p.add_argument("--crops", required=True, help="folder for the crops")
     p.add_argument("--resolution", type=int, default=1024)
-    p.add_argument("--center-sigma", type=float, default=1.0)
-    p.add_argument("--axes-sigma", type=float, default=3.0)
+    p.add_argument("--center-sigma", type=finite_float, default=1.0)
+    p.add_argument("--axes-sigma", type=finite_float, default=3.0)
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("invert", help="joint MAC+ICC inversion of one shard of windows -> shard .pt")
@@ -241,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", required=True)
     p.add_argument("--crops", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--feather", type=float, default=0.1)
+    p.add_argument("--feather", type=finite_float, default=0.1)
     p.add_argument("--crf", type=int, default=18)
     p.add_argument("--preset", default="medium")
     p.set_defaults(func=cmd_assemble)
@@ -319,12 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ciinv.errors import CiinvError
+    from ciinv.files import os_advice
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except CiinvError as exc:
         print(f"ciinv {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # A full disk or a missing permission outside the atomic writes (which explain their own).
+        advice = os_advice(exc.errno, exc.filename) if exc.filename else None
+        if advice is None:
+            raise
+        print(f"ciinv {args.command}: error: {exc.filename}: {exc.strerror}; {advice}", file=sys.stderr)
         return 1
     return 0
 

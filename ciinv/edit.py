@@ -58,7 +58,7 @@ import torch
 from PIL import Image
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_dir
+from ciinv.files import atomic_dir, finite_number, read_npy, read_torch, require_finite
 
 EDIT_KINDS = ("direction", "morph_with", "transfer_from")
 PAIRINGS = ("step", "first", "last")
@@ -84,15 +84,14 @@ def load_direction(path: str | os.PathLike, num_ws: int, w_dim: int) -> torch.Te
     directions are applied to W+ codes.
     """
     path = Path(path)
-    try:
-        if path.suffix == ".npy":
-            direction = torch.from_numpy(np.load(path, allow_pickle=False))
-        else:
-            direction = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unreadable or not an array
-        raise CiinvError(f"cannot read the direction file {path}: {exc}") from exc
+    direction = read_npy(path, rerun=None) if path.suffix == ".npy" else read_torch(path, rerun=None)
+    if isinstance(direction, np.ndarray):
+        direction = torch.from_numpy(direction)
     if not isinstance(direction, torch.Tensor):
         raise CiinvError(f"direction file {path} holds a {type(direction).__name__}, not an array")
+    if not (direction.is_floating_point() or direction.dtype in (torch.int32, torch.int64)):
+        raise CiinvError(f"direction file {path} holds {direction.dtype} values, not numbers")
+    require_finite(direction, path, "its direction values", rerun=None)
     direction = direction.float()
     if direction.dim() == 3 and direction.shape[0] == 1:
         direction = direction[0]
@@ -125,6 +124,14 @@ def sefa_direction(generator, index: int) -> torch.Tensor:
 
 def is_sefa(spec: str | None) -> bool:
     return bool(spec) and str(spec).startswith("sefa:")
+
+
+def sefa_index(spec: str) -> int:
+    """K of ``sefa:K``; CiinvError when K is not a whole number."""
+    index = spec.split(":", 1)[1]
+    if not index.isdigit():
+        raise CiinvError(f"direction {spec!r}: write sefa:K with K a whole number (sefa:0 is the strongest direction)")
+    return int(index)
 
 
 def layer_mask(layers, num_ws: int) -> torch.Tensor:
@@ -193,12 +200,15 @@ def load_latents(path: str | os.PathLike, generator, role: str = "") -> torch.Te
     """
     path = Path(path)
     what = f"{role} codes {path}" if role else str(path)
+    if not path.exists() and not path.is_symlink():
+        raise CiinvError(f"{what}: no such file; invert that video first (its merge stage writes it)")
     try:
-        codes = torch.from_numpy(np.load(path, allow_pickle=False)).float()
-    except FileNotFoundError:
-        raise CiinvError(f"{what}: no such file; invert that video first (its merge stage writes it)") from None
-    except Exception as exc:
-        raise CiinvError(f"{what}: not a latents.npy ({exc}); rerun the merge stage of its video") from None
+        codes = read_npy(path, rerun="rerun the merge stage of its video", frame_axis=0)
+    except CiinvError as exc:
+        raise CiinvError(f"{role + ' codes: ' if role else ''}{exc}") from None
+    if not np.issubdtype(codes.dtype, np.floating):
+        raise CiinvError(f"{what}: holds {codes.dtype} values, not codes; rerun the merge stage of its video")
+    codes = torch.from_numpy(codes).float()
     if codes.ndim != 3 or codes.shape[0] < 1:
         raise CiinvError(f"{what}: shape {list(codes.shape)}, expected [frames, layers, {generator.w_dim}]")
     frames, num_ws, w_dim = codes.shape
@@ -218,14 +228,16 @@ def load_frame_noise(path: str | os.PathLike, frames: int) -> tuple[list[torch.T
     stored window; frame_window: [frames] int64, the row each frame is rendered with.
     """
     path = Path(path)
+    stored = read_torch(path, rerun="rerun the merge stage")
     try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
         if stored["noise"] is None:
             return None, None
         maps, frame_window = [m.float() for m in stored["noise"]], stored["frame_window"].long()
     except Exception as exc:
-        raise CiinvError(f"{path}: not a readable noise file ({type(exc).__name__}: {exc}); "
+        raise CiinvError(f"{path}: not a noise file of the merge stage ({type(exc).__name__}: {exc}); "
                          "rerun the merge stage") from None
+    for layer, noise_map in enumerate(maps):
+        require_finite(noise_map, path, f"its noise maps of layer {layer}", rerun="rerun the merge stage")
     if frame_window.shape != (frames,):
         raise CiinvError(f"{path} has noise for {frame_window.shape[0]} frames but the codes have {frames}; "
                          "rerun the merge stage")
@@ -250,17 +262,22 @@ def edit_codes(codes: torch.Tensor, edit: dict, generator, direction_path: str |
     num_ws, w_dim = codes.shape[1:]
     mask = layer_mask(edit.get("layers", "all"), num_ws)
     pairing = edit.get("pairing", "step")
+    name = edit.get("name")
     if kind == "direction":
         spec = edit["direction"]
-        if is_sefa(spec):
-            direction = sefa_direction(generator, int(spec.split(":", 1)[1])).cpu().expand(num_ws, w_dim)
-        else:
-            direction = load_direction(direction_path or spec, num_ws, w_dim)
-        return apply_edit(codes, direction, float(edit["strength"]), mask)
+        strength = finite_number(edit.get("strength"), f"edit {name!r}: strength")
+        try:
+            if is_sefa(spec):
+                direction = sefa_direction(generator, sefa_index(spec)).cpu().expand(num_ws, w_dim)
+            else:
+                direction = load_direction(direction_path or spec, num_ws, w_dim)
+        except CiinvError as exc:  # the same file may serve several edits: say which one failed
+            raise CiinvError(f"edit {name!r}: {exc}") from None
+        return apply_edit(codes, direction, strength, mask)
 
     other = load_latents(other_path or edit[kind], generator, role=kind)
     if kind == "morph_with":
-        alpha = float(edit["alpha"])
+        alpha = finite_number(edit.get("alpha"), f"edit {name!r}: alpha")
         if not 0 <= alpha <= 1:
             raise CiinvError(f"edit {edit['name']!r}: alpha must be between 0 (this video) and 1 (the other), "
                              f"got {alpha}")
@@ -268,7 +285,8 @@ def edit_codes(codes: torch.Tensor, edit: dict, generator, direction_path: str |
     if pairing == "first":
         raise CiinvError(f"edit {edit['name']!r}: pairing 'first' pairs every frame with the reference's "
                          "first frame, so nothing would be transferred; use 'step' or 'last'")
-    return apply_transfer(codes, other, float(edit["strength"]), mask, pairing)
+    strength = finite_number(edit.get("strength"), f"edit {name!r}: strength")
+    return apply_transfer(codes, other, strength, mask, pairing)
 
 
 def render_edit(
@@ -307,6 +325,10 @@ def render_edit(
             if maps is not None:
                 noise = [m[frame_window[start:stop]].to(device) for m in maps]
             images = generator.synthesis(codes[start:stop].to(device), noise=noise)
+            if not torch.isfinite(images).all():  # clamp and rounding would paste it back black
+                bad = start + int((~torch.isfinite(images)).flatten(1).any(1).nonzero()[0])
+                raise CiinvError(f"edit {edit['name']}: the generator rendered non-finite pixels for frame {bad} of "
+                                 f"{latents_path}; its codes or the generator's weights hold bad numbers")
             pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             for offset, image in enumerate(pixels.permute(0, 2, 3, 1).cpu().numpy()):
                 Image.fromarray(image).save(tmp / f"{start + offset:06d}.png", compress_level=1)

@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path
+from ciinv.files import atomic_path, read_npz
 
 DETECTORS = ("fan", "dlib")
 
@@ -370,13 +370,9 @@ def save_landmarks(path: str | os.PathLike, result: dict) -> None:
 
 
 def load_landmarks(path: str | os.PathLike) -> dict:
-    """Read what save_landmarks wrote: {'points', 'score', 'box', 'detected', 'interpolated'}."""
-    try:
-        with np.load(path) as data:
-            result = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as error:
-        raise CiinvError(f"cannot read landmarks {path} ({error}); delete it and rerun the landmarks step") from None
-    missing = {"points", "score", "box", "detected", "interpolated"} - set(result)
-    if missing:
-        raise CiinvError(f"{path} lacks {', '.join(sorted(missing))}; delete it and rerun the landmarks step")
-    return result
+    """Read what save_landmarks wrote: {'points', 'score', 'box', 'detected', 'interpolated'}.
+
+    A truncated or garbled file, or one holding NaN/inf, is a CiinvError naming it.
+    """
+    return read_npz(path, ["points", "score", "box", "detected", "interpolated"],
+                    rerun="rerun the landmarks stage for its video", per_frame=["points", "score", "box"])

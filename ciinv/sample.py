@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path
+from ciinv.files import atomic_path, tmp_sibling, tool_write_error
 from ciinv.video import VideoWriter, ffmpeg_exe
 
 # Where the head is in astronaut(), in source pixels (x, y).
@@ -135,10 +135,10 @@ def make_clip(
         _encode(path, stored, fps)
         return
     with atomic_path(path) as final_tmp:
-        video_tmp = final_tmp.with_name(final_tmp.stem + ".video" + final_tmp.suffix)
+        video_tmp = tmp_sibling(path, "video")
         try:
             _encode(video_tmp, stored, fps)
-            _remux(video_tmp, final_tmp, fps, frames, audio, rotation)
+            _remux(video_tmp, final_tmp, fps, frames, audio, rotation, path)
         finally:
             video_tmp.unlink(missing_ok=True)
 
@@ -150,8 +150,8 @@ def _encode(path: Path, stored: np.ndarray, fps: str) -> None:
             writer.write(picture)
 
 
-def _remux(video: Path, out: Path, fps: str, frames: int, audio: bool, rotation: int) -> None:
-    """Copy ``video`` into ``out``, adding the tone and the display rotation."""
+def _remux(video: Path, out: Path, fps: str, frames: int, audio: bool, rotation: int, final: Path) -> None:
+    """Copy ``video`` into ``out`` (the temporary name of ``final``), adding the tone and the display rotation."""
     duration = f"{float(frames / Fraction(fps)):.6f}"
     tone = ["-f", "lavfi", "-i", f"sine=frequency=440:beep_factor=4:sample_rate=44100:duration={duration}"]
     faststart = ["-movflags", "+faststart"] if out.suffix.lower() in (".mp4", ".mov", ".m4v") else []
@@ -173,4 +173,5 @@ def _remux(video: Path, out: Path, fps: str, frames: int, audio: bool, rotation:
         if result.returncode != 0 and "display_rotation" in result.stderr:
             result = run([], ["-metadata:s:v:0", f"rotate={rotation}"])
     if result.returncode != 0:
-        raise CiinvError(f"{out}: ffmpeg failed while adding audio/rotation:\n{result.stderr.strip()[-2000:]}")
+        raise tool_write_error(final, result.stderr) or CiinvError(
+            f"{out}: ffmpeg failed while adding audio/rotation:\n{result.stderr.strip()[-2000:]}")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path
+from ciinv.files import atomic_path, read_torch, require_finite
 from ciinv.objective import LOSS_NAMES
 from ciinv.optimizer import LoopState, WindowResult
 from ciinv.settings import InvertSettings
@@ -144,12 +144,13 @@ def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
     noise_path = Path(noise_path) if noise_path is not None else Path(out_path).with_name("noise.pt")
     windows, codes, noise, warm = [], [], [], []
     for path in shard_paths:
+        shard = read_torch(path, rerun="rerun the invert stage")
         try:
-            shard = torch.load(path, map_location="cpu", weights_only=True)
             starts_stops, shard_codes = shard["windows"], shard["codes"]
         except Exception as exc:
-            raise CiinvError(f"{path}: not a readable latent shard ({type(exc).__name__}: {exc}); "
+            raise CiinvError(f"{path}: not a latent shard ({type(exc).__name__}: {exc}); "
                              "delete it and rerun the invert stage") from None
+        require_finite(shard_codes, path, "its codes", rerun="rerun the invert stage")
         if shard_codes.ndim != 4 or shard_codes.shape[0] != len(starts_stops):
             raise CiinvError(f"{path}: 'codes' is {list(shard_codes.shape)}, expected [{len(starts_stops)}, T, L, D]; "
                              "delete it and rerun the invert stage")

@@ -34,7 +34,7 @@ import ffmpeg
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path
+from ciinv.files import atomic_path, tmp_sibling, tool_write_error
 
 # File suffixes (lower case) taken for videos when a folder is scanned.
 VIDEO_SUFFIXES = frozenset(
@@ -161,6 +161,91 @@ def exact_fps(fps_float: float) -> Fraction:
     return Fraction(fps_float).limit_denominator(1001)
 
 
+# A step between consecutive frames' timestamps below this (seconds) is a broken timestamp, not a
+# frame rate: no camera records at 1000 frames per second into a file ciinv is given.
+_BROKEN_STEP = 1e-3
+
+
+def _audio_seconds(path: str) -> float | None:
+    """Length of the first audio stream in seconds, from decoding it (None if it cannot be read)."""
+    result = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", _ffmpeg_arg(path), "-map", "0:a:0", "-f", "null", "-",
+         "-progress", "pipe:1"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+    )
+    times = re.findall(r"^out_time_us=(\d+)$", result.stdout, re.MULTILINE)
+    return int(times[-1]) / 1e6 if result.returncode == 0 and times and int(times[-1]) > 0 else None
+
+
+# At most this many runs of equally spaced frames are kept as a clip's timing (a join of a few
+# parts); a clip whose spacing changes more often is written evenly spaced (within a frame).
+MAX_TIMING_RUNS = 64
+
+
+def frame_timing(path: str, reader: decord.VideoReader, fps: Fraction, audio: bool) -> tuple[Fraction, list | None]:
+    """(rate, timing): how long the frames last, and when each is shown where that is not evenly.
+
+    rate: ``fps`` (the container's average rate) when ``frames / fps`` is within a frame of the
+    time from the first frame's start to the last frame's end. Clips joined from parts of
+    different rates (``ffmpeg -f concat -c copy``) can have an average far off: written at it,
+    a video would be shortened or stretched and its sound cut. Those get ``frames / span``
+    (a rational over milliseconds). Where the timestamps themselves are broken (a step between
+    frames under a millisecond, or backwards), the sound track's length, if any, is the span.
+
+    timing: None for evenly spaced frames; else the runs of equally spaced frames, each
+    ``[first frame, its time in s, step in s]``, so that a writer can show every frame at its
+    presentation time (``timing_of``). None as well for broken timestamps, and for more than
+    MAX_TIMING_RUNS runs (frames then evenly spaced over the same span).
+    """
+    frames = len(reader)
+    try:
+        times = np.asarray(reader.get_frame_timestamp(list(range(frames))), np.float64)  # [frames, (start, end)] s
+    except Exception:  # decord raises bare errors; without timestamps the average is all there is
+        return fps, None
+    span = float(times[-1, 1] - times[0, 0])
+    steps = np.diff(times[:, 0])
+    broken = frames > 1 and steps.min() < _BROKEN_STEP
+    if broken:
+        span = (_audio_seconds(path) if audio else None) or span
+    if not (math.isfinite(span) and span > 0) or abs(span - frames / fps) <= 1 / fps:
+        rate = fps
+    else:
+        rate = Fraction(frames * 1000, max(1, round(span * 1000)))
+    if broken or frames < 2:
+        return rate, None
+    # Runs of steps within 2 ms of their first step (timestamps rounded to milliseconds, as in
+    # Matroska, make the steps of 12 fps 83 or 84 ms); each run's step is its mean.
+    firsts = [0]
+    for i in range(1, len(steps)):
+        if abs(steps[i] - steps[firsts[-1]]) > 2e-3:
+            firsts.append(i)
+    if len(firsts) == 1 or len(firsts) > MAX_TIMING_RUNS:
+        return rate, None
+    starts = times[:, 0] - times[0, 0]
+    timing = []
+    for first, stop in zip(firsts, firsts[1:] + [len(steps)]):
+        timing.append([first, round(float(starts[first]), 6), round(float(steps[first:stop].mean()), 6)])
+    return rate, timing
+
+
+def _timing_expression(timing: list) -> str:
+    """An ffmpeg expression of the frame number N giving frame N's time in s under ``timing``."""
+    expression = ""
+    for index, (first, start, step) in reversed(list(enumerate(timing))):
+        own = f"{start}+(N-{first})*{step}"
+        expression = own if not expression else f"if(lt(N,{timing[index + 1][0]}),{own},{expression})"
+    return expression
+
+
+def timing_of(timing: list, frames: int) -> tuple[np.ndarray, float]:
+    """(time of each of ``frames`` frames in s, total duration in s) from a ``frame_timing`` timing."""
+    firsts = np.array([run[0] for run in timing])
+    index = np.arange(frames)
+    run = np.searchsorted(firsts, index, side="right") - 1
+    starts = np.array([r[1] for r in timing])[run] + (index - firsts[run]) * np.array([r[2] for r in timing])[run]
+    return starts, float(starts[-1] + timing[run[-1]][2])
+
+
 def probe(path: str | os.PathLike) -> dict:
     """What the pipeline needs to know about one video file.
 
@@ -173,7 +258,9 @@ def probe(path: str | os.PathLike) -> dict:
     - ``coded_width``/``coded_height``: size of the stored pictures, before rotation;
     - ``rotation``: clockwise degrees (0, 90, 180, 270) that turn the stored pictures upright;
     - ``audio``: whether the file has at least one audio stream;
-    - ``duration_s``: ``frames / fps``, the duration of the re-encoded video.
+    - ``duration_s``: ``frames / fps``, the duration of the re-encoded video;
+    - ``timing``: None where the frames are evenly spaced (at ``fps``), else when each is shown:
+      runs ``[first frame, time in s, step in s]`` (see ``frame_timing``).
 
     Raises CiinvError, naming the file, when it is missing, empty, not a video, or has no frames.
     """
@@ -191,6 +278,7 @@ def probe(path: str | os.PathLike) -> dict:
         fps = exact_fps(reader.get_avg_fps())
     except ValueError as err:
         raise CiinvError(f"{path}: {err}; re-encode it with a fixed rate (ffmpeg -i IN -r 25 OUT).") from err
+    fps, timing = frame_timing(path, reader, fps, facts["audio"])
     del reader
     rotation = facts["rotation"]
     width, height = facts["coded_width"], facts["coded_height"]
@@ -207,8 +295,48 @@ def probe(path: str | os.PathLike) -> dict:
         "coded_height": facts["coded_height"],
         "rotation": rotation,
         "audio": facts["audio"],
-        "duration_s": float(frames / fps),
+        "duration_s": timing_of(timing, frames)[1] if timing else float(frames / fps),
+        "timing": timing,
     }
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """A ``meta.json`` written from ``probe``, checked: CiinvError naming the file when it is
+    missing, garbled, a folder, or holds a frame count, rate, size or rotation no video has."""
+    from ciinv.files import read_json
+
+    rerun = "rerun the probe stage for its video"
+    meta = read_json(path, rerun=rerun)
+    if not isinstance(meta, dict):
+        raise CiinvError(f"{path}: holds a {type(meta).__name__}, not the probe's facts; delete it and {rerun}")
+
+    def bad(key: str, value) -> CiinvError:
+        return CiinvError(f"{path}: '{key}' is {value!r}; delete it and {rerun}")
+
+    for key in ("frames", "width", "height", "coded_width", "coded_height"):
+        value = meta.get(key)
+        if type(value) is not int or value < 1:
+            raise bad(key, value)
+    if meta.get("rotation") not in (0, 90, 180, 270):
+        raise bad("rotation", meta.get("rotation"))
+    if type(meta.get("audio")) is not bool:
+        raise bad("audio", meta.get("audio"))
+    try:
+        rate = Fraction(str(meta.get("fps")))
+    except (ValueError, ZeroDivisionError):
+        raise bad("fps", meta.get("fps")) from None
+    if rate <= 0:
+        raise bad("fps", meta.get("fps"))
+    timing = meta.get("timing")
+    if timing is not None:
+        ok = isinstance(timing, list) and timing and all(
+            isinstance(run, list) and len(run) == 3 and type(run[0]) is int
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in run[1:]) and run[2] > 0
+            for run in timing
+        ) and [run[0] for run in timing] == sorted({run[0] for run in timing}) and timing[0][0] == 0
+        if not ok:
+            raise bad("timing", timing)
+    return meta
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,10 +475,11 @@ class VideoReader:
 # Encoding
 
 
-def _has_audio(path: str) -> bool:
+def audio_streams(path: str) -> int:
+    """How many audio streams the file holds (0: none)."""
     if not os.path.isfile(path):
         raise CiinvError(f"{path}: no such file (wanted for its audio).")
-    return re.search(r"Stream #\d+:\d+.*?: Audio:", _banner(path)) is not None
+    return len(re.findall(r"Stream #\d+:\d+.*?: Audio:", _banner(path)))
 
 
 def _container_options(path: Path) -> dict:
@@ -374,9 +503,12 @@ class VideoWriter:
     The output appears under ``path`` only when `close` succeeds (a temporary name before).
     Frame ``i`` is shown at time ``i / fps``; the file has exactly as many frames as were
     written and no rotation metadata. Colours are converted with the BT.709 matrix (TV
-    range) and tagged so. If ``audio_from`` (any file ffmpeg reads) has audio, its first
-    audio stream is re-encoded to AAC, cut at or padded with silence to the video's duration
-    ``frames / fps``: ``-shortest`` would cut the video instead when the audio is shorter.
+    range) and tagged so. If ``audio_from`` (any file ffmpeg reads) has audio, each of its
+    audio streams, in order, is re-encoded to AAC, cut at or padded with silence to the video's
+    duration ``frames / fps``: ``-shortest`` would cut the video instead when the audio is shorter.
+    With ``audio_tail`` longer audio is kept whole, as the source plays it past its last frame
+    (for re-encoding a video with its own sound). With ``timing`` (a probe's, see
+    ``frame_timing``) frame ``i`` is shown at its time there instead of ``i / fps``.
     Use it as a context manager, so that an exception deletes the partial output.
 
     Even sizes are encoded yuv420p (plays everywhere). H.264 can only crop 4:2:0 pictures
@@ -393,6 +525,8 @@ class VideoWriter:
         audio_from: str | os.PathLike | None = None,
         crf: int = 18,
         preset: str = "medium",
+        audio_tail: bool = False,
+        timing: list | None = None,
     ):
         self.path = Path(path)
         self.fps = _check_fps(fps)
@@ -400,6 +534,8 @@ class VideoWriter:
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"bad frame size {width}x{height}")
         self.audio_from = os.fspath(audio_from) if audio_from is not None else None
+        self.audio_tail = audio_tail
+        self.timing = timing
         self.crf, self.preset = crf, preset
         self.count = 0
         self._proc: subprocess.Popen | None = None
@@ -408,9 +544,9 @@ class VideoWriter:
         try:
             self._final_tmp = self._stack.enter_context(atomic_path(self.path))
             # With audio, frames go to a second temporary file first; close() adds the audio.
-            self._audio = self.audio_from is not None and _has_audio(self.audio_from)
+            self._audio = audio_streams(self.audio_from) if self.audio_from is not None else 0
             if self._audio:
-                self._video_tmp = self._final_tmp.with_name(self._final_tmp.stem + ".video" + self.path.suffix)
+                self._video_tmp = tmp_sibling(self.path, "video")
                 self._stack.callback(self._video_tmp.unlink, missing_ok=True)
             else:
                 self._video_tmp = self._final_tmp
@@ -434,6 +570,11 @@ class VideoWriter:
         )
         # Input and output rates are equal, so ffmpeg neither drops nor duplicates frames.
         options = dict(vcodec="libx264", crf=self.crf, preset=self.preset, pix_fmt=pix_fmt, r=str(self.fps))
+        if self.timing:
+            # Each frame at its own time: a 90 kHz clock (MPEG's), passed through to the file as it is.
+            frames = frames.filter("settb", "1/90000").filter("setpts", f"({_timing_expression(self.timing)})/TB")
+            del options["r"]
+            options.update(fps_mode="passthrough", enc_time_base="1/90000")
         if not self._audio:
             options.update(_container_options(self.path))
         args = ffmpeg.output(frames, str(self._video_tmp), **options).compile(
@@ -445,7 +586,7 @@ class VideoWriter:
     def _ffmpeg_error(self, what: str) -> CiinvError:
         self._log.seek(0)
         said = _stderr_tail(self._log.read().decode(errors="replace"))
-        return CiinvError(f"{self.path}: ffmpeg failed while {what}:\n{said}")
+        return tool_write_error(self.path, said) or CiinvError(f"{self.path}: ffmpeg failed while {what}:\n{said}")
 
     def write(self, frame: np.ndarray) -> None:
         """Append one ``height x width x 3`` uint8 RGB frame."""
@@ -480,18 +621,25 @@ class VideoWriter:
             raise
         self._stack.close()  # renames the temporary file onto self.path
 
+    def duration(self) -> float:
+        """Seconds the frames written so far last."""
+        return timing_of(self.timing, self.count)[1] if self.timing else float(self.count / self.fps)
+
     def _mux_audio(self) -> None:
-        duration = f"{float(self.count / self.fps):.6f}"
+        duration = f"{self.duration():.6f}"
         video = ffmpeg.input(str(self._video_tmp))
-        # -t on the input cuts longer audio; apad + whole_dur pads shorter audio with silence.
-        audio = ffmpeg.input(_ffmpeg_arg(self.audio_from), t=duration)["a"].filter("apad", whole_dur=duration)
-        options = dict(vcodec="copy", acodec="aac", audio_bitrate="192k", t=duration, **_container_options(self.path))
-        args = ffmpeg.output(video["v"], audio, str(self._final_tmp), **options).compile(
+        # -t on the input cuts longer audio; apad + whole_dur pads shorter audio with silence. Every
+        # audio stream is kept (a second language, a commentary), in the source's order.
+        cut = {} if self.audio_tail else {"t": duration}
+        source = ffmpeg.input(_ffmpeg_arg(self.audio_from), **cut)
+        audio = [source[f"a:{i}"].filter("apad", whole_dur=duration) for i in range(self._audio)]
+        options = dict(vcodec="copy", acodec="aac", audio_bitrate="192k", **cut, **_container_options(self.path))
+        args = ffmpeg.output(video["v"], *audio, str(self._final_tmp), **options).compile(
             cmd=[ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y"]
         )
         result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
         if result.returncode != 0:
-            raise CiinvError(
+            raise tool_write_error(self.path, result.stderr) or CiinvError(
                 f"{self.path}: ffmpeg failed adding the audio of {self.audio_from}:\n{_stderr_tail(result.stderr)}"
             )
 

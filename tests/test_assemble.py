@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from ciinv.align import align_video
 from ciinv.assemble import assemble_video
@@ -47,3 +48,21 @@ def test_a_crop_count_that_does_not_match_the_video_is_refused(aligned, tmp_path
     with pytest.raises(CiinvError, match="clip.mp4 has 8 frames"):
         assemble_video(video, meta, folder / "align.npz", crops, tmp_path / "out.mp4")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_damaged_alignment_or_a_black_crop_is_refused_naming_the_file(aligned, tmp_path):
+    folder, video, meta = aligned
+    data = (folder / "align.npz").read_bytes()
+    (tmp_path / "align.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CiinvError, match=r"align.npz: not a readable .npz archive.*rerun the align stage"):
+        assemble_video(video, meta, tmp_path / "align.npz", folder / "crops", tmp_path / "out.mp4")
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for path in sorted((folder / "crops").glob("*.png")):
+        (crops / path.name).write_bytes(path.read_bytes())
+    Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(crops / "000005.png")
+    with pytest.raises(CiinvError, match=r"000005.png: the crop of frame 5 is entirely black"):
+        assemble_video(video, meta, folder / "align.npz", crops, tmp_path / "out.mp4", preset="ultrafast",
+                       log=lambda m: None)
+    assert not (tmp_path / "out.mp4").exists()
+    assert not list(tmp_path.glob(".tmp-*"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from .conftest import REPO
 from .test_workflow import snakemake
 
@@ -27,3 +29,24 @@ def test_a_bad_config_key_is_named(tmp_path):
     result = snakemake(tmp_path, "--dry-run", configfiles=[bad])
     assert result.returncode != 0
     assert "steps" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("overlay, expected", [
+    ("edits:\n  - {name: a, direction: 'sefa:0', strength: .nan}\n", "edits/0/strength"),
+    ("edits:\n  - {name: a, direction: 'sefa:0', strength: 1}\n  - {name: a, direction: 'sefa:1', strength: 1}\n",
+     "'a' appear more than once"),
+    ("edits:\n  - {name: a, direction: 'sefa:abc', strength: 1}\n", "sefa:abc"),
+])
+def test_a_config_that_would_give_a_wrong_video_is_refused_before_any_job(tmp_path, overlay, expected):
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(overlay)
+    result = snakemake(tmp_path, "--dry-run", configfiles=[bad])
+    assert result.returncode != 0
+    assert expected in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_missing_input_dir_is_a_warning_not_a_silent_no_op(tmp_path):
+    result = snakemake(tmp_path, "--dry-run")
+    assert "input_dir videos does not exist" in result.stderr + result.stdout

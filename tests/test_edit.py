@@ -102,3 +102,37 @@ def test_noise_maps_for_another_clip_length_are_refused(tmp_path, generator):
     render_edit(tmp_path / "plain" / "latents.npy", generator, {"name": "recon"}, tmp_path / "constant",
                 log=lambda m: None)
     assert (tmp_path / "own" / "000000.png").read_bytes() != (tmp_path / "constant" / "000000.png").read_bytes()
+
+
+def test_bad_numbers_are_refused_naming_the_edit_file_and_frame_never_rendered_black(tmp_path, generator):
+    codes = generator.w_avg.expand(3, generator.num_ws, D).numpy().copy()
+    np.save(tmp_path / "latents.npy", codes)
+    nan_direction = np.ones(D, np.float32)
+    nan_direction[7] = np.nan
+    np.save(tmp_path / "nan.npy", nan_direction)
+    cases = [
+        ({"name": "n", "direction": str(tmp_path / "nan.npy"), "strength": 1.0}, r"edit 'n': .*nan.npy.*non-finite"),
+        ({"name": "s", "direction": "sefa:0", "strength": float("nan")}, r"edit 's': strength"),
+        ({"name": "k", "direction": "sefa:abc", "strength": 1.0}, r"edit 'k': direction 'sefa:abc'"),
+        ({"name": "m", "morph_with": str(tmp_path / "latents.npy"), "alpha": float("inf")}, r"edit 'm': alpha"),
+    ]
+    for edit, expected in cases:
+        with pytest.raises(CiinvError, match=expected):
+            render_edit(tmp_path / "latents.npy", generator, edit, tmp_path / "out", log=lambda m: None)
+    codes[2, 0, 5] = np.inf
+    np.save(tmp_path / "latents.npy", codes)
+    with pytest.raises(CiinvError, match=r"latents.npy.*non-finite.*frame 2"):
+        render_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "out", log=lambda m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_generator_rendering_nan_is_refused_naming_the_frame(tmp_path):
+    path = tmp_path / "g.pt"
+    write_tiny_stylegan2(path, resolution=16, w_dim=D, n_mlp=2, max_channels=16)
+    broken = load_generator(path)
+    with torch.no_grad():
+        next(p for name, p in broken.named_parameters() if "synthesis" in name or "conv" in name).fill_(float("nan"))
+    np.save(tmp_path / "latents.npy", broken.w_avg.expand(2, broken.num_ws, D).numpy().copy())
+    with pytest.raises(CiinvError, match="non-finite pixels for frame 0"):
+        render_edit(tmp_path / "latents.npy", broken, {"name": "recon"}, tmp_path / "out", log=lambda m: None)
+    assert not (tmp_path / "out").exists()

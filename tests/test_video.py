@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from fractions import Fraction
@@ -294,3 +295,68 @@ def test_damaged_frame_is_named_and_the_frames_before_it_come_out(tmp_path):
                 good.append(index)
     assert 0 < len(good) < 40 and good == list(range(len(good)))
     assert str(path) in str(info.value) and f"frame {len(good)} " in str(info.value)
+
+
+def join_clips(out: Path, parts: list[Path]) -> None:
+    """`ffmpeg -f concat -c copy` of clips: a file whose average frame rate misstates its length
+    (and, for some joins, whose timestamps are broken), as users make them."""
+    listing = out.with_suffix(".txt")
+    listing.write_text("".join(f"file '{p}'\n" for p in parts))
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
+                    str(out)], check=True)
+
+
+@pytest.mark.parametrize("rates, suffix", [(("50", "12"), ".mkv"), (("30000/1001", "10"), ".mp4")])
+def test_a_joined_clip_of_two_rates_keeps_its_length_and_all_its_sound(tmp_path, rates, suffix):
+    parts = []
+    for i, (rate, frames) in enumerate(zip(rates, (20, 7))):
+        parts.append(tmp_path / f"part{i}.mp4")
+        make_clip(parts[-1], frames=frames, fps=rate, size=(64, 64), audio=True, seed=i)
+    joined = tmp_path / f"joined{suffix}"
+    join_clips(joined, parts)
+    meta = probe(joined)
+    sound = audio_seconds(joined)
+    assert meta["frames"] == 27
+    # The average rate alone says 0.54 s (.mkv) or 0.44 s (.mp4, broken timestamps) for ~1 s of sound.
+    assert abs(meta["duration_s"] - sound) < 0.1
+    out = tmp_path / "out.mp4"
+    with VideoReader(joined, meta) as reader, VideoWriter(out, meta["fps"], 64, 64, audio_from=joined,
+                                                            preset="ultrafast", audio_tail=True,
+                                                            timing=meta["timing"]) as writer:
+        for _, frame in reader.frames():
+            writer.write(frame)
+    made = probe(out)
+    assert made["frames"] == 27 and abs(made["duration_s"] - meta["duration_s"]) < 1 / meta["fps_float"]
+    assert abs(audio_seconds(out) - sound) < 1 / meta["fps_float"]
+    if suffix == ".mkv":  # sound timestamps: every frame is shown when the source shows it
+        assert meta["timing"] and len(made["timing"]) == len(meta["timing"])
+        np.testing.assert_allclose(video.timing_of(made["timing"], 27)[0], video.timing_of(meta["timing"], 27)[0],
+                                   atol=1e-3)
+    else:  # broken timestamps: evenly spaced over the length of the sound
+        assert meta["timing"] is None and made["timing"] is None
+
+
+def test_every_audio_stream_is_kept(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, frames=8, fps="25", size=(64, 64), audio=True)
+    two = tmp_path / "two.mkv"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(clip), "-f", "lavfi", "-i", "sine=frequency=880:duration=0.2",
+                    "-map", "0:v", "-map", "0:a", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", str(two)], check=True)
+    out = tmp_path / "out.mp4"
+    with VideoReader(two) as reader, VideoWriter(out, "25", 64, 64, audio_from=two, preset="ultrafast") as writer:
+        for _, frame in reader.frames():
+            writer.write(frame)
+    assert video.audio_streams(str(out)) == 2
+
+
+def test_a_damaged_meta_json_is_named_with_what_to_do(tmp_path):
+    good = {"frames": 5, "fps": "25", "width": 8, "height": 8, "coded_width": 8, "coded_height": 8, "rotation": 0,
+            "audio": False, "timing": [[0, 0.0, 0.04], [3, 0.12, 0.08]]}
+    path = tmp_path / "meta.json"
+    path.write_text(json.dumps(good))
+    assert video.read_meta(path) == good
+    for key, value in [("frames", 0), ("fps", "0/0"), ("rotation", 45), ("timing", [[1, 0.0, 0.04]]),
+                       ("timing", [[0, 0.0, -1.0]])]:
+        path.write_text(json.dumps(good | {key: value}))
+        with pytest.raises(CiinvError, match=f"meta.json: '{key}' is .*delete it and rerun the probe stage"):
+            video.read_meta(path)

@@ -2,35 +2,33 @@
 
 import json
 import os
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
+from ciinv.config import check_config
 from ciinv.errors import CiinvError
-from ciinv.files import read_json
+from ciinv.folder import find_videos
 from ciinv.models import is_weightless_flow
 from ciinv.models.registry import REGISTRY, resolve, resolve_direction
-from ciinv.video import VIDEO_SUFFIXES
 from ciinv.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS
+from ciinv.video import read_meta
 from ciinv.windows import shard_count
 
 
 validate(config, "../schemas/config.schema.yaml")
+try:
+    check_config(config)
+except CiinvError as error:
+    raise WorkflowError(str(error)) from None
 
 
-def find_videos(folder):
-    """{name: path} for every video file in `folder`; the name is the file name without suffix."""
-    videos = {}
-    for path in sorted(Path(folder).glob("*")):
-        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith("."):
-            if path.stem in videos:
-                raise WorkflowError(f"two videos share the name {path.stem!r}: {videos[path.stem]} and {path}")
-            videos[path.stem] = str(path)
-    return videos
-
-
-VIDEOS = find_videos(config["input_dir"])
+# Videos by the name of their results. What is left out (a dangling link, a name two files would
+# share, ...) is said here, at planning time, and the other videos go on.
+VIDEOS, _skipped = find_videos(config["input_dir"])
+for _warning in _skipped:
+    logger.warning(f"ciinv: {_warning}")
 
 # Settings that say where or how a job runs, not what it computes (models_dir, invert's
 # INVERT_EXECUTION_KEYS: windows_per_batch and checkpoint_every), are read from config in shell
@@ -67,13 +65,13 @@ def video_path(wildcards):
 
 def shard_files(wildcards):
     """The invert shards of one video; how many is known only once the video is probed."""
-    meta = read_json(checkpoints.probe.get(video=wildcards.video).output[0])
     inv = config["invert"]
     try:
+        meta = read_meta(checkpoints.probe.get(video=wildcards.video).output[0])
         count = shard_count(meta["frames"], inv["window"], inv["stride"], inv["windows_per_shard"])
     except CiinvError:
-        # Too short for one window: plan one invert job, which fails with a message naming the
-        # file. Raising here would stop the whole workflow, not just this video.
+        # A damaged meta.json, or too short for one window: plan one invert job, which fails with
+        # a message naming the file. Raising here would stop the whole workflow, not just this video.
         count = 1
     return [f"results/{wildcards.video}/latents/shard_{k:04d}.pt" for k in range(count)]
 
@@ -93,16 +91,18 @@ def landmark_models(wildcards):
 
 
 def direction_spec(edit):
-    """The registry name or path of an edit's direction (`smile` -> the configured generator's smile file)."""
+    """The registry name or path of an edit's direction (`smile` -> the configured generator's smile
+    file), or None when it names nothing: then only that edit's jobs fail, saying why."""
     try:
         return resolve_direction(edit["direction"], config["models"]["generator"], MODELS_DIR)
-    except CiinvError as exc:
-        raise WorkflowError(f"config edits: edit {edit['name']!r}: {exc}") from None
+    except CiinvError:
+        return None
 
 
 def configured_models():
     """Registry files the current config uses (paths given directly are not ours to fetch)."""
     names = list(config["models"].values()) + [direction_spec(e) for e in config["edits"] if "direction" in e]
+    names = [n for n in names if n is not None]
     if config["landmarks"]["detector"] == "fan":
         names += FAN_MODELS
     return sorted({model_path(n) for n in names if n in REGISTRY})
@@ -144,7 +144,13 @@ def edit_inputs(wildcards):
     inputs = {}
     direction = edit.get("direction", "")
     if direction and not direction.startswith("sefa:"):  # sefa:K is computed from the generator
-        inputs["direction"] = model_path(direction_spec(edit))
+        spec = direction_spec(edit)
+        # A direction that names nothing, or a missing file of the user's (not a registry file,
+        # which download_model fetches), is left out of the inputs: Snakemake would refuse to plan
+        # any job at all. The edit job itself then fails with a message naming the edit and the
+        # file, and the other edits go on.
+        if spec is not None and (spec in REGISTRY or os.path.isfile(model_path(spec))):
+            inputs["direction"] = model_path(spec)
     _, other = other_video(edit)
     if other is not None:
         inputs["other"] = other_latents(other)
