@@ -36,6 +36,8 @@ Ground truth is known because the frames are made by the generator itself:
    morphing (Table 5)        codes interpolated between the first and the last frame at
                              λ = 1/4, 1/2, 3/4, inverted vs true: ``morph_mse``, ``morph_lpips``;
    ablation (Tables 6, 7)    the variants side by side.
+   precision                 on a GPU with ``invert.precision: bf16``, every variant runs once
+                             more in fp32 (rows "<variant> (fp32)"): what bf16 costs.
 
 Outputs in the chosen folder: ``synth.csv`` (one row per variant and sequence), ``synth.md``
 (means per variant, like the paper's tables) and ``synth.png`` (the first sequence: inputs,
@@ -67,6 +69,7 @@ from ciinv import metrics, models
 from ciinv.config import check_config
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path
+from ciinv.gpu import uses_bf16
 from ciinv.invert import InvertSettings, invert_windows, pick_device
 from ciinv.models import registry
 
@@ -291,7 +294,8 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     per_variant = {v: InvertSettings.from_dict(base.to_dict() | {"variant": v}) for v in variants}
 
     device = pick_device(device)
-    amp = device.type == "cuda"
+    if uses_bf16(device, base.precision):  # what bf16 costs: every variant once more in fp32, rows "<variant> (fp32)"
+        per_variant |= {f"{v} (fp32)": s.replace(precision="fp32") for v, s in list(per_variant.items())}
     generator = models.load_generator(_model_path(config, "generator")).to(device)
     vgg_path = _model_path(config, "vgg16")
     needs_flow = any(s.loss_config().use_icc for s in per_variant.values())
@@ -335,7 +339,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                 result = {"codes": true_codes}
             else:
                 result = invert_windows(generator, vgg, flow_net if settings.loss_config().use_icc else None,
-                                        real.view(batch, window, *real.shape[1:]), settings, amp=amp, log=log,
+                                        real.view(batch, window, *real.shape[1:]), settings, log=log,
                                         label=f"{variant} sequences {idx.start}-{idx.stop - 1}")
             seconds = (time.perf_counter() - began) / batch
             codes = result["codes"]  # [B, T, L, D] on the CPU

@@ -138,14 +138,14 @@ def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu", log
 # Inverting and rendering a clip
 
 
-def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertSettings, amp: bool = False,
-                log=None, label: str = "clip") -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertSettings, log=None,
+                label: str = "clip") -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Invert crops [F, 3, R, R] in [0, 1] (CPU) shard by shard, exactly as the invert stage does.
 
     Returns (codes [F, L, D] float32 on the CPU, overlapping frames blended as the merge stage
     does; noise: for ``plus`` each noise map as [F, 1, r, r], one per frame (``noise_owners``),
-    else None). ``flow_net`` / ``vgg`` may be None when the settings do not use them; ``amp``
-    is ignored (``settings.precision`` decides).
+    else None). ``flow_net`` / ``vgg`` may be None when the settings do not use them; the
+    precision is ``settings.precision``.
     """
     nets = Nets(generator, vgg, flow_net if settings.loss_config().use_icc else None)
     return blend_results(invert_frames_of_clip(nets, crops, settings, log=log, label=label), len(crops))
@@ -305,7 +305,6 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
     out_dir = Path(out_dir)
 
     device = pick_device(device)
-    amp = device.type == "cuda"
     generator = models.load_generator(_model_path(config, "generator")).to(device).requires_grad_(False)
     vgg_path = _model_path(config, "vgg16")
     vgg = models.load_vgg16(vgg_path).to(device).requires_grad_(False) if base.loss_config().use_perceptual else None
@@ -338,7 +337,7 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
         for variant, settings in per_variant.items():
             torch.manual_seed(settings.seed)
             began = time.perf_counter()
-            codes, noise = invert_clip(generator, vgg, flow_net, real, settings, amp=amp, log=log,
+            codes, noise = invert_clip(generator, vgg, flow_net, real, settings, log=log,
                                        label=f"{video.name} {variant}")
             seconds = time.perf_counter() - began
             recon = render(generator, codes, noise, batch=BATCH).cpu()

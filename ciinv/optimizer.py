@@ -348,12 +348,11 @@ def resolve_batch_size(nets: Nets, lanes: list[list[WindowTask]], settings: Inve
     return min(settings.windows_per_batch, len(lanes))
 
 
-def invert_windows(generator, vgg, flow_net, real: Tensor, settings: InvertSettings, amp: bool | None = None,
-                   log=None, label: str = "windows", on_step: Callable[[int], None] | None = None) -> dict:
+def invert_windows(generator, vgg, flow_net, real: Tensor, settings: InvertSettings, log=None,
+                   label: str = "windows", on_step: Callable[[int], None] | None = None) -> dict:
     """Invert B independent windows, real [B, T, 3, R, R] in [0, 1], each its own lane, all in one batch.
 
-    For the benchmarks, whose sequences are not parts of one video. ``amp`` is ignored (the
-    precision is ``settings.precision``); it stays for old callers. Returns {'codes' [B, T, L, D],
+    For the benchmarks, whose sequences are not parts of one video. Returns {'codes' [B, T, L, D],
     'w_b' [B, L, D], 'n_k' [B, T−1, 1|L, D], 'steps' [B] and, for ``plus``, 'noise' (each map
     [B, 1, r, r])}, on the CPU.
     """
