@@ -36,6 +36,8 @@ Ground truth is known because the frames are made by the generator itself:
    morphing (Table 5)        codes interpolated between the first and the last frame at
                              λ = 1/4, 1/2, 3/4, inverted vs true: ``morph_mse``, ``morph_lpips``;
    ablation (Tables 6, 7)    the variants side by side.
+   noise schedule            with ``plus``, a row ``plus (sequential)`` (or ``(joint)``): Ours++
+                             with the noise optimised after the codes, as Image2StyleGAN++ does
    precision                 on a GPU with ``invert.precision: bf16``, every variant runs once
                              more in fp32 (rows "<variant> (fp32)"): what bf16 costs.
 
@@ -292,6 +294,9 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     if steps is not None:
         base.steps = int(steps)
     per_variant = {v: InvertSettings.from_dict(base.to_dict() | {"variant": v}) for v in variants}
+    if "plus" in per_variant:  # Ours++ in the other noise schedule too: joint against sequential
+        other = "sequential" if base.noise_schedule == "joint" else "joint"
+        per_variant[f"plus ({other})"] = per_variant["plus"].replace(noise_schedule=other)
 
     device = pick_device(device)
     if uses_bf16(device, base.precision):  # what bf16 costs: every variant once more in fp32, rows "<variant> (fp32)"

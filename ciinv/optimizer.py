@@ -9,6 +9,10 @@ one per lane, are optimised at a time as one batch of B·T images. Each window h
 parameters and its own Adam; the loss is the sum of the windows' own losses, so a window's
 gradient is that of its own loss whatever else is in the batch.
 
+For ``plus`` with ``noise_schedule: sequential`` (Image2StyleGAN++'s order) a window first
+optimises its codes alone, for at most half the steps, then its noise maps alone (a fresh Adam),
+each phase with its own cap and stop rule; ``joint`` optimises both from step 0.
+
 A window ends when it has taken ``settings.steps`` steps (a cap), or earlier when its loss has
 converged (``early_stop``): every ``stop_patience`` steps, once it has taken ``min_steps``, the
 best loss of the last ``stop_patience`` steps is compared with the best loss before them; an
@@ -135,23 +139,49 @@ class _ActiveWindow:
             noise = generator.noise_maps()
         window = task.frames.shape[0]
         self.latents = init_latents(settings.variant, settings.offsets, 1, window, start, noise)
-        self.optimizer = torch.optim.Adam(self.latents.values(), lr=settings.lr, betas=settings.betas,
-                                          eps=settings.eps)
+        self.settings = settings
+        # Phases: 'joint' (everything from step 0), or for ``plus`` with noise_schedule 'sequential'
+        # (Image2StyleGAN++): 'codes' for at most half the steps, then 'noise' with the codes fixed.
+        sequential = settings.variant == "plus" and settings.noise_schedule == "sequential"
+        self.start_phase("codes" if sequential else "joint", 0)
         self.targets = prepare_targets(task.frames[None].to(device), nets.vgg, nets.flow, settings.loss_config(),
                                        amp=amp)
         self.losses = torch.full((settings.steps, len(LOSS_NAMES)), math.nan, device=device)
         self.step = 0
 
+    def start_phase(self, phase: str, step: int) -> None:
+        """Train the phase's tensors (with a fresh Adam) from ``step`` on; freeze the others."""
+        self.phase, self.phase_start = phase, step
+        for name, tensor in self.latents.items():
+            is_noise = name.startswith("noise_")
+            tensor.requires_grad_(phase == "joint" or (phase == "noise") == is_noise)
+        s = self.settings
+        trained = [t for t in self.latents.values() if t.requires_grad]
+        self.optimizer = torch.optim.Adam(trained, lr=s.lr, betas=s.betas, eps=s.eps)
+
+    @property
+    def phase_cap(self) -> int:
+        """The step at which the current phase ends at the latest."""
+        return self.settings.steps // 2 if self.phase == "codes" else self.settings.steps
+
+    def next_phase(self) -> bool:
+        """Move from the codes to the noise (sequential schedule); False when the window is done."""
+        if self.phase != "codes":
+            return False
+        self.start_phase("noise", self.step)
+        return True
+
     def state(self) -> dict:
         """What a resume needs (the targets are recomputed from the frames)."""
         return {"index": self.task.index, "lane": self.lane, "position": self.position, "warm": self.warm,
-                "step": self.step, "latents": {k: v.detach().cpu().clone() for k, v in self.latents.items()},
+                "phase": self.phase, "phase_start": self.phase_start, "step": self.step, "latents": {k: v.detach().cpu().clone() for k, v in self.latents.items()},
                 "optimizer": self.optimizer.state_dict(), "losses": self.losses[: self.step].cpu().clone()}
 
     def restore(self, state: dict) -> None:
         with torch.no_grad():
             for name, tensor in self.latents.items():
                 tensor.copy_(state["latents"][name])
+        self.start_phase(state["phase"], state["phase_start"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
         self.losses[: self.step] = state["losses"].to(self.losses.device)
@@ -167,10 +197,9 @@ class _ActiveWindow:
             warm=self.warm, noise=[n.detach().float().cpu() for n in noise] if noise is not None else None)
 
     def check_due(self, settings: InvertSettings) -> bool:
-        """Whether the stop rule looks at this window after its latest step."""
-        patience = settings.stop_patience
-        return (settings.early_stop and self.step % patience == 0
-                and self.step >= max(settings.min_steps, 2 * patience))
+        """Whether the stop rule looks at this window (its current phase) after its latest step."""
+        patience, taken = settings.stop_patience, self.step - self.phase_start
+        return settings.early_stop and taken % patience == 0 and taken >= max(settings.min_steps, 2 * patience)
 
 
 
@@ -268,14 +297,17 @@ def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSe
         steps_done += 1
         clock_steps += 1
 
-        # Which windows end after this step: the cap needs no device value, the stop rule does.
-        ending = {id(w) for w in active if w.step >= settings.steps}
+        # Which windows end a phase after this step: the cap needs no device value, the stop rule does.
+        ending = {id(w) for w in active if w.step >= w.phase_cap}
         due = [w for w in active if id(w) not in ending and w.check_due(settings)]
         if due:
-            values = torch.stack([recent_and_before(w.losses[: w.step, 0], settings.stop_patience)
+            values = torch.stack([recent_and_before(w.losses[w.phase_start : w.step, 0], settings.stop_patience)
                                   for w in due]).tolist()
             ending |= {id(w) for w, (recent, before) in zip(due, values)
                        if converged(recent, before, settings.stop_tolerance)}
+        for w in active:
+            if id(w) in ending and w.next_phase():  # the sequential schedule's codes are done: now the noise
+                ending.discard(id(w))
 
         for i, w in enumerate(active):
             if id(w) not in ending:

@@ -18,6 +18,7 @@ from ciinv.objective import ICC_PAIRS, OFFSETS, VARIANTS, LossConfig
 
 INITS = ("mean", "zero")
 PRECISIONS = ("bf16", "fp32")
+NOISE_SCHEDULES = ("joint", "sequential")
 EXECUTION_KEYS = ("windows_per_batch", "checkpoint_every")
 
 
@@ -43,6 +44,7 @@ class InvertSettings:
     lambda_mse: float = 1.0
     lambda_perceptual: float = 1.0
     variant: str = "full"
+    noise_schedule: str = "joint"
     offsets: str = "shared"
     init: str = "mean"
     icc_pairs: str = "base"
@@ -54,7 +56,7 @@ class InvertSettings:
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
         choices = {"variant": VARIANTS, "offsets": OFFSETS, "init": INITS, "icc_pairs": ICC_PAIRS,
-                   "precision": PRECISIONS}
+                   "precision": PRECISIONS, "noise_schedule": NOISE_SCHEDULES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise CiinvError(f"config invert.{name}: {getattr(self, name)!r} is not one of {list(allowed)}")

@@ -160,6 +160,8 @@ def test_truth_with_independent_noise_is_not_reachable_and_plus_earns_its_rows(t
     assert mse(honest, "full").mean() > 0.3 * mse(honest, "oracle").mean()
     # plus fits the noise maps as well: it differs from full by what the noise adds.
     assert mse(honest, "plus").mean() < 0.25 * mse(honest, "full").mean(), (mse(honest, "plus"), mse(honest, "full"))
+    # Ours++ in Image2StyleGAN++'s order (codes first, then the noise) is measured beside it.
+    assert mse(honest, "plus (sequential)").mean() < mse(honest, "full").mean()
 
 
 def test_semantic_setting_uses_the_generators_directions_when_fetched(tmp_path, smoke_dir, monkeypatch):

@@ -147,3 +147,22 @@ def test_bf16_and_fp32_agree_on_a_gpu(nets, crops):
     bf16 = invert(gpu, crops.to(device), steps=20, precision="bf16")
     for a, b in zip(fp32, bf16):
         assert abs(a.losses[-1, 2] - b.losses[-1, 2]) < 0.1 * a.losses[-1, 2]
+
+
+def test_the_sequential_noise_schedule_fits_the_codes_first_then_the_noise(nets, crops):
+    """Image2StyleGAN++'s order for plus: codes alone for half the steps, then the noise alone."""
+    settings = InvertSettings(**SMALL, variant="plus", noise_schedule="sequential", steps=6, early_stop=False)
+    task = WindowTask(index=0, start=0, frames=crops[:3])
+    window = _ActiveWindow(task, lane=0, position=0, warm_from=None, nets=nets, settings=settings, amp=False)
+    assert window.phase == "codes" and window.phase_cap == 3
+    assert window.latents["w_b"].requires_grad and not window.latents["noise_0"].requires_grad
+
+    first = plan_windows(FRAMES, 3, 2)[:1]
+    (sequential,) = invert_frames(nets, crops, 0, first, settings)
+    # The codes' phase is 'full' with the constant maps: same codes. Then only the noise moved.
+    (codes_only,) = invert_frames(nets, crops, 0, first, settings.replace(variant="full", steps=3))
+    assert torch.equal(sequential.codes, codes_only.codes)
+    constant = nets.generator.noise_maps()
+    assert any(not torch.equal(n, c) for n, c in zip(sequential.noise, constant))
+    (joint,) = invert_frames(nets, crops, 0, first, settings.replace(noise_schedule="joint"))
+    assert not torch.equal(joint.codes, sequential.codes) and sequential.steps == joint.steps == 6
