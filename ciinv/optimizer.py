@@ -162,11 +162,11 @@ class _ActiveWindow:
     @property
     def phase_cap(self) -> int:
         """The step at which the current phase ends at the latest."""
-        return self.settings.steps // 2 if self.phase == "codes" else self.settings.steps
+        return max(1, self.settings.steps // 2) if self.phase == "codes" else self.settings.steps
 
     def next_phase(self) -> bool:
         """Move from the codes to the noise (sequential schedule); False when the window is done."""
-        if self.phase != "codes":
+        if self.phase != "codes" or self.step >= self.settings.steps:
             return False
         self.start_phase("noise", self.step)
         return True
@@ -200,7 +200,6 @@ class _ActiveWindow:
         """Whether the stop rule looks at this window (its current phase) after its latest step."""
         patience, taken = settings.stop_patience, self.step - self.phase_start
         return settings.early_stop and taken % patience == 0 and taken >= max(settings.min_steps, 2 * patience)
-
 
 
 def recent_and_before(total: Tensor, patience: int) -> Tensor:
