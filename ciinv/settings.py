@@ -34,7 +34,7 @@ class InvertSettings:
     steps: int = 5000
     warm_start: bool = True
     early_stop: bool = True
-    stop_tolerance: float = 0.005
+    stop_tolerance: float = 0.02
     stop_patience: int = 50
     min_steps: int = 200
     lr: float = 0.01
