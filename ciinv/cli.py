@@ -128,7 +128,11 @@ def cmd_report_assets(args) -> None:
     flow_net = models.load_flow(args.flow).to(device).eval().requires_grad_(False)
     lpips, note = None, None
     if args.lpips:
-        lpips = load_lpips(args.vgg16, args.lpips).to(device)
+        try:
+            lpips = load_lpips(args.vgg16, args.lpips).to(device)
+        except CiinvError as exc:  # e.g. linear layers that do not fit the configured VGG16: leave it out, say why
+            note = str(exc)
+            log(f"report-assets: LPIPS left out: {note}")
     else:
         note = (f"its weights are missing (`ciinv models fetch lpips-0.1.4-wheel` puts them in "
                 f"models/{REGISTRY['lpips-0.1.4-wheel'].filename})")

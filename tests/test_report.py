@@ -83,3 +83,27 @@ def test_edit_crops_of_another_length_are_an_error_naming_the_folder(tmp_path):
     short = write_crops(tmp_path / "short", frames=4)
     with pytest.raises(CiinvError, match="short"):
         report_assets(source, {"recon": short}, [], Fraction(25), tmp_path / "report", load_flow("dis"))
+
+
+def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path):
+    from ciinv.cli import main
+    from ciinv.files import write_json
+    from ciinv.models.vgg16 import write_tiny_vgg16
+    from ciinv.sample import make_clip
+    from ciinv.video import probe
+
+    make_clip(tmp_path / "clip.mp4", frames=6, fps="25", size=(64, 64), audio=False)
+    write_json(tmp_path / "meta.json", probe(tmp_path / "clip.mp4"))
+    source = write_crops(tmp_path / "crops")
+    shard = write_shard(tmp_path / "shard_0000.pt", [3])
+    write_tiny_vgg16(tmp_path / "vgg.pth", width_divisor=16)  # LPIPS taps: 4, 8, 16, 32, 32 channels
+    torch.save({f"lin{k}.model.1.weight": torch.ones(1, w, 1, 1) for k, w in enumerate([4, 8, 16, 32, 32])},
+               tmp_path / "lin.pth")
+    out = tmp_path / "report"
+    assert main(["report-assets", "--crops", str(source), "--meta", str(tmp_path / "meta.json"), "--edits",
+                 str(source), "--names", "recon", "--shards", str(shard), "--flow", "dis", "--vgg16",
+                 str(tmp_path / "vgg.pth"), "--lpips", str(tmp_path / "lin.pth"), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    table = (out / "metrics.html").read_text()
+    assert "<tr><td>recon</td><td>inf</td><td>0</td>" in table  # the crops themselves: no distance
+    assert "LPIPS left out" not in table
