@@ -19,6 +19,10 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/faces.smk"
 include: "workflow/rules/invert.smk"
 include: "workflow/rules/edit.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:

@@ -113,6 +113,35 @@ def cmd_assemble(args) -> None:
     )
 
 
+def cmd_report_assets(args) -> None:
+    from ciinv import models
+    from ciinv.errors import CiinvError
+    from ciinv.gpu import claim_device
+    from ciinv.metrics import load_lpips
+    from ciinv.models.registry import REGISTRY
+    from ciinv.report import report_assets
+    from ciinv.video import read_meta
+
+    if len(args.edits) != len(args.names):
+        raise CiinvError(f"report-assets: {len(args.edits)} --edits folders but {len(args.names)} --names")
+    device = claim_device(args.device)
+    flow_net = models.load_flow(args.flow).to(device).eval().requires_grad_(False)
+    lpips, note = None, None
+    if args.lpips:
+        try:
+            lpips = load_lpips(args.vgg16, args.lpips).to(device)
+        except CiinvError as exc:  # e.g. linear layers that do not fit the configured VGG16: leave it out, say why
+            note = str(exc)
+            log(f"report-assets: LPIPS left out: {note}")
+    else:
+        note = (f"its weights are missing (`ciinv models fetch lpips-0.1.4-wheel` puts them in "
+                f"models/{REGISTRY['lpips-0.1.4-wheel'].filename})")
+    from fractions import Fraction
+
+    report_assets(args.crops, dict(zip(args.names, args.edits)), args.shards, Fraction(read_meta(args.meta)["fps"]), args.out,
+                  flow_net, device=device, lpips=lpips, lpips_note=note, log=log)
+
+
 def cmd_models(args) -> None:
     from ciinv.errors import CiinvError
     from ciinv.models.download import fetch_models
@@ -258,6 +287,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=int, default=18)
     p.add_argument("--preset", default="medium")
     p.set_defaults(func=cmd_assemble)
+
+    p = sub.add_parser("report-assets", help="the pictures and metrics of one video for `snakemake --report`",
+                       description="Write stills.png, preview.png (animated), losses.png and metrics.html of one "
+                       "video into --out (see ciinv/report.py).")
+    p.add_argument("--crops", required=True, help="folder of the aligned crops (align stage)")
+    p.add_argument("--meta", required=True, help="meta.json of the video (probe stage): its frame rate")
+    p.add_argument("--edits", nargs="+", required=True, help="folders of rendered crops, one per edit (edit stage)")
+    p.add_argument("--names", nargs="+", required=True, help="the edits' names, in the order of --edits")
+    p.add_argument("--shards", nargs="+", required=True, help="the video's invert shards (latents/shard_*.pt)")
+    p.add_argument("--flow", required=True, help="flow estimator for the warping error: a FlowNet2/RAFT file or dis")
+    p.add_argument("--vgg16", required=True, help="torchvision's VGG16 weights (LPIPS' backbone)")
+    p.add_argument("--lpips", nargs="?", const=None, default=None,
+                   help="the lpips wheel (or its vgg.pth); without it the table says LPIPS is left out")
+    p.add_argument("--out", required=True, help="folder for the four files")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:K")
+    p.set_defaults(func=cmd_report_assets)
 
     p = sub.add_parser("models", help="list the model files and their status, or fetch them")
     p.add_argument("action", nargs="?", choices=["status", "fetch"], default="status")

@@ -204,11 +204,18 @@ def warping_error(frames: Tensor, flow_fn: FlowFn, reference: Tensor | None = No
         now, later = source[:-1].float(), source[1:].float()
         forward = flow_fn(now, later).float()  # on t's grid, into t+1
         backward = flow_fn(later, now).float()  # on t+1's grid, into t
-        mask = consistency_mask(forward, backward)
+        per_pair = pair_warping_errors(frames, forward, consistency_mask(forward, backward))
+    return per_pair.mean().item()
+
+
+def pair_warping_errors(frames: Tensor, forward: Tensor, mask: Tensor) -> Tensor:
+    """The per-pair terms of ``warping_error``: [F - 1], frame t+1 warped onto frame t by
+    forward [F - 1, 2, H, W] (t's grid, into t+1), squared error averaged over the channels and
+    the pixels where mask [F - 1, 1, H, W] (``consistency_mask``) is 1. frames [F, 3, H, W] in [0, 1]."""
+    with torch.no_grad():
         warped = warp(frames[1:].float(), forward)
         error = (warped - frames[:-1].float()).square().mean(dim=1, keepdim=True)
-        per_pair = (error * mask).flatten(1).sum(dim=1) / mask.flatten(1).sum(dim=1).clamp_min(1)
-    return per_pair.mean().item()
+        return (error * mask).flatten(1).sum(dim=1) / mask.flatten(1).sum(dim=1).clamp_min(1)
 
 
 def relative_warping_error(output: Tensor, input: Tensor, flow_fn: FlowFn) -> float:

@@ -9,14 +9,19 @@ checks that changing one edit's strength plans only that edit's jobs.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from ciinv.sample import make_clip
 from ciinv.video import VideoWriter, probe
@@ -152,3 +157,38 @@ def test_a_new_video_plans_only_its_own_jobs(finished_run, smoke_dir):
     assert wildcards and all("video=newcomer" in w for w in wildcards), result.stdout
     assert _job_counts(result.stdout) == {"probe": 1, "landmarks": 1, "align": 1, "merge": 1, "edit": 3,
                                           "assemble": 3, "all": 1}
+
+
+def test_the_report_holds_stills_preview_loss_curves_and_metrics_of_each_video(finished_run, smoke_dir):
+    work, _ = finished_run
+    # Failed videos have no pictures to report; the newcomer of the test above was never run.
+    for other in ["broken.mp4", "short.mp4", "faceless.mp4", "newcomer.mp4"]:
+        (work / "videos" / other).unlink(missing_ok=True)
+    # (A target after the config files needs an option between them: --configfile takes a list.)
+    made = snakemake(work, "--keep-going", "report_assets", configfiles=[smoke_dir / "smoke.yaml"])
+    assert made.returncode == 0, made.stderr[-4000:]
+    reported = snakemake(work, "--report", str(work / "report.zip"), "report_assets",
+                         configfiles=[smoke_dir / "smoke.yaml"])
+    assert reported.returncode == 0, reported.stderr[-4000:]
+
+    with zipfile.ZipFile(work / "report.zip") as archive:
+        names = archive.namelist()
+        page = archive.read("report/report.html").decode()
+        for video in GOOD:  # every video has its four items in the report ...
+            for figure in ["stills", "preview", "loss curves", "metrics"]:
+                assert f'"labels": {{"video": {json.dumps(video)}, "figure": "{figure}"}}' in page, (video, figure)
+        for kind in ["stills.png", "preview.png", "losses.png", "metrics.html"]:  # ... as files in the archive
+            assert sum(name.endswith("/" + kind) for name in names) == len(GOOD), names
+        stills = Image.open(io.BytesIO(archive.read(next(n for n in names if n.endswith("/stills.png")))))
+        preview = Image.open(io.BytesIO(archive.read(next(n for n in names if n.endswith("/preview.png")))))
+        table = archive.read(next(n for n in names if n.endswith("/metrics.html"))).decode()
+    assert stills.width > stills.height / len(EDITS)  # several frames across, one row per picture
+    assert preview.is_animated and preview.n_frames > 1
+    # The metrics table: a finite PSNR of the reconstruction, a relative warp error per output.
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"<tr><td>([^<]+)</td>(.*?)</tr>", table)}
+    assert list(rows) == EDITS
+    psnr = re.findall(r"<td>([^<]+)</td>", rows["recon"])[0]
+    assert 0 < float(psnr) < 100
+    for edit in EDITS:
+        assert float(re.findall(r"<td>([^<]+)</td>", rows[edit])[-1]) > 0
+    assert "LPIPS left out" in table  # no LPIPS weights in the test environment, and the table says so

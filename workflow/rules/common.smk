@@ -164,3 +164,26 @@ def edit_entry(wildcards):
     if other is not None:
         edit[kind] = other_latents(other)
     return json.dumps(edit, sort_keys=True)
+
+
+# --- report ---------------------------------------------------------------------------------
+
+LPIPS_MODEL = "lpips-0.1.4-wheel"
+REPORT_FILES = ("stills.png", "preview.png", "losses.png", "metrics.html")
+
+
+def edit_crops(wildcards):
+    """The rendered crops of every edit of one video, `recon` first (the order of EDITS)."""
+    return [f"results/{wildcards.video}/edits/{edit}/crops" for edit in EDITS]
+
+
+def lpips_files(wildcards):
+    """The LPIPS weights when they are in models_dir (`ciinv models fetch lpips-0.1.4-wheel`), else
+    nothing: the metrics table then says LPIPS is left out. Fetching them later changes this
+    input, so the table is redone."""
+    path = model_path(LPIPS_MODEL)
+    return [path] if os.path.isfile(path) else []
+
+
+def report_outputs(wildcards):
+    return [f"results/{video}/report/{name}" for video in VIDEOS for name in REPORT_FILES]

@@ -1,0 +1,43 @@
+# Pictures and metrics for `snakemake --report`: made only for the `report_assets` target, never by
+# the default one (the metrics run the flow network over every frame). README "Report".
+
+
+rule report_assets:
+    input:
+        all_outputs,
+        report_outputs,
+
+
+rule report_video:
+    input:
+        crops="results/{video}/crops",
+        meta="results/{video}/meta.json",
+        edits=edit_crops,
+        shards=shard_files,
+        flow=flow_files,
+        vgg16=model_path(config["models"]["vgg16"]),
+        lpips=lpips_files,
+    output:
+        stills=report("results/{video}/report/stills.png", caption="../report/stills.rst", category="{video}",
+                      subcategory="stills", labels={"video": "{video}", "figure": "stills"}),
+        preview=report("results/{video}/report/preview.png", caption="../report/preview.rst", category="{video}",
+                       subcategory="preview", labels={"video": "{video}", "figure": "preview"}),
+        losses=report("results/{video}/report/losses.png", caption="../report/losses.rst", category="{video}",
+                      subcategory="loss curves", labels={"video": "{video}", "figure": "loss curves"}),
+        metrics=report("results/{video}/report/metrics.html", caption="../report/metrics.rst", category="{video}",
+                       subcategory="metrics", labels={"video": "{video}", "figure": "metrics"}),
+    params:
+        names=list(EDITS),
+        flow=flow_spec,
+    resources:
+        gpu=1,
+    log:
+        "results/{video}/logs/report.log",
+    benchmark:
+        "results/{video}/benchmarks/report.tsv"
+    conda:
+        "../../envs/ciinv.yaml"
+    shell:
+        "ciinv report-assets --crops {input.crops:q} --meta {input.meta:q} --edits {input.edits:q}"
+        " --names {params.names} --shards {input.shards:q} --flow {params.flow:q} --vgg16 {input.vgg16:q}"
+        " --lpips {input.lpips:q} --out results/{wildcards.video:q}/report 2> {log:q}"
