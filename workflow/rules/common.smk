@@ -13,7 +13,7 @@ from ciinv.folder import find_videos
 from ciinv.models import is_weightless_flow
 from ciinv.models.registry import REGISTRY, resolve, resolve_direction
 from ciinv.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS
-from ciinv.video import read_meta
+from ciinv.meta import read_meta
 from ciinv.windows import shard_count
 
 
