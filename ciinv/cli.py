@@ -254,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", required=True, help="align.npz from `ciinv align`")
     p.add_argument("--crops", required=True, help="folder of edited crops from `ciinv edit`")
     p.add_argument("--out", required=True, help=".mp4 to write")
-    p.add_argument("--feather", type=finite_float, default=0.1, help="width of the soft edge of the pasted face, relative to the size of the face ellipse")
+    p.add_argument("--feather", type=finite_float, default=0.1,
+                   help="width of the soft edge of the pasted face, relative to the size of the face ellipse")
     p.add_argument("--crf", type=int, default=18, help="x264 quality (0 lossless .. 51 worst)")
     p.add_argument("--preset", default="medium", help="x264 speed preset (ultrafast .. veryslow)")
     p.set_defaults(func=cmd_assemble)
