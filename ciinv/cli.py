@@ -185,37 +185,45 @@ def cmd_bench_speed(args) -> None:
     print(speedup_line(rows))
 
 
+def _subcommand(subparsers, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line summary is both its entry in the list and its --help description."""
+    return subparsers.add_parser(name, help=summary, description=summary)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ciinv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("probe", help="frame count, exact fps, size, rotation, audio -> meta.json", description="frame count, exact fps, size, rotation, audio -> meta.json")
+    p = _subcommand(sub, "probe", "frame count, exact fps, size, rotation, audio -> meta.json")
     p.add_argument("video", help="the video file")
     p.add_argument("--out", required=True, help="meta.json to write")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("landmarks", help="68 face landmarks per frame, main face tracked -> landmarks.npz", description="68 face landmarks per frame, main face tracked -> landmarks.npz")
+    p = _subcommand(sub, "landmarks", "68 face landmarks per frame, main face tracked -> landmarks.npz")
     p.add_argument("video", help="the video file")
     p.add_argument("--meta", help="meta.json from probe (else the video is probed again)")
     p.add_argument("--out", required=True, help="landmarks.npz to write")
-    p.add_argument("--detector", choices=["fan", "dlib"], default="fan", help="face landmark detector (fan: GPU, two weight files; dlib: CPU)")
+    p.add_argument("--detector", choices=["fan", "dlib"], default="fan",
+                   help="face landmark detector (fan: GPU, two weight files; dlib: CPU)")
     p.add_argument("--max-gap", type=int, default=5, help="longest run of faceless frames to interpolate")
     p.add_argument("--models-dir", default="models", help="folder of the model files")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_landmarks)
 
-    p = sub.add_parser("align", help="smoothed FFHQ crops -> align.npz and crops/*.png", description="smoothed FFHQ crops -> align.npz and crops/*.png")
+    p = _subcommand(sub, "align", "smoothed FFHQ crops -> align.npz and crops/*.png")
     p.add_argument("video", help="the video file")
     p.add_argument("--meta", help="meta.json from probe (else the video is probed again)")
     p.add_argument("--landmarks", required=True, help="landmarks.npz from `ciinv landmarks`")
     p.add_argument("--out", required=True, help="align.npz")
     p.add_argument("--crops", required=True, help="folder for the crops")
     p.add_argument("--resolution", type=int, default=1024, help="side of the square crops in pixels")
-    p.add_argument("--center-sigma", type=finite_float, default=1.0, help="temporal smoothing (frames) of the crop centre")
-    p.add_argument("--axes-sigma", type=finite_float, default=3.0, help="temporal smoothing (frames) of the crop's axes")
+    p.add_argument("--center-sigma", type=finite_float, default=1.0,
+                   help="temporal smoothing (frames) of the crop centre")
+    p.add_argument("--axes-sigma", type=finite_float, default=3.0,
+                   help="temporal smoothing (frames) of the crop's axes")
     p.set_defaults(func=cmd_align)
 
-    p = sub.add_parser("invert", help="joint MAC+ICC inversion of one shard of windows -> shard .pt", description="joint MAC+ICC inversion of one shard of windows -> shard .pt")
+    p = _subcommand(sub, "invert", "joint MAC+ICC inversion of one shard of windows -> shard .pt")
     p.add_argument("--crops", required=True, help="folder of aligned crops from `ciinv align`")
     p.add_argument("--meta", required=True, help="meta.json from probe")
     p.add_argument("--shard", required=True, help="shard index (0-based)")
@@ -224,19 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", required=True, help="flow estimator: a model file, or dis[:preset] (no file)")
     p.add_argument("--vgg16", required=True, help="VGG16 weights for the perceptual loss")
     p.add_argument("--windows-per-batch", default="auto", help="'auto' or a number of windows per generator batch")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="save the optimiser state every N steps, so a killed job resumes")
+    p.add_argument("--checkpoint-every", type=int, default=500,
+                   help="save the optimiser state every N steps, so a killed job resumes")
     p.add_argument("--out", required=True, help="shard .pt to write")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_invert)
 
-    p = sub.add_parser("merge", help="blend the shards' codes -> latents.npy [frames, layers, 512]", description="blend the shards' codes -> latents.npy [frames, layers, 512]")
+    p = _subcommand(sub, "merge", "blend the shards' codes -> latents.npy [frames, layers, 512]")
     p.add_argument("shards", nargs="+", help="shard .pt files from `ciinv invert`, in order")
     p.add_argument("--meta", required=True, help="meta.json from probe")
     p.add_argument("--out", required=True, help="latents.npy to write")
     p.add_argument("--noise", help="noise.pt for the plus variant's noise maps (default: beside --out)")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("edit", help="add one edit to the codes and render the crops", description="add one edit to the codes and render the crops")
+    p = _subcommand(sub, "edit", "add one edit to the codes and render the crops")
     p.add_argument("--latents", required=True, help="latents.npy from merge")
     p.add_argument("--noise", help="noise.pt from merge (default: the one beside --latents, if any)")
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt)")
@@ -248,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_edit)
 
-    p = sub.add_parser("assemble", help="paste the crops back and encode with the source audio -> .mp4", description="paste the crops back and encode with the source audio -> .mp4")
+    p = _subcommand(sub, "assemble", "paste the crops back and encode with the source audio -> .mp4")
     p.add_argument("video", help="the source video file")
     p.add_argument("--meta", required=True, help="meta.json from probe")
     p.add_argument("--align", required=True, help="align.npz from `ciinv align`")
@@ -260,15 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="medium", help="x264 speed preset (ultrafast .. veryslow)")
     p.set_defaults(func=cmd_assemble)
 
-    p = sub.add_parser("models", help="list the model files and their status, or fetch them", description="list the model files and their status, or fetch them")
-    p.add_argument("action", nargs="?", choices=["status", "fetch"], default="status", help="status: list the files and whether each is present; fetch: download them")
+    p = _subcommand(sub, "models", "list the model files and their status, or fetch them")
+    p.add_argument("action", nargs="?", choices=["status", "fetch"], default="status",
+                   help="status: list the files and whether each is present; fetch: download them")
     p.add_argument("names", nargs="*", help="registry names to fetch")
     p.add_argument("--all", action="store_true", help="fetch every file in the registry")
     p.add_argument("--file", action="append", default=[], help="fetch the registry entry with this file name")
     p.add_argument("--models-dir", default="models", help="folder of the model files")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("smoke-models", help="tiny random checkpoints in the real formats + a config overlay", description="tiny random checkpoints in the real formats + a config overlay")
+    p = _subcommand(sub, "smoke-models", "tiny random checkpoints in the real formats + a config overlay")
     p.add_argument("dir", help="folder for the checkpoints and smoke.yaml")
     p.add_argument("--resolution", type=int, default=64, help="generator output resolution in pixels")
     p.add_argument("--full-size", action="store_true", help="random networks of the real sizes (1024², ~1.3 GB) "
@@ -277,20 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "InterFaceGAN directions) and paper-smoke.yaml, an overlay for after it")
     p.set_defaults(func=cmd_smoke_models)
 
-    p = sub.add_parser("sample-clip", help="a short real-face clip (scikit-image's astronaut) with motion and sound", description="a short real-face clip (scikit-image's astronaut) with motion and sound")
+    p = _subcommand(sub, "sample-clip", "a short real-face clip (scikit-image's astronaut) with motion and sound")
     p.add_argument("out", help=".mp4 to write")
     p.add_argument("--frames", type=int, default=50, help="number of frames")
     p.add_argument("--fps", default="25", help="frame rate, a number or a fraction such as 30000/1001")
     p.add_argument("--width", type=int, default=256, help="width in pixels")
     p.add_argument("--height", type=int, default=256, help="height in pixels")
-    p.add_argument("--rotation", type=int, default=0, choices=[0, 90, 180, 270], help="rotation tag in the file's metadata (degrees)")
+    p.add_argument("--rotation", type=int, default=0, choices=[0, 90, 180, 270],
+                   help="rotation tag in the file's metadata (degrees)")
     p.add_argument("--no-audio", action="store_true", help="no audio track")
     p.add_argument("--seed", type=int, default=0, help="random seed of the motion and sound")
     p.set_defaults(func=cmd_sample_clip)
 
-    p = sub.add_parser("bench", help="the paper's experiments: metrics per inversion variant", description="the paper's experiments: metrics per inversion variant")
+    p = _subcommand(sub, "bench", "the paper's experiments: metrics per inversion variant")
     which = p.add_subparsers(dest="bench_command", required=True, help="which experiment")
-    p = which.add_parser("synth", help="invert sequences the generator made itself; compare with the true codes", description="invert sequences the generator made itself; compare with the true codes")
+    p = _subcommand(which, "synth", "invert sequences the generator made itself; compare with the true codes")
     p.add_argument("--config", nargs="+", required=True, help="config files, merged in order (config.yaml overlay...)")
     p.add_argument("--out", required=True, help="folder for synth.csv, synth.md, synth.png")
     p.add_argument("--n", type=int, default=100, help="number of sequences")
@@ -309,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_synth)
 
-    p = which.add_parser("video", help="invert real clips with each variant; NIQE, FID and the temporal error", description="invert real clips with each variant; NIQE, FID and the temporal error")
+    p = _subcommand(which, "video", "invert real clips with each variant; NIQE, FID and the temporal error")
     p.add_argument("videos", nargs="+", help="video files, or folders of them")
     p.add_argument("--config", nargs="+", required=True, help="config files, merged in order (config.yaml overlay...)")
     p.add_argument("--out", required=True, help="folder for video.csv, video.md, video.png (and work/, the crops)")
@@ -319,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_video)
 
-    p = which.add_parser("speed", help="device-seconds per output frame: ciinv against the paper's schedule", description="device-seconds per output frame: ciinv against the paper's schedule")
+    p = _subcommand(which, "speed", "device-seconds per output frame: ciinv against the paper's schedule")
     p.add_argument("--config", nargs="+", required=True, help="config files, merged in order (config.yaml overlay...)")
     p.add_argument("--out", required=True, help="folder for speed.csv and speed.md")
     p.add_argument("--frames", type=int, default=13, help="frames of the synthesized sequence")

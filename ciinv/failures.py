@@ -41,7 +41,8 @@ def reason(log_path: str | Path) -> str:
         return f"(no log at {log_path})"
     if not lines:
         return "(the log is empty)"
-    at = next((i for i in reversed(range(len(lines))) if lines[i].startswith("ciinv ") and ": error: " in lines[i]), None)
+    errors = [i for i, line in enumerate(lines) if line.startswith("ciinv ") and ": error: " in line]
+    at = errors[-1] if errors else None
     if at is None:
         return lines[-1]
     error = lines[at]

@@ -58,7 +58,8 @@ def test_a_bad_choice_says_what_is_allowed():
 
     config = _repo_config()
     config["landmarks"]["detector"] = "fann"
-    with pytest.raises(CiinvError, match=r'landmarks/detector: "fann" is not allowed; allowed: .*"fan".*did you mean `fan`'):
+    expected = r'landmarks/detector: "fann" is not allowed; allowed: .*"fan".*did you mean `fan`'
+    with pytest.raises(CiinvError, match=expected):
         validate_config(config)
 
 
