@@ -29,3 +29,14 @@ rule all:
     default_target: True
     input:
         all_outputs,
+
+
+# At the end of a run with failures: each failed video or edit with the one line its log gives as
+# the reason, and failed model downloads said once, with the fix (ciinv/failures.py).
+onerror:
+    from ciinv.failures import summary
+
+    paths = log if isinstance(log, (list, tuple)) else [log]
+    text = "".join(open(p, errors="replace").read() for p in paths if p and os.path.isfile(p))
+    if summary(text):
+        print(summary(text), file=sys.stderr)

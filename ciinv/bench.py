@@ -68,14 +68,13 @@ import yaml
 from PIL import Image, ImageDraw
 
 from ciinv import metrics, models
-from ciinv.config import check_config
+from ciinv.config import SCHEMA, validate_config
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path
 from ciinv.gpu import uses_bf16
 from ciinv.invert import InvertSettings, invert_windows, pick_device
 from ciinv.models import registry
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 VARIANT_ORDER = ("i2s", "no_mac", "no_icc", "full", "plus")
 VARIANT_LABELS = {"i2s": "I2S (each frame alone)", "no_mac": "w/o MAC", "no_icc": "w/o ICC", "full": "full (MAC + ICC)",
                   "plus": "plus (MAC + ICC + noise, Ours++)",
@@ -105,8 +104,6 @@ def _merge(base: dict, overlay: dict) -> dict:
 def load_config(paths, schema: str | os.PathLike = SCHEMA) -> dict:
     """Merge YAML config files in order (later ones win, as Snakemake's --configfile) and
     validate the result against the workflow's schema. CiinvError names the bad file or key."""
-    import jsonschema
-
     config: dict = {}
     for path in [Path(p) for p in paths]:
         try:
@@ -118,12 +115,7 @@ def load_config(paths, schema: str | os.PathLike = SCHEMA) -> dict:
         if not isinstance(data, dict):
             raise CiinvError(f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}")
         config = _merge(config, data)
-    validator = jsonschema.Draft202012Validator(yaml.safe_load(Path(schema).read_text()))
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        where = "/".join(str(p) for p in errors[0].absolute_path) or "(top level)"
-        raise CiinvError(f"config {', '.join(map(str, paths))}: {where}: {errors[0].message}")
-    check_config(config, f"config {', '.join(map(str, paths))}")
+    validate_config(config, f"config {', '.join(map(str, paths))}", schema)
     return config
 
 

@@ -8,8 +8,12 @@ a NaN strength renders black faces, a second edit of the same name silently repl
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
+import os
 from collections import Counter
+from pathlib import Path
 
 from ciinv.errors import CiinvError
 
@@ -41,3 +45,73 @@ def check_config(config: dict, source: str = "config") -> None:
     if twice:
         raise CiinvError(f"{source}: edits: the name(s) {', '.join(map(repr, twice))} appear more than once; "
                          "each edit needs its own name (it names the output results/<video>.<name>.mp4)")
+
+
+# --- schema errors, short ---------------------------------------------------------------------
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+OVERLAY_NOTE = ("note: a config overlay (a later --configfile) replaces a whole list such as `edits:`, "
+                "so every entry there must be given in full")
+
+
+def _show(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _suggest(word, options) -> str:
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def describe_error(error) -> str:
+    """One line for one jsonschema error: where, what was given, what is allowed, a near-miss, and
+    inside a list the note that an overlay replaces the whole list."""
+    line = _describe(error)
+    if any(isinstance(p, int) for p in error.absolute_path):
+        line += f"; {OVERLAY_NOTE}"
+    return line
+
+
+def _describe(error) -> str:
+    path = list(error.absolute_path)
+    where = "/".join(map(str, path)) or "(top level)"
+    schema, value = error.schema, error.instance
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        unknown = sorted(set(value) - set(allowed))
+        key = unknown[0] if unknown else "?"
+        line = (f"{where}: unknown key `{key}` (value {_show(value.get(key))}); allowed keys: "
+                f"{', '.join(allowed)}{_suggest(key, allowed)}")
+    elif error.validator == "enum":
+        line = (f"{where}: {_show(value)} is not allowed; allowed: {', '.join(map(_show, schema['enum']))}"
+                f"{_suggest(value, schema['enum'])}")
+    elif error.validator == "required":
+        line = f"{where}: {error.message}"
+    elif error.validator in ("oneOf", "anyOf"):
+        line = f"{where}: {_show(value)} matches none of the allowed forms"
+        details = sorted({_describe(sub).split(": ", 1)[-1] for sub in error.context or []})
+        if details:
+            line += f" ({'; or '.join(details[:4])})"
+    else:
+        line = f"{where}: {_show(value)}: {error.message}"
+    return line
+
+
+def schema_error(config: dict, schema: str | os.PathLike = SCHEMA) -> str | None:
+    """The first thing wrong with ``config`` under ``schema``, as one short line (None if nothing)."""
+    import jsonschema
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(yaml.safe_load(Path(schema).read_text()))
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    return describe_error(errors[0]) if errors else None
+
+
+def validate_config(config: dict, source: str = "config", schema: str | os.PathLike = SCHEMA) -> None:
+    """CiinvError with one short line when ``config`` breaks the schema or the checks above."""
+    problem = schema_error(config, schema)
+    if problem is not None:
+        raise CiinvError(f"{source}: {problem}")
+    check_config(config, source)

@@ -31,3 +31,39 @@ def test_models_lists_what_is_missing_and_how_to_get_it(tmp_path, capsys):
     assert main(["models", "--models-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "stylegan2-ffhq-config-f" in out and "missing" in out and "ciinv models fetch" in out
+
+
+def _subcommands(parser, prefix=()):
+    """(command words, parser) of every subcommand, nested ones (bench synth) included."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _subcommands(sub, (*prefix, name))
+
+
+def test_every_subcommand_has_a_description_and_every_option_has_help():
+    from ciinv.cli import build_parser
+
+    commands = list(_subcommands(build_parser()))
+    assert {("invert",), ("bench", "synth"), ("models",)} <= {words for words, _ in commands}
+    missing = [(" ".join(words), action.dest) for words, sub in commands for action in sub._actions
+               if not action.help]
+    assert missing == []
+    assert [" ".join(words) for words, sub in commands if not sub.description] == []
+
+
+def test_invert_help_describes_the_options_the_issue_names(capsys):
+    import pytest as _pytest
+
+    from ciinv.cli import main
+
+    with _pytest.raises(SystemExit):
+        main(["invert", "--help"])
+    text = capsys.readouterr().out
+    assert "joint MAC+ICC inversion" in text
+    for option, words in {"--crops": "aligned crops", "--generator": "generator checkpoint", "--flow": "flow",
+                          "--vgg16": "VGG16", "--device": "CUDA"}.items():
+        assert option in text and words in text, option

@@ -20,3 +20,79 @@ def test_two_edits_of_one_name_are_refused():
     check_config({"edits": [{"name": "a"}, {"name": "b"}]})
     with pytest.raises(CiinvError, match="'a' appear more than once"):
         check_config({"edits": [{"name": "a"}, {"name": "b"}, {"name": "a"}]})
+
+
+# --- short schema errors ------------------------------------------------------------------------
+
+def _repo_config():
+    import copy
+
+    import yaml
+
+    from ciinv.config import SCHEMA
+
+    return copy.deepcopy(yaml.safe_load((SCHEMA.parents[2] / "config.yaml").read_text()))
+
+
+def test_a_typod_key_names_the_key_the_value_the_allowed_keys_and_the_near_miss():
+    import pytest
+
+    from ciinv.config import validate_config
+    from ciinv.errors import CiinvError
+
+    config = _repo_config()
+    config["invert"]["stepz"] = 300
+    with pytest.raises(CiinvError) as error:
+        validate_config(config)
+    message = str(error.value)
+    assert "\n" not in message and len(message) < 600
+    assert "invert: unknown key `stepz` (value 300)" in message
+    assert "did you mean `steps`?" in message and "window" in message
+
+
+def test_a_bad_choice_says_what_is_allowed():
+    import pytest
+
+    from ciinv.config import validate_config
+    from ciinv.errors import CiinvError
+
+    config = _repo_config()
+    config["landmarks"]["detector"] = "fann"
+    expected = r'landmarks/detector: "fann" is not allowed; allowed: .*"fan".*did you mean `fan`'
+    with pytest.raises(CiinvError, match=expected):
+        validate_config(config)
+
+
+def test_a_partial_edit_says_that_an_overlay_replaces_the_whole_list():
+    import pytest
+
+    from ciinv.config import validate_config
+    from ciinv.errors import CiinvError
+
+    config = _repo_config()
+    config["edits"] = [{"name": "smile", "strength": 2.0}]  # an overlay meant to change one number
+    with pytest.raises(CiinvError) as error:
+        validate_config(config)
+    message = str(error.value)
+    assert message.startswith("config: edits/0: ") and "\n" not in message
+    assert "replaces a whole list such as `edits:`" in message
+
+
+def test_bench_load_config_gives_the_same_short_error(tmp_path):
+    import pytest
+    import yaml
+
+    from ciinv.bench import load_config
+    from ciinv.config import SCHEMA
+    from ciinv.errors import CiinvError
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"invert": {"stepz": 5}}))
+    with pytest.raises(CiinvError, match="did you mean `steps`"):
+        load_config([SCHEMA.parents[2] / "config.yaml", overlay])
+
+
+def test_the_repositorys_config_passes():
+    from ciinv.config import schema_error
+
+    assert schema_error(_repo_config()) is None

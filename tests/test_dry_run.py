@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -50,3 +52,30 @@ def test_a_config_that_would_give_a_wrong_video_is_refused_before_any_job(tmp_pa
 def test_a_missing_input_dir_is_a_warning_not_a_silent_no_op(tmp_path):
     result = snakemake(tmp_path, "--dry-run")
     assert "input_dir videos does not exist" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("overlay, expected", [
+    ("invert:\n  stepz: 5\n", "config: invert: unknown key `stepz` (value 5); allowed keys: "),
+    ("edits:\n  - {name: smile, strength: 2.0}\n", "an overlay (a later --configfile) replaces a whole list"),
+])
+def test_a_config_mistake_is_one_short_line_with_the_suggestion(tmp_path, overlay, expected):
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(overlay)
+    result = snakemake(tmp_path, "--dry-run", configfiles=[bad])
+    assert result.returncode != 0
+    output = result.stderr + result.stdout
+    line = next(line for line in output.splitlines() if line.startswith("config: "))
+    assert expected in line.replace("a config overlay", "an overlay")
+    assert "ValidationError" not in output and "Failed validating" not in output
+    if "stepz" in overlay:
+        assert line.endswith("did you mean `steps`?")
+
+
+def test_planning_imports_no_video_decoder():
+    """common.smk's imports (run for every Snakemake start) leave decord and ffmpeg unloaded."""
+    imports = [line for line in (REPO / "workflow/rules/common.smk").read_text().splitlines()
+               if line.startswith(("import ", "from ciinv"))]
+    code = "\n".join(imports + ["import sys", "print(sorted({'decord', 'ffmpeg'} & set(sys.modules)))"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

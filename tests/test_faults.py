@@ -260,3 +260,11 @@ def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(full_disk,
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
         assert f"cannot write {full_disk / name}: No space left on device; free space" in result.stderr
         assert not list(full_disk.iterdir())
+
+
+def test_a_run_with_bad_videos_ends_with_a_summary_naming_each_with_its_reason(faulty_run):
+    _, result = faulty_run
+    summary = result.stderr[result.stderr.index("job(s) failed:"):]
+    for name in [*DAMAGED_AT_START, *DAMAGED_LATER]:
+        lines = [line for line in summary.splitlines() if line.strip().startswith((f"video {name} ", f"video {name},"))]
+        assert lines and all(": error: " in line for line in lines), (name, summary)

@@ -7,21 +7,23 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from ciinv.config import check_config
+from ciinv.config import validate_config
 from ciinv.errors import CiinvError
 from ciinv.folder import find_videos
 from ciinv.models import is_weightless_flow
 from ciinv.models.registry import REGISTRY, resolve, resolve_direction
 from ciinv.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS
-from ciinv.video import read_meta
+from ciinv.meta import read_meta
 from ciinv.windows import shard_count
 
 
-validate(config, "../schemas/config.schema.yaml")
+# One short line for a bad config (the key, the value, what is allowed, a near-miss); Snakemake's
+# validate then only fills in the schema's defaults.
 try:
-    check_config(config)
+    validate_config(config, "config", os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
 except CiinvError as error:
     raise WorkflowError(str(error)) from None
+validate(config, "../schemas/config.schema.yaml")
 
 
 # Videos by the name of their results. What is left out (a dangling link, a name two files would
