@@ -1,6 +1,6 @@
 """Checks on the merged configuration that JSON Schema cannot express.
 
-The schema (workflow/schemas/config.schema.yaml) checks types and ranges, but Python's
+The schema (ciinv/config.schema.yaml) checks types and ranges, but Python's
 jsonschema takes NaN and infinity for ``type: number`` (and NaN passes every ``minimum``), and
 it cannot say that the edits' names differ. Both would give a wrong video with exit status 0:
 a NaN strength renders black faces, a second edit of the same name silently replaces the first.
@@ -49,7 +49,7 @@ def check_config(config: dict, source: str = "config") -> None:
 
 # --- schema errors, short ---------------------------------------------------------------------
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).resolve().parent / "config.schema.yaml"
 
 OVERLAY_NOTE = ("note: a config overlay (a later --configfile) replaces a whole list such as `edits:`, "
                 "so every entry there must be given in full")

@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 

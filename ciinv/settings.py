@@ -1,6 +1,6 @@
 """The inversion's settings: the config's ``invert:`` block, key for key.
 
-The schema (``workflow/schemas/config.schema.yaml``) documents and checks every key when the
+The schema (``ciinv/config.schema.yaml``) documents and checks every key when the
 workflow starts; ``InvertSettings`` carries them into the optimiser and checks them again for
 callers that do not go through the workflow (the CLI, the benchmarks, the tests).
 

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 import yaml
 
-from ciinv.models.flownet2 import write_tiny_flownet2
+from ciinv.testing import write_tiny_flownet2
 from ciinv.models.registry import REGISTRY, direction_attributes, direction_name
-from ciinv.models.stylegan1 import write_tiny_stylegan1
-from ciinv.models.stylegan2 import config_f_channels, write_tiny_stylegan2
-from ciinv.models.vgg16 import write_tiny_vgg16
+from ciinv.testing import write_tiny_stylegan1
+from ciinv.models.stylegan2 import config_f_channels
+from ciinv.testing import write_tiny_stylegan2
+from ciinv.testing import write_tiny_vgg16
 
 
 def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: int = 5,

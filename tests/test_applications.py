@@ -20,7 +20,7 @@ from ciinv.cli import main
 from ciinv.edit import apply_morph, apply_transfer, edit_codes, edit_kind, layer_mask, pair_frames, render_edit
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
-from ciinv.models.stylegan2 import write_tiny_stylegan2
+from ciinv.testing import write_tiny_stylegan2
 
 from .conftest import REPO
 from .test_workflow import snakemake
@@ -174,7 +174,7 @@ def validate(edits):
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["edits"] = copy.deepcopy(edits)
-    snakemake_validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    snakemake_validate(config, str(REPO / "ciinv" / "config.schema.yaml"))
 
 
 def test_schema_takes_each_kind_and_refuses_two_at_once():

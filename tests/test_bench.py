@@ -10,7 +10,8 @@ from PIL import Image
 
 from ciinv.bench import bench_synth, load_config, sample_sequences
 from ciinv.errors import CiinvError
-from ciinv.models.stylegan2 import load_stylegan2_rosinality, write_tiny_stylegan2
+from ciinv.models.stylegan2 import load_stylegan2_rosinality
+from ciinv.testing import write_tiny_stylegan2
 from tests.conftest import REPO
 
 

@@ -14,8 +14,8 @@ from ciinv.windows import noise_owners
 from ciinv.errors import CiinvError
 from ciinv.invert import InvertSettings
 from ciinv.models import load_generator
-from ciinv.models.inception import write_tiny_inception
-from ciinv.models.stylegan2 import write_tiny_stylegan2
+from ciinv.testing import write_tiny_inception
+from ciinv.testing import write_tiny_stylegan2
 from ciinv.objective import VARIANTS
 from ciinv.sample import make_clip
 from ciinv.windows import Window

@@ -31,7 +31,7 @@ def _repo_config():
 
     from ciinv.config import SCHEMA
 
-    return copy.deepcopy(yaml.safe_load((SCHEMA.parents[2] / "config.yaml").read_text()))
+    return copy.deepcopy(yaml.safe_load((SCHEMA.parents[1] / "config.yaml").read_text()))
 
 
 def test_a_typod_key_names_the_key_the_value_the_allowed_keys_and_the_near_miss():
@@ -89,7 +89,7 @@ def test_bench_load_config_gives_the_same_short_error(tmp_path):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(yaml.safe_dump({"invert": {"stepz": 5}}))
     with pytest.raises(CiinvError, match="did you mean `steps`"):
-        load_config([SCHEMA.parents[2] / "config.yaml", overlay])
+        load_config([SCHEMA.parents[1] / "config.yaml", overlay])
 
 
 def test_the_repositorys_config_passes():

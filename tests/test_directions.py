@@ -20,10 +20,9 @@ import yaml
 from ciinv.cli import main
 from ciinv.edit import load_direction
 from ciinv.errors import CiinvError
-from ciinv.models import registry
 from ciinv.models.registry import DIRECTION_KIND, REGISTRY, direction_attributes, resolve_direction
-from ciinv.models.stylegan1 import write_tiny_stylegan1
-from ciinv.models.stylegan2 import write_tiny_stylegan2
+from ciinv.testing import write_tiny_stylegan1
+from ciinv.testing import write_tiny_stylegan2
 
 from .conftest import REPO
 from .test_workflow import snakemake

@@ -10,7 +10,7 @@ import torch
 from ciinv.edit import apply_edit, layer_mask, load_direction, render_edit, sefa_direction
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
-from ciinv.models.stylegan2 import write_tiny_stylegan2
+from ciinv.testing import write_tiny_stylegan2
 
 L, D = 8, 512
 

@@ -20,8 +20,8 @@ from ciinv.models.flownet2 import (
     load_flownet2,
     network_size,
     resize_flow,
-    write_tiny_flownet2,
 )
+from ciinv.testing import write_tiny_flownet2
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from ciinv.models.inception import (
     FIDInception,
     conv_names,
     load_inception,
-    write_tiny_inception,
 )
+from ciinv.testing import write_tiny_inception
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,10 @@ from PIL import Image
 from ciinv.edit import load_frame_noise
 from ciinv.errors import CiinvError
 from ciinv.invert import InvertSettings, invert_shard, merge_shards, resume_path
-from ciinv.models.flownet2 import write_tiny_flownet2
-from ciinv.models.stylegan2 import load_stylegan2_rosinality, write_tiny_stylegan2
-from ciinv.models.vgg16 import write_tiny_vgg16
+from ciinv.testing import write_tiny_flownet2
+from ciinv.models.stylegan2 import load_stylegan2_rosinality
+from ciinv.testing import write_tiny_stylegan2
+from ciinv.testing import write_tiny_vgg16
 from ciinv.objective import codes as mac_codes
 
 FRAMES = 7  # window 3, stride 2: windows [0,3) [2,5) [4,7); 2 per shard -> 2 shards

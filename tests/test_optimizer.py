@@ -6,9 +6,10 @@ import torch
 from ciinv.gpu import uses_bf16
 from ciinv.invert import invert_frames
 from ciinv.models import load_flow, load_vgg16
-from ciinv.models.flownet2 import write_tiny_flownet2
-from ciinv.models.stylegan2 import EqualLinear, load_stylegan2_rosinality, styles_fp32, write_tiny_stylegan2
-from ciinv.models.vgg16 import write_tiny_vgg16
+from ciinv.testing import write_tiny_flownet2
+from ciinv.models.stylegan2 import EqualLinear, load_stylegan2_rosinality, styles_fp32
+from ciinv.testing import write_tiny_stylegan2
+from ciinv.testing import write_tiny_vgg16
 from ciinv.optimizer import (
     Nets,
     WindowResult,

@@ -88,7 +88,7 @@ def test_edit_crops_of_another_length_are_an_error_naming_the_folder(tmp_path):
 def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path):
     from ciinv.cli import main
     from ciinv.files import write_json
-    from ciinv.models.vgg16 import write_tiny_vgg16
+    from ciinv.testing import write_tiny_vgg16
     from ciinv.sample import make_clip
     from ciinv.video import probe
 

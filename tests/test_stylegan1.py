@@ -27,8 +27,8 @@ from ciinv.models.stylegan1 import (
     UpConv2d,
     load_stylegan1,
     w_avg_sidecar,
-    write_tiny_stylegan1,
 )
+from ciinv.testing import write_tiny_stylegan1
 
 BLUR = np.outer([1, 2, 1], [1, 2, 1]) / 16.0
 SQRT2 = math.sqrt(2.0)

@@ -24,8 +24,8 @@ from ciinv.models.stylegan2 import (
     generator_from_state_dict,
     load_stylegan2_rosinality,
     upfirdn2d,
-    write_tiny_stylegan2,
 )
+from ciinv.testing import write_tiny_stylegan2
 
 BLUR = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0 * 4.0
 SQRT2 = math.sqrt(2.0)

@@ -9,7 +9,7 @@ Our modules carry NVIDIA's names (``flownetc.conv1.0.weight``, ``flownets_1.deco
 ``flownets_d.inter_conv2.0.weight``, ``flownetfusion.predict_flow0.weight``, ...; 220 keys,
 162,518,834 parameters, no batch norm), so the state dict loads 1:1. Every layer's output width
 is read from the file and every input width follows from the architecture, so the tiny random
-checkpoint written by ``write_tiny_flownet2`` goes through exactly the loader the real file does.
+checkpoint written by ``ciinv.testing.write_tiny_flownet2`` goes through exactly the loader the real file does.
 
 The network is five sub-nets (all flows below are at 1/4 resolution unless upsampled):
 
@@ -39,7 +39,6 @@ from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
 from ciinv.models.checkpoint import key_mismatch, load_weights
-from ciinv.files import atomic_path
 from ciinv.models.warp import warp
 
 DIV_FLOW = 20.0  # the sub-nets predict flow / 20 (FlowNet's training-time scaling)
@@ -517,29 +516,3 @@ def tiny_widths(width_divisor: int) -> dict[str, dict[str, int]]:
     """NVIDIA's widths divided by ``width_divisor`` (at least 1), per sub-net attribute."""
     return {name: {layer: max(1, width // width_divisor) for layer, width in NVIDIA_WIDTHS[table].items()}
             for name, table in SUBNETS.items()}
-
-
-@torch.no_grad()
-def write_tiny_flownet2(path, width_divisor: int = 16, seed: int = 0) -> None:
-    """Write a random FlowNet2 in NVIDIA's exact file layout and key names, with every layer
-    width divided by ``width_divisor``. Deterministic for a given seed.
-
-    Unchanged: the 2-channel flows, the 441 correlation channels, the 3/12/6/11 input channels
-    and all kernel sizes. Weights are N(0, 1/fan_in) and biases N(0, 0.01^2), so activations
-    shrink a little per layer (LeakyReLU halves the variance) and the output flows stay finite,
-    about a pixel, and still depend on the frames.
-    """
-    model = FlowNet2(tiny_widths(width_divisor))
-    rng = torch.Generator().manual_seed(seed)
-    for name, param in model.named_parameters():
-        if name.endswith("weight"):
-            # Conv weight [out, in, k, k], ConvTranspose [in, out, k, k]: fan-in from the input side.
-            transposed = isinstance(model.get_submodule(name.rsplit(".", 1)[0]), nn.ConvTranspose2d)
-            fan_in = param.shape[0 if transposed else 1] * param.shape[2] * param.shape[3]
-            param.copy_(torch.randn(param.shape, generator=rng) / math.sqrt(fan_in))
-        else:
-            param.copy_(torch.randn(param.shape, generator=rng) * 0.01)
-    checkpoint = {"epoch": 0, "state_dict": model.state_dict(), "best_EPE": 1e10}
-    with atomic_path(path) as tmp:
-        # NVIDIA's file is in torch's legacy (non-zip) format; write the same so the loader sees it.
-        torch.save(checkpoint, tmp, _use_new_zipfile_serialization=False)

@@ -14,7 +14,7 @@ classifier) and patched three behaviours so the features match the TensorFlow gr
 
 This module follows that description (the paper's architecture, torchvision's key names),
 so the state dict loads 1:1. Every conv's output width is read from the file, so a tiny random
-file in the same layout (``write_tiny_inception``) runs exactly the code the real one does.
+file in the same layout (``ciinv.testing.write_tiny_inception``) runs exactly the code the real one does.
 
 Key layout: ``<conv>.conv.weight`` [out, in, kh, kw] (no bias) and ``<conv>.bn.{weight, bias,
 running_mean, running_var}`` [out] (``num_batches_tracked`` optional) for every conv named in
@@ -32,7 +32,6 @@ from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
 from ciinv.models.checkpoint import load_weights
-from ciinv.files import atomic_path
 
 INPUT_SIZE = 299
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon in this graph
@@ -330,30 +329,3 @@ def load_inception(path: str | os.PathLike) -> FIDInception:
     except RuntimeError as exc:  # a shape that does not chain with its neighbours
         raise CiinvError(f"{path}: shapes do not fit FID's Inception ({str(exc).splitlines()[-1].strip()})") from None
     return model.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def write_tiny_inception(path: str | os.PathLike, width_divisor: int = 8, seed: int = 0) -> None:
-    """Write a random state dict in pytorch-fid's key layout (all 94 conv+BN units and the
-    1008-class ``fc``), every width divided by ``width_divisor`` (8: pool3 has 256 features).
-    Deterministic for a given seed."""
-    rng = torch.Generator().manual_seed(seed)
-    model = FIDInception({name: max(width // width_divisor, 1) for name, width in FID_WIDTHS.items()})
-    state: dict[str, Tensor] = {}
-    for key, tensor in model.state_dict().items():
-        if key.endswith("conv.weight"):
-            fan_in = tensor[0].numel()
-            value = torch.randn(tensor.shape, generator=rng) * (2.0 / fan_in) ** 0.5
-        elif key.endswith("bn.weight"):
-            value = 1 + 0.1 * torch.randn(tensor.shape, generator=rng)
-        elif key.endswith(("bn.bias", "bn.running_mean")):
-            value = 0.1 * torch.randn(tensor.shape, generator=rng)
-        elif key.endswith("bn.running_var"):
-            value = 0.5 + torch.rand(tensor.shape, generator=rng)
-        else:  # num_batches_tracked
-            value = tensor.clone()
-        state[key] = value
-    state["fc.weight"] = 0.01 * torch.randn(NUM_CLASSES, model.features, generator=rng)
-    state["fc.bias"] = torch.zeros(NUM_CLASSES)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)

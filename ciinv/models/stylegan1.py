@@ -16,7 +16,7 @@ lernapparat (``karras2019stylegan-ffhq-1024x1024.pt``). The file is one flat sta
 
 The architecture (resolution from the ``blocks.{R}x{R}`` names, channels and latent size from
 the shapes, mapping depth from the ``dense{i}`` count) is read from the file, so a tiny random
-checkpoint written by ``write_tiny_stylegan1`` goes through exactly the loader the real one does.
+checkpoint written by ``ciinv.testing.write_tiny_stylegan1`` goes through exactly the loader the real one does.
 
 Weights are stored raw; equalised-learning-rate multipliers are applied at run time:
 ``w_mul = gain / sqrt(fan_in) * lr_mul`` and ``b_mul = lr_mul`` (mapping: gain sqrt(2), lr_mul
@@ -524,35 +524,3 @@ def tiny_channels(resolution: int, max_channels: int) -> dict[int, int]:
         out[r] = max(max_channels >> max(0, int(math.log2(r)) - 5), 4)
         r *= 2
     return out
-
-
-@torch.no_grad()
-def write_tiny_stylegan1(path, resolution: int = 32, w_dim: int = 512, max_channels: int = 32, seed: int = 0,
-                         *, n_mlp: int = 8) -> None:
-    """Write a random StyleGAN v1 in the seed repo's exact key layout (flat state dict, blur
-    kernels included, no mean latent) with small channels. Deterministic for a given seed.
-
-    Noise strengths and biases are non-zero (so tests see them), and the ToRGB weights are
-    scaled so images land roughly in [-1, 1] like the real model's.
-    """
-    model = GeneratorV1(resolution, tiny_channels(resolution, max_channels), w_dim=w_dim, n_mlp=n_mlp)
-    rng = torch.Generator().manual_seed(seed)
-
-    def randn(like: Tensor) -> Tensor:
-        return torch.randn(like.shape, generator=rng)
-
-    for name, tensor in model.state_dict().items():
-        if name.endswith("kernel"):
-            continue
-        if name.startswith(_MAPPING):
-            value = randn(tensor) / MAPPING_LR_MUL if name.endswith("weight") else randn(tensor)
-        elif name.endswith("noise.weight") or name.endswith("bias"):
-            value = 0.1 * randn(tensor)
-        elif name == "g_synthesis.torgb.weight":
-            value = 0.3 * randn(tensor)
-        else:  # conv weights, style affines, the constant input
-            value = randn(tensor)
-        tensor.copy_(value)
-
-    with atomic_path(path) as tmp:
-        torch.save(model.state_dict(), tmp)

@@ -8,7 +8,7 @@ Our modules carry rosinality's names (``style.1.weight``, ``conv1.conv.modulatio
 ``convs.3.noise.weight``, ``to_rgbs.0.upsample.kernel``, ``noises.noise_5``, ...), so the
 state dict loads 1:1. The architecture (resolution, mapping depth, latent size, channels per
 resolution) is read from the shapes in the file, so a tiny random checkpoint written by
-``write_tiny_stylegan2`` goes through exactly the loader the real FFHQ file does.
+``ciinv.testing.write_tiny_stylegan2`` goes through exactly the loader the real FFHQ file does.
 
 Weights are stored raw; the equalised-learning-rate scales are applied at run time. All
 resampling (the [1, 3, 3, 1] blur and the 2x upsampling of the RGB skips) is ``upfirdn2d`` in
@@ -45,7 +45,6 @@ from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
 from ciinv.models.checkpoint import load_weights, mean_mapped_latent
-from ciinv.files import atomic_path
 
 BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)
 LRELU_SLOPE = 0.2
@@ -506,39 +505,3 @@ def tiny_channels(resolution: int, max_channels: int) -> dict[int, int]:
 def config_f_channels(resolution: int) -> dict[int, int]:
     """StyleGAN2 config F's channels per resolution (FFHQ-1024): 512 up to 64 px, then halving."""
     return {4 * 2**i: min(512, 2 ** (13 - i)) for i in range(int(math.log2(resolution // 4)) + 1)}
-
-
-def write_tiny_stylegan2(path, resolution: int = 32, w_dim: int = 512, n_mlp: int = 2,
-                         max_channels: int = 32, seed: int = 0, channels: dict[int, int] | None = None) -> None:
-    """Write a random StyleGAN2 in rosinality's exact file format (all keys, kernels, noises,
-    ``latent_avg`` [w_dim] = mean of mapping over 1000 fixed-seed z) with small channels.
-    Deterministic for a given seed.
-
-    Noise strengths and biases are non-zero (so tests see them), and the ToRGB weights are
-    scaled so images land roughly in [-1, 1] like the real model's.
-    """
-    channels = channels if channels is not None else tiny_channels(resolution, max_channels)
-    model = Generator(resolution, channels, w_dim=w_dim, n_mlp=n_mlp)
-    rng = torch.Generator().manual_seed(seed)
-
-    def randn(like: Tensor) -> Tensor:
-        return torch.randn(like.shape, generator=rng)
-
-    for name, tensor in model.state_dict().items():
-        if name.endswith("kernel"):
-            continue
-        if name.startswith("style."):
-            value = randn(tensor) / MAPPING_LR_MUL if name.endswith("weight") else randn(tensor)
-        elif name.endswith("modulation.bias"):
-            value = 1.0 + 0.1 * randn(tensor)
-        elif name.endswith("noise.weight") or name.endswith("bias"):
-            value = 0.1 * randn(tensor)
-        elif name.startswith("to_rgb") and name.endswith("conv.weight"):
-            value = 0.25 * randn(tensor)
-        else:  # conv weights, modulation weights, the constant input, noise maps
-            value = randn(tensor)
-        tensor.copy_(value)
-
-    latent_avg = model.estimate_w_avg(n=1000)
-    with atomic_path(path) as tmp:
-        torch.save({"g_ema": model.state_dict(), "latent_avg": latent_avg}, tmp)

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
 from ciinv.models.checkpoint import load_weights
-from ciinv.files import atomic_path
 
 # torchvision's configuration "D" (VGG16): channels per 3x3 conv, "M" = 2x2 max-pool.
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -98,28 +96,3 @@ def load_vgg16(path) -> VGG16Features:
     model = VGG16Features(_conv_widths(state, path))
     model.load_state_dict({key: state[key] for key in model.state_dict()})
     return model.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def write_tiny_vgg16(path, width_divisor: int = 16, seed: int = 0) -> None:
-    """Write a random VGG16 state dict in torchvision's key layout (all 13 convs and the
-    classifier), every width divided by ``width_divisor``; deterministic for a given seed."""
-    rng = torch.Generator().manual_seed(seed)
-    state: dict[str, Tensor] = {}
-    index, c_in = 0, 3
-    for item in VGG16_CFG:
-        if item == "M":
-            index += 1
-            continue
-        c_out = max(item // width_divisor, 1)
-        fan_out = c_out * 9  # torchvision's init: kaiming normal, fan_out, relu
-        state[f"features.{index}.weight"] = torch.randn(c_out, c_in, 3, 3, generator=rng) * (2.0 / fan_out) ** 0.5
-        state[f"features.{index}.bias"] = 0.01 * torch.randn(c_out, generator=rng)
-        index += 2
-        c_in = c_out
-    hidden = max(4096 // width_divisor, 1)
-    for i, (n_out, n_in) in zip((0, 3, 6), ((hidden, c_in * 7 * 7), (hidden, hidden), (1000, hidden))):
-        state[f"classifier.{i}.weight"] = 0.01 * torch.randn(n_out, n_in, generator=rng)
-        state[f"classifier.{i}.bias"] = torch.zeros(n_out)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)

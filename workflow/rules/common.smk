@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from ciinv.config import validate_config
+from ciinv.config import SCHEMA as CONFIG_SCHEMA, validate_config
 from ciinv.errors import CiinvError
 from ciinv.folder import find_videos
 from ciinv.models import is_weightless_flow
@@ -20,10 +20,10 @@ from ciinv.windows import shard_count
 # One short line for a bad config (the key, the value, what is allowed, a near-miss); Snakemake's
 # validate then only fills in the schema's defaults.
 try:
-    validate_config(config, "config", os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+    validate_config(config, "config")
 except CiinvError as error:
     raise WorkflowError(str(error)) from None
-validate(config, "../schemas/config.schema.yaml")
+validate(config, str(CONFIG_SCHEMA))
 
 
 # Videos by the name of their results. What is left out (a dangling link, a name two files would
