@@ -12,6 +12,8 @@ import math
 import sys
 from pathlib import Path
 
+from ciinv.config import setting
+
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -219,6 +221,16 @@ def _subcommand(subparsers, name: str, summary: str) -> argparse.ArgumentParser:
     return subparsers.add_parser(name, help=summary, description=summary)
 
 
+def config_option(parser: argparse.ArgumentParser, key: str, **kwargs) -> None:
+    """``--name`` for the config key ``section.name``: its default, help and choices are the schema's."""
+    entry = setting(key)
+    kwargs.setdefault("help", entry["description"])
+    if "enum" in entry:
+        kwargs.setdefault("choices", entry["enum"])
+    flag = "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+    parser.add_argument(flag, default=entry["default"], **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ciinv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,10 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="the video file")
     p.add_argument("--meta", help="meta.json from probe (else the video is probed again)")
     p.add_argument("--out", required=True, help="landmarks.npz to write")
-    p.add_argument("--detector", choices=["fan", "dlib"], default="fan",
-                   help="face landmark detector (fan: GPU, two weight files; dlib: CPU)")
-    p.add_argument("--max-gap", type=int, default=5, help="longest run of faceless frames to interpolate")
-    p.add_argument("--models-dir", default="models", help="folder of the model files")
+    config_option(p, "landmarks.detector")
+    config_option(p, "landmarks.max_gap", type=int)
+    config_option(p, "models_dir")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_landmarks)
 
@@ -245,11 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landmarks", required=True, help="landmarks.npz from `ciinv landmarks`")
     p.add_argument("--out", required=True, help="align.npz")
     p.add_argument("--crops", required=True, help="folder for the crops")
-    p.add_argument("--resolution", type=int, default=1024, help="side of the square crops in pixels")
-    p.add_argument("--center-sigma", type=finite_float, default=1.0,
-                   help="temporal smoothing (frames) of the crop centre")
-    p.add_argument("--axes-sigma", type=finite_float, default=3.0,
-                   help="temporal smoothing (frames) of the crop's axes")
+    config_option(p, "align.resolution", type=int)
+    config_option(p, "align.center_sigma", type=finite_float)
+    config_option(p, "align.axes_sigma", type=finite_float)
     p.set_defaults(func=cmd_align)
 
     p = _subcommand(sub, "invert", "joint MAC+ICC inversion of one shard of windows -> shard .pt")
@@ -260,9 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt)")
     p.add_argument("--flow", required=True, help="flow estimator: a model file, or dis[:preset] (no file)")
     p.add_argument("--vgg16", required=True, help="VGG16 weights for the perceptual loss")
-    p.add_argument("--windows-per-batch", default="auto", help="'auto' or a number of windows per generator batch")
-    p.add_argument("--checkpoint-every", type=int, default=500,
-                   help="save the optimiser state every N steps, so a killed job resumes")
+    config_option(p, "invert.windows_per_batch")
+    config_option(p, "invert.checkpoint_every", type=int)
     p.add_argument("--out", required=True, help="shard .pt to write")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_invert)
@@ -281,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edit", required=True, help='JSON, e.g. {"name": "age", "direction": "age.npy", "strength": 3},'
                    ' {"name": "m", "morph_with": "other/latents.npy", "alpha": 0.5} or'
                    ' {"name": "t", "transfer_from": "ref/latents.npy", "strength": 1}')
-    p.add_argument("--models-dir", default="models", help="folder of the model files")
+    config_option(p, "models_dir")
     p.add_argument("--out", required=True, help="folder for the edited crops")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_edit)
@@ -292,10 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", required=True, help="align.npz from `ciinv align`")
     p.add_argument("--crops", required=True, help="folder of edited crops from `ciinv edit`")
     p.add_argument("--out", required=True, help=".mp4 to write")
-    p.add_argument("--feather", type=finite_float, default=0.1,
-                   help="width of the soft edge of the pasted face, relative to the size of the face ellipse")
-    p.add_argument("--crf", type=int, default=18, help="x264 quality (0 lossless .. 51 worst)")
-    p.add_argument("--preset", default="medium", help="x264 speed preset (ultrafast .. veryslow)")
+    config_option(p, "assemble.feather", type=finite_float)
+    config_option(p, "assemble.crf", type=int)
+    config_option(p, "assemble.preset")
     p.set_defaults(func=cmd_assemble)
 
     p = _subcommand(sub, "report-assets", "the pictures and metrics of one video for `snakemake --report`: "
@@ -319,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="registry names to fetch")
     p.add_argument("--all", action="store_true", help="fetch every file in the registry")
     p.add_argument("--file", action="append", default=[], help="fetch the registry entry with this file name")
-    p.add_argument("--models-dir", default="models", help="folder of the model files")
+    config_option(p, "models_dir")
     p.set_defaults(func=cmd_models)
 
     p = _subcommand(sub, "smoke-models", "tiny random checkpoints in the real formats + a config overlay")

@@ -1,6 +1,10 @@
-"""Checks on the merged configuration that JSON Schema cannot express.
+"""The configuration's schema, read once, and the checks on a merged configuration.
 
-The schema (ciinv/config.schema.yaml) checks types and ranges, but Python's
+``ciinv/config.schema.yaml`` is the one place where a setting's default, allowed values and
+meaning are written: ``setting()`` and ``defaults()`` read it for the typed settings
+(ciinv/settings.py) and the CLI's options.
+
+The schema checks types and ranges, but Python's
 jsonschema takes NaN and infinity for ``type: number`` (and NaN passes every ``minimum``), and
 it cannot say that the edits' names differ. Both would give a wrong video with exit status 0:
 a NaN strength renders black faces, a second edit of the same name silently replaces the first.
@@ -9,6 +13,7 @@ a NaN strength renders black faces, a second edit of the same name silently repl
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import os
@@ -53,6 +58,40 @@ SCHEMA = Path(__file__).resolve().parent / "config.schema.yaml"
 
 OVERLAY_NOTE = ("note: a config overlay (a later --configfile) replaces a whole list such as `edits:`, "
                 "so every entry there must be given in full")
+
+
+@functools.cache
+def schema_document() -> dict:
+    """The parsed config schema (read once per process)."""
+    import yaml
+
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def setting(key: str) -> dict:
+    """The schema entry of a dotted key such as ``"invert.steps"``: its default, description, type..."""
+    entry = schema_document()
+    for part in key.split("."):
+        try:
+            entry = entry["properties"][part]
+        except KeyError:
+            raise KeyError(f"{key!r} is not a setting in {SCHEMA.name}") from None
+    return entry
+
+
+def defaults(section: str) -> dict:
+    """``{key: default}`` of every setting in one block of the config (e.g. ``"invert"``)."""
+    return {key: entry["default"] for key, entry in setting(section)["properties"].items()}
+
+
+def check_section(section: str, block: dict) -> None:
+    """CiinvError with one short line when ``block`` breaks the schema of ``config[section]``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(setting(section))
+    errors = sorted(validator.iter_errors(block), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        raise CiinvError(f"config {section}/{describe_error(errors[0])}".replace("/(top level)", ""))
 
 
 def _show(value) -> str:
@@ -104,7 +143,8 @@ def schema_error(config: dict, schema: str | os.PathLike = SCHEMA) -> str | None
     import jsonschema
     import yaml
 
-    validator = jsonschema.Draft202012Validator(yaml.safe_load(Path(schema).read_text()))
+    document = schema_document() if Path(schema) == SCHEMA else yaml.safe_load(Path(schema).read_text())
+    validator = jsonschema.Draft202012Validator(document)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     return describe_error(errors[0]) if errors else None
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ciinv.config import defaults
 from ciinv.gpu import autocast
 from ciinv.models.warp import warp
 
@@ -54,19 +55,23 @@ VARIANTS = {
     "i2s": (False, False, False),
     "plus": (True, True, True),
 }
-OFFSETS = ("shared", "per_layer")
 ICC_PAIRS = ("base", "all")
 LOSS_NAMES = ("total", "icc", "mse", "perceptual")
 
 
+_DEFAULTS = defaults("invert")
+
+
 @dataclass(frozen=True)
 class LossConfig:
-    variant: str = "full"
-    icc_pairs: str = "base"
-    lambda_icc: float = 1.0
-    lambda_mse: float = 1.0
-    lambda_perceptual: float = 1.0
-    perceptual_size: int = 256
+    """The loss terms and weights (the ``invert:`` keys of the same names; defaults from the schema)."""
+
+    variant: str = _DEFAULTS["variant"]
+    icc_pairs: str = _DEFAULTS["icc_pairs"]
+    lambda_icc: float = _DEFAULTS["lambda_icc"]
+    lambda_mse: float = _DEFAULTS["lambda_mse"]
+    lambda_perceptual: float = _DEFAULTS["lambda_perceptual"]
+    perceptual_size: int = _DEFAULTS["perceptual_size"]
 
     @property
     def use_icc(self) -> bool:

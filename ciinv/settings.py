@@ -1,8 +1,9 @@
-"""The inversion's settings: the config's ``invert:`` block, key for key.
+"""The inversion's settings: the config's ``invert:`` block, key for key, typed.
 
-The schema (``ciinv/config.schema.yaml``) documents and checks every key when the
-workflow starts; ``InvertSettings`` carries them into the optimiser and checks them again for
-callers that do not go through the workflow (the CLI, the benchmarks, the tests).
+Every default, allowed value and range comes from the schema (``ciinv/config.schema.yaml``):
+``InvertSettings`` is built from it, and checked against it when it is made, so callers that do
+not go through the workflow (the CLI, the benchmarks, the tests) get the same settings and the
+same short errors as the workflow.
 
 Two keys say how a job runs, not what it computes (``EXECUTION_KEYS``): they are left out
 of the workflow rule's params and of the resume key, so changing them reruns nothing.
@@ -13,109 +14,76 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ciinv.config import check_section, defaults, setting
 from ciinv.errors import CiinvError
-from ciinv.objective import ICC_PAIRS, OFFSETS, VARIANTS, LossConfig
+from ciinv.objective import LossConfig
 
-INITS = ("mean", "zero")
-PRECISIONS = ("bf16", "fp32")
-NOISE_SCHEDULES = ("joint", "sequential")
+DEFAULTS = defaults("invert")
 EXECUTION_KEYS = ("windows_per_batch", "checkpoint_every")
+_NUMBERS = tuple(key for key, entry in setting("invert")["properties"].items() if entry.get("type") == "number")
 
 
 @dataclass
 class InvertSettings:
-    """Every knob of the inversion (see config.yaml for what each one means)."""
+    """Every knob of the inversion; ``setting("invert.<name>")["description"]`` says what each means."""
 
-    window: int = 5
-    stride: int = 4
-    windows_per_shard: int = 16
-    lane_windows: int = 4
-    windows_per_batch: int | str = "auto"
-    steps: int = 5000
-    warm_start: bool = True
-    early_stop: bool = True
-    stop_tolerance: float = 0.02
-    stop_patience: int = 50
-    min_steps: int = 200
-    lr: float = 0.01
-    betas: tuple = (0.9, 0.999)
-    eps: float = 1e-8
-    lambda_icc: float = 1.0
-    lambda_mse: float = 1.0
-    lambda_perceptual: float = 1.0
-    variant: str = "full"
-    noise_schedule: str = "joint"
-    offsets: str = "shared"
-    init: str = "mean"
-    icc_pairs: str = "base"
-    perceptual_size: int = 256
-    precision: str = "bf16"
-    checkpoint_every: int = 500
-    seed: int = 0
+    window: int = DEFAULTS["window"]
+    stride: int = DEFAULTS["stride"]
+    windows_per_shard: int = DEFAULTS["windows_per_shard"]
+    lane_windows: int = DEFAULTS["lane_windows"]
+    windows_per_batch: int | str = DEFAULTS["windows_per_batch"]
+    steps: int = DEFAULTS["steps"]
+    warm_start: bool = DEFAULTS["warm_start"]
+    early_stop: bool = DEFAULTS["early_stop"]
+    stop_tolerance: float = DEFAULTS["stop_tolerance"]
+    stop_patience: int = DEFAULTS["stop_patience"]
+    min_steps: int = DEFAULTS["min_steps"]
+    lr: float = DEFAULTS["lr"]
+    betas: tuple = tuple(DEFAULTS["betas"])
+    eps: float = DEFAULTS["eps"]
+    lambda_icc: float = DEFAULTS["lambda_icc"]
+    lambda_mse: float = DEFAULTS["lambda_mse"]
+    lambda_perceptual: float = DEFAULTS["lambda_perceptual"]
+    variant: str = DEFAULTS["variant"]
+    noise_schedule: str = DEFAULTS["noise_schedule"]
+    offsets: str = DEFAULTS["offsets"]
+    init: str = DEFAULTS["init"]
+    icc_pairs: str = DEFAULTS["icc_pairs"]
+    perceptual_size: int = DEFAULTS["perceptual_size"]
+    precision: str = DEFAULTS["precision"]
+    checkpoint_every: int = DEFAULTS["checkpoint_every"]
+    seed: int = DEFAULTS["seed"]
 
     def __post_init__(self):
+        check_section("invert", self.to_dict())
         self.betas = tuple(float(b) for b in self.betas)
-        choices = {"variant": VARIANTS, "offsets": OFFSETS, "init": INITS, "icc_pairs": ICC_PAIRS,
-                   "precision": PRECISIONS, "noise_schedule": NOISE_SCHEDULES}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise CiinvError(f"config invert.{name}: {getattr(self, name)!r} is not one of {list(allowed)}")
-        for name in ("window", "stride", "windows_per_shard", "lane_windows", "steps", "stop_patience",
-                     "perceptual_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise CiinvError(f"config invert.{name} must be at least 1, got {getattr(self, name)}")
-        if self.windows_per_batch != "auto" and not (isinstance(self.windows_per_batch, int)
-                                                     and self.windows_per_batch >= 1):
-            raise CiinvError(f"config invert.windows_per_batch must be 'auto' or at least 1, "
-                             f"got {self.windows_per_batch!r}")
-        if not 1 <= self.stride <= self.window:
-            raise CiinvError(f"config invert.stride must be between 1 and invert.window ({self.window}), "
-                             f"got {self.stride}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise CiinvError(f"config invert.betas must be two numbers in [0, 1), got {list(self.betas)}")
-        if self.lr <= 0 or self.eps <= 0:
-            raise CiinvError(f"config invert.lr and invert.eps must be positive, got {self.lr} and {self.eps}")
-        if self.min_steps < 0 or self.stop_tolerance < 0:
-            raise CiinvError(f"config invert.min_steps and invert.stop_tolerance must be at least 0, "
-                             f"got {self.min_steps} and {self.stop_tolerance}")
+        for name in _NUMBERS:  # 1 and 1.0 are one setting: the resume key compares them as floats
+            setattr(self, name, float(getattr(self, name)))
+        # What the schema cannot say: relations between keys.
+        if self.stride > self.window:
+            raise CiinvError(f"config invert/stride: {self.stride} is more than invert.window ({self.window}); "
+                             "windows would skip frames")
 
     @classmethod
     def from_dict(cls, d: dict) -> "InvertSettings":
-        """Settings from a config block; unknown keys and values of the wrong type are errors."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise CiinvError(f"config invert: unknown key(s) {unknown}; known keys are {sorted(fields)}")
-        values = {}
-        for name, value in d.items():
-            default = fields[name].default
-            try:
-                if name == "windows_per_batch" and value == "auto":
-                    values[name] = value
-                elif isinstance(default, tuple):
-                    values[name] = tuple(float(v) for v in value)
-                elif isinstance(default, bool):
-                    if not isinstance(value, bool):
-                        raise ValueError
-                    values[name] = value
-                elif isinstance(default, int) or name == "windows_per_batch":
-                    if isinstance(value, bool) or float(value) != int(float(value)):
-                        raise ValueError
-                    values[name] = int(float(value))
-                elif isinstance(default, float):
-                    values[name] = float(value)  # YAML reads 1e-8 (no dot) as a string
-                else:
-                    values[name] = str(value)
-            except (TypeError, ValueError):
-                kind = {tuple: "a list of numbers", bool: "true or false"}.get(type(default), type(default).__name__)
-                if name == "windows_per_batch":
-                    kind = "'auto' or an integer"
-                raise CiinvError(f"config invert.{name}: expected {kind}, got {value!r}") from None
+        """Settings from a (possibly partial) config block; the schema's defaults fill the rest.
+
+        A number written as a string (YAML reads ``1e-8`` without a dot as one) is taken as
+        the number; anything else the schema refuses is a short error naming the key.
+        """
+        values = dict(d)
+        for name in _NUMBERS:
+            if isinstance(values.get(name), str):
+                try:
+                    values[name] = float(values[name])
+                except ValueError:
+                    pass  # the schema names it
+        check_section("invert", {**DEFAULTS, **values})
         return cls(**values)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
+        d["betas"] = list(d["betas"])
         return d
 
     def replace(self, **changes) -> "InvertSettings":

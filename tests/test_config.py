@@ -96,3 +96,76 @@ def test_the_repositorys_config_passes():
     from ciinv.config import schema_error
 
     assert schema_error(_repo_config()) is None
+
+
+# --- one source of truth: the schema's defaults ------------------------------------------------
+
+def _schema_defaults(entry=None, prefix=""):
+    """{dotted key: default} of every setting in the schema that has one."""
+    from ciinv.config import schema_document
+
+    entry = schema_document() if entry is None else entry
+    found = {}
+    for key, sub in entry.get("properties", {}).items():
+        if "default" in sub:
+            found[prefix + key] = sub["default"]
+        found.update(_schema_defaults(sub, f"{prefix}{key}."))
+    return found
+
+
+def test_every_setting_has_a_default_and_a_description_in_the_schema():
+    from ciinv.config import schema_document
+
+    def walk(entry, prefix):
+        for key, sub in entry.get("properties", {}).items():
+            assert sub.get("description"), f"{prefix}{key} has no description"
+            if sub.get("type") == "object" and "properties" in sub:
+                walk(sub, f"{prefix}{key}.")
+            elif prefix + key != "edits":
+                assert "default" in sub, f"{prefix}{key} has no default"
+
+    walk(schema_document(), "")
+
+
+def test_config_yaml_is_the_schemas_defaults():
+    config = _repo_config()
+    for key, default in _schema_defaults().items():
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        assert value == default, f"config.yaml {key}: {value!r}, the schema's default: {default!r}"
+
+
+def test_the_settings_objects_take_the_schemas_defaults():
+    import dataclasses
+
+    from ciinv.config import defaults
+    from ciinv.objective import LossConfig
+    from ciinv.settings import InvertSettings
+
+    invert = defaults("invert")
+    settings = InvertSettings().to_dict()
+    assert settings == invert
+    for field in dataclasses.fields(LossConfig):
+        assert getattr(LossConfig(), field.name) == invert[field.name], field.name
+
+
+def test_the_cli_options_that_mirror_config_keys_take_the_schemas_defaults_and_help():
+    import argparse
+
+    from ciinv.cli import build_parser
+    from ciinv.config import setting
+
+    mirrored = {"landmarks": ["landmarks.detector", "landmarks.max_gap", "models_dir"],
+                "align": ["align.resolution", "align.center_sigma", "align.axes_sigma"],
+                "invert": ["invert.windows_per_batch", "invert.checkpoint_every"],
+                "assemble": ["assemble.feather", "assemble.crf", "assemble.preset"],
+                "models": ["models_dir"]}
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command, keys in mirrored.items():
+        options = {a.dest: a for a in subparsers[command]._actions}
+        for key in keys:
+            option = options[key.rsplit(".", 1)[-1]]
+            assert option.default == setting(key)["default"], f"ciinv {command} --{option.dest}"
+            assert option.help == setting(key)["description"], f"ciinv {command} --{option.dest}"

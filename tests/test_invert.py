@@ -252,13 +252,3 @@ def test_settings_from_config():
     assert InvertSettings.from_dict({"variant": "plus"}).loss_config().use_icc
     with pytest.raises(CiinvError, match="steps"):
         InvertSettings.from_dict({"steps": 2.5})
-
-
-def test_the_settings_defaults_are_the_configs():
-    """The dataclass's defaults serve callers without a config: they must not drift from config.yaml."""
-    import yaml
-
-    from tests.conftest import REPO
-
-    config = yaml.safe_load((REPO / "config.yaml").read_text())["invert"]
-    assert InvertSettings.from_dict(config) == InvertSettings()
