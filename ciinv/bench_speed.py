@@ -159,8 +159,8 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
     if frames < settings.window + 1:
         raise CiinvError(f"bench speed: --frames must be more than one window ({settings.window}), got {frames}")
     device = pick_device(device)
-    nets = load_nets(settings, _model_path(config, "generator"), _model_path(config, "flow"),
-                     _model_path(config, "vgg16"), device)
+    nets = load_nets(settings, generator_path=_model_path(config, "generator"), flow_path=_model_path(config, "flow"),
+                     vgg_path=_model_path(config, "vgg16"), device=device)
     generator = nets.generator
     lpips = _load_lpips(config, _model_path(config, "vgg16"), lpips_path, log)
     lpips = lpips.to(device) if lpips is not None else None

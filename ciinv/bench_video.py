@@ -138,7 +138,7 @@ def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu", log
 # Inverting and rendering a clip
 
 
-def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertSettings, log=None,
+def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertSettings, *, log=None,
                 label: str = "clip") -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Invert crops [F, 3, R, R] in [0, 1] (CPU) shard by shard, exactly as the invert stage does.
 

@@ -72,8 +72,8 @@ def cmd_invert(args) -> None:
     )
     meta = read_meta(args.meta)
     invert_shard(
-        args.crops, meta["frames"], int(args.shard), settings, args.generator, args.flow, args.vgg16, args.out,
-        device=claim_device(args.device), log=log, source=meta.get("path", args.crops),
+        args.crops, meta["frames"], int(args.shard), settings, generator_path=args.generator, flow_path=args.flow,
+        vgg_path=args.vgg16, out_path=args.out, device=claim_device(args.device), log=log, source=meta.get("path", args.crops),
     )
 
 

@@ -78,7 +78,7 @@ def read_crops(crops_dir: str | os.PathLike, indices: range, resolution: int) ->
     return torch.stack(images)
 
 
-def load_nets(settings: InvertSettings, generator_path, flow_path, vgg_path, device) -> Nets:
+def load_nets(settings: InvertSettings, *, generator_path, flow_path, vgg_path, device) -> Nets:
     """The frozen networks on ``device``; the flow net and VGG only when their loss term is on."""
     config = settings.loss_config()
     generator = models.load_generator(generator_path).to(device)
@@ -110,7 +110,7 @@ def invert_frames(nets: Nets, crops: torch.Tensor, first: int, windows: list[Win
                           label=label, fresh_noise_seed=fresh_noise_seed)
 
 
-def invert_clip(nets: Nets, crops: torch.Tensor, settings: InvertSettings, log=None,
+def invert_clip(nets: Nets, crops: torch.Tensor, settings: InvertSettings, *, log=None,
                 label: str = "clip") -> list[WindowResult]:
     """Invert a whole clip's crops [F, 3, R, R] shard by shard, exactly as the invert jobs do."""
     windows = plan_windows(len(crops), settings.window, settings.stride, source=label)
@@ -121,7 +121,7 @@ def invert_clip(nets: Nets, crops: torch.Tensor, settings: InvertSettings, log=N
     return results
 
 
-def invert_shard(crops_dir, frames: int, shard: int, settings, generator_path, flow_path, vgg_path, out_path,
+def invert_shard(crops_dir, frames: int, shard: int, settings, *, generator_path, flow_path, vgg_path, out_path,
                  device: str | torch.device = "auto", log=print, source: str | None = None,
                  on_step: Callable[[int], None] | None = None) -> None:
     """Invert the windows of shard ``shard`` of a clip of ``frames`` aligned crops; write ``out_path``.
@@ -143,7 +143,7 @@ def invert_shard(crops_dir, frames: int, shard: int, settings, generator_path, f
 
     device = pick_device(device) if str(device) == "auto" else torch.device(device)
     torch.manual_seed(settings.seed)
-    nets = load_nets(settings, generator_path, flow_path, vgg_path, device)
+    nets = load_nets(settings, generator_path=generator_path, flow_path=flow_path, vgg_path=vgg_path, device=device)
     first = mine[0].start
     crops = read_crops(crops_dir, range(first, mine[-1].stop), nets.generator.resolution)
 

@@ -378,7 +378,7 @@ def resolve_batch_size(nets: Nets, lanes: list[list[WindowTask]], settings: Inve
     return min(settings.windows_per_batch, len(lanes))
 
 
-def invert_windows(generator, vgg, flow_net, real: Tensor, settings: InvertSettings, log=None,
+def invert_windows(generator, vgg, flow_net, real: Tensor, settings: InvertSettings, *, log=None,
                    label: str = "windows", on_step: Callable[[int], None] | None = None) -> dict:
     """Invert B independent windows, real [B, T, 3, R, R] in [0, 1], each its own lane, all in one batch.
 

@@ -43,8 +43,8 @@ def test_the_truth_carries_its_own_noise_and_official_keeps_each_windows_base_fr
     config = load_config([REPO / "config.yaml", smoke_dir / "smoke.yaml"])
     settings = InvertSettings.from_dict(config["invert"]).replace(steps=2, stride=1, warm_start=False,
                                                                    early_stop=False, windows_per_batch=1)
-    nets = load_nets(settings, config["models"]["generator"], config["models"]["flow"], config["models"]["vgg16"],
-                     torch.device("cpu"))
+    nets = load_nets(settings, generator_path=config["models"]["generator"], flow_path=config["models"]["flow"],
+                     vgg_path=config["models"]["vgg16"], device=torch.device("cpu"))
     codes, truth = make_sequence(nets.generator, 7, seed=0)
     assert codes.shape == (7, nets.generator.num_ws, 512) and truth.shape == (7, 3, 64, 64)
     # Not reachable with the constant maps every inversion starts from.

@@ -18,15 +18,16 @@ def test_flow_specs_pick_their_estimator(tmp_path):
 def test_generator_formats_pick_their_loader(tmp_path):
     from ciinv.edit import sefa_direction
     from ciinv.models import load_generator
+    from ciinv.models.generator import StyleGenerator
     from ciinv.models.stylegan1 import GeneratorV1
-    from ciinv.testing import write_tiny_stylegan1
     from ciinv.models.stylegan2 import Generator
-    from ciinv.testing import write_tiny_stylegan2
+    from ciinv.testing import write_tiny_stylegan1, write_tiny_stylegan2
 
     write_tiny_stylegan2(tmp_path / "v2.pt", resolution=16, max_channels=16)
     write_tiny_stylegan1(tmp_path / "v1.pt", resolution=16, max_channels=16, n_mlp=2)
     v2, v1 = load_generator(tmp_path / "v2.pt"), load_generator(tmp_path / "v1.pt")
     assert type(v2) is Generator and type(v1) is GeneratorV1
+    assert isinstance(v2, StyleGenerator) and isinstance(v1, StyleGenerator)  # the one interface
     for generator in (v1, v2):  # SeFa finds the style affines of either architecture
         assert sefa_direction(generator, 0).shape == (generator.w_dim,)
 
@@ -67,8 +68,8 @@ def test_the_inversion_runs_with_stylegan_v1_and_dis_by_config_alone(tmp_path):
     for i in range(5):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(crops / f"{i:06d}.png")
     settings = {"steps": 2, "perceptual_size": 16, "window": 5, "stride": 4}
-    invert_shard(crops, 5, 0, settings, tmp_path / "v1.pt", "dis", tmp_path / "vgg.pth", tmp_path / "s.pt",
-                 device="cpu", log=lambda m: None)
+    invert_shard(crops, 5, 0, settings, generator_path=tmp_path / "v1.pt", flow_path="dis",
+                 vgg_path=tmp_path / "vgg.pth", out_path=tmp_path / "s.pt", device="cpu", log=lambda m: None)
     shard = torch.load(tmp_path / "s.pt", weights_only=True)
     assert tuple(shard["codes"].shape) == (1, 5, 6, 512)  # 16 px StyleGAN v1: 6 W+ layers
 

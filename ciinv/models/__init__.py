@@ -1,6 +1,6 @@
 """The networks ciinv uses, loaded from the public checkpoint formats (one file per network).
 
-    load_generator(path) -> Generator      G.synthesis(ws [N, num_ws, w_dim]) -> images [N, 3, R, R] in [-1, 1]
+    load_generator(path) -> StyleGenerator G.synthesis(ws [N, num_ws, w_dim]) -> images [N, 3, R, R] in [-1, 1]
     load_flow(spec)      -> flow estimator flow = F(a, b) on [N, 3, H, W] in [0, 1]; warp(b, flow) ≈ a
     load_vgg16(path)     -> VGG16Features  V(images in [0, 1]) -> [relu1_1, relu1_2, relu3_2, relu4_2]
 
@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ciinv.models.generator import StyleGenerator
 
 
 def is_stylegan1(path: str | os.PathLike) -> bool:
@@ -30,8 +34,9 @@ def is_stylegan1(path: str | os.PathLike) -> bool:
     return isinstance(state, dict) and any(str(k).startswith(("g_mapping.", "g_synthesis.")) for k in state)
 
 
-def load_generator(path: str | os.PathLike):
-    """A generator with one interface (see the module docstring), whatever the checkpoint format:
+def load_generator(path: str | os.PathLike) -> "StyleGenerator":
+    """A generator with one interface (``ciinv.models.generator.StyleGenerator``), whatever the
+    checkpoint format:
 
     *.pkl                                  NVlabs stylegan2-ada (read without running the pickle)
     {'g_mapping.*', 'g_synthesis.*'} .pt   StyleGAN (v1), the paper's converted FFHQ generator
