@@ -135,7 +135,8 @@ def main() -> None:
 
 
 def count_only(args) -> None:
-    """FLOPs of one window's setup and step at the real sizes, counted on the meta device."""
+    """FLOPs of one window's setup and step, and the activations its step keeps for the backward pass,
+    at the real sizes, counted on the meta device."""
     from ciinv.models.flownet2 import FlowNet2
     from ciinv.objective import LossConfig, codes, prepare_targets, window_losses
 
@@ -149,13 +150,24 @@ def count_only(args) -> None:
     setup = counter.get_total_flops()
     w_b = torch.zeros(1, generator.num_ws, 512, device=meta, requires_grad=True)
     n_k = torch.zeros(1, T - 1, 1, 512, device=meta, requires_grad=True)
+    saved: dict[int, torch.Tensor] = {}  # every tensor autograd keeps for the backward pass, once
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        saved[id(tensor)] = tensor
+        return tensor
+
     with FlopCounterMode(display=False) as counter:
-        images = (generator.synthesis(codes(w_b, n_k).flatten(0, 1)) + 1) / 2
-        window_losses(images.view(1, T, 3, R, R), targets, vgg, config)["total"].sum().backward()
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+            images = (generator.synthesis(codes(w_b, n_k).flatten(0, 1)) + 1) / 2
+            loss = window_losses(images.view(1, T, 3, R, R), targets, vgg, config)["total"].sum()
+        loss.backward()
     step = counter.get_total_flops()
+    fp32_bytes = sum(t.numel() * 4 for t in saved.values() if t.is_floating_point())
     print(f"one window of {T} frames at {R}² (StyleGAN2 config F, FlowNet2, VGG16; torch's flop counter)")
     print(f"setup_tflop       {setup / 1e12:.2f}  (flows and VGG taps of the real frames, once per window)")
     print(f"step_tflop        {step / 1e12:.2f}")
+    print(f"saved_gib         {fp32_bytes / 2**30:.1f}  (activations kept for the backward pass of one window, fp32; "
+          "about half under bf16 autocast; peak memory is this plus the weights and the backward's temporaries)")
     print(f"per output frame  {(setup + args.full_steps * step) / 1e12:.0f} TFLOP at {args.full_steps} steps, stride 1 "
           f"(the official code); {(setup + args.full_steps * step) / (T - 1) / 1e12:.0f} TFLOP at stride T-1")
 
