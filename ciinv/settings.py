@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ciinv.config import check_section, defaults, setting
 from ciinv.errors import CiinvError
-from ciinv.objective import LossConfig
+
+if TYPE_CHECKING:  # the workflow's planning reads EXECUTION_KEYS here without loading torch
+    from ciinv.objective import LossConfig
 
 DEFAULTS = defaults("invert")
 EXECUTION_KEYS = ("windows_per_batch", "checkpoint_every")
@@ -94,7 +97,9 @@ class InvertSettings:
         """The settings that decide the result: all but ``EXECUTION_KEYS``."""
         return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_KEYS}
 
-    def loss_config(self) -> LossConfig:
+    def loss_config(self) -> "LossConfig":
+        from ciinv.objective import LossConfig
+
         return LossConfig(variant=self.variant, icc_pairs=self.icc_pairs, lambda_icc=self.lambda_icc,
                           lambda_mse=self.lambda_mse, lambda_perceptual=self.lambda_perceptual,
                           perceptual_size=self.perceptual_size)

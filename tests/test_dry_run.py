@@ -79,3 +79,21 @@ def test_planning_imports_no_video_decoder():
     code = "\n".join(imports + ["import sys", "print(sorted({'decord', 'ffmpeg'} & set(sys.modules)))"])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_planning_imports_no_heavy_module():
+    """The workflow's planning (every `from ciinv... import` of the rule files) loads neither torch nor
+    a video decoder: a dry run over a folder stays quick and works where those are broken."""
+    import re
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    imports = sorted({line.strip() for path in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]
+                      for line in path.read_text().splitlines() if re.match(r"\s*from ciinv[\w.]* import ", line)})
+    assert imports
+    probe = "\n".join(imports + ["import sys", "print(sorted(m for m in ('torch', 'decord', 'ffmpeg', 'cv2') "
+                                               "if m in sys.modules))"])
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]", imports
