@@ -103,6 +103,19 @@ def cmd_edit(args) -> None:
                 device=device, log=log)
 
 
+def cmd_pti(args) -> None:
+    import logging
+
+    from ciinv.gpu import claim_device
+    from ciinv.pti import pti_video
+    from ciinv.settings import PTISettings
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+    settings = PTISettings.from_dict(json.loads(args.settings) | {"checkpoint_every": args.checkpoint_every})
+    pti_video(args.crops, args.latents, args.generator, args.vgg16, settings, args.out, noise_path=args.noise,
+              lpips_path=args.lpips, device=claim_device(args.device))
+
+
 def cmd_assemble(args) -> None:
     from ciinv.assemble import assemble_video
     from ciinv.video import read_meta
@@ -273,6 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="latents.npy to write")
     p.add_argument("--noise", help="noise.pt for the plus variant's noise maps (default: beside --out)")
     p.set_defaults(func=cmd_merge)
+
+    p = _subcommand(sub, "pti", "pivotal tuning: tune the generator so the fixed codes reproduce the crops "
+                    "-> generator_pti.pt")
+    p.add_argument("--crops", required=True, help="folder of aligned crops from `ciinv align`")
+    p.add_argument("--latents", required=True, help="latents.npy from merge (the pivots; kept fixed)")
+    p.add_argument("--noise", help="noise.pt from merge (the plus variant's noise maps; kept fixed)")
+    p.add_argument("--generator", required=True, help="generator checkpoint to tune a copy of (.pkl or .pt)")
+    p.add_argument("--vgg16", required=True, help="VGG16 weights (LPIPS' backbone, or the vgg perceptual term)")
+    p.add_argument("--lpips", nargs="?", const=None, default=None,
+                   help="the lpips wheel (or its vgg.pth); needed with perceptual: lpips")
+    p.add_argument("--settings", default="{}", help="JSON object of pti settings (config.yaml `pti:`)")
+    p.add_argument("--checkpoint-every", type=int, default=50,
+                   help="save the tuning state every N steps, so a killed job resumes")
+    p.add_argument("--out", required=True, help="generator_pti.pt to write")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_pti)
 
     p = _subcommand(sub, "edit", "add one edit to the codes and render the crops")
     p.add_argument("--latents", required=True, help="latents.npy from merge")

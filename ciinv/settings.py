@@ -1,4 +1,5 @@
-"""The inversion's settings: the config's ``invert:`` block, key for key.
+"""The inversion's settings (the config's ``invert:`` block, key for key), and pivotal tuning's
+(``pti:``, ``PTISettings`` at the end).
 
 The schema (``ciinv/config.schema.yaml``) documents and checks every key when the
 workflow starts; ``InvertSettings`` carries them into the optimiser and checks them again for
@@ -130,3 +131,93 @@ class InvertSettings:
         return LossConfig(variant=self.variant, icc_pairs=self.icc_pairs, lambda_icc=self.lambda_icc,
                           lambda_mse=self.lambda_mse, lambda_perceptual=self.lambda_perceptual,
                           perceptual_size=self.perceptual_size)
+
+
+# --------------------------------------------------------------------------------------------
+# Pivotal tuning (the optional ``pti`` stage, ``ciinv.pti``)
+
+PTI_PERCEPTUAL = ("lpips", "vgg")
+PTI_EXECUTION_KEYS = ("checkpoint_every",)
+
+
+@dataclass
+class PTISettings:
+    """Every knob of pivotal tuning: the config's ``pti:`` block (see config.yaml for each).
+
+    Defaults are PTI's (Roich et al. 2021, their released hyperparameters) except where the
+    schema's descriptions say otherwise. ``PTI_EXECUTION_KEYS`` say how a job runs, not what it
+    computes: they are left out of the rule's params and of the resume key.
+    """
+
+    enabled: bool = False
+    steps: int = 350
+    batch: int = 4
+    lr: float = 3e-4
+    betas: tuple = (0.9, 0.999)
+    lambda_l2: float = 1.0
+    lambda_perceptual: float = 1.0
+    perceptual: str = "lpips"
+    perceptual_size: int = 256
+    lambda_locality: float = 0.1
+    locality_alpha: float = 30.0
+    precision: str = "bf16"
+    checkpoint_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        for name, allowed in {"perceptual": PTI_PERCEPTUAL, "precision": PRECISIONS}.items():
+            if getattr(self, name) not in allowed:
+                raise CiinvError(f"config pti.{name}: {getattr(self, name)!r} is not one of {list(allowed)}")
+        for name in ("steps", "batch", "perceptual_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise CiinvError(f"config pti.{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.locality_alpha <= 0:
+            raise CiinvError(f"config pti.lr and pti.locality_alpha must be positive, got {self.lr} and "
+                             f"{self.locality_alpha}")
+        if min(self.lambda_l2, self.lambda_perceptual, self.lambda_locality) < 0:
+            raise CiinvError("config pti.lambda_l2, pti.lambda_perceptual and pti.lambda_locality must be at least 0")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise CiinvError(f"config pti.betas must be two numbers in [0, 1), got {list(self.betas)}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PTISettings":
+        """Settings from a config block; unknown keys and values of the wrong type are errors."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise CiinvError(f"config pti: unknown key(s) {unknown}; known keys are {sorted(fields)}")
+        values = {}
+        for name, value in d.items():
+            default = fields[name].default
+            try:
+                if isinstance(default, tuple):
+                    values[name] = tuple(float(v) for v in value)
+                elif isinstance(default, bool):
+                    if not isinstance(value, bool):
+                        raise ValueError
+                    values[name] = value
+                elif isinstance(default, int):
+                    if isinstance(value, bool) or float(value) != int(float(value)):
+                        raise ValueError
+                    values[name] = int(float(value))
+                elif isinstance(default, float):
+                    values[name] = float(value)  # YAML reads 3e-4 (no dot) as a string
+                else:
+                    values[name] = str(value)
+            except (TypeError, ValueError):
+                kind = {tuple: "a list of numbers", bool: "true or false"}.get(type(default), type(default).__name__)
+                raise CiinvError(f"config pti.{name}: expected {kind}, got {value!r}") from None
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    def replace(self, **changes) -> "PTISettings":
+        return PTISettings(**{**self.to_dict(), **changes})
+
+    def result_key(self) -> dict:
+        """The settings that decide the tuned weights: all but ``PTI_EXECUTION_KEYS`` (and ``enabled``)."""
+        return {k: v for k, v in self.to_dict().items() if k not in PTI_EXECUTION_KEYS + ("enabled",)}
