@@ -196,14 +196,18 @@ def cmd_sample_clip(args) -> None:
 
 
 def cmd_bench_synth(args) -> None:
+    import logging
+
     from ciinv.bench import bench_synth, load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # the pti row's progress
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     directions = args.directions if args.directions in ("auto", "random") else [
         d.strip() for d in args.directions.split(",") if d.strip()]
     bench_synth(load_config(args.config), args.out, n=args.n, steps=args.steps, variants=variants, seed=args.seed,
                 truncation=args.truncation, edit_strength=args.edit_strength, device=args.device,
-                directions=directions, truth_noise=args.truth_noise, log=log)
+                directions=directions, truth_noise=args.truth_noise, pti_steps=args.pti_steps, log=log)
     print((Path(args.out) / "synth.md").read_text())
 
 
@@ -379,7 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for synth.csv, synth.md, synth.png")
     p.add_argument("--n", type=int, default=100, help="number of sequences")
     p.add_argument("--steps", type=int, help="Adam steps per sequence (default: the config's invert.steps)")
-    p.add_argument("--variants", default="i2s,no_mac,no_icc,full", help="comma-separated: i2s,no_mac,no_icc,full,plus")
+    p.add_argument("--variants", default="i2s,no_mac,no_icc,full",
+                   help="comma-separated: i2s,no_mac,no_icc,full,plus, and pti (pivotal tuning on full's codes, "
+                   "or on the configured variant's without full)")
+    p.add_argument("--pti-steps", type=int, help="Adam steps of the pti row (default: the config's pti.steps)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--truncation", type=float, default=1.0, help="psi for the sampled codes (1: none)")
     p.add_argument("--edit-strength", type=float, default=3.0, help="strength of the edit direction")
