@@ -5,6 +5,8 @@ strength, or only a pti setting, replans exactly what depends on it."""
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 import yaml
@@ -82,3 +84,16 @@ def test_changing_a_pti_setting_reruns_pti_and_the_edits_not_the_inversion(runs,
     result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[changed])
     assert result.returncode == 0, result.stderr
     assert _job_counts(result.stdout) == {"pti": 1, "edit": len(EDITS), "assemble": len(EDITS), "all": 1}
+
+
+def test_the_report_is_made_from_the_tuned_renderings_and_says_so(runs):
+    work, results, _, _, pti_on = runs
+    made = snakemake(work, "--keep-going", "report_assets", configfiles=[pti_on])  # (an option ends --configfile's list)
+    assert made.returncode == 0, made.stderr[-4000:]
+    assert (results / "report" / "metrics.html").is_file()
+    reported = snakemake(work, "--report", str(work / "report.zip"), "report_assets", configfiles=[pti_on])
+    assert reported.returncode == 0, reported.stderr[-4000:]
+
+    with zipfile.ZipFile(work / "report.zip") as archive:
+        page = archive.read("report/report.html").decode()
+    assert "pivotally tuned" in page
