@@ -182,3 +182,23 @@ def test_the_cli_writes_a_generator_the_edit_stage_renders_with(video, tmp_path)
                  str(out), "--edit", json.dumps({"name": "recon"}), "--out", str(tmp_path / "crops"),
                  "--device", "cpu"]) == 0
     assert len(list((tmp_path / "crops").glob("*.png"))) == FRAMES
+
+
+def test_the_plus_variants_noise_maps_are_the_ones_tuned_with(video, tmp_path):
+    """With noise.pt holding per-window maps (the plus variant), each frame is rendered with its own
+    window's maps while tuning, as the edit stage renders it; maps of another size are refused."""
+    g = models.load_generator(video / "g.pt")
+    rng = torch.Generator().manual_seed(7)
+    maps = [torch.randn(2, 1, *m.shape[-2:], generator=rng) for m in g.noise_maps()]
+    frame_window = torch.tensor([0, 0, 0, 1, 1, 1])
+    torch.save({"noise": [m.half() for m in maps], "frame_window": frame_window}, tmp_path / "noise.pt")
+    with_maps = pti_video(video / "crops", video / "latents.npy", video / "g.pt", video / "vgg.pth", SMALL,
+                          tmp_path / "a.pt", noise_path=tmp_path / "noise.pt")
+    plain = run(video, tmp_path / "b.pt")
+    assert with_maps["mse_after"] < with_maps["mse_before"]
+    assert with_maps["mse_before"] != plain["mse_before"]  # the maps were used
+    bad = [m[:, :, :2, :2] for m in maps]
+    torch.save({"noise": bad, "frame_window": frame_window}, tmp_path / "bad.pt")
+    with pytest.raises(CiinvError, match="do not fit"):
+        pti_video(video / "crops", video / "latents.npy", video / "g.pt", video / "vgg.pth", SMALL,
+                  tmp_path / "c.pt", noise_path=tmp_path / "bad.pt")
