@@ -33,9 +33,9 @@ for _warning in _skipped:
     logger.warning(f"ciinv: {_warning}")
 
 # Settings that say where or how a job runs, not what it computes (models_dir, invert's
-# INVERT_EXECUTION_KEYS: windows_per_batch and checkpoint_every; pti's checkpoint_every), are read from config in shell
-# lines rather than passed as params: Snakemake tracks params, and a change there must not rerun
-# finished work.
+# INVERT_EXECUTION_KEYS: windows_per_batch and checkpoint_every; PTI_EXECUTION_KEYS: pti's
+# checkpoint_every), are read from config in shell lines rather than passed as params: Snakemake
+# tracks params, and a change there must not rerun finished work.
 EDITS = {"recon": {"name": "recon"}} | {e["name"]: e for e in config["edits"]}
 MODELS_DIR = config["models_dir"]
 
