@@ -3,7 +3,8 @@
 #   snakemake --cores N --resources gpu=1          # everything in videos/ -> results/
 #   snakemake --cores N --configfile config.yaml overlay.yaml ...
 #
-# Stages (DESIGN.md): probe -> landmarks -> align -> invert (per shard, GPU) -> merge -> edit -> assemble.
+# Stages (DESIGN.md): probe -> landmarks -> align -> invert (per shard, GPU) -> merge [-> pti (GPU, optional)]
+#   -> edit -> assemble.
 # The rules only name files, params and resources and call the `ciinv` command line.
 
 from snakemake.utils import min_version
@@ -18,6 +19,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/faces.smk"
 include: "workflow/rules/invert.smk"
+include: "workflow/rules/pti.smk"
 include: "workflow/rules/edit.smk"
 include: "workflow/rules/report.smk"
 

@@ -40,6 +40,16 @@ Ground truth is known because the frames are made by the generator itself:
                              with the noise optimised after the codes, as Image2StyleGAN++ does
    precision                 on a GPU with ``invert.precision: bf16``, every variant runs once
                              more in fp32 (rows "<variant> (fp32)"): what bf16 costs.
+   pivotal tuning            ``pti`` among the variants: a post-step, not an inversion. Each
+                             sequence (a "video" of T frames) gets its own copy of the generator,
+                             tuned with the config's ``pti:`` settings (``ciinv.pti``) on the codes
+                             of ``full`` (or, without ``full`` in the list, of the configured
+                             ``invert.variant``, which then runs too); the row renders those same
+                             codes with the tuned copy, weights rounded to fp16 as the workflow
+                             saves them. Its edit and morph columns compare against the truth
+                             edited with the *original* generator: what PTI costs in editability
+                             next to what it gains in reconstruction. ``steps``/``seconds``: the
+                             tuning's alone.
 
 Outputs in the chosen folder: ``synth.csv`` (one row per variant and sequence), ``synth.md``
 (means per variant, like the paper's tables) and ``synth.png`` (the first sequence: inputs,
@@ -74,11 +84,14 @@ from ciinv.files import atomic_path
 from ciinv.gpu import uses_bf16
 from ciinv.invert import InvertSettings, invert_windows, pick_device
 from ciinv.models import registry
+from ciinv.pti import PerceptualDistance, round_to_half, tune_generator, tuned_parameter_names
+from ciinv.settings import PTISettings
 
 VARIANT_ORDER = ("i2s", "no_mac", "no_icc", "full", "plus")
+POST_STEPS = ("pti",)  # rows that start from an inversion variant's codes (module docstring)
 VARIANT_LABELS = {"i2s": "I2S (each frame alone)", "no_mac": "w/o MAC", "no_icc": "w/o ICC", "full": "full (MAC + ICC)",
                   "plus": "plus (MAC + ICC + noise, Ours++)",
-                  "oracle": "oracle: true codes, constant noise"}
+                  "oracle": "oracle: true codes, constant noise", "pti": "PTI (tuned generator, same codes)"}
 ALPHA_RANGE = 3.0
 TRUTH_NOISE = ("random", "constant")  # how the true frames are rendered (module docstring, step 3)
 MORPH_STEPS = (0.25, 0.5, 0.75)
@@ -248,6 +261,34 @@ def morph_codes(codes: torch.Tensor) -> torch.Tensor:
 # The benchmark
 
 
+def tune_and_render(generator, result: dict, real: torch.Tensor, edit: torch.Tensor, window: int,
+                    settings: PTISettings, perceptual: PerceptualDistance, label: str = "pti"):
+    """The ``pti`` row of a batch of B sequences: one tuned copy of ``generator`` per sequence.
+
+    result: the base variant's inversion ({'codes' [B, T, L, D], 'noise'?}); real [B·T, 3, R, R]
+    in [0, 1]; edit [B, 1, L, D]. Returns the tuned copies' (recon [B·T], edited [B·T], morphed
+    [B·len(MORPH_STEPS)]) renderings of the unchanged codes, in [0, 1], each tuned copy with its
+    weights rounded to fp16 (as ``ciinv pti`` saves them).
+    """
+    codes = result["codes"]
+    frame_noise, morph_noise = per_image_noise(result, window), per_image_noise(result, len(MORPH_STEPS))
+    recon, edited, morphed = [], [], []
+    for b in range(codes.shape[0]):
+        frames = slice(b * window, (b + 1) * window)
+        noise = [m[frames] for m in frame_noise] if frame_noise is not None else None
+        steps = slice(b * len(MORPH_STEPS), (b + 1) * len(MORPH_STEPS))
+        tuned, _ = tune_generator(generator, codes[b], real[frames],
+                                  settings, perceptual, label=f"{label}, sequence {b}",
+                                  noise=(noise, torch.arange(window)) if noise is not None else None)
+        round_to_half(tuned, tuned_parameter_names(tuned))
+        recon.append(render(tuned, codes[b], noise))
+        edited.append(render(tuned, codes[b] + edit[b], noise))
+        morphed.append(render(tuned, morph_codes(codes[b : b + 1])[0],
+                              [m[steps] for m in morph_noise] if morph_noise is not None else None))
+        del tuned
+    return torch.cat(recon), torch.cat(edited), torch.cat(morphed)
+
+
 def _load_lpips(config: dict, vgg_path, lpips_path, log):
     """LPIPS on the configured VGG16, or None (with the reason logged)."""
     if lpips_path is None:
@@ -266,7 +307,7 @@ def _load_lpips(config: dict, vgg_path, lpips_path, log):
 def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = None, variants=VARIANT_ORDER[:4],
                 seed: int = 0, truncation: float = 1.0, edit_strength: float = 3.0, device: str = "auto",
                 lpips_path=None, directions: str | list[str] = "auto", truth_noise: str = "random",
-                log=print) -> list[dict]:
+                pti_steps: int | None = None, log=print) -> list[dict]:
     """Run the synthesized-data protocol and write synth.csv, synth.md and synth.png to ``out_dir``.
 
     config: the workflow's merged config (``load_config``); its ``invert:`` block gives every
@@ -274,18 +315,27 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     lpips_path: the lpips wheel or its vgg.pth (default: the registry file in models_dir).
     directions: "auto", "random" or a list of direction specs (``load_directions``).
     truth_noise: "random" or "constant" (module docstring, step 3).
+    pti_steps: overrides the config's ``pti.steps`` for the ``pti`` row.
     Returns the CSV rows as dicts (one per variant and sequence; with random truth noise also
     the ``oracle`` rows: the true codes rendered with the generator's constant noise).
     """
-    unknown = [v for v in variants if v not in VARIANT_ORDER]
+    unknown = [v for v in variants if v not in VARIANT_ORDER + POST_STEPS]
     if unknown or not variants:
-        raise CiinvError(f"bench synth: unknown variant(s) {unknown}; choose from {list(VARIANT_ORDER)}")
+        raise CiinvError(f"bench synth: unknown variant(s) {unknown}; choose from {list(VARIANT_ORDER + POST_STEPS)}")
     if n < 1:
         raise CiinvError(f"bench synth: n must be at least 1, got {n}")
     base = InvertSettings.from_dict(config["invert"])
     if steps is not None:
         base.steps = int(steps)
-    per_variant = {v: InvertSettings.from_dict(base.to_dict() | {"variant": v}) for v in variants}
+    inversions = [v for v in variants if v in VARIANT_ORDER]
+    pti_base = None
+    if "pti" in variants:  # tuned on the codes of full, or of the configured variant
+        pti_base = "full" if "full" in inversions else base.variant
+        inversions += [pti_base] if pti_base not in inversions else []
+        pti_settings = PTISettings.from_dict(config["pti"])
+        if pti_steps is not None:
+            pti_settings = pti_settings.replace(steps=int(pti_steps))
+    per_variant = {v: InvertSettings.from_dict(base.to_dict() | {"variant": v}) for v in inversions}
     if "plus" in per_variant:  # Ours++ in the other noise schedule too: joint against sequential
         other = "sequential" if base.noise_schedule == "joint" else "joint"
         per_variant[f"plus ({other})"] = per_variant["plus"].replace(noise_schedule=other)
@@ -297,12 +347,22 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     vgg_path = _model_path(config, "vgg16")
     needs_flow = any(s.loss_config().use_icc for s in per_variant.values())
     flow_net = models.load_flow(_model_path(config, "flow")).to(device).eval() if needs_flow else None
-    vgg = models.load_vgg16(vgg_path).to(device) if base.loss_config().use_perceptual else None
+    needs_vgg = base.loss_config().use_perceptual or (pti_base is not None and pti_settings.perceptual == "vgg")
+    vgg = models.load_vgg16(vgg_path).to(device) if needs_vgg else None
     lpips = _load_lpips(config, vgg_path, lpips_path, log)
     lpips = lpips.to(device) if lpips is not None else None
     for net in (generator, flow_net, vgg):
         if net is not None:
             net.requires_grad_(False)
+    pti_perceptual = None
+    if pti_base is not None:
+        if pti_settings.perceptual == "vgg":
+            pti_perceptual = PerceptualDistance("vgg", vgg, pti_settings.perceptual_size)
+        elif lpips is None:
+            raise CiinvError("bench synth: the pti row tunes with pti.perceptual: lpips, whose weights are missing "
+                             f"(`ciinv models fetch {LPIPS_MODEL}`); or set pti.perceptual: vgg in a config overlay")
+        else:
+            pti_perceptual = PerceptualDistance("lpips", lpips, pti_settings.perceptual_size)
 
     named = load_directions(config, generator, directions, log=log)
     truth = sample_sequences(generator, n, base.window, seed=seed, truncation=truncation, directions=named,
@@ -310,7 +370,8 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     setting = (f"sequences along {', '.join(d[0] for d in named)}, each edited along the next" if named
                else "random directions")
     log(f"bench synth: {n} sequences of {base.window} frames, {generator.resolution}² generator, "
-        f"{base.steps} steps, variants {', '.join(variants)}; {setting}; truth noise {truth_noise}")
+        f"{base.steps} steps, variants {', '.join(inversions)}; {setting}; truth noise {truth_noise}"
+        + (f"; pti: {pti_settings.steps} steps on each sequence's {pti_base} codes" if pti_base else ""))
 
     rows: list[dict] = []
     grid: dict[str, torch.Tensor] = {}
@@ -329,24 +390,10 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
         if start == 0:
             grid["input"], grid["edit (truth)"] = real[:window].cpu(), true_edit[:window].cpu()
 
-        runs = [("oracle", None)] if truth["noise"] is not None else []
-        for variant, settings in runs + list(per_variant.items()):
-            began = time.perf_counter()
-            if settings is None:  # the true codes with the constant noise every inversion starts from
-                result = {"codes": true_codes}
-            else:
-                result = invert_windows(generator, vgg, flow_net if settings.loss_config().use_icc else None,
-                                        real.view(batch, window, *real.shape[1:]), settings, log=log,
-                                        label=f"{variant} sequences {idx.start}-{idx.stop - 1}")
-            seconds = (time.perf_counter() - began) / batch
-            codes = result["codes"]  # [B, T, L, D] on the CPU
-            frame_noise = per_image_noise(result, window)
-            recon = render(generator, codes.flatten(0, 1), frame_noise)
-            edited = render(generator, (codes + edit).flatten(0, 1), frame_noise)
-            morphed = render(generator, morph_codes(codes).flatten(0, 1), per_image_noise(result, len(MORPH_STEPS)))
-            if start == 0 and settings is not None:
+        def record(variant, codes, recon, edited, morphed, steps_taken, seconds):
+            """Score one run's renderings ([B·T, ...], [B·T, ...], [B·len(MORPH_STEPS), ...]); add its rows."""
+            if start == 0 and variant != "oracle":
                 grid[f"{variant}: recon"], grid[f"{variant}: edit"] = recon[:window].cpu(), edited[:window].cpu()
-
             scores = {"mse": metrics.mse(recon, real), "psnr": metrics.psnr(recon, real),
                       "edit_mse": metrics.mse(edited, true_edit), "morph_mse": metrics.mse(morphed, true_morph)}
             if lpips is not None:
@@ -361,7 +408,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                 for name, values in scores.items():
                     per_sample = values.view(batch, -1)[b]  # the sequence's frames (or morph steps)
                     row[name] = per_sample.mean().item()
-                row["steps"] = settings.steps if settings is not None else 0
+                row["steps"] = steps_taken
                 row["seconds"] = seconds
                 row["direction"], row["edit_direction"] = truth["direction_name"][sample], truth["edit_name"][sample]
                 rows.append(row)
@@ -369,6 +416,33 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                 f"{np.mean([r['latent_dist'] for r in rows[-batch:]]):.4f}, style_dist "
                 f"{np.mean([r['style_dist'] for r in rows[-batch:]]):.4f}, mse "
                 f"{np.mean([r['mse'] for r in rows[-batch:]]):.5f}")
+
+        runs = [("oracle", None)] if truth["noise"] is not None else []
+        inverted = {}
+        for variant, settings in runs + list(per_variant.items()):
+            began = time.perf_counter()
+            if settings is None:  # the true codes with the constant noise every inversion starts from
+                result = {"codes": true_codes}
+            else:
+                result = invert_windows(generator, vgg, flow_net if settings.loss_config().use_icc else None,
+                                        real.view(batch, window, *real.shape[1:]), settings, log=log,
+                                        label=f"{variant} sequences {idx.start}-{idx.stop - 1}")
+            seconds = (time.perf_counter() - began) / batch
+            inverted[variant] = result
+            codes = result["codes"]  # [B, T, L, D] on the CPU
+            frame_noise = per_image_noise(result, window)
+            recon = render(generator, codes.flatten(0, 1), frame_noise)
+            edited = render(generator, (codes + edit).flatten(0, 1), frame_noise)
+            morphed = render(generator, morph_codes(codes).flatten(0, 1), per_image_noise(result, len(MORPH_STEPS)))
+            record(variant, codes, recon, edited, morphed, settings.steps if settings is not None else 0, seconds)
+
+        if pti_base is not None:
+            began = time.perf_counter()
+            result = inverted[pti_base]
+            recon, edited, morphed = tune_and_render(generator, result, real, edit, window, pti_settings,
+                                                     pti_perceptual, label=f"pti sequences {idx.start}-{idx.stop - 1}")
+            record("pti", result["codes"], recon, edited, morphed, pti_settings.steps,
+                   (time.perf_counter() - began) / batch)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -105,6 +105,19 @@ def cmd_edit(args) -> None:
                 device=device, log=log)
 
 
+def cmd_pti(args) -> None:
+    import logging
+
+    from ciinv.gpu import claim_device
+    from ciinv.pti import pti_video
+    from ciinv.settings import PTISettings
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+    settings = PTISettings.from_dict(json.loads(args.settings) | {"checkpoint_every": args.checkpoint_every})
+    pti_video(args.crops, args.latents, args.generator, args.vgg16, settings, args.out, noise_path=args.noise,
+              lpips_path=args.lpips, device=claim_device(args.device))
+
+
 def cmd_assemble(args) -> None:
     from ciinv.assemble import assemble_video
     from ciinv.video import read_meta
@@ -185,14 +198,18 @@ def cmd_sample_clip(args) -> None:
 
 
 def cmd_bench_synth(args) -> None:
+    import logging
+
     from ciinv.bench import bench_synth, load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # the pti row's progress
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     directions = args.directions if args.directions in ("auto", "random") else [
         d.strip() for d in args.directions.split(",") if d.strip()]
     bench_synth(load_config(args.config), args.out, n=args.n, steps=args.steps, variants=variants, seed=args.seed,
                 truncation=args.truncation, edit_strength=args.edit_strength, device=args.device,
-                directions=directions, truth_noise=args.truth_noise, log=log)
+                directions=directions, truth_noise=args.truth_noise, pti_steps=args.pti_steps, log=log)
     print((Path(args.out) / "synth.md").read_text())
 
 
@@ -282,6 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", help="noise.pt for the plus variant's noise maps (default: beside --out)")
     p.set_defaults(func=cmd_merge)
 
+    p = _subcommand(sub, "pti", "pivotal tuning: tune the generator so the fixed codes reproduce the crops "
+                    "-> generator_pti.pt")
+    p.add_argument("--crops", required=True, help="folder of aligned crops from `ciinv align`")
+    p.add_argument("--latents", required=True, help="latents.npy from merge (the pivots; kept fixed)")
+    p.add_argument("--noise", help="noise.pt from merge (the plus variant's noise maps; kept fixed)")
+    p.add_argument("--generator", required=True, help="generator checkpoint to tune a copy of (.pkl or .pt)")
+    p.add_argument("--vgg16", required=True, help="VGG16 weights (LPIPS' backbone, or the vgg perceptual term)")
+    p.add_argument("--lpips", nargs="?", const=None, default=None,
+                   help="the lpips wheel (or its vgg.pth); needed with perceptual: lpips")
+    p.add_argument("--settings", default="{}", help="JSON object of pti settings (config.yaml `pti:`)")
+    config_option(p, "pti.checkpoint_every", type=int)
+    p.add_argument("--out", required=True, help="generator_pti.pt to write")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_pti)
+
     p = _subcommand(sub, "edit", "add one edit to the codes and render the crops")
     p.add_argument("--latents", required=True, help="latents.npy from merge")
     p.add_argument("--noise", help="noise.pt from merge (default: the one beside --latents, if any)")
@@ -357,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for synth.csv, synth.md, synth.png")
     p.add_argument("--n", type=int, default=100, help="number of sequences")
     p.add_argument("--steps", type=int, help="Adam steps per sequence (default: the config's invert.steps)")
-    p.add_argument("--variants", default="i2s,no_mac,no_icc,full", help="comma-separated: i2s,no_mac,no_icc,full,plus")
+    p.add_argument("--variants", default="i2s,no_mac,no_icc,full",
+                   help="comma-separated: i2s,no_mac,no_icc,full,plus, and pti (pivotal tuning on full's codes, "
+                   "or on the configured variant's without full)")
+    p.add_argument("--pti-steps", type=int, help="Adam steps of the pti row (default: the config's pti.steps)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--truncation", type=float, default=1.0, help="psi for the sampled codes (1: none)")
     p.add_argument("--edit-strength", type=float, default=3.0, help="strength of the edit direction")

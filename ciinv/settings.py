@@ -1,12 +1,13 @@
-"""The inversion's settings: the config's ``invert:`` block, key for key, typed.
+"""The inversion's settings (the config's ``invert:`` block, key for key, typed), and pivotal
+tuning's (``pti:``, ``PTISettings`` at the end).
 
 Every default, allowed value and range comes from the schema (``ciinv/config.schema.yaml``):
 ``InvertSettings`` is built from it, and checked against it when it is made, so callers that do
 not go through the workflow (the CLI, the benchmarks, the tests) get the same settings and the
 same short errors as the workflow.
 
-Two keys say how a job runs, not what it computes (``EXECUTION_KEYS``): they are left out
-of the workflow rule's params and of the resume key, so changing them reruns nothing.
+Keys that say how a job runs, not what it computes (``EXECUTION_KEYS``, ``PTI_EXECUTION_KEYS``)
+are left out of the workflow rule's params and of the resume key, so changing them reruns nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,27 @@ if TYPE_CHECKING:  # the workflow's planning reads EXECUTION_KEYS here without l
 
 DEFAULTS = defaults("invert")
 EXECUTION_KEYS = ("windows_per_batch", "checkpoint_every")
-_NUMBERS = tuple(key for key, entry in setting("invert")["properties"].items() if entry.get("type") == "number")
+
+
+def _numbers(section: str) -> tuple[str, ...]:
+    """The keys of ``section`` whose schema type is ``number`` (floats, however they were written)."""
+    return tuple(key for key, entry in setting(section)["properties"].items() if entry.get("type") == "number")
+
+
+def _as_numbers(values: dict, numbers: tuple[str, ...]) -> dict:
+    """``values`` with numbers written as strings read as numbers (YAML reads ``1e-8``, no dot, as a
+    string); what is still not a number is left for the schema to name."""
+    values = dict(values)
+    for name in numbers:
+        if isinstance(values.get(name), str):
+            try:
+                values[name] = float(values[name])
+            except ValueError:
+                pass
+    return values
+
+
+_NUMBERS = _numbers("invert")
 
 
 @dataclass
@@ -74,13 +95,7 @@ class InvertSettings:
         A number written as a string (YAML reads ``1e-8`` without a dot as one) is taken as
         the number; anything else the schema refuses is a short error naming the key.
         """
-        values = dict(d)
-        for name in _NUMBERS:
-            if isinstance(values.get(name), str):
-                try:
-                    values[name] = float(values[name])
-                except ValueError:
-                    pass  # the schema names it
+        values = _as_numbers(d, _NUMBERS)
         check_section("invert", {**DEFAULTS, **values})
         return cls(**values)
 
@@ -103,3 +118,59 @@ class InvertSettings:
         return LossConfig(variant=self.variant, icc_pairs=self.icc_pairs, lambda_icc=self.lambda_icc,
                           lambda_mse=self.lambda_mse, lambda_perceptual=self.lambda_perceptual,
                           perceptual_size=self.perceptual_size)
+
+
+# --- pivotal tuning -----------------------------------------------------------------------------
+
+PTI_DEFAULTS = defaults("pti")
+PTI_EXECUTION_KEYS = ("checkpoint_every",)
+_PTI_NUMBERS = _numbers("pti")
+
+
+@dataclass
+class PTISettings:
+    """Every knob of pivotal tuning; ``setting("pti.<name>")["description"]`` says what each means.
+
+    Defaults are PTI's released hyperparameters (Roich et al. 2021) except where the schema's
+    descriptions say otherwise.
+    """
+
+    enabled: bool = PTI_DEFAULTS["enabled"]
+    steps: int = PTI_DEFAULTS["steps"]
+    batch: int = PTI_DEFAULTS["batch"]
+    lr: float = PTI_DEFAULTS["lr"]
+    betas: tuple = tuple(PTI_DEFAULTS["betas"])
+    lambda_l2: float = PTI_DEFAULTS["lambda_l2"]
+    lambda_perceptual: float = PTI_DEFAULTS["lambda_perceptual"]
+    perceptual: str = PTI_DEFAULTS["perceptual"]
+    perceptual_size: int = PTI_DEFAULTS["perceptual_size"]
+    lambda_locality: float = PTI_DEFAULTS["lambda_locality"]
+    locality_alpha: float = PTI_DEFAULTS["locality_alpha"]
+    precision: str = PTI_DEFAULTS["precision"]
+    checkpoint_every: int = PTI_DEFAULTS["checkpoint_every"]
+    seed: int = PTI_DEFAULTS["seed"]
+
+    def __post_init__(self):
+        check_section("pti", self.to_dict())
+        self.betas = tuple(float(b) for b in self.betas)
+        for name in _PTI_NUMBERS:
+            setattr(self, name, float(getattr(self, name)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PTISettings":
+        """Settings from a (possibly partial) ``pti:`` block; the schema's defaults fill the rest."""
+        values = _as_numbers(d, _PTI_NUMBERS)
+        check_section("pti", {**PTI_DEFAULTS, **values})
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(d["betas"])
+        return d
+
+    def replace(self, **changes) -> "PTISettings":
+        return PTISettings(**{**self.to_dict(), **changes})
+
+    def result_key(self) -> dict:
+        """The settings that decide the tuned weights: all but ``PTI_EXECUTION_KEYS`` (and ``enabled``)."""
+        return {k: v for k, v in self.to_dict().items() if k not in PTI_EXECUTION_KEYS + ("enabled",)}

@@ -58,6 +58,10 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
         "align": {"resolution": resolution},
         "invert": ({} if full_size else
                    {"steps": steps, "perceptual_size": resolution, "windows_per_shard": 2, "checkpoint_every": 2}),
+        # PTI (off unless an overlay turns it on): the random models come with no LPIPS weights, so the
+        # tuning uses the inversion's VGG16 term (README "Pivotal tuning"); a few steps at PTI's lr.
+        "pti": ({"perceptual": "vgg"} if full_size else
+                {"steps": 20, "perceptual": "vgg", "perceptual_size": resolution, "checkpoint_every": 5}),
         "edits": [
             {"name": "smile", "direction": str(out / "direction-w.npy"), "strength": 2.0, "layers": "all"},
             {"name": "age", "direction": str(out / "direction-wplus.pt"), "strength": 1.5, "layers": [0, 1, 2, 3]},

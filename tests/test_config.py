@@ -141,11 +141,11 @@ def test_the_settings_objects_take_the_schemas_defaults():
 
     from ciinv.config import defaults
     from ciinv.objective import LossConfig
-    from ciinv.settings import InvertSettings
+    from ciinv.settings import InvertSettings, PTISettings
 
     invert = defaults("invert")
-    settings = InvertSettings().to_dict()
-    assert settings == invert
+    assert InvertSettings().to_dict() == invert
+    assert PTISettings().to_dict() == defaults("pti")
     for field in dataclasses.fields(LossConfig):
         assert getattr(LossConfig(), field.name) == invert[field.name], field.name
 
@@ -160,6 +160,7 @@ def test_the_cli_options_that_mirror_config_keys_take_the_schemas_defaults_and_h
                 "align": ["align.resolution", "align.center_sigma", "align.axes_sigma"],
                 "invert": ["invert.windows_per_batch", "invert.checkpoint_every"],
                 "assemble": ["assemble.feather", "assemble.crf", "assemble.preset"],
+                "pti": ["pti.checkpoint_every"],
                 "models": ["models_dir"]}
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices

@@ -97,3 +97,15 @@ def test_planning_imports_no_heavy_module():
                                                "if m in sys.modules))"])
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]", imports
+
+
+def test_pti_with_lpips_plans_the_download_of_its_weights(tmp_path):
+    """pti.perceptual: lpips makes the LPIPS wheel a model the run needs: fetched before any job uses it."""
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    overlay = tmp_path / "pti.yaml"
+    overlay.write_text("pti:\n  enabled: true\n")
+    result = snakemake(tmp_path, "--dry-run", configfiles=[overlay])
+    assert result.returncode == 0, result.stderr
+    assert "models/lpips-0.1.4-py3-none-any.whl" in result.stdout
+    plain = snakemake(tmp_path, "--dry-run")
+    assert "lpips-0.1.4" not in plain.stdout

@@ -1,6 +1,7 @@
 """The networks ciinv uses, loaded from the public checkpoint formats (one file per network).
 
     load_generator(path) -> StyleGenerator G.synthesis(ws [N, num_ws, w_dim]) -> images [N, 3, R, R] in [-1, 1]
+    save_generator(G, path)                a (tuned) generator in a format load_generator reads
     load_flow(spec)      -> flow estimator flow = F(a, b) on [N, 3, H, W] in [0, 1]; warp(b, flow) ≈ a
     load_vgg16(path)     -> VGG16Features  V(images in [0, 1]) -> [relu1_1, relu1_2, relu3_2, relu4_2]
 
@@ -53,6 +54,38 @@ def load_generator(path: str | os.PathLike) -> "StyleGenerator":
     from ciinv.models.stylegan2 import load_stylegan2_rosinality
 
     return load_stylegan2_rosinality(path)
+
+
+def save_generator(generator, path: str | os.PathLike, half=()) -> None:
+    """Write ``generator`` so that ``load_generator(path)`` gives it back (written atomically).
+
+    StyleGAN (v1): the seed code's flat state dict (``g_mapping.*``, ``g_synthesis.*``; its
+    ``w_avg`` is estimated again from the mapping network when loaded, as for the original).
+    StyleGAN2, whether it came from a rosinality .pt or an NVlabs .pkl: rosinality's layout
+    ``{'g_ema': state_dict, 'latent_avg': [w_dim]}``, plus ``'conv_clamp'`` when the generator
+    clamps its activations (NVlabs' setting, which rosinality's own files lack). An NVlabs pickle
+    is not written back as a pickle: ciinv reads those without running them and cannot write one.
+
+    ``half``: names of state-dict entries stored as float16 (e.g. the tuned weights); every
+    other entry stays float32, so the untouched mapping network, the noise maps and the mean
+    latent are exactly the original's.
+    """
+    import torch
+
+    from ciinv.files import atomic_path
+    from ciinv.models.stylegan1 import GeneratorV1
+
+    half = set(half)
+    state = {name: (value.detach().half() if name in half else value.detach().float()).cpu().clone()
+             for name, value in generator.state_dict().items()}
+    if isinstance(generator, GeneratorV1):
+        payload = state
+    else:
+        payload = {"g_ema": state, "latent_avg": generator.w_avg.detach().float().cpu().clone()}
+        if generator.conv_clamp is not None:
+            payload["conv_clamp"] = float(generator.conv_clamp)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def is_weightless_flow(spec: str | os.PathLike) -> bool:

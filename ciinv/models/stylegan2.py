@@ -4,6 +4,8 @@ File format (rosinality/stylegan2-pytorch, ``convert_weight.py`` or ``train.py``
 
     {"g_ema": state_dict, "latent_avg": Tensor[w_dim], ...}   # other entries ignored
 
+(plus an optional ``"conv_clamp": float`` in files ciinv writes itself for an NVlabs generator.)
+
 Our modules carry rosinality's names (``style.1.weight``, ``conv1.conv.modulation.weight``,
 ``convs.3.noise.weight``, ``to_rgbs.0.upsample.kernel``, ``noises.noise_5``, ...), so the
 state dict loads 1:1. The architecture (resolution, mapping depth, latent size, channels per
@@ -460,8 +462,13 @@ def load_stylegan2_rosinality(path) -> Generator:
     """
     path = Path(path)
     ckpt = _read_checkpoint(path)
-    # rosinality's format has no activation clamping.
-    return generator_from_state_dict(ckpt["g_ema"], ckpt.get("latent_avg"), source=path, conv_clamp=None)
+    # rosinality's format has no activation clamping; ciinv's own files of an NVlabs generator
+    # (``models.save_generator``, e.g. a pivotally tuned one) add its 'conv_clamp'.
+    conv_clamp = ckpt.get("conv_clamp")
+    if conv_clamp is not None and (isinstance(conv_clamp, bool) or not isinstance(conv_clamp, (int, float))
+                                   or not 0 <= conv_clamp < math.inf):
+        raise CiinvError(f"{path}: 'conv_clamp' should be a finite number >= 0, got {conv_clamp!r}")
+    return generator_from_state_dict(ckpt["g_ema"], ckpt.get("latent_avg"), source=path, conv_clamp=conv_clamp)
 
 
 def generator_from_state_dict(state: dict, latent_avg: Tensor | None, source,

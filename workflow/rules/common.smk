@@ -12,7 +12,7 @@ from ciinv.errors import CiinvError
 from ciinv.folder import find_videos
 from ciinv.models import is_weightless_flow
 from ciinv.models.registry import REGISTRY, resolve, resolve_direction
-from ciinv.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS
+from ciinv.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS, PTI_EXECUTION_KEYS
 from ciinv.meta import read_meta
 from ciinv.windows import shard_count
 
@@ -33,9 +33,9 @@ for _warning in _skipped:
     logger.warning(f"ciinv: {_warning}")
 
 # Settings that say where or how a job runs, not what it computes (models_dir, invert's
-# INVERT_EXECUTION_KEYS: windows_per_batch and checkpoint_every), are read from config in shell
-# lines rather than passed as params: Snakemake tracks params, and a change there must not rerun
-# finished work.
+# INVERT_EXECUTION_KEYS: windows_per_batch and checkpoint_every; PTI_EXECUTION_KEYS: pti's
+# checkpoint_every), are read from config in shell lines rather than passed as params: Snakemake
+# tracks params, and a change there must not rerun finished work.
 EDITS = {"recon": {"name": "recon"}} | {e["name"]: e for e in config["edits"]}
 MODELS_DIR = config["models_dir"]
 
@@ -107,7 +107,29 @@ def configured_models():
     names = [n for n in names if n is not None]
     if config["landmarks"]["detector"] == "fan":
         names += FAN_MODELS
+    names += [LPIPS_MODEL] if pti_needs_lpips() else []
     return sorted({model_path(n) for n in names if n in REGISTRY})
+
+
+# --- the generator a video is rendered with (pivotal tuning) --------------------------------
+
+
+def video_generator(wildcards):
+    """The generator file every rendering rule of a video uses: its pivotally tuned copy
+    (results/{video}/generator_pti.pt, rule pti) when pti.enabled, else the configured generator."""
+    if config["pti"]["enabled"]:
+        return f"results/{wildcards.video}/generator_pti.pt"
+    return model_path(config["models"]["generator"])
+
+
+def pti_needs_lpips():
+    return config["pti"]["enabled"] and config["pti"]["perceptual"] == "lpips"
+
+
+def pti_lpips_files(wildcards):
+    """The LPIPS weights with `pti.perceptual: lpips` (a declared input: download_model fetches
+    them, and a job without them is never started); nothing with `vgg`."""
+    return [model_path(LPIPS_MODEL)] if config["pti"]["perceptual"] == "lpips" else []
 
 
 # --- edits ----------------------------------------------------------------------------------

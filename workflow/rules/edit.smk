@@ -7,7 +7,7 @@ rule edit:
         unpack(edit_inputs),
         latents="results/{video}/latents.npy",
         noise="results/{video}/noise.pt",
-        generator=model_path(config["models"]["generator"]),
+        generator=video_generator,
     output:
         directory("results/{video}/edits/{edit}/crops"),
     params:

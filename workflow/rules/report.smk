@@ -13,6 +13,7 @@ rule report_video:
         crops="results/{video}/crops",
         meta="results/{video}/meta.json",
         edits=edit_crops,
+        generator=video_generator,
         shards=shard_files,
         flow=flow_files,
         vgg16=model_path(config["models"]["vgg16"]),
