@@ -51,6 +51,12 @@ def model_path(name_or_path):
     return str(resolve(name_or_path, MODELS_DIR))
 
 
+def video_generator(wildcards):
+    """The generator file that renders one video's codes (assemble, report). One function, so that a
+    per-video generator (e.g. one tuned to the video) changes every rendering rule at once."""
+    return model_path(config["models"]["generator"])
+
+
 def flow_spec(wildcards=None):
     """The flow estimator for `ciinv invert --flow`: a model file, or `dis[:preset]` (no file)."""
     spec = config["models"]["flow"]
@@ -174,9 +180,9 @@ LPIPS_MODEL = "lpips-0.1.4-wheel"
 REPORT_FILES = ("stills.png", "preview.png", "losses.png", "metrics.html")
 
 
-def edit_crops(wildcards):
-    """The rendered crops of every edit of one video, `recon` first (the order of EDITS)."""
-    return [f"results/{wildcards.video}/edits/{edit}/crops" for edit in EDITS]
+def edit_codes(wildcards):
+    """The edited codes of every edit of one video, `recon` first (the order of EDITS)."""
+    return [f"results/{wildcards.video}/edits/{edit}.npy" for edit in EDITS]
 
 
 def lpips_files(wildcards):
