@@ -3,7 +3,8 @@
 #   snakemake --cores N --resources gpu=1          # everything in videos/ -> results/
 #   snakemake --cores N --configfile config.yaml overlay.yaml ...
 #
-# Stages (DESIGN.md): probe -> landmarks -> align -> invert (per shard, GPU) -> merge -> edit -> assemble.
+# Stages (DESIGN.md): probe -> landmarks -> align -> invert (per shard, GPU) -> merge -> edit (codes)
+# -> assemble (renders the codes, GPU).
 # The rules only name files, params and resources and call the `ciinv` command line.
 
 from snakemake.utils import min_version
