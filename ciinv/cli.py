@@ -249,8 +249,8 @@ def _render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt) that renders the codes")
     p.add_argument("--noise", help="noise.pt from merge: the video's own noise maps (plus variant); "
                    "without it, or when it holds none, the generator's constant noise")
-    p.add_argument("--batch", type=int, help="frames per generator call (speed and memory only; default "
-                   "ciinv.render.BATCH, 8)")
+    p.add_argument("--batch", type=int, help="frames per generator call (speed and memory only; default 8 on "
+                   "a GPU, 2 on the CPU)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
 
 

@@ -31,7 +31,14 @@ from ciinv.errors import CiinvError
 
 log = logging.getLogger(__name__)
 
-BATCH = 8  # frames per generator call: 8 × 1024² × 3 × 1 byte = 25 MB of crops per batch in memory
+# Frames per generator call. On a GPU, batches keep it busy; on the CPU they gain little and the
+# activations of config F at 1024² take about 0.5 GB per frame.
+BATCH = {"cuda": 8, "cpu": 2}
+
+
+def default_batch(device) -> int:
+    """``BATCH`` for the device's type (``"cuda:1"`` -> ``"cuda"``); the CPU's for any other device."""
+    return BATCH.get(str(device).split(":")[0], BATCH["cpu"])
 
 
 class CodeRenderer:
@@ -40,11 +47,14 @@ class CodeRenderer:
     maps, frame_window: the noise maps in layer order, each [W, 1, r, r], and the row of them each
     frame [F] uses (``load_frame_noise``), or None for the generator's constant noise.
     name: how error messages call these codes (e.g. ``edit 'age' (results/x/edits/age.npy)``).
-    The generator must already be on ``device``.
+    batch: frames per generator call (None: ``default_batch(device)``). The generator must already
+    be on ``device``.
     """
 
     def __init__(self, generator, codes: torch.Tensor, maps: list[torch.Tensor] | None = None,
-                 frame_window: torch.Tensor | None = None, device="cpu", batch: int = BATCH, name: str = "codes"):
+                 frame_window: torch.Tensor | None = None, device="cpu", batch: int | None = None,
+                 name: str = "codes"):
+        batch = default_batch(device) if batch is None else batch
         if batch < 1:
             raise CiinvError(f"render batch must be at least 1 frame, got {batch}")
         self.generator, self.codes, self.device, self.batch, self.name = generator, codes, device, batch, name
@@ -96,7 +106,7 @@ def load_renderer(codes_path: str | os.PathLike, generator, noise_path: str | os
     noise_path: the video's ``noise.pt`` of the merge stage (None: the constant noise). A file that
     holds no maps (every variant but ``plus``) also means the constant noise. rerun: what an error
     about the codes file advises (default: rerun the merge stage). batch: frames per generator call
-    (None: ``BATCH``).
+    (None: ``default_batch(device)``).
     """
     what = name or str(codes_path)
     codes = load_latents(codes_path, generator, rerun=rerun)
@@ -104,7 +114,8 @@ def load_renderer(codes_path: str | os.PathLike, generator, noise_path: str | os
     if maps is not None and [m.shape[-2:] for m in maps] != [m.shape[-2:] for m in generator.noise_maps()]:
         raise CiinvError(f"{noise_path}: its noise maps do not fit this generator's; were the codes inverted "
                          "with another generator? Rerun the invert and merge stages")
+    renderer = CodeRenderer(generator, codes, maps, frame_window, device=device, batch=batch, name=what)
     log.info("rendering %s: %d frames at %d², %s noise, batches of %d on %s", what, len(codes),
-             generator.resolution, "own" if maps is not None else "constant", batch or BATCH, device)
-    return CodeRenderer(generator, codes, maps, frame_window, device=device, batch=batch or BATCH, name=what)
+             generator.resolution, "own" if maps is not None else "constant", renderer.batch, device)
+    return renderer
 

@@ -9,7 +9,7 @@ import torch
 
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
-from ciinv.render import CodeRenderer, load_renderer
+from ciinv.render import CodeRenderer, default_batch, load_renderer
 from ciinv.testing import write_tiny_stylegan2
 
 D = 32
@@ -54,6 +54,13 @@ def test_every_frame_in_order_whatever_the_batch(tmp_path, generator):
         difference = np.abs(np.stack(crops).astype(int) - expected.astype(int))
         assert difference.max() <= 1 and (difference > 0).mean() < 0.01, batch
         np.testing.assert_array_equal(renderer.render([5, 2]), np.stack(crops)[[5, 2]])
+
+
+def test_batches_are_larger_on_a_gpu_than_on_the_cpu(tmp_path, generator):
+    np.save(tmp_path / "codes.npy", codes_near_the_mean(generator, 2))
+    assert load_renderer(tmp_path / "codes.npy", generator).batch == default_batch("cpu") == 2
+    assert default_batch("cuda:1") == default_batch("cuda") == 8
+    assert load_renderer(tmp_path / "codes.npy", generator, batch=5).batch == 5
 
 
 class CountingGenerator:
