@@ -4,7 +4,7 @@
 #   snakemake --cores N --configfile config.yaml overlay.yaml ...
 #
 # Stages (DESIGN.md): probe -> landmarks -> align -> invert (per shard, GPU) -> merge [-> pti (GPU, optional)]
-#   -> edit -> assemble.
+#   -> edit (codes) -> assemble (renders the codes, GPU).
 # The rules only name files, params and resources and call the `ciinv` command line.
 
 from snakemake.utils import min_version

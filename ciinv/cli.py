@@ -19,6 +19,18 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _log_to_stderr() -> None:
+    """The package's `logging` messages (INFO and up) go to stderr, one plain line each: the job logs."""
+    import logging
+
+    logger = logging.getLogger("ciinv")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def finite_float(text: str) -> float:
     """argparse type: a float that is neither NaN nor infinite."""
     value = float(text)
@@ -85,15 +97,13 @@ def cmd_merge(args) -> None:
 
 
 def cmd_edit(args) -> None:
-    from ciinv.edit import is_sefa, render_edit
+    from ciinv.edit import is_sefa, write_edit
     from ciinv.errors import CiinvError
-    from ciinv.gpu import claim_device
     from ciinv.models import load_generator
     from ciinv.models.registry import require, resolve_direction
 
     edit = json.loads(args.edit)
-    device = claim_device(args.device)
-    generator = load_generator(args.generator).to(device)
+    generator = load_generator(args.generator)  # on the CPU: only its shape and SeFa weights are needed
     spec = edit.get("direction")
     direction = None
     try:
@@ -101,8 +111,16 @@ def cmd_edit(args) -> None:
             direction = require(resolve_direction(spec, args.generator, args.models_dir), args.models_dir)
     except CiinvError as exc:
         raise CiinvError(f"edit {edit.get('name')!r}: {exc}") from None
-    render_edit(args.latents, generator, edit, args.out, direction_path=direction, noise_path=args.noise,
-                device=device, log=log)
+    write_edit(args.latents, generator, edit, args.out, direction_path=direction)
+
+
+def _renderer_generator(args):
+    """The generator of ``--generator`` on the claimed device, in eval mode: (generator, device)."""
+    from ciinv.gpu import claim_device
+    from ciinv.models import load_generator
+
+    device = claim_device(args.device)
+    return load_generator(args.generator).to(device).eval().requires_grad_(False), device
 
 
 def cmd_pti(args) -> None:
@@ -120,26 +138,33 @@ def cmd_pti(args) -> None:
 
 def cmd_assemble(args) -> None:
     from ciinv.assemble import assemble_video
+    from ciinv.render import load_renderer
     from ciinv.video import read_meta
 
+    generator, device = _renderer_generator(args)
+    faces = load_renderer(args.codes, generator, args.noise, device=device, batch=args.batch,
+                          rerun="rerun the edit stage for this video and edit")
     assemble_video(
-        args.video, read_meta(args.meta), args.align, args.crops, args.out, feather=args.feather, crf=args.crf,
-        preset=args.preset, log=log,
+        args.video, read_meta(args.meta), args.align, faces, args.out, feather=args.feather, crf=args.crf,
+        preset=args.preset, name=str(args.codes),
     )
 
 
 def cmd_report_assets(args) -> None:
     from ciinv import models
     from ciinv.errors import CiinvError
-    from ciinv.gpu import claim_device
     from ciinv.metrics import load_lpips
     from ciinv.models.registry import REGISTRY
+    from ciinv.render import load_renderer
     from ciinv.report import report_assets
     from ciinv.video import read_meta
 
     if len(args.edits) != len(args.names):
-        raise CiinvError(f"report-assets: {len(args.edits)} --edits folders but {len(args.names)} --names")
-    device = claim_device(args.device)
+        raise CiinvError(f"report-assets: {len(args.edits)} --edits files but {len(args.names)} --names")
+    generator, device = _renderer_generator(args)
+    edits = {name: load_renderer(path, generator, args.noise, device=device, batch=args.batch,
+                                 name=f"edit {name!r} ({path})", rerun="rerun the edit stage for this video and edit")
+             for name, path in zip(args.names, args.edits)}
     flow_net = models.load_flow(args.flow).to(device).eval().requires_grad_(False)
     lpips, note = None, None
     if args.lpips:
@@ -153,7 +178,7 @@ def cmd_report_assets(args) -> None:
                 f"models/{REGISTRY['lpips-0.1.4-wheel'].filename})")
     from fractions import Fraction
 
-    report_assets(args.crops, dict(zip(args.names, args.edits)), args.shards, Fraction(read_meta(args.meta)["fps"]), args.out,
+    report_assets(args.crops, edits, args.shards, Fraction(read_meta(args.meta)["fps"]), args.out,
                   flow_net, device=device, lpips=lpips, lpips_note=note, log=log)
 
 
@@ -248,6 +273,16 @@ def config_option(parser: argparse.ArgumentParser, key: str, **kwargs) -> None:
     parser.add_argument(flag, default=entry["default"], **kwargs)
 
 
+def _render_options(p: argparse.ArgumentParser) -> None:
+    """The options of a subcommand that renders codes with the generator (ciinv/render.py)."""
+    p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt) that renders the codes")
+    p.add_argument("--noise", help="noise.pt from merge: the video's own noise maps (plus variant); "
+                   "without it, or when it holds none, the generator's constant noise")
+    p.add_argument("--batch", type=int, help="frames per generator call (speed and memory only; default 8 on "
+                   "a GPU, 2 on the CPU)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ciinv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -314,23 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_pti)
 
-    p = _subcommand(sub, "edit", "add one edit to the codes and render the crops")
+    p = _subcommand(sub, "edit", "add one edit to the codes -> the edited codes (.npy [frames, layers, 512])")
     p.add_argument("--latents", required=True, help="latents.npy from merge")
-    p.add_argument("--noise", help="noise.pt from merge (default: the one beside --latents, if any)")
-    p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt)")
+    p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt): checks the codes, "
+                   "computes sefa:K directions")
     p.add_argument("--edit", required=True, help='JSON, e.g. {"name": "age", "direction": "age.npy", "strength": 3},'
                    ' {"name": "m", "morph_with": "other/latents.npy", "alpha": 0.5} or'
                    ' {"name": "t", "transfer_from": "ref/latents.npy", "strength": 1}')
     config_option(p, "models_dir")
-    p.add_argument("--out", required=True, help="folder for the edited crops")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    p.add_argument("--out", required=True, help=".npy file for the edited codes")
     p.set_defaults(func=cmd_edit)
 
-    p = _subcommand(sub, "assemble", "paste the crops back and encode with the source audio -> .mp4")
+    p = _subcommand(sub, "assemble", "render the edited codes, paste the faces back and encode with the source "
+                    "audio -> .mp4 (one stream, no crops on disk)")
     p.add_argument("video", help="the source video file")
     p.add_argument("--meta", required=True, help="meta.json from probe")
     p.add_argument("--align", required=True, help="align.npz from `ciinv align`")
-    p.add_argument("--crops", required=True, help="folder of edited crops from `ciinv edit`")
+    p.add_argument("--codes", required=True, help="the edited codes from `ciinv edit` (or latents.npy: no edit)")
+    _render_options(p)
     p.add_argument("--out", required=True, help=".mp4 to write")
     config_option(p, "assemble.feather", type=finite_float)
     config_option(p, "assemble.crf", type=int)
@@ -341,15 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "stills.png, preview.png (animated), losses.png and metrics.html in --out")
     p.add_argument("--crops", required=True, help="folder of the aligned crops (align stage)")
     p.add_argument("--meta", required=True, help="meta.json of the video (probe stage): its frame rate")
-    p.add_argument("--edits", nargs="+", required=True, help="folders of rendered crops, one per edit (edit stage)")
+    p.add_argument("--edits", nargs="+", required=True, help="edited codes, one .npy per edit (edit stage), "
+                   "rendered here")
     p.add_argument("--names", nargs="+", required=True, help="the edits' names, in the order of --edits")
+    _render_options(p)
     p.add_argument("--shards", nargs="+", required=True, help="the video's invert shards (latents/shard_*.pt)")
     p.add_argument("--flow", required=True, help="flow estimator for the warping error: a FlowNet2/RAFT file or dis")
     p.add_argument("--vgg16", required=True, help="torchvision's VGG16 weights (LPIPS' backbone)")
     p.add_argument("--lpips", nargs="?", const=None, default=None,
                    help="the lpips wheel (or its vgg.pth); without it the table says LPIPS is left out")
     p.add_argument("--out", required=True, help="folder for the four files")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:K")
     p.set_defaults(func=cmd_report_assets)
 
     p = _subcommand(sub, "models", "list the model files and their status, or fetch them")
@@ -433,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     from ciinv.files import os_advice
 
     args = build_parser().parse_args(argv)
+    _log_to_stderr()
     try:
         args.func(args)
     except CiinvError as exc:

@@ -1,4 +1,4 @@
-"""Edits of the merged per-frame codes, and rendering of the edited crops.
+"""Edits of the merged per-frame codes: the edit stage writes the edited codes, never pictures.
 
 An edit is one config entry. Besides its ``name`` it has exactly one of three kinds:
 
@@ -45,20 +45,23 @@ In the workflow ``morph_with`` / ``transfer_from`` name another input video, who
 
 Noise: codes inverted with the ``plus`` variant come with optimised noise maps (``noise.pt``
 beside ``latents.npy``, see ``ciinv.invert.merge_shards``); every frame is rendered with its own
-video's maps, whatever the edit. The identity edit ``recon`` (no kind) renders the plain inversion.
+video's maps, whatever the edit (``ciinv.render``). The identity edit ``recon`` (no kind) is the plain
+inversion.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_dir, finite_number, read_npy, read_torch, require_finite
+from ciinv.files import atomic_path, finite_number, read_npy, read_torch, require_finite
+
+log = logging.getLogger(__name__)
 
 EDIT_KINDS = ("direction", "morph_with", "transfer_from")
 PAIRINGS = ("step", "first", "last")
@@ -193,21 +196,24 @@ def apply_transfer(codes: torch.Tensor, reference: torch.Tensor, strength: float
 # Reading codes and noise
 
 
-def load_latents(path: str | os.PathLike, generator, role: str = "") -> torch.Tensor:
-    """``latents.npy`` [F, L, D] of the merge stage as float32, checked against the generator.
+def load_latents(path: str | os.PathLike, generator, role: str = "", rerun: str | None = None) -> torch.Tensor:
+    """Codes [F, L, D] as float32, checked against the generator: the merge stage's ``latents.npy``
+    or the edit stage's ``edits/{edit}.npy`` (same layout).
 
     role: how error messages call the file (e.g. "morph_with"), empty for the video's own codes.
+    rerun: what an error advises (default: rerun the merge stage of its video).
     """
     path = Path(path)
     what = f"{role} codes {path}" if role else str(path)
     if not path.exists() and not path.is_symlink():
-        raise CiinvError(f"{what}: no such file; invert that video first (its merge stage writes it)")
+        raise CiinvError(f"{what}: no such file; {rerun or 'invert that video first (its merge stage writes it)'}")
+    rerun = rerun or "rerun the merge stage of its video"
     try:
-        codes = read_npy(path, rerun="rerun the merge stage of its video", frame_axis=0)
+        codes = read_npy(path, rerun=rerun, frame_axis=0)
     except CiinvError as exc:
         raise CiinvError(f"{role + ' codes: ' if role else ''}{exc}") from None
     if not np.issubdtype(codes.dtype, np.floating):
-        raise CiinvError(f"{what}: holds {codes.dtype} values, not codes; rerun the merge stage of its video")
+        raise CiinvError(f"{what}: holds {codes.dtype} values, not codes; {rerun}")
     codes = torch.from_numpy(codes).float()
     if codes.ndim != 3 or codes.shape[0] < 1:
         raise CiinvError(f"{what}: shape {list(codes.shape)}, expected [frames, layers, {generator.w_dim}]")
@@ -289,47 +295,30 @@ def edit_codes(codes: torch.Tensor, edit: dict, generator, direction_path: str |
     return apply_transfer(codes, other, strength, mask, pairing)
 
 
-def render_edit(
+def write_edit(
     latents_path: str | os.PathLike,
     generator,
     edit: dict,
-    out_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
     direction_path: str | os.PathLike | None = None,
     other_path: str | os.PathLike | None = None,
-    noise_path: str | os.PathLike | None = None,
-    device: str = "cpu",
-    batch: int = 4,
-    log=print,
-) -> None:
-    """Render every frame's (edited) code to `out_dir/{i:06d}.png`, written as a whole folder atomically.
+) -> torch.Tensor:
+    """Write the edited codes of every frame to ``out_path`` (.npy [F, L, D] float32, atomically) and
+    return them. Nothing is rendered: the assemble stage and the report render the codes
+    (``ciinv.render``) with the video's noise maps.
 
     latents_path: `latents.npy` [F, L, D] from the merge stage.
-    generator: a loaded Generator (see ciinv.models), already on `device`.
+    generator: a loaded Generator (see ciinv.models): the codes' shape is checked against it, and
+    ``sefa:K`` directions are computed from it.
     direction_path, other_path: see ``edit_codes``.
-    noise_path: `noise.pt` of the ``plus`` variant (default: the one beside latents_path, if
-    there is one); without it the generator's constant noise is used.
     """
-    codes = load_latents(latents_path, generator)
-    frames = codes.shape[0]
-    codes = edit_codes(codes, edit, generator, direction_path, other_path)
-    if noise_path is None and Path(latents_path).with_name("noise.pt").exists():
-        noise_path = Path(latents_path).with_name("noise.pt")
-    maps, frame_window = load_frame_noise(noise_path, frames) if noise_path is not None else (None, None)
-    if maps is not None and [m.shape[-2:] for m in maps] != [m.shape[-2:] for m in generator.noise_maps()]:
-        raise CiinvError(f"{noise_path}: its noise maps do not fit this generator's; were the codes inverted "
-                         "with another generator? Rerun the invert and merge stages")
-    with atomic_dir(out_dir) as tmp, torch.no_grad():
-        for start in range(0, frames, batch):
-            stop = min(start + batch, frames)
-            noise = None
-            if maps is not None:
-                noise = [m[frame_window[start:stop]].to(device) for m in maps]
-            images = generator.synthesis(codes[start:stop].to(device), noise=noise)
-            if not torch.isfinite(images).all():  # clamp and rounding would paste it back black
-                bad = start + int((~torch.isfinite(images)).flatten(1).any(1).nonzero()[0])
-                raise CiinvError(f"edit {edit['name']}: the generator rendered non-finite pixels for frame {bad} of "
-                                 f"{latents_path}; its codes or the generator's weights hold bad numbers")
-            pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            for offset, image in enumerate(pixels.permute(0, 2, 3, 1).cpu().numpy()):
-                Image.fromarray(image).save(tmp / f"{start + offset:06d}.png", compress_level=1)
-            log(f"edit {edit['name']}: rendered {stop}/{frames} frames")
+    codes = edit_codes(load_latents(latents_path, generator), edit, generator, direction_path, other_path)
+    codes = codes.float().contiguous().numpy()
+    bad = ~np.isfinite(codes)
+    if bad.any():  # finite inputs can still overflow (a huge strength): say so here, not as a black face later
+        raise CiinvError(f"edit {edit.get('name')!r}: the edited codes of frame {int(np.argwhere(bad)[0][0])} "
+                         "overflow to non-finite numbers; use a smaller strength")
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
+        np.save(f, codes)
+    log.info("edit %s: wrote the codes of %d frames to %s", edit.get("name"), len(codes), out_path)
+    return torch.from_numpy(codes)

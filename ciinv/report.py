@@ -14,8 +14,10 @@ metrics.html  a table: reconstruction PSNR (dB, mean over frames) and LPIPS (whe
               flow-warping error relative to the input crops' own (1: as steady as the input;
               ``metrics.relative_warping_error``, flows between the input crops)
 
-Crops are the ``{i:06d}.png`` folders of the align and edit stages. Image I/O goes through
-Pillow (after ``import decord`` OpenCV cannot read PNGs).
+The source row is the align stage's crops (``{i:06d}.png``; image I/O through Pillow: after
+``import decord`` OpenCV cannot read PNGs). ``recon`` and the edits are the edit stage's codes,
+rendered here as they are needed (``ciinv.render.CodeRenderer``), a chunk of frames at a time:
+nothing rendered is stored but the four files.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from ciinv import metrics
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path, read_torch
 from ciinv.objective import LOSS_NAMES
+from ciinv.render import CodeRenderer
+
+Row = Path | CodeRenderer  # a folder of crops, or codes rendered on demand
 
 STILL_FRAMES = 4  # columns of stills.png
 PREVIEW_FRAMES = 50  # frames of preview.png (2 s at 25 fps)
@@ -77,6 +82,17 @@ def read_frames(folder: str | os.PathLike, indices, size: int | None = None) -> 
     return torch.stack(images)
 
 
+def read_row(row: Row, indices, size: int | None = None) -> torch.Tensor:
+    """Frames ``indices`` of a row (a crops folder, or codes rendered now) -> [N, 3, S, S] float32 in
+    [0, 1], resized to ``size`` when given (bilinear, antialiased), as ``read_frames`` does."""
+    if not isinstance(row, CodeRenderer):
+        return read_frames(row, indices, size)
+    images = torch.from_numpy(row.render([int(i) for i in indices])).permute(0, 3, 1, 2).float().div(255)
+    if size is not None and images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return images
+
+
 def _to_image(picture: torch.Tensor) -> Image.Image:
     """[3, H, W] in [0, 1] -> a Pillow RGB image."""
     return Image.fromarray((picture.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
@@ -86,8 +102,8 @@ def _to_image(picture: torch.Tensor) -> Image.Image:
 # Pictures
 
 
-def still_grid(rows: dict[str, Path], frames: int, out, columns: int = STILL_FRAMES, cell: int = CELL) -> None:
-    """stills.png: one row per entry of ``rows`` (label -> crops folder), ``columns`` frames spread
+def still_grid(rows: dict[str, Row], frames: int, out, columns: int = STILL_FRAMES, cell: int = CELL) -> None:
+    """stills.png: one row per entry of ``rows`` (label -> crops folder or codes), ``columns`` frames spread
     evenly over the ``frames`` frames of the clip, each ``cell`` pixels square, frame numbers on top."""
     shown = sorted({int(i) for i in np.linspace(0, frames - 1, min(columns, frames)).round()})
     top, pad = 16, 2
@@ -95,22 +111,22 @@ def still_grid(rows: dict[str, Path], frames: int, out, columns: int = STILL_FRA
     draw = ImageDraw.Draw(sheet)
     for c, index in enumerate(shown):
         draw.text((LABEL_WIDTH + c * (cell + pad) + 4, 2), f"frame {index}", fill="black")
-    for r, (label, folder) in enumerate(rows.items()):
+    for r, (label, row) in enumerate(rows.items()):
         y = top + r * (cell + pad)
         draw.text((4, y + cell // 2 - 6), label, fill="black")
-        for c, picture in enumerate(read_frames(folder, shown, cell)):
+        for c, picture in enumerate(read_row(row, shown, cell)):
             sheet.paste(_to_image(picture), (LABEL_WIDTH + c * (cell + pad), y))
     with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
 
 
-def preview(rows: dict[str, Path], frames: int, fps: Fraction, out, length: int = PREVIEW_FRAMES,
+def preview(rows: dict[str, Row], frames: int, fps: Fraction, out, length: int = PREVIEW_FRAMES,
             cell: int = CELL) -> None:
     """preview.png: an animated PNG of the first ``length`` frames, the entries of ``rows`` (label ->
-    crops folder) side by side with their labels above, looping, at ``fps`` frames per second."""
+    crops folder or codes) side by side with their labels above, looping, at ``fps`` frames per second."""
     count = min(length, frames)
     top, pad = 16, 2
-    pictures = {label: read_frames(folder, range(count), cell) for label, folder in rows.items()}
+    pictures = {label: read_row(row, range(count), cell) for label, row in rows.items()}
     sheets = []
     for i in range(count):
         sheet = Image.new("RGB", (len(rows) * (cell + pad), top + cell), "white")
@@ -198,10 +214,10 @@ def _panel(draw: ImageDraw.ImageDraw, name: str, curves: list[np.ndarray], x0: i
 
 
 @torch.no_grad()
-def measure(source: Path, outputs: dict[str, Path], frames: int, flow_net, device, lpips=None) -> dict:
+def measure(source: Path, outputs: dict[str, Row], frames: int, flow_net, device, lpips=None) -> dict:
     """Metrics of one video's outputs against its aligned crops, streamed ``CHUNK`` frames at a time.
 
-    source: the aligned crops; outputs: label -> crops folder (``recon`` first). Returns
+    source: the aligned crops; outputs: label -> rendered codes or crops folder (``recon`` first). Returns
     {'frames', 'input_warp': the input's own warping error, 'psnr' and 'lpips' of ``recon``
     (mean over frames; lpips only with an LPIPS net), 'rel_warp': {label: warping error of the
     output with the input's flows / input_warp}}. The output crops are resized to the source's.
@@ -214,7 +230,7 @@ def measure(source: Path, outputs: dict[str, Path], frames: int, flow_net, devic
         if stop - start < 2 and start > 0:
             break
         real = read_frames(source, range(start, stop))
-        made = {label: read_frames(folder, range(start, stop), size) for label, folder in outputs.items()}
+        made = {label: read_row(row, range(start, stop), size) for label, row in outputs.items()}
         if "recon" in made:
             fresh = slice(0 if start == 0 else 1, None)  # the shared first frame was counted already
             psnr.append(metrics.psnr(made["recon"][fresh], real[fresh]))
@@ -265,11 +281,11 @@ def metrics_html(result: dict, notes: list[str]) -> str:
 # All four
 
 
-def report_assets(crops: str | os.PathLike, edits: dict[str, str | os.PathLike], shards, fps: Fraction, out_dir,
+def report_assets(crops: str | os.PathLike, edits: dict[str, CodeRenderer], shards, fps: Fraction, out_dir,
                   flow_net, device="cpu", lpips=None, lpips_note: str | None = None, log=print) -> dict:
     """Write stills.png, preview.png, losses.png and metrics.html of one video into ``out_dir``.
 
-    crops: the aligned crops; edits: edit name -> its rendered crops (``recon`` included);
+    crops: the aligned crops; edits: edit name -> its codes to render (``recon`` included);
     shards: the invert shards; fps: the clip's frame rate; flow_net: a flow function with
     FlowNet2's convention (``ciinv.models.load_flow``); lpips: an LPIPS net or None, with
     ``lpips_note`` saying why. Returns ``measure``'s result.
@@ -279,19 +295,18 @@ def report_assets(crops: str | os.PathLike, edits: dict[str, str | os.PathLike],
     frames = crop_count(crops)
     if frames == 0:
         raise CiinvError(f"{crops}: holds no crops; rerun the align stage")
-    for name, folder in edits.items():
-        if crop_count(folder) != frames:
-            raise CiinvError(f"{folder}: {crop_count(folder)} crops but {crops} has {frames}; rerun the edit stage "
-                             f"for edit {name!r}")
-    rows = {"source": Path(crops)} | {name: Path(folder) for name, folder in edits.items()}
+    for name, renderer in edits.items():
+        if len(renderer) != frames:
+            raise CiinvError(f"{renderer.name}: codes of {len(renderer)} frames but {crops} has {frames} crops; "
+                             f"rerun the edit stage for edit {name!r}")
+    rows = {"source": Path(crops)} | dict(edits)
     still_grid(rows, frames, out_dir / "stills.png")
     log(f"report: wrote {out_dir / 'stills.png'}")
     preview(rows, frames, fps, out_dir / "preview.png")
     log(f"report: wrote {out_dir / 'preview.png'}")
     loss_plot(list(shards), out_dir / "losses.png")
     log(f"report: wrote {out_dir / 'losses.png'}")
-    result = measure(Path(crops), {name: Path(folder) for name, folder in edits.items()}, frames, flow_net, device,
-                     lpips)
+    result = measure(Path(crops), dict(edits), frames, flow_net, device, lpips)
     notes = [] if lpips is not None else [f"LPIPS left out: {lpips_note or 'no LPIPS weights given'}"]
     if "input_warp" in result and "rel_warp" not in result:
         notes.append("Warp errors not relative: the input crops do not change between frames")

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from ciinv.cli import main
-from ciinv.edit import apply_morph, apply_transfer, edit_codes, edit_kind, layer_mask, pair_frames, render_edit
+from ciinv.edit import apply_morph, apply_transfer, edit_codes, edit_kind, layer_mask, pair_frames, write_edit
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
 from ciinv.testing import write_tiny_stylegan2
@@ -116,22 +115,18 @@ def clips(tmp_path_factory, generator_path):
     return paths
 
 
-def pixels(folder) -> list[np.ndarray]:
-    return [np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))]
-
-
 def test_cli_morph_reads_the_other_latents_from_the_entry(tmp_path, generator_path, clips):
     def edit(entry, out, latents=clips["own"]):
         return main(["edit", "--latents", str(latents), "--generator", str(generator_path), "--edit",
-                     json.dumps(entry), "--out", str(tmp_path / out), "--device", "cpu"])
+                     json.dumps(entry), "--out", str(tmp_path / f"{out}.npy")])
 
     assert edit({"name": "recon"}, "other", latents=clips["other"]) == 0
     assert edit({"name": "m1", "morph_with": str(clips["other"]), "alpha": 1.0}, "m1") == 0
     assert edit({"name": "m0", "morph_with": str(clips["other"]), "alpha": 0.0}, "m0") == 0
     assert edit({"name": "recon"}, "own") == 0
-    other, m1, m0, own = (pixels(tmp_path / d) for d in ("other", "m1", "m0", "own"))
+    other, m1, m0, own = (np.load(tmp_path / f"{d}.npy") for d in ("other", "m1", "m0", "own"))
     assert len(m1) == len(own) == 4
-    # α = 1 renders the other clip (its last frame held for our 4th frame); α = 0 our own frames.
+    # α = 1 gives the other clip's codes (its last frame held for our 4th frame); α = 0 our own.
     for i, j in enumerate([0, 1, 2, 2]):
         np.testing.assert_array_equal(m1[i], other[j])
     for a, b in zip(m0, own):
@@ -139,19 +134,19 @@ def test_cli_morph_reads_the_other_latents_from_the_entry(tmp_path, generator_pa
     assert not np.array_equal(m1[0], own[0])
 
 
-def test_transfer_renders_and_a_missing_reference_is_named(tmp_path, generator_path, clips, capsys):
+def test_transfer_writes_codes_and_a_missing_reference_is_named(tmp_path, generator_path, clips, capsys):
     g = load_generator(generator_path)
     own = np.load(clips["own"])
-    render_edit(clips["own"], g, {"name": "t", "transfer_from": str(clips["other"]), "strength": 1.0},
-                tmp_path / "t", log=lambda m: None)
-    assert len(pixels(tmp_path / "t")) == len(own)
+    write_edit(clips["own"], g, {"name": "t", "transfer_from": str(clips["other"]), "strength": 1.0},
+               tmp_path / "t.npy")
+    assert np.load(tmp_path / "t.npy").shape == own.shape
     missing = tmp_path / "nobody" / "latents.npy"
     code = main(["edit", "--latents", str(clips["own"]), "--generator", str(generator_path), "--edit",
                  json.dumps({"name": "t", "transfer_from": str(missing), "strength": 1.0}),
-                 "--out", str(tmp_path / "t2"), "--device", "cpu"])
+                 "--out", str(tmp_path / "t2.npy")])
     assert code == 1
     assert str(missing) in capsys.readouterr().err
-    assert not (tmp_path / "t2").exists()
+    assert not (tmp_path / "t2.npy").exists()
 
 
 def test_codes_of_another_generator_are_refused_as_the_other_clip(tmp_path, generator_path, clips):

@@ -1,5 +1,5 @@
-"""Edits: direction files in every accepted layout, layer masks, SeFa directions, rendering (with the
-`plus` variant's noise maps when they are there)."""
+"""Edits: direction files in every accepted layout, layer masks, SeFa directions, and the edit stage's
+file of edited codes (rendering them: tests/test_render.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ciinv.edit import apply_edit, layer_mask, load_direction, render_edit, sefa_direction
+from ciinv.edit import apply_edit, layer_mask, load_direction, sefa_direction, write_edit
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
 from ciinv.testing import write_tiny_stylegan2
@@ -67,44 +67,29 @@ def test_sefa_directions_are_orthonormal_right_singular_vectors(generator):
         sefa_direction(generator, 9999)
 
 
-def test_render_writes_every_frame_and_the_edit_changes_them(tmp_path, generator):
+def test_the_edit_stage_writes_the_edited_codes_and_nothing_else(tmp_path, generator):
     codes = generator.w_avg.expand(3, generator.num_ws, D).numpy().copy()
     np.save(tmp_path / "latents.npy", codes)
-    render_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "recon", log=lambda m: None)
-    render_edit(tmp_path / "latents.npy", generator, {"name": "s", "direction": "sefa:0", "strength": 5.0},
-                tmp_path / "s", log=lambda m: None)
-    recon = sorted((tmp_path / "recon").glob("*.png"))
-    edited = sorted((tmp_path / "s").glob("*.png"))
-    assert [p.name for p in recon] == ["000000.png", "000001.png", "000002.png"] == [p.name for p in edited]
-    assert recon[0].read_bytes() != edited[0].read_bytes()
+    write_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "edits" / "recon.npy")
+    write_edit(tmp_path / "latents.npy", generator, {"name": "s", "direction": "sefa:0", "strength": 5.0, "layers": [1]},
+               tmp_path / "edits" / "s.npy")
+    assert sorted(p.name for p in (tmp_path / "edits").iterdir()) == ["recon.npy", "s.npy"]
+    recon, edited = np.load(tmp_path / "edits" / "recon.npy"), np.load(tmp_path / "edits" / "s.npy")
+    assert recon.dtype == edited.dtype == np.float32
+    np.testing.assert_array_equal(recon, codes)  # recon is the inversion itself
+    expected = codes.copy()
+    expected[:, 1] += 5.0 * sefa_direction(generator, 0).numpy()
+    np.testing.assert_allclose(edited, expected, rtol=0, atol=1e-6)
 
 
 def test_codes_from_another_generator_are_refused(tmp_path, generator):
     np.save(tmp_path / "latents.npy", np.zeros((2, generator.num_ws + 2, D), np.float32))
     with pytest.raises(CiinvError, match="another generator"):
-        render_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+        write_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "out.npy")
+    assert not (tmp_path / "out.npy").exists()
 
 
-def test_noise_maps_for_another_clip_length_are_refused(tmp_path, generator):
-    np.save(tmp_path / "latents.npy", generator.w_avg.expand(3, generator.num_ws, D).numpy().copy())
-    maps = [m.half() for m in generator.noise_maps()]
-    torch.save({"noise": maps, "frame_window": torch.zeros(5, dtype=torch.long)}, tmp_path / "noise.pt")
-    with pytest.raises(CiinvError, match=r"noise.pt has noise for 5 frames but the codes have 3"):
-        render_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "out", log=lambda m: None)
-    assert not (tmp_path / "out").exists()
-    # Maps that fit are used: the frames differ from the ones the constant noise gives.
-    torch.save({"noise": [torch.randn_like(m.float()).half() for m in maps],
-                "frame_window": torch.zeros(3, dtype=torch.long)}, tmp_path / "noise.pt")
-    render_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "own", log=lambda m: None)
-    (tmp_path / "plain").mkdir()  # the same codes without a noise.pt beside them
-    (tmp_path / "plain" / "latents.npy").write_bytes((tmp_path / "latents.npy").read_bytes())
-    render_edit(tmp_path / "plain" / "latents.npy", generator, {"name": "recon"}, tmp_path / "constant",
-                log=lambda m: None)
-    assert (tmp_path / "own" / "000000.png").read_bytes() != (tmp_path / "constant" / "000000.png").read_bytes()
-
-
-def test_bad_numbers_are_refused_naming_the_edit_file_and_frame_never_rendered_black(tmp_path, generator):
+def test_bad_numbers_are_refused_naming_the_edit_file_and_frame(tmp_path, generator):
     codes = generator.w_avg.expand(3, generator.num_ws, D).numpy().copy()
     np.save(tmp_path / "latents.npy", codes)
     nan_direction = np.ones(D, np.float32)
@@ -115,24 +100,13 @@ def test_bad_numbers_are_refused_naming_the_edit_file_and_frame_never_rendered_b
         ({"name": "s", "direction": "sefa:0", "strength": float("nan")}, r"edit 's': strength"),
         ({"name": "k", "direction": "sefa:abc", "strength": 1.0}, r"edit 'k': direction 'sefa:abc'"),
         ({"name": "m", "morph_with": str(tmp_path / "latents.npy"), "alpha": float("inf")}, r"edit 'm': alpha"),
+        ({"name": "big", "direction": "sefa:0", "strength": 1e300}, r"edit 'big': the edited codes of frame 0 overflow"),
     ]
     for edit, expected in cases:
         with pytest.raises(CiinvError, match=expected):
-            render_edit(tmp_path / "latents.npy", generator, edit, tmp_path / "out", log=lambda m: None)
+            write_edit(tmp_path / "latents.npy", generator, edit, tmp_path / "out.npy")
     codes[2, 0, 5] = np.inf
     np.save(tmp_path / "latents.npy", codes)
     with pytest.raises(CiinvError, match=r"latents.npy.*non-finite.*frame 2"):
-        render_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "out", log=lambda m: None)
-    assert not (tmp_path / "out").exists()
-
-
-def test_a_generator_rendering_nan_is_refused_naming_the_frame(tmp_path):
-    path = tmp_path / "g.pt"
-    write_tiny_stylegan2(path, resolution=16, w_dim=D, n_mlp=2, max_channels=16)
-    broken = load_generator(path)
-    with torch.no_grad():
-        next(p for name, p in broken.named_parameters() if "synthesis" in name or "conv" in name).fill_(float("nan"))
-    np.save(tmp_path / "latents.npy", broken.w_avg.expand(2, broken.num_ws, D).numpy().copy())
-    with pytest.raises(CiinvError, match="non-finite pixels for frame 0"):
-        render_edit(tmp_path / "latents.npy", broken, {"name": "recon"}, tmp_path / "out", log=lambda m: None)
-    assert not (tmp_path / "out").exists()
+        write_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "out.npy")
+    assert not (tmp_path / "out.npy").exists()

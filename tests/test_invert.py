@@ -194,7 +194,7 @@ def test_plus_optimises_the_noise_and_fits_better_than_full(crops, nets, tmp_pat
 
 
 def test_plus_merge_keeps_each_frames_heaviest_window_and_the_edit_renders_with_it(crops, nets, tmp_path):
-    from ciinv.edit import render_edit
+    from ciinv.render import load_renderer
 
     paths = [tmp_path / f"shard_{k:04d}.pt" for k in range(2)]
     shards = [run(crops, nets, p, shard=k, steps=2, variant="plus", lr=0.05) for k, p in enumerate(paths)]
@@ -206,14 +206,14 @@ def test_plus_merge_keeps_each_frames_heaviest_window_and_the_edit_renders_with_
     assert all(torch.equal(stored["noise"][0][w], windows[w]) for w in range(3))
 
     generator = load_stylegan2_rosinality(nets["generator_path"])
-    render_edit(tmp_path / "latents.npy", generator, {"name": "recon"}, tmp_path / "crops", log=lambda m: None)
+    rendered = load_renderer(tmp_path / "latents.npy", generator, tmp_path / "noise.pt").render(range(FRAMES))
     codes = torch.from_numpy(np.load(tmp_path / "latents.npy"))
     frame = 3  # window 1
     with torch.no_grad():
         image = generator.synthesis(codes[frame : frame + 1], noise=[m[1:2].float() for m in stored["noise"]])
     expected = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
-    # Up to one level off where a value sits at a rounding edge (the edit renders frames in batches).
-    actual = np.asarray(Image.open(tmp_path / "crops" / "000003.png")).astype(int)
+    # Up to one level off where a value sits at a rounding edge (frames are rendered in batches).
+    actual = rendered[frame].astype(int)
     assert np.abs(actual - expected.astype(int)).max() <= 1 and np.mean(actual != expected) < 0.01
 
     # Merging shards of another variant replaces the stale maps with a file that holds none.

@@ -11,8 +11,10 @@ import torch
 from PIL import Image
 
 from ciinv.errors import CiinvError
-from ciinv.models import load_flow
+from ciinv.models import load_flow, load_generator
+from ciinv.render import load_renderer
 from ciinv.report import loss_plot, measure, read_losses, report_assets
+from ciinv.testing import write_tiny_stylegan2
 
 
 def write_crops(folder, frames: int = 6, size: int = 48, seed: int = 0, shift: int = 2):
@@ -23,6 +25,20 @@ def write_crops(folder, frames: int = 6, size: int = 48, seed: int = 0, shift: i
     for i in range(frames):
         Image.fromarray(np.ascontiguousarray(texture[:, i * shift : i * shift + size])).save(folder / f"{i:06d}.png")
     return folder
+
+
+@pytest.fixture(scope="module")
+def generator_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("g") / "g.pt"
+    write_tiny_stylegan2(path, resolution=32, w_dim=32, n_mlp=2, max_channels=16)
+    return path
+
+
+def write_codes(path, generator, frames: int = 6, seed: int = 0):
+    """An edit stage's codes: near the generator's mean, moving a little from frame to frame."""
+    steps = 0.1 * torch.randn(frames, generator.num_ws, 32, generator=torch.Generator().manual_seed(seed))
+    np.save(path, (generator.w_avg + steps.cumsum(0)).numpy())
+    return path
 
 
 def write_shard(path, steps: list[int]):
@@ -65,27 +81,36 @@ def test_an_output_equal_to_the_input_scores_infinite_psnr_and_relative_warp_one
     assert result["rel_warp"]["flicker"] > 2  # brightness jumping every frame is far less steady
 
 
-def test_report_assets_writes_the_four_files(tmp_path):
+def test_report_assets_renders_the_edits_codes_into_the_four_files(tmp_path, generator_path):
+    generator = load_generator(generator_path)
     source = write_crops(tmp_path / "crops")
-    edited = write_crops(tmp_path / "edited", seed=1)
+    edits = {name: load_renderer(write_codes(tmp_path / f"{name}.npy", generator, seed=k), generator, batch=4)
+             for k, name in enumerate(["recon", "edited"])}
     shard = write_shard(tmp_path / "shard_0000.pt", [4, 4])
     out = tmp_path / "report"
-    report_assets(source, {"recon": source, "edited": edited}, [shard], Fraction(25), out, load_flow("dis"))
+    report_assets(source, edits, [shard], Fraction(25), out, load_flow("dis"))
     assert sorted(p.name for p in out.iterdir()) == ["losses.png", "metrics.html", "preview.png", "stills.png"]
     with Image.open(out / "preview.png") as preview:
         assert preview.n_frames == 6
+        # The first frame: source | recon | edited, each 160 px wide; the recon cell is the rendered
+        # frame 0 of its codes, scaled up.
+        first = np.asarray(preview.convert("RGB")).astype(int)
+    rendered = np.asarray(Image.fromarray(edits["recon"].render([0])[0]).resize((160, 160), Image.BILINEAR))
+    cell = first[16 : 16 + 160, 162 : 162 + 160]
+    assert np.abs(cell - rendered.astype(int)).mean() < 8
     table = (out / "metrics.html").read_text()
     assert "<td>recon</td>" in table and "<td>edited</td>" in table and "LPIPS left out" in table
 
 
-def test_edit_crops_of_another_length_are_an_error_naming_the_folder(tmp_path):
+def test_edit_codes_of_another_length_are_an_error_naming_the_file(tmp_path, generator_path):
+    generator = load_generator(generator_path)
     source = write_crops(tmp_path / "crops", frames=6)
-    short = write_crops(tmp_path / "short", frames=4)
-    with pytest.raises(CiinvError, match="short"):
+    short = load_renderer(write_codes(tmp_path / "short.npy", generator, frames=4), generator)
+    with pytest.raises(CiinvError, match=r"short.npy: codes of 4 frames but .*crops has 6 crops; rerun the edit"):
         report_assets(source, {"recon": short}, [], Fraction(25), tmp_path / "report", load_flow("dis"))
 
 
-def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path):
+def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path, generator_path):
     from ciinv.cli import main
     from ciinv.files import write_json
     from ciinv.testing import write_tiny_vgg16
@@ -94,16 +119,21 @@ def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path):
 
     make_clip(tmp_path / "clip.mp4", frames=6, fps="25", size=(64, 64), audio=False)
     write_json(tmp_path / "meta.json", probe(tmp_path / "clip.mp4"))
-    source = write_crops(tmp_path / "crops")
+    # Source crops that are exactly what the recon codes render: no distance to measure.
+    generator = load_generator(generator_path)
+    codes = write_codes(tmp_path / "recon.npy", generator)
+    (tmp_path / "crops").mkdir()
+    for i, crop in enumerate(load_renderer(codes, generator)):
+        Image.fromarray(crop).save(tmp_path / "crops" / f"{i:06d}.png")
     shard = write_shard(tmp_path / "shard_0000.pt", [3])
     write_tiny_vgg16(tmp_path / "vgg.pth", width_divisor=16)  # LPIPS taps: 4, 8, 16, 32, 32 channels
     torch.save({f"lin{k}.model.1.weight": torch.ones(1, w, 1, 1) for k, w in enumerate([4, 8, 16, 32, 32])},
                tmp_path / "lin.pth")
     out = tmp_path / "report"
-    assert main(["report-assets", "--crops", str(source), "--meta", str(tmp_path / "meta.json"), "--edits",
-                 str(source), "--names", "recon", "--shards", str(shard), "--flow", "dis", "--vgg16",
-                 str(tmp_path / "vgg.pth"), "--lpips", str(tmp_path / "lin.pth"), "--out", str(out),
-                 "--device", "cpu"]) == 0
+    assert main(["report-assets", "--crops", str(tmp_path / "crops"), "--meta", str(tmp_path / "meta.json"),
+                 "--edits", str(codes), "--names", "recon", "--generator", str(generator_path), "--shards", str(shard),
+                 "--flow", "dis", "--vgg16", str(tmp_path / "vgg.pth"), "--lpips", str(tmp_path / "lin.pth"),
+                 "--out", str(out), "--device", "cpu"]) == 0
     table = (out / "metrics.html").read_text()
     assert "<tr><td>recon</td><td>inf</td><td>0</td>" in table  # the crops themselves: no distance
     assert "LPIPS left out" not in table

@@ -175,7 +175,7 @@ def test_gpu_jobs_got_one_gpu_each_and_ran_side_by_side(runs):
     inverts = []
     for job_id, rules in _submissions(log):
         given = gpus[str(job_id)]
-        if rules[0] in ("invert", "edit"):
+        if rules[0] in ("invert", "assemble"):
             assert re.fullmatch(r"\d+", given), f"{rules} job {job_id} got GPUs {given!r}"
         else:
             assert given == "", f"{rules} job {job_id} got GPUs {given!r}"

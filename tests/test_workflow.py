@@ -84,6 +84,18 @@ def test_every_good_video_gets_every_edit_with_the_source_timing_and_sound(finis
             assert made["rotation"] == 0
 
 
+def test_edits_are_stored_as_codes_not_as_picture_folders(finished_run):
+    work, _ = finished_run
+    for name in GOOD:
+        edits = work / "results" / name / "edits"
+        assert sorted(p.name for p in edits.iterdir()) == sorted(f"{edit}.npy" for edit in EDITS)
+        codes = np.load(edits / "recon.npy")
+        np.testing.assert_array_equal(codes, np.load(work / "results" / name / "latents.npy"))
+        # No picture per frame anywhere but the aligned crops of the align stage (and the report's own).
+        folder = work / "results" / name
+        assert not [p for p in folder.rglob("*.png") if p.relative_to(folder).parts[0] not in ("crops", "report")]
+
+
 def test_bad_inputs_fail_clearly_and_alone(finished_run):
     work, result = finished_run
     assert result.returncode != 0  # the bad videos failed ...

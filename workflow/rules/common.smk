@@ -115,8 +115,9 @@ def configured_models():
 
 
 def video_generator(wildcards):
-    """The generator file every rendering rule of a video uses: its pivotally tuned copy
-    (results/{video}/generator_pti.pt, rule pti) when pti.enabled, else the configured generator."""
+    """The generator file every rendering rule of a video uses (assemble, report_video): its pivotally
+    tuned copy (results/{video}/generator_pti.pt, rule pti) when pti.enabled, else the configured
+    generator. The edit rule keeps the configured one: its codes and sefa:K directions belong to it."""
     if config["pti"]["enabled"]:
         return f"results/{wildcards.video}/generator_pti.pt"
     return model_path(config["models"]["generator"])
@@ -196,9 +197,9 @@ LPIPS_MODEL = "lpips-0.1.4-wheel"
 REPORT_FILES = ("stills.png", "preview.png", "losses.png", "metrics.html")
 
 
-def edit_crops(wildcards):
-    """The rendered crops of every edit of one video, `recon` first (the order of EDITS)."""
-    return [f"results/{wildcards.video}/edits/{edit}/crops" for edit in EDITS]
+def edit_codes(wildcards):
+    """The edited codes of every edit of one video, `recon` first (the order of EDITS)."""
+    return [f"results/{wildcards.video}/edits/{edit}.npy" for edit in EDITS]
 
 
 def lpips_files(wildcards):

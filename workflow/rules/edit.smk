@@ -1,20 +1,18 @@
-# Edits on the merged codes, rendered to crops, then pasted back into the video.
-# (Which inputs an edit has, and the morph/transfer entries: workflow/rules/common.smk.)
+# Edits on the merged codes (codes only, no pictures), then rendered, pasted back into the video and
+# encoded in one stream. (Which inputs an edit has, and the morph/transfer entries: workflow/rules/common.smk.)
 
 
 rule edit:
     input:
         unpack(edit_inputs),
         latents="results/{video}/latents.npy",
-        noise="results/{video}/noise.pt",
-        generator=video_generator,
+        # Checks the codes' shape and computes sefa:K directions; nothing is rendered here.
+        generator=model_path(config["models"]["generator"]),
     output:
-        directory("results/{video}/edits/{edit}/crops"),
+        "results/{video}/edits/{edit}.npy",
     params:
         # Only this edit's own entry: changing another edit's strength leaves this job alone.
         edit=edit_entry,
-    resources:
-        gpu=1,
     log:
         "results/{video}/logs/edit_{edit}.log",
     benchmark:
@@ -22,7 +20,7 @@ rule edit:
     conda:
         "../../envs/ciinv.yaml"
     shell:
-        "ciinv edit --latents {input.latents:q} --noise {input.noise:q} --generator {input.generator:q}"
+        "ciinv edit --latents {input.latents:q} --generator {input.generator:q}"
         " --edit {params.edit:q} --models-dir {config[models_dir]:q} --out {output:q} 2> {log:q}"
 
 
@@ -31,13 +29,17 @@ rule assemble:
         video=video_path,
         meta="results/{video}/meta.json",
         align="results/{video}/align.npz",
-        crops="results/{video}/edits/{edit}/crops",
+        codes="results/{video}/edits/{edit}.npy",
+        noise="results/{video}/noise.pt",
+        generator=video_generator,
     output:
         "results/{video}.{edit}.mp4",
     params:
         feather=config["assemble"]["feather"],
         crf=config["assemble"]["crf"],
         preset=config["assemble"]["preset"],
+    resources:
+        gpu=1,  # renders the codes (on the CPU when there is no GPU)
     log:
         "results/{video}/logs/assemble_{edit}.log",
     benchmark:
@@ -45,6 +47,6 @@ rule assemble:
     conda:
         "../../envs/ciinv.yaml"
     shell:
-        "ciinv assemble {input.video:q} --meta {input.meta:q} --align {input.align:q}"
-        " --crops {input.crops:q} --out {output:q} --feather {params.feather}"
+        "ciinv assemble {input.video:q} --meta {input.meta:q} --align {input.align:q} --codes {input.codes:q}"
+        " --noise {input.noise:q} --generator {input.generator:q} --out {output:q} --feather {params.feather}"
         " --crf {params.crf} --preset {params.preset} 2> {log:q}"

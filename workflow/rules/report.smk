@@ -12,7 +12,8 @@ rule report_video:
     input:
         crops="results/{video}/crops",
         meta="results/{video}/meta.json",
-        edits=edit_crops,
+        edits=edit_codes,
+        noise="results/{video}/noise.pt",
         generator=video_generator,
         shards=shard_files,
         flow=flow_files,
@@ -40,5 +41,6 @@ rule report_video:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv report-assets --crops {input.crops:q} --meta {input.meta:q} --edits {input.edits:q}"
-        " --names {params.names} --shards {input.shards:q} --flow {params.flow:q} --vgg16 {input.vgg16:q}"
+        " --names {params.names} --noise {input.noise:q} --generator {input.generator:q}"
+        " --shards {input.shards:q} --flow {params.flow:q} --vgg16 {input.vgg16:q}"
         " --lpips {input.lpips:q} --out results/{wildcards.video:q}/report 2> {log:q}"
