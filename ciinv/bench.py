@@ -300,7 +300,9 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     vgg = models.load_vgg16(vgg_path).to(device) if base.loss_config().use_perceptual else None
     lpips = _load_lpips(config, vgg_path, lpips_path, log)
     lpips = lpips.to(device) if lpips is not None else None
-    for net in (generator, flow_net, vgg):
+    # init e4e: every window starts from the encoder's codes of its frames (models.encoder).
+    encoder = models.load_encoder(_model_path(config, "encoder")).to(device) if base.init == "e4e" else None
+    for net in (generator, flow_net, vgg, encoder):
         if net is not None:
             net.requires_grad_(False)
 
@@ -337,7 +339,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
             else:
                 result = invert_windows(generator, vgg, flow_net if settings.loss_config().use_icc else None,
                                         real.view(batch, window, *real.shape[1:]), settings, log=log,
-                                        label=f"{variant} sequences {idx.start}-{idx.stop - 1}")
+                                        label=f"{variant} sequences {idx.start}-{idx.stop - 1}", encoder=encoder)
             seconds = (time.perf_counter() - began) / batch
             codes = result["codes"]  # [B, T, L, D] on the CPU
             frame_noise = per_image_noise(result, window)
@@ -361,7 +363,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                 for name, values in scores.items():
                     per_sample = values.view(batch, -1)[b]  # the sequence's frames (or morph steps)
                     row[name] = per_sample.mean().item()
-                row["steps"] = settings.steps if settings is not None else 0
+                row["steps"] = int(result["steps"][b]) if settings is not None else 0  # taken (the stop rule)
                 row["seconds"] = seconds
                 row["direction"], row["edit_direction"] = truth["direction_name"][sample], truth["edit_name"][sample]
                 rows.append(row)
@@ -373,7 +375,8 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out_dir / "synth.csv")
-    table = summary_table(rows, header=f"Synthesized sequences: {n} × {base.window} frames, {base.steps} steps, "
+    table = summary_table(rows, header=f"Synthesized sequences: {n} × {base.window} frames, at most {base.steps} steps, "
+                          f"init {base.init}, "
                           f"generator {config['models']['generator']} ({generator.resolution}²), seed {seed}, "
                           f"truncation ψ = {truncation}, edit strength {edit_strength}; {setting}; truth rendered "
                           f"with {'random noise (one draw per sequence, seed ' + str(seed) + ')' if truth_noise == 'random' else 'the constant noise the inversions start from'}")
@@ -415,11 +418,12 @@ def write_csv(rows: list[dict], path) -> None:
 
 def summary_table(rows: list[dict], header: str = "") -> str:
     """Markdown: the mean of every metric per variant (one line per variant, in run order)."""
-    columns = [c for c in _columns(rows)[2:] if c != "steps" and c not in LABEL_COLUMNS]
+    columns = [c for c in _columns(rows)[2:] if c not in LABEL_COLUMNS]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     arrows = {c: ("↑" if c in HIGHER_IS_BETTER else "↓") for c in columns}
     lines = [f"{header}\n" if header else "",
-             "| variant | " + " | ".join(f"{c} {arrows[c]}" if c != "seconds" else "s / sequence" for c in columns) + " |",
+             "| variant | " + " | ".join("s / sequence" if c == "seconds" else "steps" if c == "steps" else f"{c} {arrows[c]}"
+                                        for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for variant in variants:
         cells = []

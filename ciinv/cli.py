@@ -71,7 +71,7 @@ def cmd_invert(args) -> None:
     meta = read_meta(args.meta)
     invert_shard(
         args.crops, meta["frames"], int(args.shard), settings, args.generator, args.flow, args.vgg16, args.out,
-        device=claim_device(args.device), log=log, source=meta.get("path", args.crops),
+        device=claim_device(args.device), log=log, source=meta.get("path", args.crops), encoder_path=args.encoder or None,
     )
 
 
@@ -260,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt)")
     p.add_argument("--flow", required=True, help="flow estimator: a model file, or dis[:preset] (no file)")
     p.add_argument("--vgg16", required=True, help="VGG16 weights for the perceptual loss")
+    p.add_argument("--encoder", default="", help="e4e encoder checkpoint, for init e4e (empty: none)")
     p.add_argument("--windows-per-batch", default="auto", help="'auto' or a number of windows per generator batch")
     p.add_argument("--checkpoint-every", type=int, default=500,
                    help="save the optimiser state every N steps, so a killed job resumes")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from ciinv.errors import CiinvError
 from ciinv.objective import ICC_PAIRS, OFFSETS, VARIANTS, LossConfig
 
-INITS = ("mean", "zero")
+INITS = ("mean", "zero", "e4e")
+E4E_OFFSETS = ("encoder", "zero")
 PRECISIONS = ("bf16", "fp32")
 NOISE_SCHEDULES = ("joint", "sequential")
 EXECUTION_KEYS = ("windows_per_batch", "checkpoint_every")
@@ -47,6 +48,7 @@ class InvertSettings:
     noise_schedule: str = "joint"
     offsets: str = "shared"
     init: str = "mean"
+    e4e_offsets: str = "encoder"
     icc_pairs: str = "base"
     perceptual_size: int = 256
     precision: str = "bf16"
@@ -55,7 +57,7 @@ class InvertSettings:
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
-        choices = {"variant": VARIANTS, "offsets": OFFSETS, "init": INITS, "icc_pairs": ICC_PAIRS,
+        choices = {"variant": VARIANTS, "offsets": OFFSETS, "init": INITS, "e4e_offsets": E4E_OFFSETS, "icc_pairs": ICC_PAIRS,
                    "precision": PRECISIONS, "noise_schedule": NOISE_SCHEDULES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -1,6 +1,7 @@
 """`ciinv bench synth`: config loading, the files it writes, and MAC's advantage in latent recovery."""
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -197,3 +198,12 @@ def test_semantic_setting_uses_the_generators_directions_when_fetched(tmp_path, 
     assert [r["edit_direction"] for r in rows if r["variant"] == "i2s"] == ["age", "pose"]
     rows = bench_synth(config, tmp_path / "d", n=1, steps=1, variants=("i2s",), directions="random", log=lambda m: None)
     assert rows[0]["direction"] == "random"
+
+
+def test_bench_synth_with_init_e4e_starts_from_the_encoder(smoke_dir, tmp_path):
+    """The smoke encoder is random: the row proves the path, not that e4e helps."""
+    rows = bench_synth(smoke_config(smoke_dir, init="e4e"), tmp_path, n=1, steps=1, variants=("full",),
+                       log=lambda m: None)
+    full = [r for r in rows if r["variant"] == "full"]
+    assert len(full) == 1 and full[0]["steps"] == 1 and math.isfinite(full[0]["mse"])
+    assert "init e4e" in (tmp_path / "synth.md").read_text()
