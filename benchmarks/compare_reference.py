@@ -11,9 +11,10 @@ norm over the whole tensor), with PASS when the relative error is below 1e-4.
         --lernapparat ~/src/InvertingGANs_with_ConsecutiveImgs      # dir or file with stylegan_layers.py
         --flownet2    ~/src/flownet2-pytorch                        # NVIDIA/flownet2-pytorch
         --torchvision-vgg ~/src/vision/torchvision/models/vgg.py    # torchvision <= 0.12 layout
+        --e4e         ~/src/encoder4editing                         # omertov/encoder4editing
 
 A network whose reference is not given is skipped. ``--checkpoint NET=PATH`` (NET one of
-stylegan2, stylegan1, flownet2, vgg16) compares on a real checkpoint instead of random weights;
+stylegan2, stylegan1, flownet2, vgg16, e4e) compares on a real checkpoint instead of random weights;
 the architecture is then the checkpoint's. Exit status 1 if any row fails.
 
 Networks, files and inputs
@@ -39,6 +40,14 @@ vgg16      torchvision ``vgg16()`` (the whole model, classifier included); file 
            dict -> ``load_vgg16``. Reference taps as the seed repo's perceptual model takes them:
            ``features[0:2]``, ``[2:4]``, ``[4:14]``, ``[14:21]`` applied in sequence
            (relu1_1, relu1_2, relu3_2, relu4_2), inputs in [0, 1].
+
+e4e        ``models.encoders.psp_encoders.Encoder4Editing(50, 'ir_se', opts(stylegan_size=1024))`` at
+           full size (IR-SE-50, 18 styles), at ``ProgressiveStage.Inference`` (all deltas, as a
+           released checkpoint is used); file ``{"state_dict": {"encoder.*"}, "latent_avg": [18, 512],
+           "opts": {...}}`` (e4e's format, encoder only) -> ``ciinv.models.load_encoder``. Inputs:
+           random images in [0, 1] at 256² (so e4e's PIL resize is not involved); reference
+           ``E((x - 0.5) / 0.5) + latent_avg`` (pSp's forward with start_from_latent_avg), ours
+           ``load_encoder(file)(x)``. BatchNorm running statistics are drawn at random (eval mode).
 
 The mappings (z -> w) are compared too; so are the op stand-ins (rows "op ...": the reference's
 upfirdn2d against this script's, NVIDIA's op modules running the stand-ins against ciinv's ops).
@@ -89,6 +98,9 @@ NVIDIA ``correlation_cuda``, ``resample2d_cuda``, ``channelnorm_cuda`` (the comp
                  indices clamped to the image (NVIDIA's kernel; equal to ``grid_sample(border,
                  align_corners=True)``), written with explicit gathers.
     ChannelNorm  norm_deg 2: ``sqrt(sum_c x^2)`` -> [N, 1, H, W].
+e4e's ``models/stylegan2/op`` compiles its CUDA ops when imported; as for rosinality's, ``load`` is
+    stubbed while it is imported. The encoder uses only ``EqualLinear`` without activation
+    (``F.linear``), so no op is ever called.
 torchvision ``vgg.py`` imports ``from .utils import load_state_dict_from_url``; the file is
     imported as a module of a package whose path is the file's folder, so a sibling ``utils.py``
     is used (torchvision's own, or a one-function shim); nothing is downloaded.
@@ -121,11 +133,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ciinv.models import load_flow, load_generator, load_vgg16
+from ciinv.models import load_encoder, load_flow, load_generator, load_vgg16
 
 TOLERANCE = 1e-4
 SAME_FUNCTION = 1e-10  # float64 agreement that means 'the same function'
-NETWORKS = ("stylegan2", "stylegan1", "flownet2", "vgg16")
+NETWORKS = ("stylegan2", "stylegan1", "flownet2", "vgg16", "e4e")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -389,6 +401,24 @@ def import_torchvision_vgg(file: Path) -> types.ModuleType:
                          "torchvision <= 0.12 layout (which import only .utils)") from exc
 
 
+def import_e4e(root: Path) -> types.ModuleType:
+    """e4e's models/encoders/psp_encoders.py, with its stylegan2 op/ imported without compiling."""
+    if not (root / "models" / "encoders" / "psp_encoders.py").is_file():
+        raise SystemExit(f"--e4e {root}: expected a checkout of omertov/encoder4editing (models/encoders/)")
+    if "models" in sys.modules:
+        raise SystemExit("--e4e: a module named 'models' is already imported; run e4e on its own")
+    import torch.utils.cpp_extension as cpp_extension
+
+    sys.path.insert(0, str(root))
+    original_load = cpp_extension.load
+    cpp_extension.load = lambda name, *args, **kwargs: _NotCompiled(name)
+    try:
+        return importlib.import_module("models.encoders.psp_encoders")
+    finally:
+        cpp_extension.load = original_load
+        sys.path.remove(str(root))
+
+
 # ----------------------------------------------------------------------------------------------
 # Building the reference models
 
@@ -513,6 +543,29 @@ def build_vgg16(vgg_module, checkpoint: Path | None, workdir: Path):
         path = checkpoint
         what = f"checkpoint {checkpoint.name}"
     return ref.eval(), path, what
+
+
+@torch.no_grad()
+def build_e4e(encoders_module, checkpoint: Path | None, workdir: Path):
+    """-> (reference Encoder4Editing, latent_avg [18, 512], path of the e4e-format file, description)."""
+    ref = encoders_module.Encoder4Editing(50, "ir_se", argparse.Namespace(stylegan_size=1024))
+    if checkpoint is None:
+        perturb_constant_parameters(ref)
+        for module in ref.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+        latent_avg = torch.randn(1, 512).repeat(ref.style_count, 1)
+        path = workdir / "e4e_random.pt"
+        torch.save({"state_dict": {f"encoder.{k}": v for k, v in ref.state_dict().items()}, "latent_avg": latent_avg,
+                    "opts": {"encoder_type": "Encoder4Editing", "stylegan_size": 1024, "start_from_latent_avg": True}},
+                   path)
+        what = "random (PyTorch's init, random BatchNorm statistics), encoder only"
+    else:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        ref.load_state_dict({k[len("encoder."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")})
+        latent_avg, path, what = ckpt["latent_avg"], checkpoint, f"checkpoint {checkpoint.name}"
+    return ref.eval(), latent_avg, path, what
 
 
 # ----------------------------------------------------------------------------------------------
@@ -642,6 +695,21 @@ def run_vgg16(vgg_module, args, checkpoint, workdir, dtype) -> tuple[list[Row], 
     return rows, f"VGG16: {what}; {params:,} parameters, input {args.batch}x3x{args.vgg_size}x{args.vgg_size}"
 
 
+def run_e4e(encoders_module, args, checkpoint, workdir, dtype) -> tuple[list[Row], str]:
+    ref, latent_avg, path, what = build_e4e(encoders_module, checkpoint, workdir)
+    ours = load_encoder(path)
+    ref, ours, latent_avg = ref.to(dtype), ours.to(dtype), latent_avg.to(dtype)
+    x = torch.rand(args.batch, 3, 256, 256, dtype=dtype)
+    with torch.no_grad():
+        codes_ref = ref((x - 0.5) / 0.5) + latent_avg
+        codes_ours = ours(x)
+    rows = [compare("e4e", "W+ codes (latent_avg included)", codes_ours, codes_ref),
+            compare("e4e", "deltas, codes[1:] - codes[0]", codes_ours[:, 1:] - codes_ours[:, :1],
+                    codes_ref[:, 1:] - codes_ref[:, :1])]
+    params = count_parameters(ref)
+    return rows, f"e4e: {what}; {params:,} parameters, {ref.style_count} styles, input {args.batch}x3x256x256"
+
+
 def upfirdn2d_rows(op_module, dtype) -> list[Row]:
     """The reference's upfirdn2d (as used above) against this script's upfirdn2d_math."""
     x = torch.randn(2, 3, 16, 16, dtype=dtype)
@@ -712,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the seed repo's stylegan_layers.py (file or its folder), or lernapparat's code as a .py")
     parser.add_argument("--flownet2", type=Path, help="checkout of NVIDIA/flownet2-pytorch")
     parser.add_argument("--torchvision-vgg", type=Path, help="torchvision's models/vgg.py")
+    parser.add_argument("--e4e", type=Path, help="checkout of omertov/encoder4editing")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NET=PATH",
                         help=f"compare on a real checkpoint instead of random weights; NET in {', '.join(NETWORKS)}")
     parser.add_argument("--sg2-size", type=int, default=256)
@@ -732,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         "stylegan1": (args.lernapparat, import_lernapparat, run_stylegan1),
         "flownet2": (args.flownet2, import_flownet2, run_flownet2),
         "vgg16": (args.torchvision_vgg, import_torchvision_vgg, run_vgg16),
+        "e4e": (args.e4e, import_e4e, run_e4e),
     }
     print(f"# compare_reference.py, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
     print(f"torch {torch.__version__}, python {platform.python_version()}, {cpu_name()}, "

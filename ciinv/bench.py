@@ -351,7 +351,9 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     vgg = models.load_vgg16(vgg_path).to(device) if needs_vgg else None
     lpips = _load_lpips(config, vgg_path, lpips_path, log)
     lpips = lpips.to(device) if lpips is not None else None
-    for net in (generator, flow_net, vgg):
+    # init e4e: every window starts from the encoder's codes of its frames (models.encoder).
+    encoder = models.load_encoder(_model_path(config, "encoder")).to(device) if base.init == "e4e" else None
+    for net in (generator, flow_net, vgg, encoder):
         if net is not None:
             net.requires_grad_(False)
     pti_perceptual = None
@@ -391,7 +393,8 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
             grid["input"], grid["edit (truth)"] = real[:window].cpu(), true_edit[:window].cpu()
 
         def record(variant, codes, recon, edited, morphed, steps_taken, seconds):
-            """Score one run's renderings ([B·T, ...], [B·T, ...], [B·len(MORPH_STEPS), ...]); add its rows."""
+            """Score one run's renderings ([B·T, ...], [B·T, ...], [B·len(MORPH_STEPS), ...]); add its rows.
+            steps_taken: [B] steps each sequence's window took (the stop rule), or None (oracle)."""
             if start == 0 and variant != "oracle":
                 grid[f"{variant}: recon"], grid[f"{variant}: edit"] = recon[:window].cpu(), edited[:window].cpu()
             scores = {"mse": metrics.mse(recon, real), "psnr": metrics.psnr(recon, real),
@@ -408,7 +411,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                 for name, values in scores.items():
                     per_sample = values.view(batch, -1)[b]  # the sequence's frames (or morph steps)
                     row[name] = per_sample.mean().item()
-                row["steps"] = steps_taken
+                row["steps"] = int(steps_taken[b]) if steps_taken is not None else 0
                 row["seconds"] = seconds
                 row["direction"], row["edit_direction"] = truth["direction_name"][sample], truth["edit_name"][sample]
                 rows.append(row)
@@ -426,7 +429,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
             else:
                 result = invert_windows(generator, vgg, flow_net if settings.loss_config().use_icc else None,
                                         real.view(batch, window, *real.shape[1:]), settings, log=log,
-                                        label=f"{variant} sequences {idx.start}-{idx.stop - 1}")
+                                        label=f"{variant} sequences {idx.start}-{idx.stop - 1}", encoder=encoder)
             seconds = (time.perf_counter() - began) / batch
             inverted[variant] = result
             codes = result["codes"]  # [B, T, L, D] on the CPU
@@ -434,20 +437,21 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
             recon = render(generator, codes.flatten(0, 1), frame_noise)
             edited = render(generator, (codes + edit).flatten(0, 1), frame_noise)
             morphed = render(generator, morph_codes(codes).flatten(0, 1), per_image_noise(result, len(MORPH_STEPS)))
-            record(variant, codes, recon, edited, morphed, settings.steps if settings is not None else 0, seconds)
+            record(variant, codes, recon, edited, morphed, result["steps"] if settings is not None else None, seconds)
 
         if pti_base is not None:
             began = time.perf_counter()
             result = inverted[pti_base]
             recon, edited, morphed = tune_and_render(generator, result, real, edit, window, pti_settings,
                                                      pti_perceptual, label=f"pti sequences {idx.start}-{idx.stop - 1}")
-            record("pti", result["codes"], recon, edited, morphed, pti_settings.steps,
+            record("pti", result["codes"], recon, edited, morphed, [pti_settings.steps] * batch,
                    (time.perf_counter() - began) / batch)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out_dir / "synth.csv")
-    table = summary_table(rows, header=f"Synthesized sequences: {n} × {base.window} frames, {base.steps} steps, "
+    table = summary_table(rows, header=f"Synthesized sequences: {n} × {base.window} frames, at most {base.steps} steps, "
+                          f"init {base.init}, "
                           f"generator {config['models']['generator']} ({generator.resolution}²), seed {seed}, "
                           f"truncation ψ = {truncation}, edit strength {edit_strength}; {setting}; truth rendered "
                           f"with {'random noise (one draw per sequence, seed ' + str(seed) + ')' if truth_noise == 'random' else 'the constant noise the inversions start from'}")
@@ -489,11 +493,12 @@ def write_csv(rows: list[dict], path) -> None:
 
 def summary_table(rows: list[dict], header: str = "") -> str:
     """Markdown: the mean of every metric per variant (one line per variant, in run order)."""
-    columns = [c for c in _columns(rows)[2:] if c != "steps" and c not in LABEL_COLUMNS]
+    columns = [c for c in _columns(rows)[2:] if c not in LABEL_COLUMNS]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     arrows = {c: ("↑" if c in HIGHER_IS_BETTER else "↓") for c in columns}
     lines = [f"{header}\n" if header else "",
-             "| variant | " + " | ".join(f"{c} {arrows[c]}" if c != "seconds" else "s / sequence" for c in columns) + " |",
+             "| variant | " + " | ".join("s / sequence" if c == "seconds" else "steps" if c == "steps" else f"{c} {arrows[c]}"
+                                        for c in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for variant in variants:
         cells = []

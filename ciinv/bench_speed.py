@@ -13,6 +13,10 @@ known), every schedule inverts the same frames and is timed and scored the same 
                  precision (bf16 on a GPU), windows_per_batch.
 ``ciinv-no-…``   ``ciinv`` with one lever switched off, one row each: ``no-warm-start``,
                  ``no-stop``, ``no-batch`` (one window per batch), and on a GPU ``fp32``.
+``ciinv-init-…`` with ``init: e4e`` configured (models.encoder), the encoder start against the
+                 others: ``init-mean`` (``ciinv`` from the mean latent), ``init-e4e-offsets-…``
+                 (the other ``e4e_offsets``); ``ciinv-no-warm-start`` is then every window
+                 started from the encoder. The official schedule keeps the configured init.
 
 The sequence: a code w = mapping(z), moved along a random unit direction d of W by α from −3
 to 3 evenly over the frames (a steady motion, as in a video); the true frames are rendered
@@ -127,6 +131,10 @@ def lever_schedules(settings: InvertSettings, steps: int, device: torch.device) 
                  "ciinv-no-stop": ours.replace(early_stop=False), "ciinv-no-batch": ours.replace(windows_per_batch=1)}
     if uses_bf16(device, ours.precision):
         schedules["ciinv-fp32"] = ours.replace(precision="fp32")
+    if ours.init == "e4e":
+        other = "zero" if ours.e4e_offsets == "encoder" else "encoder"
+        schedules["ciinv-init-mean"] = ours.replace(init="mean")
+        schedules[f"ciinv-init-e4e-offsets-{other}"] = ours.replace(e4e_offsets=other)
     return schedules
 
 
@@ -160,7 +168,8 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
         raise CiinvError(f"bench speed: --frames must be more than one window ({settings.window}), got {frames}")
     device = pick_device(device)
     nets = load_nets(settings, generator_path=_model_path(config, "generator"), flow_path=_model_path(config, "flow"),
-                     vgg_path=_model_path(config, "vgg16"), device=device)
+                     vgg_path=_model_path(config, "vgg16"), device=device,
+                     encoder_path=_model_path(config, "encoder") if settings.init == "e4e" else None)
     generator = nets.generator
     lpips = _load_lpips(config, _model_path(config, "vgg16"), lpips_path, log)
     lpips = lpips.to(device) if lpips is not None else None

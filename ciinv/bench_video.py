@@ -139,15 +139,15 @@ def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu", log
 
 
 def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertSettings, *, log=None,
-                label: str = "clip") -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+                label: str = "clip", encoder=None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Invert crops [F, 3, R, R] in [0, 1] (CPU) shard by shard, exactly as the invert stage does.
 
     Returns (codes [F, L, D] float32 on the CPU, overlapping frames blended as the merge stage
     does; noise: for ``plus`` each noise map as [F, 1, r, r], one per frame (``noise_owners``),
     else None). ``flow_net`` / ``vgg`` may be None when the settings do not use them; the
-    precision is ``settings.precision``.
+    precision is ``settings.precision``; ``encoder``: the e4e encoder, for ``init: e4e``.
     """
-    nets = Nets(generator, vgg, flow_net if settings.loss_config().use_icc else None)
+    nets = Nets(generator, vgg, flow_net if settings.loss_config().use_icc else None, encoder)
     return blend_results(invert_frames_of_clip(nets, crops, settings, log=log, label=label), len(crops))
 
 
@@ -309,6 +309,8 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
     vgg_path = _model_path(config, "vgg16")
     vgg = models.load_vgg16(vgg_path).to(device).requires_grad_(False) if base.loss_config().use_perceptual else None
     flow_net = models.load_flow(_model_path(config, "flow")).to(device).eval().requires_grad_(False)
+    encoder = (models.load_encoder(_model_path(config, "encoder")).to(device).requires_grad_(False)
+               if base.init == "e4e" else None)
 
     notes: dict[str, str] = {}  # metric -> why it was left out
     lpips, niqe_params, inception = load_metric_models(config, vgg_path, generator.resolution, device, lpips_path,
@@ -338,7 +340,7 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
             torch.manual_seed(settings.seed)
             began = time.perf_counter()
             codes, noise = invert_clip(generator, vgg, flow_net, real, settings, log=log,
-                                       label=f"{video.name} {variant}")
+                                       label=f"{video.name} {variant}", encoder=encoder)
             seconds = time.perf_counter() - began
             recon = render(generator, codes, noise, batch=BATCH).cpu()
             if c == 0:

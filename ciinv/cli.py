@@ -85,7 +85,8 @@ def cmd_invert(args) -> None:
     meta = read_meta(args.meta)
     invert_shard(
         args.crops, meta["frames"], int(args.shard), settings, generator_path=args.generator, flow_path=args.flow,
-        vgg_path=args.vgg16, out_path=args.out, device=claim_device(args.device), log=log, source=meta.get("path", args.crops),
+        vgg_path=args.vgg16, out_path=args.out, device=claim_device(args.device), log=log,
+        source=meta.get("path", args.crops), encoder_path=args.encoder or None,
     )
 
 
@@ -321,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt)")
     p.add_argument("--flow", required=True, help="flow estimator: a model file, or dis[:preset] (no file)")
     p.add_argument("--vgg16", required=True, help="VGG16 weights for the perceptual loss")
+    p.add_argument("--encoder", default="", help="e4e encoder checkpoint, for init e4e (empty: none)")
     config_option(p, "invert.windows_per_batch")
     config_option(p, "invert.checkpoint_every", type=int)
     p.add_argument("--out", required=True, help="shard .pt to write")

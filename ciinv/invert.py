@@ -78,16 +78,28 @@ def read_crops(crops_dir: str | os.PathLike, indices: range, resolution: int) ->
     return torch.stack(images)
 
 
-def load_nets(settings: InvertSettings, *, generator_path, flow_path, vgg_path, device) -> Nets:
-    """The frozen networks on ``device``; the flow net and VGG only when their loss term is on."""
+def load_nets(settings: InvertSettings, *, generator_path, flow_path, vgg_path, device, encoder_path=None) -> Nets:
+    """The frozen networks on ``device``; the flow net and VGG only when their loss term is on, the
+    e4e encoder only for ``init: e4e`` (then ``encoder_path`` is needed, and its codes must fit
+    the generator)."""
     config = settings.loss_config()
     generator = models.load_generator(generator_path).to(device)
     flow_net = models.load_flow(flow_path).to(device).eval() if config.use_icc else None
     vgg = models.load_vgg16(vgg_path).to(device).eval() if config.use_perceptual else None
-    for net in (generator, flow_net, vgg):
+    encoder = None
+    if settings.init == "e4e":
+        if not encoder_path:
+            raise CiinvError("invert.init is e4e, but no encoder was given: set models.encoder "
+                             "(e.g. e4e-ffhq-encode) or choose another invert.init")
+        encoder = models.load_encoder(encoder_path).to(device)
+        if (encoder.num_ws, encoder.w_dim) != (generator.num_ws, generator.w_dim):
+            raise CiinvError(f"{encoder_path}: the encoder makes codes of {encoder.num_ws} x {encoder.w_dim}, but the "
+                             f"generator {generator_path} takes {generator.num_ws} x {generator.w_dim}; use an "
+                             "encoder trained for this generator")
+    for net in (generator, flow_net, vgg, encoder):
         if net is not None:
             net.requires_grad_(False)
-    return Nets(generator, vgg, flow_net)
+    return Nets(generator, vgg, flow_net, encoder)
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,8 +135,10 @@ def invert_clip(nets: Nets, crops: torch.Tensor, settings: InvertSettings, *, lo
 
 def invert_shard(crops_dir, frames: int, shard: int, settings, *, generator_path, flow_path, vgg_path, out_path,
                  device: str | torch.device = "auto", log=print, source: str | None = None,
-                 on_step: Callable[[int], None] | None = None) -> None:
+                 on_step: Callable[[int], None] | None = None, encoder_path=None) -> None:
     """Invert the windows of shard ``shard`` of a clip of ``frames`` aligned crops; write ``out_path``.
+
+    ``encoder_path``: the e4e checkpoint, read only with ``init: e4e``.
 
     ``settings``: InvertSettings or the config's ``invert:`` dict. ``source`` (the video's name)
     is what error messages about the clip name; it defaults to ``crops_dir``. ``on_step(n)`` is
@@ -143,11 +157,13 @@ def invert_shard(crops_dir, frames: int, shard: int, settings, *, generator_path
 
     device = pick_device(device) if str(device) == "auto" else torch.device(device)
     torch.manual_seed(settings.seed)
-    nets = load_nets(settings, generator_path=generator_path, flow_path=flow_path, vgg_path=vgg_path, device=device)
+    encoder_path = encoder_path if settings.init == "e4e" else None
+    nets = load_nets(settings, generator_path=generator_path, flow_path=flow_path, vgg_path=vgg_path, device=device,
+                     encoder_path=encoder_path)
     first = mine[0].start
     crops = read_crops(crops_dir, range(first, mine[-1].stop), nets.generator.resolution)
 
-    key = resume_key(settings, mine, generator_path)
+    key = resume_key(settings, mine, generator_path, encoder_path)
     state_path = resume_path(out_path)
     state = load_resume(state_path, key, log)
     if state is not None:

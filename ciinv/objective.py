@@ -98,25 +98,39 @@ def codes(w_b: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
 
 
 def init_latents(variant: str, offsets: str, batch: int, window: int, w_start: torch.Tensor,
-                 noise: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 noise: list[torch.Tensor] | None = None, zero_offsets: bool = False) -> dict[str, torch.Tensor]:
     """The tensors the optimiser updates, as leaf tensors that require grad.
 
-    w_start: [L, D] start code of every frame (the mean latent or zeros).
-    MAC variants: {'w_b': [B, L, D] = w_start, 'n_k': [B, T−1, 1 or L, D] = 0}.
-    Free-code variants: {'w': [B, T, L, D] = w_start}.
+    w_start: [L, D] start code of every frame (the mean latent or zeros), or [T, L, D] one start
+    code per frame (an encoder's codes of the window's frames).
+    MAC variants: {'w_b': [B, L, D] = w_start (of the first frame), 'n_k': [B, T−1, 1 or L, D]}:
+    n_k = 0 for one start code or with ``zero_offsets``; else the steps between consecutive
+    frames' start codes, w_start[k] − w_start[k−1] (``shared``: their mean over the layers, the
+    closest single 512-vector), so that frame K starts at w_start[K] (``per_layer``) or as near
+    it as one vector per step allows.
+    Free-code variants: {'w': [B, T, L, D] = each frame's own start code} (``zero_offsets`` does
+    not apply: there are no offsets).
     ``plus`` also gets 'noise_0', 'noise_1', ...: [B, 1, r, r] per noise map, one set per window,
     copied from ``noise`` (the generator's constant maps, ``generator.noise_maps()``, each
     [1, 1, r, r]), which it requires.
     """
-    layers, dim = w_start.shape
+    per_frame = w_start.expand(window, *w_start.shape[-2:]) if w_start.ndim == 2 else w_start
+    if per_frame.shape[0] != window:
+        raise ValueError(f"w_start holds {per_frame.shape[0]} frames' codes for a window of {window}")
+    layers, dim = per_frame.shape[1:]
     mac, _, optimise_noise = VARIANTS[variant]
     if mac:
         width = 1 if offsets == "shared" else layers
-        w_b = w_start.expand(batch, layers, dim).clone()
-        n_k = w_start.new_zeros(batch, window - 1, width, dim)
+        w_b = per_frame[0].expand(batch, layers, dim).clone()
+        if w_start.ndim == 2 or zero_offsets:
+            n_k = per_frame.new_zeros(batch, window - 1, width, dim)
+        else:
+            steps = per_frame[1:] - per_frame[:-1]  # [T−1, L, D]
+            steps = steps.mean(dim=1, keepdim=True) if width == 1 else steps
+            n_k = steps.expand(batch, window - 1, width, dim).clone()
         latents = {"w_b": w_b, "n_k": n_k}
     else:
-        latents = {"w": w_start.expand(batch, window, layers, dim).clone()}
+        latents = {"w": per_frame.expand(batch, window, layers, dim).clone()}
     if optimise_noise:
         if noise is None:
             raise ValueError(f"variant {variant!r} optimises the noise maps: pass the generator's noise_maps()")

@@ -1,7 +1,8 @@
 """The optimiser loop: lanes of consecutive windows, advancing together as one generator batch.
 
 A *lane* is a run of consecutive windows of the video. Only a lane's first window starts from
-the configured init (mean latent or zero); each later window starts from the result of the
+the configured init (mean latent, zero, or the e4e encoder's codes of its frames: ``init: e4e``,
+see ``e4e_start``); each later window starts from the result of the
 window before it (warm start): its base code w_b is the code the previous window found for
 the frame the two share (with stride T−1 its last frame), its offsets n_k start at zero, and
 for ``plus`` its noise maps start from the previous window's. Up to ``batch_size`` windows,
@@ -59,11 +60,13 @@ PROGRESS_EVERY_S = 30.0  # seconds between progress lines
 
 @dataclass
 class Nets:
-    """The frozen networks of the objective, on one device; ``vgg`` / ``flow`` are None when unused."""
+    """The frozen networks of the objective, on one device; ``vgg`` / ``flow`` are None when unused,
+    ``encoder`` (e4e, images -> W+ codes) is there only for ``init: e4e``."""
 
     generator: torch.nn.Module
     vgg: torch.nn.Module | None = None
     flow: torch.nn.Module | None = None
+    encoder: torch.nn.Module | None = None
 
     @property
     def device(self) -> torch.device:
@@ -115,6 +118,17 @@ def warm_start_code(previous: WindowResult, task: WindowTask) -> Tensor:
     return previous.codes[shared]
 
 
+@torch.no_grad()
+def e4e_start(encoder: torch.nn.Module, frames: Tensor) -> Tensor:
+    """The encoder's W+ codes of a window's frames [T, 3, R, R] in [0, 1]: [T, L, D] float32.
+
+    Run in float32 outside autocast: one pass per cold-started window, and its codes are the
+    start of an optimisation whose offsets are ~1e-3.
+    """
+    with torch.autocast(device_type=frames.device.type, enabled=False):
+        return encoder(frames.float()).float()
+
+
 # --------------------------------------------------------------------------------------------
 # One window in the batch
 
@@ -130,6 +144,11 @@ class _ActiveWindow:
         if warm_from is not None:
             start = warm_start_code(warm_from, task).to(device)
             noise = [n.to(device) for n in warm_from.noise] if warm_from.noise is not None else None
+        elif settings.init == "e4e":
+            if nets.encoder is None:
+                raise ValueError("invert.init is e4e but no encoder was loaded (Nets.encoder)")
+            start = e4e_start(nets.encoder, task.frames.to(device))  # [T, L, D]: each frame's code
+            noise = None
         else:
             start = generator.w_avg if settings.init == "mean" else torch.zeros_like(generator.w_avg)
             start = start.float().expand(generator.num_ws, generator.w_dim)
@@ -137,7 +156,8 @@ class _ActiveWindow:
         if noise is None and settings.variant == "plus":
             noise = generator.noise_maps()
         window = task.frames.shape[0]
-        self.latents = init_latents(settings.variant, settings.offsets, 1, window, start, noise)
+        self.latents = init_latents(settings.variant, settings.offsets, 1, window, start, noise,
+                                    zero_offsets=settings.e4e_offsets == "zero")
         self.settings = settings
         # Phases: 'joint' (everything from step 0), or for ``plus`` with noise_schedule 'sequential'
         # (Image2StyleGAN++): 'codes' for at most half the steps, then 'noise' with the codes fixed.
@@ -379,14 +399,14 @@ def resolve_batch_size(nets: Nets, lanes: list[list[WindowTask]], settings: Inve
 
 
 def invert_windows(generator, vgg, flow_net, real: Tensor, settings: InvertSettings, *, log=None,
-                   label: str = "windows", on_step: Callable[[int], None] | None = None) -> dict:
+                   label: str = "windows", on_step: Callable[[int], None] | None = None, encoder=None) -> dict:
     """Invert B independent windows, real [B, T, 3, R, R] in [0, 1], each its own lane, all in one batch.
 
     For the benchmarks, whose sequences are not parts of one video. Returns {'codes' [B, T, L, D],
     'w_b' [B, L, D], 'n_k' [B, T−1, 1|L, D], 'steps' [B] and, for ``plus``, 'noise' (each map
     [B, 1, r, r])}, on the CPU.
     """
-    nets = Nets(generator, vgg, flow_net)
+    nets = Nets(generator, vgg, flow_net, encoder)
     tasks = [[WindowTask(index=b, start=0, frames=real[b])] for b in range(real.shape[0])]
     results = optimize_lanes(nets, tasks, settings, batch_size=len(tasks), log=log, label=label, on_step=on_step)
     out = {"codes": torch.stack([r.codes for r in results]), "w_b": torch.stack([r.w_b for r in results]),

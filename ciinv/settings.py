@@ -72,6 +72,7 @@ class InvertSettings:
     noise_schedule: str = DEFAULTS["noise_schedule"]
     offsets: str = DEFAULTS["offsets"]
     init: str = DEFAULTS["init"]
+    e4e_offsets: str = DEFAULTS["e4e_offsets"]
     icc_pairs: str = DEFAULTS["icc_pairs"]
     perceptual_size: int = DEFAULTS["perceptual_size"]
     precision: str = DEFAULTS["precision"]

@@ -80,10 +80,14 @@ def resume_path(out_path: str | os.PathLike) -> Path:
     return out_path.with_name(out_path.name + ".resume")
 
 
-def resume_key(settings: InvertSettings, windows: list[Window], generator_path) -> dict:
-    """What must match for a saved state to be continued (the execution settings may change)."""
-    return {"settings": settings.result_key(), "windows": [[w.start, w.stop] for w in windows],
-            "generator": str(generator_path)}
+def resume_key(settings: InvertSettings, windows: list[Window], generator_path, encoder_path=None) -> dict:
+    """What must match for a saved state to be continued (the execution settings may change);
+    ``encoder_path`` (init e4e only) joins the key when given."""
+    key = {"settings": settings.result_key(), "windows": [[w.start, w.stop] for w in windows],
+           "generator": str(generator_path)}
+    if encoder_path:
+        key["encoder"] = str(encoder_path)
+    return key
 
 
 def load_resume(path: Path, key: dict, log) -> LoopState | None:

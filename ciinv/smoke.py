@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import yaml
 
-from ciinv.testing import write_tiny_flownet2
+from ciinv.testing import write_tiny_e4e, write_tiny_flownet2
 from ciinv.models.registry import REGISTRY, direction_attributes, direction_name
 from ciinv.testing import write_tiny_stylegan1
 from ciinv.models.stylegan2 import config_f_channels
@@ -26,9 +26,12 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
                        full_size: bool = False) -> Path:
     """Write the tiny models, two edit directions and `smoke.yaml` into `out_dir`; return the overlay's path.
 
+    The e4e encoder (``models.encoder``, for ``invert.init: e4e``) embeds the generator as its
+    decoder, as e4e's file does, so its latent_avg is the generator's mean latent.
+
     ``full_size``: instead, random networks of the real sizes (StyleGAN2 config F at 1024²,
-    the whole FlowNet2 and VGG16; about 1.3 GB), and an overlay that keeps the config's
-    inversion settings: what a speed or memory measurement on a GPU needs, without the weights.
+    the whole FlowNet2, VGG16 and e4e's IR-SE-50 encoder; about 2.6 GB), and an overlay that keeps
+    the config's inversion settings: what a speed or memory measurement on a GPU needs, without the weights.
     """
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -38,11 +41,16 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
         write_tiny_stylegan2(generator, resolution=resolution, w_dim=512, n_mlp=8, channels=config_f_channels(resolution))
         write_tiny_flownet2(flow, width_divisor=1)
         write_tiny_vgg16(vgg, width_divisor=1)
+        encoder = out / "e4e-random.pt"  # IR-SE-50 and 18 styles of 512, e4e's real sizes
+        write_tiny_e4e(encoder, num_ws=18, generator=generator, widths=(64, 128, 256, 512), units=(3, 4, 14, 3),
+                       style_width=512)
     else:
         generator, flow, vgg = out / "stylegan2-tiny.pt", out / "flownet2-tiny.pth.tar", out / "vgg16-tiny.pth"
         write_tiny_stylegan2(generator, resolution=resolution, w_dim=512, n_mlp=2, max_channels=32)
         write_tiny_flownet2(flow)
         write_tiny_vgg16(vgg)
+        encoder = out / "e4e-tiny.pt"
+        write_tiny_e4e(encoder, num_ws=2 * int(np.log2(resolution)) - 2, generator=generator)
 
     # One direction in each accepted layout: a W vector (.npy) and a per-layer W+ direction (.pt).
     num_ws = 2 * int(np.log2(resolution)) - 2
@@ -53,7 +61,7 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
                out / "direction-wplus.pt")
 
     overlay = {
-        "models": {"generator": str(generator), "flow": str(flow), "vgg16": str(vgg)},
+        "models": {"generator": str(generator), "flow": str(flow), "vgg16": str(vgg), "encoder": str(encoder)},
         "landmarks": {"detector": "dlib", "max_gap": 5},
         "align": {"resolution": resolution},
         "invert": ({} if full_size else

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ciinv.files import atomic_path
-from ciinv.models import flownet2, inception, stylegan1, stylegan2, vgg16
+from ciinv.models import e4e, flownet2, inception, stylegan1, stylegan2, vgg16
 
 
 @torch.no_grad()
@@ -162,3 +162,63 @@ def write_tiny_stylegan1(path, resolution: int = 32, w_dim: int = 512, max_chann
 
     with atomic_path(path) as tmp:
         torch.save(model.state_dict(), tmp)
+
+
+@torch.no_grad()
+def write_tiny_e4e(path, num_ws: int = 10, w_dim: int = 512, generator=None, widths=(8, 16, 24, 32),
+                   units=(1, 1, 2, 1), style_width: int = 16, seed: int = 0) -> None:
+    """Write a random e4e checkpoint in e4e's exact format and key layout (``ciinv.models.e4e``):
+    ``{'state_dict': {'encoder.*'[, 'decoder.*']}, 'latent_avg': [num_ws, w_dim], 'opts': dict}``,
+    with an IR-SE body of ``units`` per stage at ``widths`` channels (e4e: 3, 4, 14, 3 at 64,
+    128, 256, 512) and style blocks ``style_width`` wide (e4e: 512). Deterministic for a seed.
+
+    ``generator``: a rosinality StyleGAN2 ``.pt``; its ``g_ema`` becomes the ``decoder.*`` keys
+    and its mean latent, repeated over the layers, ``latent_avg`` (what e4e's training saves), and
+    its num_ws must equal ``num_ws``. Without it the file holds only the encoder, with a random
+    latent_avg (all rows equal). Weights are He-normal, so the deltas stay around unit size.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    unit_list, c_in = [], widths[0]
+    for depth, count in zip(widths, units):
+        for k in range(count):
+            unit_list.append((c_in, depth, 2 if k == 0 else 1))
+            c_in = depth
+    ends = [sum(units[: s + 1]) - 1 for s in range(4)]
+    style_convs = [4 if i < e4e.COARSE_END else 5 if i < e4e.MIDDLE_END else 6 for i in range(num_ws)]
+    model = e4e.Encoder4Editing(unit_list, (ends[1], ends[2], ends[3]), style_convs, style_width, w_dim,
+                                stem_width=widths[0], se_hidden=[max(d // e4e.SE_REDUCTION, 1) for _, d, _ in unit_list])
+
+    def randn(like: Tensor) -> Tensor:
+        return torch.randn(like.shape, generator=rng)
+
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if name == "latent_avg":
+            continue
+        module = model.get_submodule(name.rsplit(".", 1)[0])
+        if isinstance(module, nn.BatchNorm2d):
+            value = {"weight": 1 + 0.1 * randn(tensor), "bias": 0.1 * randn(tensor),
+                     "running_mean": 0.1 * randn(tensor),
+                     "running_var": 0.5 + torch.rand(tensor.shape, generator=rng)}.get(name.rsplit(".", 1)[1], tensor)
+        elif isinstance(module, nn.PReLU):
+            value = 0.25 + 0.05 * randn(tensor)
+        elif name.endswith("weight") and tensor.ndim == 4:
+            value = randn(tensor) * (2.0 / tensor[0].numel()) ** 0.5
+        elif name.endswith("linear.weight"):
+            value = randn(tensor)
+        else:  # conv and linear biases
+            value = 0.1 * randn(tensor)
+        state[f"encoder.{name}"] = value.clone()
+
+    if generator is not None:
+        g = torch.load(generator, map_location="cpu", weights_only=True)
+        state |= {f"decoder.{k}": v for k, v in g["g_ema"].items()}
+        latent_avg = g["latent_avg"].reshape(1, -1).repeat(num_ws, 1)
+    else:
+        latent_avg = randn(torch.empty(1, w_dim)).repeat(num_ws, 1)
+    opts = {"encoder_type": "Encoder4Editing", "stylegan_size": 4 * 2 ** ((num_ws - 2) // 2),
+            "start_from_latent_avg": True, "dataset_type": "ffhq_encode", "lpips_lambda": 0.8,
+            "progressive_start": 20000, "progressive_steps": None, "checkpoint_path": None,
+            "device": "cuda:0", "update_param_list": ["encoder"], "w_discriminator_lambda": 0.1}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "latent_avg": latent_avg, "opts": opts}, tmp)

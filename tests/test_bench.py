@@ -1,6 +1,7 @@
 """`ciinv bench synth`: config loading, the files it writes, and MAC's advantage in latent recovery."""
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -215,3 +216,12 @@ def test_the_pti_row_tunes_on_full_codes_and_lowers_the_reconstruction_error(tmp
     config["pti"]["perceptual"] = "lpips"  # no LPIPS weights in the test environment: refused, saying why
     with pytest.raises(CiinvError, match="pti.perceptual"):
         bench_synth(config, tmp_path / "b", n=1, steps=1, variants=("pti",), log=lambda m: None)
+
+
+def test_bench_synth_with_init_e4e_starts_from_the_encoder(smoke_dir, tmp_path):
+    """The smoke encoder is random: the row proves the path, not that e4e helps."""
+    rows = bench_synth(smoke_config(smoke_dir, init="e4e"), tmp_path, n=1, steps=1, variants=("full",),
+                       log=lambda m: None)
+    full = [r for r in rows if r["variant"] == "full"]
+    assert len(full) == 1 and full[0]["steps"] == 1 and math.isfinite(full[0]["mse"])
+    assert "init e4e" in (tmp_path / "synth.md").read_text()

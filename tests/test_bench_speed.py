@@ -55,3 +55,13 @@ def test_the_truth_carries_its_own_noise_and_official_keeps_each_windows_base_fr
     for r in results:
         assert torch.equal(kept[r.start], r.codes[0])
     assert torch.equal(kept[3:], results[-1].codes[1:])
+
+
+def test_with_init_e4e_the_encoder_start_is_compared_with_the_mean_start():
+    from ciinv.bench_speed import lever_schedules
+
+    schedules = lever_schedules(InvertSettings(init="e4e"), steps=10, device=torch.device("cpu"))
+    assert schedules["ciinv"].init == "e4e" and schedules["ciinv-init-mean"].init == "mean"
+    assert schedules["ciinv-init-e4e-offsets-zero"].e4e_offsets == "zero"
+    assert not schedules["ciinv-no-warm-start"].warm_start  # every window from the encoder
+    assert not any("init" in name for name in lever_schedules(InvertSettings(), 10, torch.device("cpu")))

@@ -145,6 +145,18 @@ def test_plus_renders_each_frame_with_its_windows_noise(smoke_dir):
     assert render(generator, codes, noise).shape == crops.shape
 
 
+def test_init_e4e_inverts_the_clip_from_the_encoders_codes(smoke_dir):
+    from ciinv.models import load_encoder
+
+    generator = load_generator(smoke_dir / "stylegan2-tiny.pt").requires_grad_(False)
+    encoder = load_encoder(smoke_dir / "e4e-tiny.pt")
+    crops = torch.rand(5, 3, generator.resolution, generator.resolution)
+    settings = InvertSettings(steps=1, init="e4e", offsets="per_layer", lambda_perceptual=0.0, lambda_icc=0.0,
+                              lr=1e-12)
+    codes, _ = invert_clip(generator, None, None, crops, settings, encoder=encoder)
+    torch.testing.assert_close(codes, encoder(crops), rtol=1e-4, atol=1e-4)  # one step of 1e-12 moves nothing
+
+
 def test_bad_requests_are_clear_errors(tmp_path, smoke_dir, clip):
     config = video_config(smoke_dir, tmp_path / "models")
     with pytest.raises(CiinvError, match="unknown variant"):

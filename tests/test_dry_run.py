@@ -109,3 +109,28 @@ def test_pti_with_lpips_plans_the_download_of_its_weights(tmp_path):
     assert "models/lpips-0.1.4-py3-none-any.whl" in result.stdout
     plain = snakemake(tmp_path, "--dry-run")
     assert "lpips-0.1.4" not in plain.stdout
+
+
+@pytest.mark.parametrize("init", ["mean", "e4e"])
+def test_the_invert_rule_reads_the_encoder_only_with_init_e4e(tmp_path, init):
+    """The e4e file is an input of the invert jobs (and fetched by download_models) only when
+    invert.init is e4e: with another init its absence must not hold anything up."""
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    overlay = tmp_path / "init.yaml"
+    overlay.write_text(f"invert:\n  init: {init}\n")
+    result = snakemake(tmp_path, "--dry-run", "--printshellcmds", "results/sample/latents/shard_0000.pt",
+                       configfiles=[overlay])
+    assert result.returncode == 0, result.stderr
+    invert_job = result.stdout[result.stdout.index("rule invert:"):]
+    invert_job = invert_job[: invert_job.index("\n\n")]
+    shell = next(line for line in result.stdout.splitlines() if "ciinv invert" in line)
+    if init == "e4e":
+        assert "models/e4e_ffhq_encode.pt" in invert_job
+        assert "--encoder=models/e4e_ffhq_encode.pt" in shell
+        assert "e4e_ffhq_encode.pt" in result.stdout[: result.stdout.index("rule invert:")]  # fetched first
+    else:
+        assert "e4e_ffhq_encode.pt" not in result.stdout
+        assert "--encoder=" in shell
+    downloads = snakemake(tmp_path, "--dry-run", "download_models", configfiles=[overlay])
+    assert downloads.returncode == 0, downloads.stderr
+    assert ("e4e_ffhq_encode.pt" in downloads.stdout) == (init == "e4e")

@@ -9,7 +9,7 @@ from ciinv.invert import InvertSettings, invert_shard, merge_shards, resume_path
 from ciinv.testing import write_tiny_flownet2
 from ciinv.models.stylegan2 import load_stylegan2_rosinality
 from ciinv.testing import write_tiny_stylegan2
-from ciinv.testing import write_tiny_vgg16
+from ciinv.testing import write_tiny_e4e, write_tiny_vgg16
 from ciinv.objective import codes as mac_codes
 
 FRAMES = 7  # window 3, stride 2: windows [0,3) [2,5) [4,7); 2 per shard -> 2 shards
@@ -22,7 +22,10 @@ def nets(tmp_path_factory):
     write_tiny_stylegan2(d / "g.pt", resolution=32, w_dim=64, n_mlp=2, max_channels=16)
     write_tiny_vgg16(d / "vgg.pth", width_divisor=16)
     write_tiny_flownet2(d / "flow.pth", width_divisor=16)
-    return {"generator_path": d / "g.pt", "vgg_path": d / "vgg.pth", "flow_path": d / "flow.pth"}
+    write_tiny_e4e(d / "e4e.pt", num_ws=8, w_dim=64, generator=d / "g.pt")
+    # The encoder is passed to every run; only init e4e reads it.
+    return {"generator_path": d / "g.pt", "vgg_path": d / "vgg.pth", "flow_path": d / "flow.pth",
+            "encoder_path": d / "e4e.pt"}
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +95,8 @@ RESUME_CASES = [
     ("plus", {"stop_patience": 2, "min_steps": 5, "stop_tolerance": 1.0}, [5, 10], [1, 4, 10]),
     # codes for 4 steps, then noise for 4: the first kill falls in the noise phase, after a snapshot in the codes'
     ("plus", {"noise_schedule": "sequential", "early_stop": False}, [5, 14], [1, 4, 13]),
+    # the first window starts from the encoder's codes; a resumed one must not start it afresh
+    ("full", {"init": "e4e"}, [5, 14], [1, 4, 13]),
 ]
 
 
@@ -239,6 +244,18 @@ def test_clip_shorter_than_a_window_names_the_video(crops, nets, tmp_path):
                      source="clip one.mp4", **nets)
     with pytest.raises(CiinvError, match="shard 2 does not exist"):
         invert_shard(crops, FRAMES, 2, InvertSettings(**SMALL), out_path=tmp_path / "s.pt", device="cpu", **nets)
+
+
+def test_init_e4e_needs_an_encoder_that_fits_the_generator(crops, nets, tmp_path):
+    others = {k: v for k, v in nets.items() if k != "encoder_path"}
+    with pytest.raises(CiinvError, match="no encoder was given"):
+        invert_shard(crops, FRAMES, 0, InvertSettings(**SMALL, init="e4e"), out_path=tmp_path / "s.pt", device="cpu",
+                     **others)
+    wrong = tmp_path / "e4e-18.pt"
+    write_tiny_e4e(wrong, num_ws=10, w_dim=64)
+    with pytest.raises(CiinvError, match="e4e-18.pt: the encoder makes codes of 10 x 64"):
+        invert_shard(crops, FRAMES, 0, InvertSettings(**SMALL, init="e4e"), out_path=tmp_path / "s.pt", device="cpu",
+                     **others, encoder_path=wrong)
 
 
 def test_settings_from_config():

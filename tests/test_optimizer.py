@@ -5,21 +5,23 @@ import torch
 
 from ciinv.gpu import uses_bf16
 from ciinv.invert import invert_frames
-from ciinv.models import load_flow, load_vgg16
+from ciinv.models import load_encoder, load_flow, load_vgg16
 from ciinv.testing import write_tiny_flownet2
 from ciinv.models.stylegan2 import EqualLinear, load_stylegan2_rosinality, styles_fp32
 from ciinv.testing import write_tiny_stylegan2
-from ciinv.testing import write_tiny_vgg16
+from ciinv.testing import write_tiny_e4e, write_tiny_vgg16
 from ciinv.optimizer import (
     Nets,
     WindowResult,
     WindowTask,
     _ActiveWindow,
     converged,
+    e4e_start,
     plan_lanes,
     recent_and_before,
     warm_start_code,
 )
+from ciinv.objective import latent_codes
 from ciinv.settings import InvertSettings
 from ciinv.windows import plan_windows
 
@@ -33,9 +35,10 @@ def nets(tmp_path_factory):
     write_tiny_stylegan2(d / "g.pt", resolution=32, w_dim=64, n_mlp=2, max_channels=16)
     write_tiny_vgg16(d / "vgg.pth", width_divisor=16)
     write_tiny_flownet2(d / "flow.pth", width_divisor=16)
+    write_tiny_e4e(d / "e4e.pt", num_ws=8, w_dim=64, generator=d / "g.pt")
     generator = load_stylegan2_rosinality(d / "g.pt").requires_grad_(False)
     return Nets(generator, load_vgg16(d / "vgg.pth").requires_grad_(False),
-                load_flow(d / "flow.pth").requires_grad_(False))
+                load_flow(d / "flow.pth").requires_grad_(False), load_encoder(d / "e4e.pt"))
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +170,55 @@ def test_the_sequential_noise_schedule_fits_the_codes_first_then_the_noise(nets,
     assert any(not torch.equal(n, c) for n, c in zip(sequential.noise, constant))
     (joint,) = invert_frames(nets, crops, 0, first, settings.replace(noise_schedule="joint"))
     assert not torch.equal(joint.codes, sequential.codes) and sequential.steps == joint.steps == 6
+
+
+@pytest.mark.parametrize("variant, offsets, e4e_offsets", [
+    ("full", "per_layer", "encoder"), ("full", "shared", "encoder"), ("full", "shared", "zero"), ("i2s", "shared", "encoder")])
+def test_init_e4e_starts_from_the_encoders_codes(nets, crops, variant, offsets, e4e_offsets):
+    settings = InvertSettings(**SMALL, init="e4e", variant=variant, offsets=offsets, e4e_offsets=e4e_offsets)
+    task = WindowTask(index=0, start=2, frames=crops[2:5])
+    codes = e4e_start(nets.encoder, task.frames)  # [T, L, D]
+    assert codes.shape == (3, 8, 64)
+    window = _ActiveWindow(task, lane=0, position=0, warm_from=None, nets=nets, settings=settings, amp=False)
+    start = latent_codes(window.latents)[0].detach()
+    if variant == "i2s":  # each frame alone: its own code
+        torch.testing.assert_close(start, codes, rtol=0, atol=0)
+        return
+    # The base code is the encoder's code of the window's first frame.
+    assert torch.equal(window.latents["w_b"][0].detach(), codes[0])
+    n_k = window.latents["n_k"][0].detach()
+    if e4e_offsets == "zero":
+        assert torch.all(n_k == 0)
+    elif offsets == "per_layer":  # every frame starts exactly at its own code
+        torch.testing.assert_close(start, codes, rtol=1e-5, atol=1e-5)
+    else:  # one vector per step: the layer mean of the step between consecutive frames' codes
+        torch.testing.assert_close(n_k[:, 0], (codes[1:] - codes[:-1]).mean(dim=1), rtol=1e-5, atol=1e-5)
+
+
+def test_init_e4e_runs_the_encoder_for_a_lanes_first_window_only(nets, crops):
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, images):
+            calls.append(images.shape[0])
+            return self.encoder(images)
+
+    counted = Nets(nets.generator, nets.vgg, nets.flow, Counting(nets.encoder))
+    results = invert(counted, crops, init="e4e", steps=2, lane_windows=2)  # 4 windows: 2 lanes of 2
+    assert [r.warm for r in results] == [False, True, False, True]
+    assert calls == [3, 3]  # one pass over each lane's first window
+    calls.clear()
+    results = invert(counted, crops, init="e4e", steps=2, lane_windows=2, warm_start=False)
+    assert [r.warm for r in results] == [False] * 4 and calls == [3] * 4
+
+
+def test_init_e4e_needs_an_encoder(nets, crops):
+    settings = InvertSettings(**SMALL, init="e4e")
+    task = WindowTask(index=0, start=0, frames=crops[:3])
+    with pytest.raises(ValueError, match="no encoder"):
+        _ActiveWindow(task, lane=0, position=0, warm_from=None, nets=Nets(nets.generator, nets.vgg, nets.flow),
+                      settings=settings, amp=False)

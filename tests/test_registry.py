@@ -64,6 +64,8 @@ def test_registry_has_the_files_the_pipeline_needs():
     assert sorted(e.filename for e in by_key["models.flow"]) == [
         "FlowNet2_checkpoint.pth.tar", "raft_large_C_T_SKHT_V2-ff5fadd5.pth"]
     assert by_key["models.vgg16"][0].url == "https://download.pytorch.org/models/vgg16-397923af.pth"
+    assert [(e.name, e.filename, e.kind) for e in by_key["models.encoder"]] == [
+        ("e4e-ffhq-encode", "e4e_ffhq_encode.pt", "e4e-encoder")]
     fan = sorted(Path(e.filename).name for e in REGISTRY.values() if e.used_by == "landmarks.detector=fan")
     # The names face-alignment 1.5.0 itself downloads (detection/sfd/sfd_detector.py, api.py).
     assert fan == ["2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"]

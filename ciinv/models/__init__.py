@@ -4,6 +4,7 @@
     save_generator(G, path)                a (tuned) generator in a format load_generator reads
     load_flow(spec)      -> flow estimator flow = F(a, b) on [N, 3, H, W] in [0, 1]; warp(b, flow) ≈ a
     load_vgg16(path)     -> VGG16Features  V(images in [0, 1]) -> [relu1_1, relu1_2, relu3_2, relu4_2]
+    load_encoder(path)   -> Encoder4Editing E(images [N, 3, H, W] in [0, 1]) -> W+ codes [N, num_ws, w_dim]
 
 Every loader reads the architecture from the checkpoint, so the tiny random checkpoints that
 `ciinv smoke-models` writes go through exactly the same code as the real weights.
@@ -35,12 +36,27 @@ def is_stylegan1(path: str | os.PathLike) -> bool:
     return isinstance(state, dict) and any(str(k).startswith(("g_mapping.", "g_synthesis.")) for k in state)
 
 
+def is_e4e(path: str | os.PathLike) -> bool:
+    """True for an e4e checkpoint: a dict whose 'state_dict' holds ``encoder.*`` keys."""
+    import zipfile
+
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception:  # unreadable: the format's own loader reports what is wrong
+        return False
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    return isinstance(state, dict) and any(str(k).startswith("encoder.") for k in state)
+
+
 def load_generator(path: str | os.PathLike) -> "StyleGenerator":
     """A generator with one interface (``ciinv.models.generator.StyleGenerator``), whatever the
     checkpoint format:
 
     *.pkl                                  NVlabs stylegan2-ada (read without running the pickle)
     {'g_mapping.*', 'g_synthesis.*'} .pt   StyleGAN (v1), the paper's converted FFHQ generator
+    {'state_dict': {'decoder.*'}} .pt      the StyleGAN2 inside an e4e checkpoint (rosinality's layout)
     {'g_ema', 'latent_avg'} .pt            StyleGAN2, rosinality's format
     """
     if Path(path).suffix == ".pkl":
@@ -51,6 +67,10 @@ def load_generator(path: str | os.PathLike) -> "StyleGenerator":
         from ciinv.models.stylegan1 import load_stylegan1
 
         return load_stylegan1(path)
+    if is_e4e(path):
+        from ciinv.models.stylegan2 import load_stylegan2_e4e
+
+        return load_stylegan2_e4e(path)
     from ciinv.models.stylegan2 import load_stylegan2_rosinality
 
     return load_stylegan2_rosinality(path)
@@ -120,3 +140,11 @@ def load_vgg16(path: str | os.PathLike):
     from ciinv.models.vgg16 import load_vgg16 as _load
 
     return _load(path)
+
+
+def load_encoder(path: str | os.PathLike):
+    """The e4e encoder of ``e4e_ffhq_encode.pt`` (``ciinv.models.e4e``): images [N, 3, H, W] in
+    [0, 1] -> W+ codes [N, num_ws, w_dim], latent_avg included."""
+    from ciinv.models.e4e import load_e4e
+
+    return load_e4e(path)

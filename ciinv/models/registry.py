@@ -51,7 +51,7 @@ class ModelFile:
         ``landmarks.detector=fan`` for files needed only when that option is set.
     kind: the file's format, e.g. 'stylegan2-rosinality', 'stylegan2-ada-pkl',
         'stylegan1-converted', 'flownet2', 'raft-torchvision', 'vgg16', 'fan-detector',
-        'fan-landmarks'.
+        'fan-landmarks', 'e4e-encoder'.
     note: provenance, and what is verified where no full checksum is published.
     sha256_prefix: a published leading part of the SHA-256 (torch hub's ``name-<prefix>.ext``).
     """
@@ -189,6 +189,29 @@ REGISTRY: dict[str, ModelFile] = {
                 "https://huggingface.co/ValentinFunk/tcvc/resolve/main/"
                 "pretrained_models/FlowNet2_checkpoint.pth.tar",
             ),
+        ),
+        # e4e's FFHQ encoder (omertov/encoder4editing README, "FFHQ Inversion": Google Drive
+        # 1cUv_reLE6k3604or78EranS7XzuVMWeO; Drive publishes no checksum). Same sha256 on two
+        # independent HF uploads: wmpscc/StyleGene commit e301280a (HF LFS: sha256 2ace1d9a…,
+        # size 1201649680) and zhengchong/e4e e4e_ffhq_encode.pt (HF LFS: same sha256, "1.2 GB").
+        # Not byte-for-byte checked against the Drive file. HF's pickle scan of the file lists only
+        # OrderedDict, _rebuild_tensor_v2, FloatStorage and LongStorage: weights_only=True reads it.
+        # (feng2022/Time-TravelRephotography_e4e_ffhq_encode holds a different file, sha256 6970a146….)
+        ModelFile(
+            name="e4e-ffhq-encode",
+            filename="e4e_ffhq_encode.pt",
+            url="https://huggingface.co/wmpscc/StyleGene/resolve/"
+            "e301280ac9a63ba7ebb4be3311128bb6c9cb9ae2/e4e_ffhq_encode.pt",
+            sha256="2ace1d9a8c05c10a399bcd500b8dda118f759ff1aac89dbdab7435f2136a0999",
+            size=1201649680,
+            licence="MIT (omertov/encoder4editing); its decoder.* keys are StyleGAN2 FFHQ weights under "
+            "the Nvidia Source Code License-NC",
+            used_by="models.encoder",
+            kind="e4e-encoder",
+            note="e4e FFHQ encoder ({'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg' [18, 512], 'opts'}), "
+            "used only with invert.init: e4e. Original: Google Drive 1cUv_reLE6k3604or78EranS7XzuVMWeO "
+            "(e4e README); sha256/size from the HF LFS pointers of two matching uploads.",
+            mirrors=("https://huggingface.co/zhengchong/e4e/resolve/main/e4e_ffhq_encode.pt",),
         ),
         # torchvision's VGG16 (URL in torchvision models/vgg.py). The name carries torch hub's
         # published hash prefix 397923af. Full sha256 from the HF LFS pointer of an identically

@@ -471,6 +471,24 @@ def load_stylegan2_rosinality(path) -> Generator:
     return generator_from_state_dict(ckpt["g_ema"], ckpt.get("latent_avg"), source=path, conv_clamp=conv_clamp)
 
 
+def load_stylegan2_e4e(path) -> Generator:
+    """The StyleGAN2 generator inside an e4e checkpoint: ``state_dict['decoder.*']`` in rosinality's
+    layout. The file's ``latent_avg`` is the mean latent repeated over the W+ layers ([L, w_dim]);
+    its first row is w_avg when all rows agree, otherwise w_avg is estimated from the mapping."""
+    from ciinv.models.e4e import decoder_state, read_e4e_checkpoint
+
+    path = Path(path)
+    ckpt = read_e4e_checkpoint(path)
+    state = decoder_state(ckpt)
+    if not state:
+        raise CiinvError(f"{path}: this e4e checkpoint holds only the encoder (no decoder.* keys); point "
+                         "models.generator at a StyleGAN2 file (e.g. stylegan2-ffhq-config-f)")
+    latent_avg = ckpt.get("latent_avg")
+    if isinstance(latent_avg, Tensor) and latent_avg.ndim == 2:
+        latent_avg = latent_avg[0] if bool((latent_avg == latent_avg[:1]).all()) else None
+    return generator_from_state_dict(state, latent_avg, source=path, conv_clamp=None)
+
+
 def generator_from_state_dict(state: dict, latent_avg: Tensor | None, source,
                               conv_clamp: float | None = None) -> Generator:
     """A frozen, eval-mode Generator from a state dict in rosinality's key layout.

@@ -61,6 +61,15 @@ def flow_files(wildcards):
     return [] if is_weightless_flow(config["models"]["flow"]) else [flow_spec()]
 
 
+def uses_encoder():
+    """The e4e encoder (models.encoder) is read, and fetched, only with invert.init: e4e."""
+    return config["invert"]["init"] == "e4e"
+
+
+def encoder_files(wildcards):
+    return [model_path(config["models"]["encoder"])] if uses_encoder() else []
+
+
 def video_path(wildcards):
     return VIDEOS[wildcards.video]
 
@@ -103,7 +112,8 @@ def direction_spec(edit):
 
 def configured_models():
     """Registry files the current config uses (paths given directly are not ours to fetch)."""
-    names = list(config["models"].values()) + [direction_spec(e) for e in config["edits"] if "direction" in e]
+    models = {key: name for key, name in config["models"].items() if key != "encoder" or uses_encoder()}
+    names = list(models.values()) + [direction_spec(e) for e in config["edits"] if "direction" in e]
     names = [n for n in names if n is not None]
     if config["landmarks"]["detector"] == "fan":
         names += FAN_MODELS

@@ -7,6 +7,7 @@ rule invert:
         generator=model_path(config["models"]["generator"]),
         flow=flow_files,
         vgg16=model_path(config["models"]["vgg16"]),
+        encoder=encoder_files,
     output:
         "results/{video}/latents/shard_{shard}.pt",
     params:
@@ -25,7 +26,7 @@ rule invert:
     shell:
         "ciinv invert --crops {input.crops:q} --meta {input.meta:q} --shard {wildcards.shard}"
         " --settings {params.settings:q} --generator {input.generator:q} --flow {params.flow:q}"
-        " --vgg16 {input.vgg16:q} --windows-per-batch {config[invert][windows_per_batch]}"
+        " --vgg16 {input.vgg16:q} --encoder={input.encoder:q} --windows-per-batch {config[invert][windows_per_batch]}"
         " --checkpoint-every {config[invert][checkpoint_every]} --out {output:q} 2> {log:q}"
 
 
