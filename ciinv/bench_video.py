@@ -224,19 +224,20 @@ def load_edit_directions(config: dict, generator, notes: dict, log) -> list[tupl
     """The config's direction edits that can be measured: (entry, verified direction file, or None
     for ``sefa:K``). The others are left out with the reason in ``notes``. A direction file that
     does not fit the generator is a CiinvError now, before any inversion."""
-    from ciinv.edit import edit_kind, is_sefa, load_direction
+    from ciinv.edit import load_direction
+    from ciinv.edit_spec import EditSpec
 
     measured = []
     for edit in config["edits"]:
-        kind, what = edit_kind(edit), f"edit {edit['name']}"
-        if kind != "direction":
-            _leave_out(notes, what, f"a {kind} edit needs another clip's codes; bench video scores direction edits",
-                       log)
+        spec, what = EditSpec.from_entry(edit), f"edit {edit['name']}"
+        if spec.kind != "direction":
+            _leave_out(notes, what, f"a {spec.kind} edit needs another clip's codes; bench video scores direction "
+                       "edits", log)
             continue
-        if is_sefa(edit["direction"]):
+        if spec.is_sefa:
             measured.append((edit, None))
             continue
-        name = registry.resolve_direction(edit["direction"], config["models"]["generator"], config["models_dir"])
+        name = registry.resolve_direction(spec.direction, config["models"]["generator"], config["models_dir"])
         path = registry.resolve(name, config["models_dir"])
         if not path.is_file():
             fetch = f" (`ciinv models fetch {name}`)" if name in registry.REGISTRY else ""

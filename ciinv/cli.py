@@ -98,18 +98,19 @@ def cmd_merge(args) -> None:
 
 
 def cmd_edit(args) -> None:
-    from ciinv.edit import is_sefa, write_edit
+    from ciinv.edit import write_edit
+    from ciinv.edit_spec import EditSpec
     from ciinv.errors import CiinvError
     from ciinv.models import load_generator
     from ciinv.models.registry import require, resolve_direction
 
     edit = json.loads(args.edit)
+    spec = EditSpec.from_entry(edit)
     generator = load_generator(args.generator)  # on the CPU: only its shape and SeFa weights are needed
-    spec = edit.get("direction")
     direction = None
     try:
-        if spec and not is_sefa(spec):
-            direction = require(resolve_direction(spec, args.generator, args.models_dir), args.models_dir)
+        if spec.needs_direction_file:
+            direction = require(resolve_direction(spec.direction, args.generator, args.models_dir), args.models_dir)
     except CiinvError as exc:
         raise CiinvError(f"edit {edit.get('name')!r}: {exc}") from None
     write_edit(args.latents, generator, edit, args.out, direction_path=direction)

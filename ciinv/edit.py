@@ -58,23 +58,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ciinv.edit_spec import EditSpec, sefa_index
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path, finite_number, read_npy, read_torch, require_finite
 
 log = logging.getLogger(__name__)
 
-EDIT_KINDS = ("direction", "morph_with", "transfer_from")
 PAIRINGS = ("step", "first", "last")
-
-
-def edit_kind(edit: dict) -> str | None:
-    """Which of EDIT_KINDS the entry is (None: the identity edit); two kinds at once is an error."""
-    kinds = [kind for kind in EDIT_KINDS if edit.get(kind)]
-    if len(kinds) > 1:
-        raise CiinvError(f"edit {edit.get('name')!r} has {' and '.join(kinds)}: an edit has exactly one of "
-                         f"{', '.join(EDIT_KINDS)}; split it into one edit per kind")
-    return kinds[0] if kinds else None
-
 
 # --------------------------------------------------------------------------------------------
 # Directions
@@ -123,18 +113,6 @@ def sefa_direction(generator, index: int) -> torch.Tensor:
     if not 0 <= index < right.shape[0]:
         raise CiinvError(f"sefa:{index}: this generator has directions 0..{right.shape[0] - 1}")
     return right[index]
-
-
-def is_sefa(spec: str | None) -> bool:
-    return bool(spec) and str(spec).startswith("sefa:")
-
-
-def sefa_index(spec: str) -> int:
-    """K of ``sefa:K``; CiinvError when K is not a whole number."""
-    index = spec.split(":", 1)[1]
-    if not index.isdigit():
-        raise CiinvError(f"direction {spec!r}: write sefa:K with K a whole number (sefa:0 is the strongest direction)")
-    return int(index)
 
 
 def layer_mask(layers, num_ws: int) -> torch.Tensor:
@@ -262,7 +240,8 @@ def edit_codes(codes: torch.Tensor, edit: dict, generator, direction_path: str |
     other_path: latents.npy of the other clip of a morph or transfer (default: the entry's
     ``morph_with`` / ``transfer_from``, read as a path).
     """
-    kind = edit_kind(edit)
+    spec = EditSpec.from_entry(edit)
+    kind = spec.kind
     if kind is None:
         return codes
     num_ws, w_dim = codes.shape[1:]
@@ -270,18 +249,17 @@ def edit_codes(codes: torch.Tensor, edit: dict, generator, direction_path: str |
     pairing = edit.get("pairing", "step")
     name = edit.get("name")
     if kind == "direction":
-        spec = edit["direction"]
         strength = finite_number(edit.get("strength"), f"edit {name!r}: strength")
         try:
-            if is_sefa(spec):
-                direction = sefa_direction(generator, sefa_index(spec)).cpu().expand(num_ws, w_dim)
+            if spec.is_sefa:
+                direction = sefa_direction(generator, sefa_index(spec.direction)).cpu().expand(num_ws, w_dim)
             else:
-                direction = load_direction(direction_path or spec, num_ws, w_dim)
+                direction = load_direction(direction_path or spec.direction, num_ws, w_dim)
         except CiinvError as exc:  # the same file may serve several edits: say which one failed
             raise CiinvError(f"edit {name!r}: {exc}") from None
         return apply_edit(codes, direction, strength, mask)
 
-    other = load_latents(other_path or edit[kind], generator, role=kind)
+    other = load_latents(other_path or spec.other_video, generator, role=kind)
     if kind == "morph_with":
         alpha = finite_number(edit.get("alpha"), f"edit {name!r}: alpha")
         if not 0 <= alpha <= 1:

@@ -16,7 +16,8 @@ import torch
 import yaml
 
 from ciinv.cli import main
-from ciinv.edit import apply_morph, apply_transfer, edit_codes, edit_kind, layer_mask, pair_frames, write_edit
+from ciinv.edit import apply_morph, apply_transfer, edit_codes, layer_mask, pair_frames, write_edit
+from ciinv.edit_spec import EditSpec
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
 from ciinv.testing import write_tiny_stylegan2
@@ -84,10 +85,14 @@ def test_transfer_adds_the_references_change_since_its_first_frame():
 
 
 def test_an_edit_has_exactly_one_kind():
-    assert edit_kind({"name": "recon"}) is None
-    assert edit_kind({"name": "m", "morph_with": "x.npy", "alpha": 0.5}) == "morph_with"
+    assert EditSpec.from_entry({"name": "recon"}).kind is None
+    morph = EditSpec.from_entry({"name": "m", "morph_with": "x.npy", "alpha": 0.5})
+    assert (morph.kind, morph.other_video, morph.direction) == ("morph_with", "x.npy", None)
+    sefa = EditSpec.from_entry({"name": "s", "direction": "sefa:2", "strength": 1})
+    assert sefa.is_sefa and not sefa.needs_direction_file and sefa.other_video is None
+    assert EditSpec.from_entry({"name": "f", "direction": "smile", "strength": 1}).needs_direction_file
     with pytest.raises(CiinvError, match="direction and morph_with"):
-        edit_kind({"name": "two", "direction": "sefa:0", "strength": 1, "morph_with": "x.npy"})
+        EditSpec.from_entry({"name": "two", "direction": "sefa:0", "strength": 1, "morph_with": "x.npy"})
 
 
 # --------------------------------------------------------------------------------------------

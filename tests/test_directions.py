@@ -128,17 +128,14 @@ def test_direction_smile_edits_through_the_registry(generators, tmp_path, monkey
     np.save(tmp_path / "latents.npy", codes.numpy())
     edit = {"name": "smile", "direction": "smile", "strength": 2.0}
     args = ["edit", "--latents", str(tmp_path / "latents.npy"), "--generator", str(generators / generator_file),
-            "--models-dir", str(models_dir), "--device", "cpu"]
-    assert main(args + ["--edit", json.dumps(edit), "--out", str(tmp_path / "smile")]) == 0
-    # Same frames as adding the direction by hand and rendering with the plain path.
-    np.save(tmp_path / "by-hand.npy", (codes + 2.0 * torch.from_numpy(direction)).numpy())
-    assert main(args[:2] + [str(tmp_path / "by-hand.npy")] + args[3:]
-                + ["--edit", json.dumps({"name": "recon"}), "--out", str(tmp_path / "by-hand")]) == 0
-    for frame in ("000000.png", "000001.png"):
-        assert (tmp_path / "smile" / frame).read_bytes() == (tmp_path / "by-hand" / frame).read_bytes()
+            "--models-dir", str(models_dir)]
+    assert main(args + ["--edit", json.dumps(edit), "--out", str(tmp_path / "smile.npy")]) == 0
+    # The same codes as adding the direction by hand.
+    expected = codes + 2.0 * torch.from_numpy(direction).float()
+    torch.testing.assert_close(torch.from_numpy(np.load(tmp_path / "smile.npy")), expected, rtol=0, atol=1e-6)
 
     path.write_bytes(data[:64] + bytes([data[64] ^ 1]) + data[65:])  # a corrupt download is refused
-    assert main(args + ["--edit", json.dumps(edit), "--out", str(tmp_path / "again")]) == 1
+    assert main(args + ["--edit", json.dumps(edit), "--out", str(tmp_path / "again.npy")]) == 1
 
 
 def test_models_lists_the_directions(tmp_path, capsys):

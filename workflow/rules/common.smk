@@ -8,6 +8,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from ciinv.config import SCHEMA as CONFIG_SCHEMA, validate_config
+from ciinv.edit_spec import EditSpec
 from ciinv.errors import CiinvError
 from ciinv.folder import find_videos
 from ciinv.models import is_weightless_flow
@@ -105,7 +106,7 @@ def direction_spec(edit):
     """The registry name or path of an edit's direction (`smile` -> the configured generator's smile
     file), or None when it names nothing: then only that edit's jobs fail, saying why."""
     try:
-        return resolve_direction(edit["direction"], config["models"]["generator"], MODELS_DIR)
+        return resolve_direction(EditSpec.from_entry(edit).direction, config["models"]["generator"], MODELS_DIR)
     except CiinvError:
         return None
 
@@ -113,7 +114,7 @@ def direction_spec(edit):
 def configured_models():
     """Registry files the current config uses (paths given directly are not ours to fetch)."""
     models = {key: name for key, name in config["models"].items() if key != "encoder" or uses_encoder()}
-    names = list(models.values()) + [direction_spec(e) for e in config["edits"] if "direction" in e]
+    names = list(models.values()) + [direction_spec(e) for e in config["edits"] if EditSpec.from_entry(e).direction]
     names = [n for n in names if n is not None]
     if config["landmarks"]["detector"] == "fan":
         names += FAN_MODELS
@@ -149,15 +150,7 @@ def pti_lpips_files(wildcards):
 # those codes change) and takes the name's place in the entry the CLI gets. The params are still
 # this edit's own entry and nothing else: the path follows from the name.
 
-OTHER_VIDEO_KINDS = ("morph_with", "transfer_from")
-
-
-def other_video(edit):
-    """(kind, video name) of the other video an edit reads, or (None, None)."""
-    for kind in OTHER_VIDEO_KINDS:
-        if edit.get(kind):
-            return kind, edit[kind]
-    return None, None
+EDIT_SPECS = {name: EditSpec.from_entry(entry) for name, entry in EDITS.items()}
 
 
 def other_latents(video):
@@ -165,40 +158,36 @@ def other_latents(video):
 
 
 # A name that is not a video here is an error now, not a missing-input error deep in the plan.
-for _edit in EDITS.values():
-    _kind, _other = other_video(_edit)
-    if _other is not None and _other not in VIDEOS:
+for _spec in EDIT_SPECS.values():
+    if _spec.other_video is not None and _spec.other_video not in VIDEOS:
         raise WorkflowError(
-            f"config edits: edit {_edit['name']!r} has {_kind}: {_other!r}, but {config['input_dir']}/ has no video "
-            f"named {_other!r} (videos: {', '.join(sorted(VIDEOS)) or 'none'}); name one of them, without its suffix"
+            f"config edits: edit {_spec.name!r} has {_spec.kind}: {_spec.other_video!r}, but {config['input_dir']}/ "
+            f"has no video named {_spec.other_video!r} (videos: {', '.join(sorted(VIDEOS)) or 'none'}); name one "
+            "of them, without its suffix"
         )
 
 
 def edit_inputs(wildcards):
-    edit = EDITS[wildcards.edit]
+    spec = EDIT_SPECS[wildcards.edit]
     inputs = {}
-    direction = edit.get("direction", "")
-    if direction and not direction.startswith("sefa:"):  # sefa:K is computed from the generator
-        spec = direction_spec(edit)
+    if spec.needs_direction_file:  # sefa:K is computed from the generator
+        path = direction_spec(spec.entry)
         # A direction that names nothing, or a missing file of the user's (not a registry file,
         # which download_model fetches), is left out of the inputs: Snakemake would refuse to plan
         # any job at all. The edit job itself then fails with a message naming the edit and the
         # file, and the other edits go on.
-        if spec is not None and (spec in REGISTRY or os.path.isfile(model_path(spec))):
-            inputs["direction"] = model_path(spec)
-    _, other = other_video(edit)
-    if other is not None:
-        inputs["other"] = other_latents(other)
+        if path is not None and (path in REGISTRY or os.path.isfile(model_path(path))):
+            inputs["direction"] = model_path(path)
+    if spec.other_video is not None:
+        inputs["other"] = other_latents(spec.other_video)
     return inputs
 
 
 def edit_entry(wildcards):
     """This edit's config entry as JSON for `ciinv edit --edit`, another video's name replaced by its codes."""
-    edit = dict(EDITS[wildcards.edit])
-    kind, other = other_video(edit)
-    if other is not None:
-        edit[kind] = other_latents(other)
-    return json.dumps(edit, sort_keys=True)
+    spec = EDIT_SPECS[wildcards.edit]
+    entry = spec.with_other_codes(other_latents(spec.other_video)) if spec.other_video else spec.entry
+    return json.dumps(entry, sort_keys=True)
 
 
 # --- report ---------------------------------------------------------------------------------
