@@ -63,6 +63,7 @@ the steps, or use the smoke models (``ciinv smoke-models DIR --resolution 32``).
 
 from __future__ import annotations
 
+import logging
 import copy
 import csv
 import io
@@ -86,6 +87,8 @@ from ciinv.invert import InvertSettings, invert_windows, pick_device
 from ciinv.models import registry
 from ciinv.pti import PerceptualDistance, round_to_half, tune_generator, tuned_parameter_names
 from ciinv.settings import PTISettings
+
+log = logging.getLogger(__name__)
 
 VARIANT_ORDER = ("i2s", "no_mac", "no_icc", "full", "plus")
 POST_STEPS = ("pti",)  # rows that start from an inversion variant's codes (module docstring)
@@ -200,7 +203,7 @@ def sequence_noise(noise: list[torch.Tensor] | None, sequences: range, repeats: 
     return [maps[sequences.start : sequences.stop].repeat_interleave(repeats, dim=0) for maps in noise]
 
 
-def load_directions(config: dict, generator, spec: str | list[str], log=print) -> list[tuple[str, torch.Tensor]] | None:
+def load_directions(config: dict, generator, spec: str | list[str]) -> list[tuple[str, torch.Tensor]] | None:
     """Named directions for the semantic setting, each [L, D] float32 on the CPU, or None (random).
 
     spec: "random"; "auto" (the configured generator's InterFaceGAN directions when all of them
@@ -217,7 +220,7 @@ def load_directions(config: dict, generator, spec: str | list[str], log=print) -
         names = [registry.direction_name(a, family) for a in registry.direction_attributes(family)]
         missing = [n for n in names if not registry.resolve(n, models_dir).is_file()]
         if missing:
-            log(f"bench synth: random directions (the semantic setting needs {', '.join(missing)} in "
+            log.info(f"bench synth: random directions (the semantic setting needs {', '.join(missing)} in "
                 f"{models_dir}: `ciinv models fetch {' '.join(missing)}`)")
             return None
         spec = registry.direction_attributes(family)
@@ -289,25 +292,25 @@ def tune_and_render(generator, result: dict, real: torch.Tensor, edit: torch.Ten
     return torch.cat(recon), torch.cat(edited), torch.cat(morphed)
 
 
-def _load_lpips(config: dict, vgg_path, lpips_path, log):
+def _load_lpips(config: dict, vgg_path, lpips_path):
     """LPIPS on the configured VGG16, or None (with the reason logged)."""
     if lpips_path is None:
         lpips_path = registry.resolve(LPIPS_MODEL, config["models_dir"])
         if not Path(lpips_path).is_file():
-            log(f"LPIPS left out: {lpips_path} is missing (`ciinv models fetch {LPIPS_MODEL}`)")
+            log.info(f"LPIPS left out: {lpips_path} is missing (`ciinv models fetch {LPIPS_MODEL}`)")
             return None
         lpips_path = registry.require(LPIPS_MODEL, config["models_dir"])
     try:
         return metrics.load_lpips(vgg_path, lpips_path)
     except CiinvError as exc:
-        log(f"LPIPS left out: {exc}")
+        log.info(f"LPIPS left out: {exc}")
         return None
 
 
 def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = None, variants=VARIANT_ORDER[:4],
                 seed: int = 0, truncation: float = 1.0, edit_strength: float = 3.0, device: str = "auto",
                 lpips_path=None, directions: str | list[str] = "auto", truth_noise: str = "random",
-                pti_steps: int | None = None, log=print) -> list[dict]:
+                pti_steps: int | None = None) -> list[dict]:
     """Run the synthesized-data protocol and write synth.csv, synth.md and synth.png to ``out_dir``.
 
     config: the workflow's merged config (``load_config``); its ``invert:`` block gives every
@@ -349,7 +352,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     flow_net = models.load_flow(_model_path(config, "flow")).to(device).eval() if needs_flow else None
     needs_vgg = base.loss_config().use_perceptual or (pti_base is not None and pti_settings.perceptual == "vgg")
     vgg = models.load_vgg16(vgg_path).to(device) if needs_vgg else None
-    lpips = _load_lpips(config, vgg_path, lpips_path, log)
+    lpips = _load_lpips(config, vgg_path, lpips_path)
     lpips = lpips.to(device) if lpips is not None else None
     # init e4e: every window starts from the encoder's codes of its frames (models.encoder).
     encoder = models.load_encoder(_model_path(config, "encoder")).to(device) if base.init == "e4e" else None
@@ -366,12 +369,12 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
         else:
             pti_perceptual = PerceptualDistance("lpips", lpips, pti_settings.perceptual_size)
 
-    named = load_directions(config, generator, directions, log=log)
+    named = load_directions(config, generator, directions)
     truth = sample_sequences(generator, n, base.window, seed=seed, truncation=truncation, directions=named,
                              truth_noise=truth_noise)
     setting = (f"sequences along {', '.join(d[0] for d in named)}, each edited along the next" if named
                else "random directions")
-    log(f"bench synth: {n} sequences of {base.window} frames, {generator.resolution}² generator, "
+    log.info(f"bench synth: {n} sequences of {base.window} frames, {generator.resolution}² generator, "
         f"{base.steps} steps, variants {', '.join(inversions)}; {setting}; truth noise {truth_noise}"
         + (f"; pti: {pti_settings.steps} steps on each sequence's {pti_base} codes" if pti_base else ""))
 
@@ -415,7 +418,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                 row["seconds"] = seconds
                 row["direction"], row["edit_direction"] = truth["direction_name"][sample], truth["edit_name"][sample]
                 rows.append(row)
-            log(f"{variant}: sequences {idx.start}-{idx.stop - 1} done, latent_dist "
+            log.info(f"{variant}: sequences {idx.start}-{idx.stop - 1} done, latent_dist "
                 f"{np.mean([r['latent_dist'] for r in rows[-batch:]]):.4f}, style_dist "
                 f"{np.mean([r['style_dist'] for r in rows[-batch:]]):.4f}, mse "
                 f"{np.mean([r['mse'] for r in rows[-batch:]]):.5f}")
@@ -428,7 +431,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                 result = {"codes": true_codes}
             else:
                 result = invert_windows(generator, vgg, flow_net if settings.loss_config().use_icc else None,
-                                        real.view(batch, window, *real.shape[1:]), settings, log=log,
+                                        real.view(batch, window, *real.shape[1:]), settings,
                                         label=f"{variant} sequences {idx.start}-{idx.stop - 1}", encoder=encoder)
             seconds = (time.perf_counter() - began) / batch
             inverted[variant] = result
@@ -458,7 +461,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     with atomic_path(out_dir / "synth.md") as tmp:
         tmp.write_text(table)
     write_grid(grid, out_dir / "synth.png")
-    log(f"bench synth: wrote {out_dir / 'synth.csv'}, {out_dir / 'synth.md'} and {out_dir / 'synth.png'}")
+    log.info(f"bench synth: wrote {out_dir / 'synth.csv'}, {out_dir / 'synth.md'} and {out_dir / 'synth.png'}")
     return rows
 
 

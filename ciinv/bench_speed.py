@@ -42,6 +42,7 @@ frame, and ciinv ÷ official MSE.
 
 from __future__ import annotations
 
+import logging
 import csv
 import io
 import time
@@ -61,6 +62,8 @@ from ciinv.optimizer import Nets, WindowTask, optimize_lanes
 from ciinv.settings import InvertSettings
 from ciinv.shards import blend_results
 from ciinv.windows import plan_windows
+
+log = logging.getLogger(__name__)
 
 ALPHA_RANGE = 3.0
 DEFAULT_FRAMES = 13  # three windows at T = 5, stride 4; nine for the official schedule
@@ -156,7 +159,7 @@ def window_flops(nets: Nets, frames: torch.Tensor, settings: InvertSettings) -> 
 
 
 def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int | None = None, device: str = "auto",
-                seed: int = 0, lpips_path=None, log=print) -> list[dict]:
+                seed: int = 0, lpips_path=None) -> list[dict]:
     """Run every schedule on one synthesized sequence; write speed.csv and speed.md to ``out_dir``.
 
     config: the workflow's merged config (``ciinv.bench.load_config``); ``steps`` (S) defaults
@@ -171,12 +174,12 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
                      vgg_path=_model_path(config, "vgg16"), device=device,
                      encoder_path=_model_path(config, "encoder") if settings.init == "e4e" else None)
     generator = nets.generator
-    lpips = _load_lpips(config, _model_path(config, "vgg16"), lpips_path, log)
+    lpips = _load_lpips(config, _model_path(config, "vgg16"), lpips_path)
     lpips = lpips.to(device) if lpips is not None else None
 
     true_codes, truth = make_sequence(generator, frames, seed)
     setup_flops, step_flops = window_flops(nets, truth, settings)
-    log(f"bench speed: {frames} frames at {generator.resolution}², at most {steps} steps per window, on {device}; "
+    log.info(f"bench speed: {frames} frames at {generator.resolution}², at most {steps} steps per window, on {device}; "
         f"one window: {setup_flops / 1e9:.2f} GFLOP setup, {step_flops / 1e9:.2f} GFLOP per step")
 
     schedules = {"official": official_settings(settings, steps)} | lever_schedules(settings, steps, device)
@@ -207,7 +210,7 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
             with torch.no_grad():
                 row["lpips"] = lpips(recon.to(device), truth.to(device)).mean().item()
         rows.append(row)
-        log(f"{name}: {row['seconds_per_frame']:.3f} s per frame, {row['steps_per_window']:.0f} steps per window, "
+        log.info(f"{name}: {row['seconds_per_frame']:.3f} s per frame, {row['steps_per_window']:.0f} steps per window, "
             f"mse {row['mse']:.5f}")
 
     out_dir = Path(out_dir)

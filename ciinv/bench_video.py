@@ -37,6 +37,7 @@ edit) and ``video.png`` (real crops above each variant's reconstructions, first 
 
 from __future__ import annotations
 
+import logging
 import csv
 import io
 import math
@@ -61,6 +62,8 @@ from ciinv.shards import blend_results
 from ciinv.models import registry
 from ciinv.models.inception import load_inception
 from ciinv.objective import VARIANTS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_VARIANTS = ("i2s", "no_mac", "no_icc", "full")
 METRIC_COLUMNS = ("mse", "psnr", "lpips", "niqe", "fid", "rel_warp", "steps", "seconds")
@@ -103,7 +106,7 @@ def find_clips(videos) -> list[Path]:
     return clips
 
 
-def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu", log=print) -> tuple[dict, Path]:
+def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu") -> tuple[dict, Path]:
     """Probe, landmarks and aligned crops of one clip in ``work``: (meta, crops folder).
 
     Reused when ``work/prepared.json`` records the same video file (path, size, mtime) and
@@ -118,12 +121,12 @@ def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu", log
            "landmarks": config["landmarks"], "align": config["align"]}
     marker, crops = work / "prepared.json", work / "crops"
     if marker.is_file() and read_json(marker) == key and crops.is_dir():
-        log(f"{video.name}: reusing the aligned crops in {crops}")
+        log.info(f"{video.name}: reusing the aligned crops in {crops}")
         return read_json(work / "meta.json"), crops
 
     meta = probe(video)
     write_json(work / "meta.json", meta)
-    log(f"{video.name}: {meta['frames']} frames, {meta['width']}x{meta['height']}; finding landmarks")
+    log.info(f"{video.name}: {meta['frames']} frames, {meta['width']}x{meta['height']}; finding landmarks")
     landmarks = detect_video(video, detector=config["landmarks"]["detector"], max_gap=config["landmarks"]["max_gap"],
                              device=device, models_dir=config["models_dir"], meta=meta)
     save_landmarks(work / "landmarks.npz", landmarks)
@@ -138,7 +141,7 @@ def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu", log
 # Inverting and rendering a clip
 
 
-def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertSettings, *, log=None,
+def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertSettings, *,
                 label: str = "clip", encoder=None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Invert crops [F, 3, R, R] in [0, 1] (CPU) shard by shard, exactly as the invert stage does.
 
@@ -148,7 +151,7 @@ def invert_clip(generator, vgg, flow_net, crops: torch.Tensor, settings: InvertS
     precision is ``settings.precision``; ``encoder``: the e4e encoder, for ``init: e4e``.
     """
     nets = Nets(generator, vgg, flow_net if settings.loss_config().use_icc else None, encoder)
-    return blend_results(invert_frames_of_clip(nets, crops, settings, log=log, label=label), len(crops))
+    return blend_results(invert_frames_of_clip(nets, crops, settings, label=label), len(crops))
 
 
 class RealFlows:
@@ -178,49 +181,49 @@ class RealFlows:
 # Metric files: present, or left out with a reason
 
 
-def _metric_file(config: dict, name: str, given, what: str, notes: dict, log) -> Path | None:
+def _metric_file(config: dict, name: str, given, what: str, notes: dict) -> Path | None:
     """``given``, else the registry file ``name`` in models_dir if it is there (verified), else None
     with the reason recorded in ``notes[what]``. A file present with the wrong checksum is an error."""
     if given is not None:
         return Path(given)
     path = registry.resolve(name, config["models_dir"])
     if not path.is_file():
-        _leave_out(notes, what, f"{path} is missing (`ciinv models fetch {name}`)", log)
+        _leave_out(notes, what, f"{path} is missing (`ciinv models fetch {name}`)")
         return None
     return registry.require(name, config["models_dir"])
 
 
-def _leave_out(notes: dict, what: str, reason: str, log) -> None:
+def _leave_out(notes: dict, what: str, reason: str) -> None:
     notes[what] = reason
-    log(f"{what} left out: {reason}")
+    log.info(f"{what} left out: {reason}")
 
 
 def load_metric_models(config: dict, vgg_path, resolution: int, device: torch.device, lpips_path=None,
-                       niqe_path=None, inception_path=None, notes: dict | None = None, log=print):
+                       niqe_path=None, inception_path=None, notes: dict | None = None):
     """(LPIPS net, NIQE parameters, FID Inception), each None when it cannot be used, with the
     reason logged and recorded in ``notes[metric]``. Paths default to the registry files."""
     notes = {} if notes is None else notes
     lpips = niqe_params = inception = None
-    path = _metric_file(config, LPIPS_MODEL, lpips_path, "lpips", notes, log)
+    path = _metric_file(config, LPIPS_MODEL, lpips_path, "lpips", notes)
     if path is not None:
         try:
             lpips = metrics.load_lpips(vgg_path, path).to(device)
         except CiinvError as exc:  # e.g. linear layers that do not fit the configured VGG16
-            _leave_out(notes, "lpips", str(exc), log)
-    path = _metric_file(config, NIQE_MODEL, niqe_path, "niqe", notes, log)
+            _leave_out(notes, "lpips", str(exc))
+    path = _metric_file(config, NIQE_MODEL, niqe_path, "niqe", notes)
     if path is not None:
         if resolution < metrics.NIQE_BLOCK:
             _leave_out(notes, "niqe", f"the reconstructions are {resolution}x{resolution} pixels; NIQE needs "
-                       f"at least {metrics.NIQE_BLOCK}x{metrics.NIQE_BLOCK}", log)
+                       f"at least {metrics.NIQE_BLOCK}x{metrics.NIQE_BLOCK}")
         else:
             niqe_params = metrics.load_niqe_params(path)
-    path = _metric_file(config, INCEPTION_MODEL, inception_path, "fid", notes, log)
+    path = _metric_file(config, INCEPTION_MODEL, inception_path, "fid", notes)
     if path is not None:
         inception = load_inception(path).to(device)
     return lpips, niqe_params, inception
 
 
-def load_edit_directions(config: dict, generator, notes: dict, log) -> list[tuple[dict, Path | None]]:
+def load_edit_directions(config: dict, generator, notes: dict) -> list[tuple[dict, Path | None]]:
     """The config's direction edits that can be measured: (entry, verified direction file, or None
     for ``sefa:K``). The others are left out with the reason in ``notes``. A direction file that
     does not fit the generator is a CiinvError now, before any inversion."""
@@ -232,7 +235,7 @@ def load_edit_directions(config: dict, generator, notes: dict, log) -> list[tupl
         spec, what = EditSpec.from_entry(edit), f"edit {edit['name']}"
         if spec.kind != "direction":
             _leave_out(notes, what, f"a {spec.kind} edit needs another clip's codes; bench video scores direction "
-                       "edits", log)
+                       "edits")
             continue
         if spec.is_sefa:
             measured.append((edit, None))
@@ -241,7 +244,7 @@ def load_edit_directions(config: dict, generator, notes: dict, log) -> list[tupl
         path = registry.resolve(name, config["models_dir"])
         if not path.is_file():
             fetch = f" (`ciinv models fetch {name}`)" if name in registry.REGISTRY else ""
-            _leave_out(notes, what, f"{path} is missing{fetch}", log)
+            _leave_out(notes, what, f"{path} is missing{fetch}")
             continue
         path = registry.require(name, config["models_dir"])
         load_direction(path, generator.num_ws, generator.w_dim)
@@ -250,7 +253,7 @@ def load_edit_directions(config: dict, generator, notes: dict, log) -> list[tupl
 
 
 def score_without_reference(images: torch.Tensor, real: torch.Tensor, flows, niqe_params, inception,
-                            real_features, log, label: str) -> dict:
+                            real_features, label: str) -> dict:
     """NIQE, FID against the real crops and the relative warping error of frames [F, 3, R, R]
     (CPU, [0, 1]) rendered from one clip's codes; a metric without its weights is absent."""
     scores = {}
@@ -262,11 +265,11 @@ def score_without_reference(images: torch.Tensor, real: torch.Tensor, flows, niq
                 warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
                 scores["fid"] = metrics.fid(real_features, metrics.inception_features(images, inception, BATCH))
         except ValueError as exc:  # a numerically broken sqrtm
-            log(f"{label}: FID not computed ({exc})")
+            log.info(f"{label}: FID not computed ({exc})")
     try:
         scores["rel_warp"] = metrics.relative_warping_error(images, real, flows)
     except ValueError as exc:  # a clip without motion has no warping error to compare with
-        log(f"{label}: relative warping error not computed ({exc})")
+        log.info(f"{label}: relative warping error not computed ({exc})")
     return scores
 
 
@@ -283,7 +286,7 @@ def _model_path(config: dict, key: str):
 
 def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VARIANTS, steps: int | None = None,
                 frames: int | None = None, device: str = "auto", lpips_path=None, niqe_path=None,
-                inception_path=None, log=print) -> list[dict]:
+                inception_path=None) -> list[dict]:
     """Invert real clips with each variant and write video.csv, video.md and video.png to ``out_dir``.
 
     config: the workflow's merged config (``ciinv.bench.load_config``): models, ``landmarks:``,
@@ -315,15 +318,15 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
 
     notes: dict[str, str] = {}  # metric -> why it was left out
     lpips, niqe_params, inception = load_metric_models(config, vgg_path, generator.resolution, device, lpips_path,
-                                                       niqe_path, inception_path, notes, log)
-    edits = load_edit_directions(config, generator, notes, log)
+                                                       niqe_path, inception_path, notes)
+    edits = load_edit_directions(config, generator, notes)
 
     rows: list[dict] = []
     edit_rows: list[dict] = []
     strip: dict[str, torch.Tensor] = {}
     input_niqe: dict[str, float] = {}
     for c, video in enumerate(clips):
-        meta, crops_dir = prepare_clip(config, video, out_dir / "work" / video.stem, device=str(device), log=log)
+        meta, crops_dir = prepare_clip(config, video, out_dir / "work" / video.stem, device=str(device))
         count = meta["frames"] if frames is None else min(frames, meta["frames"])
         if count < base.window:
             raise CiinvError(f"{video}: {count} frame(s) to invert, fewer than one window of {base.window}; "
@@ -340,7 +343,7 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
         for variant, settings in per_variant.items():
             torch.manual_seed(settings.seed)
             began = time.perf_counter()
-            codes, noise = invert_clip(generator, vgg, flow_net, real, settings, log=log,
+            codes, noise = invert_clip(generator, vgg, flow_net, real, settings,
                                        label=f"{video.name} {variant}", encoder=encoder)
             seconds = time.perf_counter() - began
             recon = render(generator, codes, noise, batch=BATCH).cpu()
@@ -353,20 +356,20 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
                 with torch.no_grad():
                     row["lpips"] = torch.cat([lpips(a.to(device), b.to(device)).cpu()
                                               for a, b in zip(recon.split(BATCH), real.split(BATCH))]).mean().item()
-            row |= score_without_reference(recon, real, flows, niqe_params, inception, real_features, log,
+            row |= score_without_reference(recon, real, flows, niqe_params, inception, real_features,
                                            f"{video.name} {variant}")
             row["steps"], row["seconds"] = settings.steps, seconds
             rows.append(row)
-            log(f"{video.name} {variant}: " + ", ".join(f"{k} {row[k]:.4g}" for k in METRIC_COLUMNS
+            log.info(f"{video.name} {variant}: " + ", ".join(f"{k} {row[k]:.4g}" for k in METRIC_COLUMNS
                                                         if k in row and k != "steps"))
             for edit, direction_path in edits:
                 edited = render(generator, edit_codes(codes, edit, generator, direction_path=direction_path), noise,
                                 batch=BATCH).cpu()
                 edit_row = {"variant": variant, "clip": video.stem, "edit": edit["name"], "frames": count}
-                edit_row |= score_without_reference(edited, real, flows, niqe_params, inception, real_features, log,
+                edit_row |= score_without_reference(edited, real, flows, niqe_params, inception, real_features,
                                                     f"{video.name} {variant} {edit['name']}")
                 edit_rows.append(edit_row)
-                log(f"{video.name} {variant} edit {edit['name']}: " + ", ".join(
+                log.info(f"{video.name} {variant} edit {edit['name']}: " + ", ".join(
                     f"{k} {edit_row[k]:.4g}" for k in EDIT_METRIC_COLUMNS if k in edit_row))
 
     header = (f"Real clips: {len(clips)} clip(s), {'all' if frames is None else f'the first {frames}'} frames each, "
@@ -377,7 +380,7 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
     with atomic_path(out_dir / "video.md") as tmp:
         tmp.write_text(video_table(rows, header, notes, input_niqe) + edit_table(edit_rows))
     write_grid(strip, out_dir / "video.png")
-    log(f"bench video: wrote {out_dir / 'video.csv'}, {out_dir / 'video.md'} and {out_dir / 'video.png'}")
+    log.info(f"bench video: wrote {out_dir / 'video.csv'}, {out_dir / 'video.md'} and {out_dir / 'video.png'}")
     return rows
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -15,14 +16,11 @@ from pathlib import Path
 from ciinv.config import setting
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+log = logging.getLogger("ciinv")
 
 
 def _log_to_stderr() -> None:
     """The package's `logging` messages (INFO and up) go to stderr, one plain line each: the job logs."""
-    import logging
-
     logger = logging.getLogger("ciinv")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -45,7 +43,7 @@ def cmd_probe(args) -> None:
 
     meta = probe(args.video)
     write_json(args.out, meta)
-    log(json.dumps(meta))
+    log.info(json.dumps(meta))
 
 
 def cmd_landmarks(args) -> None:
@@ -60,7 +58,7 @@ def cmd_landmarks(args) -> None:
         models_dir=args.models_dir, meta=read_meta(args.meta) if args.meta else None,
     )
     save_landmarks(args.out, result)
-    log(f"landmarks: {int(result['detected'].sum())}/{len(result['detected'])} frames with a detected face,"
+    log.info(f"landmarks: {int(result['detected'].sum())}/{len(result['detected'])} frames with a detected face,"
         f" {int(result['interpolated'].sum())} interpolated")
 
 
@@ -85,7 +83,7 @@ def cmd_invert(args) -> None:
     meta = read_meta(args.meta)
     invert_shard(
         args.crops, meta["frames"], int(args.shard), settings, generator_path=args.generator, flow_path=args.flow,
-        vgg_path=args.vgg16, out_path=args.out, device=claim_device(args.device), log=log,
+        vgg_path=args.vgg16, out_path=args.out, device=claim_device(args.device),
         source=meta.get("path", args.crops), encoder_path=args.encoder or None,
     )
 
@@ -126,13 +124,10 @@ def _renderer_generator(args):
 
 
 def cmd_pti(args) -> None:
-    import logging
-
     from ciinv.gpu import claim_device
     from ciinv.pti import pti_video
     from ciinv.settings import PTISettings
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     settings = PTISettings.from_dict(json.loads(args.settings) | {"checkpoint_every": args.checkpoint_every})
     pti_video(args.crops, args.latents, args.generator, args.vgg16, settings, args.out, noise_path=args.noise,
               lpips_path=args.lpips, device=claim_device(args.device))
@@ -174,14 +169,14 @@ def cmd_report_assets(args) -> None:
             lpips = load_lpips(args.vgg16, args.lpips).to(device)
         except CiinvError as exc:  # e.g. linear layers that do not fit the configured VGG16: leave it out, say why
             note = str(exc)
-            log(f"report-assets: LPIPS left out: {note}")
+            log.info(f"report-assets: LPIPS left out: {note}")
     else:
         note = (f"its weights are missing (`ciinv models fetch lpips-0.1.4-wheel` puts them in "
                 f"models/{REGISTRY['lpips-0.1.4-wheel'].filename})")
     from fractions import Fraction
 
     report_assets(args.crops, edits, args.shards, Fraction(read_meta(args.meta)["fps"]), args.out,
-                  flow_net, device=device, lpips=lpips, lpips_note=note, log=log)
+                  flow_net, device=device, lpips=lpips, lpips_note=note)
 
 
 def cmd_models(args) -> None:
@@ -225,18 +220,14 @@ def cmd_sample_clip(args) -> None:
 
 
 def cmd_bench_synth(args) -> None:
-    import logging
-
     from ciinv.bench import bench_synth, load_config
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # the pti row's progress
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     directions = args.directions if args.directions in ("auto", "random") else [
         d.strip() for d in args.directions.split(",") if d.strip()]
     bench_synth(load_config(args.config), args.out, n=args.n, steps=args.steps, variants=variants, seed=args.seed,
                 truncation=args.truncation, edit_strength=args.edit_strength, device=args.device,
-                directions=directions, truth_noise=args.truth_noise, pti_steps=args.pti_steps, log=log)
+                directions=directions, truth_noise=args.truth_noise, pti_steps=args.pti_steps)
     print((Path(args.out) / "synth.md").read_text())
 
 
@@ -246,7 +237,7 @@ def cmd_bench_video(args) -> None:
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     bench_video(load_config(args.config), args.videos, args.out, variants=variants, steps=args.steps,
-                frames=args.frames, device=args.device, log=log)
+                frames=args.frames, device=args.device)
     print((Path(args.out) / "video.md").read_text())
 
 
@@ -255,7 +246,7 @@ def cmd_bench_speed(args) -> None:
     from ciinv.bench_speed import bench_speed, speedup_line
 
     rows = bench_speed(load_config(args.config), args.out, frames=args.frames, steps=args.steps, device=args.device,
-                       seed=args.seed, log=log)
+                       seed=args.seed)
     print((Path(args.out) / "speed.md").read_text())
     print(speedup_line(rows))
 

@@ -30,16 +30,18 @@ not the process); it is released when the last of them exits.
 
 from __future__ import annotations
 
+import logging
 import fcntl
 import os
 import re
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from ciinv.errors import CiinvError
+
+log = logging.getLogger(__name__)
 
 # The open lock file of the device this process claimed, kept open until the process ends.
 # Module level so that a second claim returns the same device instead of taking another.
@@ -53,7 +55,6 @@ def claim_device(
     lock_dir: str | os.PathLike | None = None,
     timeout: float | None = None,
     poll: float = 0.5,
-    log: Callable[[str], None] | None = None,
 ) -> str:
     """Return the torch device string this process should use: ``"cpu"``, ``"cuda:0"``, ``"cuda:3"``, ...
 
@@ -64,7 +65,6 @@ def claim_device(
                   ``/tmp/ciinv-gpu-locks/<host>``; a ``slurm-<id>`` subfolder inside a SLURM job).
     timeout:      seconds to wait for a free device when all are held; None waits for ever.
     poll:         seconds between tries while waiting.
-    log:          where to say which device was claimed or that we wait (default: stderr).
 
     Calling it again in the same process returns the device claimed the first time.
     """
@@ -72,7 +72,6 @@ def claim_device(
         return requested
     if "device" in _claimed:
         return _claimed["device"]
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
 
     count = _count_devices(device_count)
     if count == 0:
@@ -91,7 +90,7 @@ def claim_device(
             handle = _try_lock(path)
             if handle is not None:
                 _claimed.update(device=f"cuda:{index}", handle=handle)
-                log(f"claimed GPU cuda:{index} (device {name}; lock {path})")
+                log.info(f"claimed GPU cuda:{index} (device {name}; lock {path})")
                 return f"cuda:{index}"
         if deadline is not None and time.monotonic() >= deadline:
             raise CiinvError(
@@ -100,7 +99,7 @@ def claim_device(
                 f"or pass --device cuda:K to choose one yourself"
             )
         if not said_waiting:
-            log(f"all {len(names)} GPUs are held ({_holders(folder, names)}); waiting for one to be freed")
+            log.warning(f"all {len(names)} GPUs are held ({_holders(folder, names)}); waiting for one to be freed")
             said_waiting = True
         time.sleep(poll)
 

@@ -16,6 +16,7 @@ Files (shard output, resume state, merge): ``ciinv.shards``; settings: ``ciinv.s
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable
@@ -49,6 +50,8 @@ from ciinv.shards import (  # noqa: F401  (merge_shards and resume_path: the sta
     write_shard,
 )
 from ciinv.windows import Window, plan_shards, plan_windows
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # Inputs
@@ -108,33 +111,32 @@ def load_nets(settings: InvertSettings, *, generator_path, flow_path, vgg_path, 
 
 def invert_frames(nets: Nets, crops: torch.Tensor, first: int, windows: list[Window], settings: InvertSettings, *,
                   state: LoopState | None = None, save: Callable[[LoopState], None] | None = None,
-                  on_step: Callable[[int], None] | None = None, log=None, label: str = "windows",
+                  on_step: Callable[[int], None] | None = None, label: str = "windows",
                   fresh_noise_seed: int | None = None) -> list[WindowResult]:
     """Invert ``windows`` (consecutive, one shard) of a clip whose frames ``first``, ``first + 1``, ...
     are ``crops`` [N, 3, R, R] in [0, 1] (any device). Results in window order."""
     tasks = [WindowTask(index=w.index, start=w.start, frames=crops[w.start - first : w.stop - first]) for w in windows]
     lanes = plan_lanes(tasks, settings.lane_windows if settings.warm_start else 1)
     batch_size = resolve_batch_size(nets, lanes, settings)
-    if log is not None:
-        log(f"{label}: {len(tasks)} windows in {len(lanes)} lane(s), {batch_size} window(s) per batch, "
-            f"at most {settings.steps} steps each")
-    return optimize_lanes(nets, lanes, settings, batch_size, state=state, save=save, on_step=on_step, log=log,
+    log.info(f"{label}: {len(tasks)} windows in {len(lanes)} lane(s), {batch_size} window(s) per batch, "
+             f"at most {settings.steps} steps each")
+    return optimize_lanes(nets, lanes, settings, batch_size, state=state, save=save, on_step=on_step,
                           label=label, fresh_noise_seed=fresh_noise_seed)
 
 
-def invert_clip(nets: Nets, crops: torch.Tensor, settings: InvertSettings, *, log=None,
+def invert_clip(nets: Nets, crops: torch.Tensor, settings: InvertSettings, *,
                 label: str = "clip") -> list[WindowResult]:
     """Invert a whole clip's crops [F, 3, R, R] shard by shard, exactly as the invert jobs do."""
     windows = plan_windows(len(crops), settings.window, settings.stride, source=label)
     results = []
     for k, shard in enumerate(plan_shards(windows, settings.windows_per_shard)):
         torch.manual_seed(settings.seed)
-        results += invert_frames(nets, crops, 0, shard, settings, log=log, label=f"{label} shard {k}")
+        results += invert_frames(nets, crops, 0, shard, settings, label=f"{label} shard {k}")
     return results
 
 
 def invert_shard(crops_dir, frames: int, shard: int, settings, *, generator_path, flow_path, vgg_path, out_path,
-                 device: str | torch.device = "auto", log=print, source: str | None = None,
+                 device: str | torch.device = "auto", source: str | None = None,
                  on_step: Callable[[int], None] | None = None, encoder_path=None) -> None:
     """Invert the windows of shard ``shard`` of a clip of ``frames`` aligned crops; write ``out_path``.
 
@@ -165,12 +167,12 @@ def invert_shard(crops_dir, frames: int, shard: int, settings, *, generator_path
 
     key = resume_key(settings, mine, generator_path, encoder_path)
     state_path = resume_path(out_path)
-    state = load_resume(state_path, key, log)
+    state = load_resume(state_path, key)
     if state is not None:
-        log(f"{state_path}: resuming after step {state.steps_done}, {len(state.finished)} window(s) done")
+        log.info(f"{state_path}: resuming after step {state.steps_done}, {len(state.finished)} window(s) done")
 
     results = invert_frames(nets, crops, first, mine, settings, state=state,
-                            save=lambda s: save_resume(state_path, key, s), on_step=on_step, log=log,
+                            save=lambda s: save_resume(state_path, key, s), on_step=on_step,
                             label=f"shard {shard}")
     write_shard(out_path, shard_payload(mine, results, settings, generator_path, frames, shard))
     state_path.unlink(missing_ok=True)

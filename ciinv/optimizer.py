@@ -32,6 +32,7 @@ continued run ends exactly where an uninterrupted one does (on a CPU, bit for bi
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import math
 import time
@@ -54,6 +55,8 @@ from ciinv.objective import (
     window_losses,
 )
 from ciinv.settings import InvertSettings
+
+log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 30.0  # seconds between progress lines
 
@@ -247,7 +250,7 @@ class LoopState:
 
 def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSettings, batch_size: int, *,
                    state: LoopState | None = None, save: Callable[[LoopState], None] | None = None,
-                   on_step: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
+                   on_step: Callable[[int], None] | None = None,
                    label: str = "windows", fresh_noise_seed: int | None = None) -> list[WindowResult]:
     """Invert every window of ``lanes`` (see the module docstring); results in window order.
 
@@ -258,7 +261,6 @@ def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSe
     fresh_noise_seed: draw fresh random noise maps on every forward pass, seeded (the official
                       code's behaviour, for ``bench speed``); None: the constant maps (ours).
     """
-    log = log if log is not None else (lambda message: None)
     device = nets.device
     amp = uses_bf16(device, settings.precision)
     config = settings.loss_config()
@@ -333,7 +335,7 @@ def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSe
             result = w.result()
             finished[result.index] = result
             how = "converged" if w.step < settings.steps else "reached the step cap"
-            log(f"{label}: window {result.index} (frames {result.start}-{result.start + window - 1}) {how} after "
+            log.info(f"{label}: window {result.index} (frames {result.start}-{result.start + window - 1}) {how} after "
                 f"{w.step} steps, loss {result.losses[-1, 0].item():.5f}"
                 f"{' (warm start)' if result.warm else ''}; {len(finished)}/{total_windows} windows done")
             if w.position + 1 < len(lanes[w.lane]):
@@ -350,7 +352,7 @@ def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSe
             synchronize(device)
             now = time.perf_counter()
             rate = clock_steps / (now - clock)
-            log(f"{label}: " + progress_line(active, finished, total_windows, next_lane, lanes, rate, settings))
+            log.info(f"{label}: " + progress_line(active, finished, total_windows, next_lane, lanes, rate, settings))
             clock, clock_steps, last_progress = now, 0, now
 
         if save is not None and steps_done % settings.checkpoint_every == 0 and active:
@@ -398,7 +400,7 @@ def resolve_batch_size(nets: Nets, lanes: list[list[WindowTask]], settings: Inve
     return min(settings.windows_per_batch, len(lanes))
 
 
-def invert_windows(generator, vgg, flow_net, real: Tensor, settings: InvertSettings, *, log=None,
+def invert_windows(generator, vgg, flow_net, real: Tensor, settings: InvertSettings, *,
                    label: str = "windows", on_step: Callable[[int], None] | None = None, encoder=None) -> dict:
     """Invert B independent windows, real [B, T, 3, R, R] in [0, 1], each its own lane, all in one batch.
 
@@ -408,7 +410,7 @@ def invert_windows(generator, vgg, flow_net, real: Tensor, settings: InvertSetti
     """
     nets = Nets(generator, vgg, flow_net, encoder)
     tasks = [[WindowTask(index=b, start=0, frames=real[b])] for b in range(real.shape[0])]
-    results = optimize_lanes(nets, tasks, settings, batch_size=len(tasks), log=log, label=label, on_step=on_step)
+    results = optimize_lanes(nets, tasks, settings, batch_size=len(tasks), label=label, on_step=on_step)
     out = {"codes": torch.stack([r.codes for r in results]), "w_b": torch.stack([r.w_b for r in results]),
            "n_k": torch.stack([r.n_k for r in results]), "steps": torch.tensor([r.steps for r in results])}
     if results[0].noise is not None:

@@ -60,7 +60,7 @@ from ciinv.gpu import autocast, uses_bf16
 from ciinv.objective import perceptual_features
 from ciinv.settings import PTISettings
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 LOCALITY_PSI = 0.5  # PTI samples the regulariser's codes with truncation 0.5
 MAPPING_PREFIXES = ("style.", "g_mapping.")  # StyleGAN2 / StyleGAN (v1) mapping networks: never tuned
@@ -221,7 +221,7 @@ def tune_generator(original, codes: Tensor, frames: Tensor, settings: PTISetting
         now = time.monotonic()
         if done == settings.steps or now - last_report >= PROGRESS_SECONDS:
             rate = (done - first) / max(now - began, 1e-9)
-            logger.info("%s: step %d/%d, loss %.5f (l2 %.5f, perceptual %.5f, locality %.5f), %.2f steps/s, ETA %.0f s",
+            log.info("%s: step %d/%d, loss %.5f (l2 %.5f, perceptual %.5f, locality %.5f), %.2f steps/s, ETA %.0f s",
                         label, done, settings.steps, *losses[-1].tolist(), rate, (settings.steps - done) / rate)
             last_report = now
         if on_step is not None:
@@ -279,10 +279,10 @@ def _load_state(path: Path, key: dict) -> PTIState | None:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         state = PTIState(**saved["state"])
     except Exception as exc:  # an unreadable state only costs the steps since the start
-        logger.info("%s: cannot read the saved state (%s); starting over", path, type(exc).__name__)
+        log.info("%s: cannot read the saved state (%s); starting over", path, type(exc).__name__)
         return None
     if saved.get("key") != key:
-        logger.info("%s: saved with other settings, codes, crops or generator; starting over", path)
+        log.info("%s: saved with other settings, codes, crops or generator; starting over", path)
         return None
     return state
 
@@ -340,9 +340,9 @@ def pti_video(crops_dir, latents_path, generator_path, vgg_path, settings, out_p
     state_path = resume_path(out_path)
     state = _load_state(state_path, key)
     if state is not None:
-        logger.info("%s: resuming after step %d", state_path, state.step)
+        log.info("%s: resuming after step %d", state_path, state.step)
     before = reconstruction_mse(original, codes, frames, noise).mean().item()
-    logger.info("pti: %d frames at %d², %d steps of %d frames; reconstruction MSE before tuning %.6f",
+    log.info("pti: %d frames at %d², %d steps of %d frames; reconstruction MSE before tuning %.6f",
                 frame_count, original.resolution, settings.steps, min(settings.batch, frame_count), before)
 
     tuned, losses = tune_generator(original, codes, frames, settings, perceptual, noise=noise, state=state,
@@ -352,5 +352,5 @@ def pti_video(crops_dir, latents_path, generator_path, vgg_path, settings, out_p
     after = reconstruction_mse(tuned, codes, frames, noise).mean().item()
     models.save_generator(tuned, out_path, half=names)
     state_path.unlink(missing_ok=True)
-    logger.info("pti: reconstruction MSE %.6f -> %.6f (tuned weights in float16); wrote %s", before, after, out_path)
+    log.info("pti: reconstruction MSE %.6f -> %.6f (tuned weights in float16); wrote %s", before, after, out_path)
     return {"mse_before": before, "mse_after": after, "losses": losses}

@@ -22,6 +22,7 @@ nothing rendered is stored but the four files.
 
 from __future__ import annotations
 
+import logging
 import html
 import math
 import os
@@ -38,6 +39,8 @@ from ciinv.errors import CiinvError
 from ciinv.files import atomic_path, read_torch
 from ciinv.objective import LOSS_NAMES
 from ciinv.render import CodeRenderer
+
+log = logging.getLogger(__name__)
 
 Row = Path | CodeRenderer  # a folder of crops, or codes rendered on demand
 
@@ -282,7 +285,7 @@ def metrics_html(result: dict, notes: list[str]) -> str:
 
 
 def report_assets(crops: str | os.PathLike, edits: dict[str, CodeRenderer], shards, fps: Fraction, out_dir,
-                  flow_net, device="cpu", lpips=None, lpips_note: str | None = None, log=print) -> dict:
+                  flow_net, device="cpu", lpips=None, lpips_note: str | None = None) -> dict:
     """Write stills.png, preview.png, losses.png and metrics.html of one video into ``out_dir``.
 
     crops: the aligned crops; edits: edit name -> its codes to render (``recon`` included);
@@ -301,16 +304,16 @@ def report_assets(crops: str | os.PathLike, edits: dict[str, CodeRenderer], shar
                              f"rerun the edit stage for edit {name!r}")
     rows = {"source": Path(crops)} | dict(edits)
     still_grid(rows, frames, out_dir / "stills.png")
-    log(f"report: wrote {out_dir / 'stills.png'}")
+    log.info(f"report: wrote {out_dir / 'stills.png'}")
     preview(rows, frames, fps, out_dir / "preview.png")
-    log(f"report: wrote {out_dir / 'preview.png'}")
+    log.info(f"report: wrote {out_dir / 'preview.png'}")
     loss_plot(list(shards), out_dir / "losses.png")
-    log(f"report: wrote {out_dir / 'losses.png'}")
+    log.info(f"report: wrote {out_dir / 'losses.png'}")
     result = measure(Path(crops), dict(edits), frames, flow_net, device, lpips)
     notes = [] if lpips is not None else [f"LPIPS left out: {lpips_note or 'no LPIPS weights given'}"]
     if "input_warp" in result and "rel_warp" not in result:
         notes.append("Warp errors not relative: the input crops do not change between frames")
     with atomic_path(out_dir / "metrics.html") as tmp:
         tmp.write_text(metrics_html(result, notes))
-    log(f"report: wrote {out_dir / 'metrics.html'}")
+    log.info(f"report: wrote {out_dir / 'metrics.html'}")
     return result

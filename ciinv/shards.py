@@ -24,6 +24,7 @@ writes ``noise.pt`` beside it (see ``merge_shards``).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from ciinv.objective import LOSS_NAMES
 from ciinv.optimizer import LoopState, WindowResult
 from ciinv.settings import InvertSettings
 from ciinv.windows import Window, blend_codes, noise_owners
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # One shard's output
@@ -90,7 +93,7 @@ def resume_key(settings: InvertSettings, windows: list[Window], generator_path, 
     return key
 
 
-def load_resume(path: Path, key: dict, log) -> LoopState | None:
+def load_resume(path: Path, key: dict) -> LoopState | None:
     """The saved state at ``path`` if it was saved under ``key``, else None (and why, logged)."""
     if not path.exists():
         return None
@@ -98,10 +101,10 @@ def load_resume(path: Path, key: dict, log) -> LoopState | None:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         state = LoopState(**saved["state"])
     except Exception as exc:  # an unreadable state only costs the steps since the start
-        log(f"{path}: cannot read the saved state ({type(exc).__name__}); starting over")
+        log.info(f"{path}: cannot read the saved state ({type(exc).__name__}); starting over")
         return None
     if saved.get("key") != key:
-        log(f"{path}: saved with other settings, windows or generator; starting over")
+        log.info(f"{path}: saved with other settings, windows or generator; starting over")
         return None
     return state
 

@@ -12,7 +12,7 @@ from PIL import Image
 from ciinv.bench import bench_synth, load_config, sample_sequences
 from ciinv.errors import CiinvError
 from ciinv.models.stylegan2 import load_stylegan2_rosinality
-from ciinv.testing import write_tiny_stylegan2
+from ciinv.testing import log_messages, write_tiny_stylegan2
 from tests.conftest import REPO
 
 
@@ -74,7 +74,7 @@ def test_bench_synth_writes_csv_markdown_and_grid(tmp_path, smoke_dir):
     lin = {f"lin{k}.model.1.weight": torch.rand(1, w, 1, 1) for k, w in enumerate([4, 8, 16, 32, 32])}
     torch.save(lin, tmp_path / "lin.pth")
     config = smoke_config(smoke_dir, windows_per_batch=2)
-    rows = bench_synth(config, tmp_path / "out", n=3, steps=2, lpips_path=tmp_path / "lin.pth", log=lambda m: None)
+    rows = bench_synth(config, tmp_path / "out", n=3, steps=2, lpips_path=tmp_path / "lin.pth")
 
     variants = ["oracle", "i2s", "no_mac", "no_icc", "full"]
     assert sorted((r["variant"], r["sample"]) for r in rows) == sorted((v, s) for v in variants for s in range(3))
@@ -98,8 +98,8 @@ def test_bench_synth_writes_csv_markdown_and_grid(tmp_path, smoke_dir):
 
 
 def test_bench_synth_leaves_lpips_out_when_its_weights_are_missing(tmp_path, smoke_dir):
-    notes = []
-    rows = bench_synth(smoke_config(smoke_dir), tmp_path, n=1, steps=1, variants=("i2s",), log=notes.append)
+    with log_messages() as notes:
+        rows = bench_synth(smoke_config(smoke_dir), tmp_path, n=1, steps=1, variants=("i2s",))
     assert "lpips" not in rows[0] and any("LPIPS left out" in n and "ciinv models fetch" in n for n in notes)
     with pytest.raises(CiinvError, match="unknown variant"):
         bench_synth(smoke_config(smoke_dir), tmp_path, n=1, steps=1, variants=("mac",))
@@ -121,8 +121,7 @@ def test_full_recovers_the_true_codes_closer_than_i2s(tmp_path, smoke_dir):
 
     per_seed = []
     for seed in (0, 1, 2):
-        rows = bench_synth(config, tmp_path / f"seed{seed}", n=4, steps=150, variants=("i2s", "full"), seed=seed,
-                           log=lambda m: None)
+        rows = bench_synth(config, tmp_path / f"seed{seed}", n=4, steps=150, variants=("i2s", "full"), seed=seed)
         dist = {v: np.mean([r["latent_dist"] for r in rows if r["variant"] == v]) for v in ("i2s", "full")}
         per_seed.append((dist["i2s"], dist["full"]))
     i2s, full = np.mean(per_seed, axis=0)
@@ -152,9 +151,8 @@ def test_truth_with_independent_noise_is_not_reachable_and_plus_earns_its_rows(t
     def mse(rows, variant):
         return np.array([r["mse"] for r in rows if r["variant"] == variant])
 
-    easy = bench_synth(config, tmp_path / "constant", n=2, steps=700, variants=("full",), truth_noise="constant",
-                       log=lambda m: None)
-    honest = bench_synth(config, tmp_path / "random", n=2, steps=700, variants=("full", "plus"), log=lambda m: None)
+    easy = bench_synth(config, tmp_path / "constant", n=2, steps=700, variants=("full",), truth_noise="constant")
+    honest = bench_synth(config, tmp_path / "random", n=2, steps=700, variants=("full", "plus"))
     assert not any(r["variant"] == "oracle" for r in easy)
     # Bounded away from 0: every sequence's final MSE stays several times above the easy setting's
     # worst, and at a sizeable share of what the noise alone costs the true codes (the oracle).
@@ -175,8 +173,8 @@ def test_semantic_setting_uses_the_generators_directions_when_fetched(tmp_path, 
 
     config = smoke_config(smoke_dir)
     config["models_dir"] = str(tmp_path / "models")
-    notes = []
-    rows = bench_synth(config, tmp_path / "a", n=1, steps=1, variants=("i2s",), log=notes.append)
+    with log_messages() as notes:
+        rows = bench_synth(config, tmp_path / "a", n=1, steps=1, variants=("i2s",))
     assert rows[0]["direction"] == "random"
     assert any("interfacegan-stylegan2-smile" in n and "ciinv models fetch" in n for n in notes)
 
@@ -188,15 +186,14 @@ def test_semantic_setting_uses_the_generators_directions_when_fetched(tmp_path, 
         data = path.read_bytes()
         monkeypatch.setitem(REGISTRY, name, dataclasses.replace(
             REGISTRY[name], sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
-    rows = bench_synth(config, tmp_path / "b", n=3, steps=1, variants=("i2s",), log=lambda m: None)
+    rows = bench_synth(config, tmp_path / "b", n=3, steps=1, variants=("i2s",))
     pairs = [(r["direction"], r["edit_direction"]) for r in rows if r["variant"] == "i2s"]
     assert pairs == [("age", "smile"), ("smile", "pose"), ("pose", "age")]
     assert "sequences along age, smile, pose, each edited along the next" in (tmp_path / "b" / "synth.md").read_text()
     # An explicit list, and a forced random run.
-    rows = bench_synth(config, tmp_path / "c", n=2, steps=1, variants=("i2s",), directions=["pose", "age"],
-                       log=lambda m: None)
+    rows = bench_synth(config, tmp_path / "c", n=2, steps=1, variants=("i2s",), directions=["pose", "age"])
     assert [r["edit_direction"] for r in rows if r["variant"] == "i2s"] == ["age", "pose"]
-    rows = bench_synth(config, tmp_path / "d", n=1, steps=1, variants=("i2s",), directions="random", log=lambda m: None)
+    rows = bench_synth(config, tmp_path / "d", n=1, steps=1, variants=("i2s",), directions="random")
     assert rows[0]["direction"] == "random"
 
 
@@ -205,7 +202,7 @@ def test_the_pti_row_tunes_on_full_codes_and_lowers_the_reconstruction_error(tmp
     codes (same code distances), renders them with a tuned generator per sequence, and scores the
     edits against the truth edited with the original generator."""
     config = smoke_config(smoke_dir)
-    rows = bench_synth(config, tmp_path, n=2, steps=20, variants=("pti",), pti_steps=10, log=lambda m: None)
+    rows = bench_synth(config, tmp_path, n=2, steps=20, variants=("pti",), pti_steps=10)
     by = {v: [r for r in rows if r["variant"] == v] for v in ("full", "pti")}
     assert [r["sample"] for r in by["pti"]] == [0, 1] and len(by["full"]) == 2
     for full, pti in zip(by["full"], by["pti"]):
@@ -215,13 +212,12 @@ def test_the_pti_row_tunes_on_full_codes_and_lowers_the_reconstruction_error(tmp
     assert "PTI (tuned generator, same codes)" in (tmp_path / "synth.md").read_text()
     config["pti"]["perceptual"] = "lpips"  # no LPIPS weights in the test environment: refused, saying why
     with pytest.raises(CiinvError, match="pti.perceptual"):
-        bench_synth(config, tmp_path / "b", n=1, steps=1, variants=("pti",), log=lambda m: None)
+        bench_synth(config, tmp_path / "b", n=1, steps=1, variants=("pti",))
 
 
 def test_bench_synth_with_init_e4e_starts_from_the_encoder(smoke_dir, tmp_path):
     """The smoke encoder is random: the row proves the path, not that e4e helps."""
-    rows = bench_synth(smoke_config(smoke_dir, init="e4e"), tmp_path, n=1, steps=1, variants=("full",),
-                       log=lambda m: None)
+    rows = bench_synth(smoke_config(smoke_dir, init="e4e"), tmp_path, n=1, steps=1, variants=("full",))
     full = [r for r in rows if r["variant"] == "full"]
     assert len(full) == 1 and full[0]["steps"] == 1 and math.isfinite(full[0]["mse"])
     assert "init e4e" in (tmp_path / "synth.md").read_text()

@@ -7,18 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ciinv.bench import load_config
-from ciinv.bench import render
+from ciinv.bench import load_config, render
 from ciinv.bench_video import bench_video, find_clips, invert_clip
-from ciinv.windows import noise_owners
 from ciinv.errors import CiinvError
 from ciinv.invert import InvertSettings
 from ciinv.models import load_generator
-from ciinv.testing import write_tiny_inception
-from ciinv.testing import write_tiny_stylegan2
 from ciinv.objective import VARIANTS
 from ciinv.sample import make_clip
-from ciinv.windows import Window
+from ciinv.testing import log_messages, write_tiny_inception, write_tiny_stylegan2
+from ciinv.windows import Window, noise_owners
 from tests.conftest import REPO
 
 
@@ -45,9 +42,9 @@ def full_run(tmp_path_factory, smoke_dir, clip):
     lin = {f"lin{k}.model.1.weight": torch.rand(1, w, 1, 1) for k, w in enumerate([4, 8, 16, 32, 32])}
     torch.save(lin, tmp / "lin.pth")
     write_tiny_inception(tmp / "inception.pth", width_divisor=8)
-    notes = []
-    rows = bench_video(video_config(smoke_dir, tmp / "models"), clip, tmp / "out", steps=2,
-                       lpips_path=tmp / "lin.pth", inception_path=tmp / "inception.pth", log=notes.append)
+    with log_messages() as notes:
+        rows = bench_video(video_config(smoke_dir, tmp / "models"), clip, tmp / "out", steps=2,
+                           lpips_path=tmp / "lin.pth", inception_path=tmp / "inception.pth")
     return tmp, rows, notes
 
 
@@ -90,13 +87,13 @@ def test_bench_video_writes_csv_markdown_and_strip(full_run):
 def test_a_rerun_reuses_the_crops_and_leaves_out_what_it_cannot_measure(full_run, smoke_dir, clip):
     tmp, _, _ = full_run
     np.savez(tmp / "niqe.npz", mu_pris_param=np.zeros(36), cov_pris_param=np.eye(36))
-    notes = []
     config = video_config(smoke_dir, tmp / "models")
     config["edits"] = [{"name": "smile", "direction": "smile", "strength": 2.0},
                        {"name": "morph", "morph_with": "other", "alpha": 0.5},
                        {"name": "sefa", "direction": "sefa:1", "strength": 2.0}]
-    rows = bench_video(config, [clip.parent], tmp / "out", variants=("i2s",),
-                       steps=1, frames=5, niqe_path=tmp / "niqe.npz", log=notes.append)
+    with log_messages() as notes:
+        rows = bench_video(config, [clip.parent], tmp / "out", variants=("i2s",),
+                           steps=1, frames=5, niqe_path=tmp / "niqe.npz")
     assert any("reusing the aligned crops" in n for n in notes)
     assert not any("finding landmarks" in n for n in notes)
     assert set(rows[0]) == {"variant", "clip", "frames", "mse", "psnr", "rel_warp", "steps", "seconds"}
@@ -119,7 +116,7 @@ def test_niqe_is_measured_when_the_reconstructions_are_large_enough(tmp_path, sm
     config["align"]["resolution"] = 128
     config["edits"] = []  # the smoke directions are 512-d; this generator's w is 32-d
     rows = bench_video(config, clip, tmp_path / "out", variants=("no_icc",), steps=1, frames=5,
-                       niqe_path=tmp_path / "niqe.npz", log=lambda m: None)
+                       niqe_path=tmp_path / "niqe.npz")
     assert rows[0]["niqe"] > 0 and np.isfinite(rows[0]["niqe"])
     assert "NIQE of the real crops" in (tmp_path / "out" / "video.md").read_text()
 
@@ -167,7 +164,7 @@ def test_bad_requests_are_clear_errors(tmp_path, smoke_dir, clip):
     with pytest.raises(CiinvError, match="no such video"):
         find_clips([tmp_path / "missing.mp4"])
     with pytest.raises(CiinvError, match=r"astronaut\.mp4: 3 frame\(s\) to invert.*--frames"):
-        bench_video(config, clip, tmp_path / "out", frames=3, steps=1, log=lambda m: None)
+        bench_video(config, clip, tmp_path / "out", frames=3, steps=1)
 
 
 def test_a_direction_that_does_not_fit_the_generator_stops_before_any_work(tmp_path, smoke_dir, clip):
@@ -175,5 +172,5 @@ def test_a_direction_that_does_not_fit_the_generator_stops_before_any_work(tmp_p
     config = video_config(smoke_dir, tmp_path / "models")
     config["models"]["generator"] = str(tmp_path / "g.pt")  # the smoke edits' directions are 512-d
     with pytest.raises(CiinvError, match=r"direction-w\.npy has shape \(512,\)"):
-        bench_video(config, clip, tmp_path / "out", steps=1, log=lambda m: None)
+        bench_video(config, clip, tmp_path / "out", steps=1)
     assert not (tmp_path / "out" / "work").exists()

@@ -22,9 +22,12 @@ from .conftest import REPO
 
 CHILD = textwrap.dedent(
     """
+    import logging
     import sys
     from ciinv.errors import CiinvError
     from ciinv.gpu import claim_device
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # as the CLI does: messages to stderr
 
     count, lock_dir, timeout = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
     try:

@@ -6,11 +6,15 @@ from PIL import Image
 from ciinv.edit import load_frame_noise
 from ciinv.errors import CiinvError
 from ciinv.invert import InvertSettings, invert_shard, merge_shards, resume_path
-from ciinv.testing import write_tiny_flownet2
 from ciinv.models.stylegan2 import load_stylegan2_rosinality
-from ciinv.testing import write_tiny_stylegan2
-from ciinv.testing import write_tiny_e4e, write_tiny_vgg16
 from ciinv.objective import codes as mac_codes
+from ciinv.testing import (
+    log_messages,
+    write_tiny_e4e,
+    write_tiny_flownet2,
+    write_tiny_stylegan2,
+    write_tiny_vgg16,
+)
 
 FRAMES = 7  # window 3, stride 2: windows [0,3) [2,5) [4,7); 2 per shard -> 2 shards
 SMALL = dict(window=3, stride=2, windows_per_shard=2, windows_per_batch=1, perceptual_size=32, seed=0)
@@ -46,8 +50,7 @@ def crops(tmp_path_factory, nets):
 
 
 def run(crops, nets, out, shard=0, **settings):
-    invert_shard(crops, FRAMES, shard, InvertSettings(**{**SMALL, **settings}), out_path=out, device="cpu",
-                 log=lambda msg: None, **nets)
+    invert_shard(crops, FRAMES, shard, InvertSettings(**{**SMALL, **settings}), out_path=out, device="cpu", **nets)
     return torch.load(out, weights_only=True)
 
 
@@ -120,7 +123,7 @@ def test_a_killed_job_resumes_and_ends_exactly_like_an_uninterrupted_one(crops, 
             if steps_done == kill_at:
                 raise Kill
 
-        invert_shard(crops, FRAMES, 0, settings, out_path=out, device="cpu", log=lambda msg: None, on_step=hook,
+        invert_shard(crops, FRAMES, 0, settings, out_path=out, device="cpu", on_step=hook,
                      **nets)
 
     for kill_at in kills:
@@ -150,12 +153,12 @@ def test_a_resume_state_from_other_settings_is_not_used(crops, nets, tmp_path):
 
     with pytest.raises(Kill):
         invert_shard(crops, FRAMES, 1, InvertSettings(**SMALL, steps=8, checkpoint_every=2), out_path=out,
-                     device="cpu", log=lambda msg: None, on_step=kill_after_3, **nets)
+                     device="cpu", on_step=kill_after_3, **nets)
     assert resume_path(out).exists()
-    messages, reported = [], []
-    invert_shard(crops, FRAMES, 1, InvertSettings(**SMALL, steps=8, checkpoint_every=2, lr=0.02), out_path=out,
-                 device="cpu", log=messages.append, on_step=reported.append,
-                 **nets)
+    reported = []
+    with log_messages() as messages:
+        invert_shard(crops, FRAMES, 1, InvertSettings(**SMALL, steps=8, checkpoint_every=2, lr=0.02), out_path=out,
+                     device="cpu", on_step=reported.append, **nets)
     assert reported[0] == 1  # started over
     assert any("other settings" in m for m in messages)
     assert not resume_path(out).exists()

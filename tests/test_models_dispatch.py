@@ -69,7 +69,7 @@ def test_the_inversion_runs_with_stylegan_v1_and_dis_by_config_alone(tmp_path):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(crops / f"{i:06d}.png")
     settings = {"steps": 2, "perceptual_size": 16, "window": 5, "stride": 4}
     invert_shard(crops, 5, 0, settings, generator_path=tmp_path / "v1.pt", flow_path="dis",
-                 vgg_path=tmp_path / "vgg.pth", out_path=tmp_path / "s.pt", device="cpu", log=lambda m: None)
+                 vgg_path=tmp_path / "vgg.pth", out_path=tmp_path / "s.pt", device="cpu")
     shard = torch.load(tmp_path / "s.pt", weights_only=True)
     assert tuple(shard["codes"].shape) == (1, 5, 6, 512)  # 16 px StyleGAN v1: 6 W+ layers
 

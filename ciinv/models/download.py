@@ -12,6 +12,7 @@ Only ``ciinv models fetch`` and the ``download_models`` rule call this; compute 
 
 from __future__ import annotations
 
+import logging
 import http.client
 import os
 import sys
@@ -25,6 +26,8 @@ from tqdm import tqdm
 from ciinv.errors import CiinvError
 from ciinv.models import registry
 from ciinv.models.registry import ModelFile
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20  # bytes per read
 
@@ -195,9 +198,9 @@ def fetch_models(names, models_dir: str | os.PathLike, progress: bool = True) ->
         dest = registry.resolve(entry.name, models_dir)
         state = registry.status(entry.name, models_dir)
         if state in ("present", "unverified"):
-            print(f"{entry.name}: {state} at {dest}", file=sys.stderr)
+            log.info(f"{entry.name}: {state} at {dest}")
         else:
-            print(f"{entry.name}: {state}; downloading {entry.url}", file=sys.stderr)
+            log.info(f"{entry.name}: {state}; downloading {entry.url}")
             fetch(entry, dest, progress=progress)
         paths.append(dest)
     return paths
