@@ -63,10 +63,10 @@ the steps, or use the smoke models (``ciinv smoke-models DIR --resolution 32``).
 
 from __future__ import annotations
 
-import logging
 import copy
 import csv
 import io
+import logging
 import math
 import os
 import time
@@ -85,7 +85,12 @@ from ciinv.files import atomic_path
 from ciinv.gpu import uses_bf16
 from ciinv.invert import InvertSettings, invert_windows, pick_device
 from ciinv.models import registry
-from ciinv.pti import PerceptualDistance, round_to_half, tune_generator, tuned_parameter_names
+from ciinv.pti import (
+    PerceptualDistance,
+    round_to_half,
+    tune_generator,
+    tuned_parameter_names,
+)
 from ciinv.settings import PTISettings
 
 log = logging.getLogger(__name__)
@@ -221,7 +226,7 @@ def load_directions(config: dict, generator, spec: str | list[str]) -> list[tupl
         missing = [n for n in names if not registry.resolve(n, models_dir).is_file()]
         if missing:
             log.info(f"bench synth: random directions (the semantic setting needs {', '.join(missing)} in "
-                f"{models_dir}: `ciinv models fetch {' '.join(missing)}`)")
+                     f"{models_dir}: `ciinv models fetch {' '.join(missing)}`)")
             return None
         spec = registry.direction_attributes(family)
     out = []
@@ -375,8 +380,8 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     setting = (f"sequences along {', '.join(d[0] for d in named)}, each edited along the next" if named
                else "random directions")
     log.info(f"bench synth: {n} sequences of {base.window} frames, {generator.resolution}² generator, "
-        f"{base.steps} steps, variants {', '.join(inversions)}; {setting}; truth noise {truth_noise}"
-        + (f"; pti: {pti_settings.steps} steps on each sequence's {pti_base} codes" if pti_base else ""))
+             f"{base.steps} steps, variants {', '.join(inversions)}; {setting}; truth noise {truth_noise}"
+             + (f"; pti: {pti_settings.steps} steps on each sequence's {pti_base} codes" if pti_base else ""))
 
     rows: list[dict] = []
     grid: dict[str, torch.Tensor] = {}
@@ -419,9 +424,9 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                 row["direction"], row["edit_direction"] = truth["direction_name"][sample], truth["edit_name"][sample]
                 rows.append(row)
             log.info(f"{variant}: sequences {idx.start}-{idx.stop - 1} done, latent_dist "
-                f"{np.mean([r['latent_dist'] for r in rows[-batch:]]):.4f}, style_dist "
-                f"{np.mean([r['style_dist'] for r in rows[-batch:]]):.4f}, mse "
-                f"{np.mean([r['mse'] for r in rows[-batch:]]):.5f}")
+                     f"{np.mean([r['latent_dist'] for r in rows[-batch:]]):.4f}, style_dist "
+                     f"{np.mean([r['style_dist'] for r in rows[-batch:]]):.4f}, mse "
+                     f"{np.mean([r['mse'] for r in rows[-batch:]]):.5f}")
 
         runs = [("oracle", None)] if truth["noise"] is not None else []
         inverted = {}

@@ -42,9 +42,9 @@ frame, and ciinv ÷ official MSE.
 
 from __future__ import annotations
 
-import logging
 import csv
 import io
+import logging
 import time
 from pathlib import Path
 
@@ -180,7 +180,7 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
     true_codes, truth = make_sequence(generator, frames, seed)
     setup_flops, step_flops = window_flops(nets, truth, settings)
     log.info(f"bench speed: {frames} frames at {generator.resolution}², at most {steps} steps per window, on {device}; "
-        f"one window: {setup_flops / 1e9:.2f} GFLOP setup, {step_flops / 1e9:.2f} GFLOP per step")
+             f"one window: {setup_flops / 1e9:.2f} GFLOP setup, {step_flops / 1e9:.2f} GFLOP per step")
 
     schedules = {"official": official_settings(settings, steps)} | lever_schedules(settings, steps, device)
     # Untimed warm-up: the first call of every batch shape pays for kernel selection and caches.
@@ -211,7 +211,7 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
                 row["lpips"] = lpips(recon.to(device), truth.to(device)).mean().item()
         rows.append(row)
         log.info(f"{name}: {row['seconds_per_frame']:.3f} s per frame, {row['steps_per_window']:.0f} steps per window, "
-            f"mse {row['mse']:.5f}")
+                 f"mse {row['mse']:.5f}")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

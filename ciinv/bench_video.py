@@ -37,9 +37,9 @@ edit) and ``video.png`` (real crops above each variant's reconstructions, first 
 
 from __future__ import annotations
 
-import logging
 import csv
 import io
+import logging
 import math
 import os
 import time
@@ -57,11 +57,11 @@ from ciinv.errors import CiinvError
 from ciinv.files import atomic_path, read_json, write_json
 from ciinv.invert import InvertSettings, pick_device, read_crops
 from ciinv.invert import invert_clip as invert_frames_of_clip
-from ciinv.optimizer import Nets
-from ciinv.shards import blend_results
 from ciinv.models import registry
 from ciinv.models.inception import load_inception
 from ciinv.objective import VARIANTS
+from ciinv.optimizer import Nets
+from ciinv.shards import blend_results
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,7 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
                                                     f"{video.name} {variant} {edit['name']}")
                 edit_rows.append(edit_row)
                 log.info(f"{video.name} {variant} edit {edit['name']}: " + ", ".join(
-                    f"{k} {edit_row[k]:.4g}" for k in EDIT_METRIC_COLUMNS if k in edit_row))
+                         f"{k} {edit_row[k]:.4g}" for k in EDIT_METRIC_COLUMNS if k in edit_row))
 
     header = (f"Real clips: {len(clips)} clip(s), {'all' if frames is None else f'the first {frames}'} frames each, "
               f"{base.steps} steps, window {base.window} / stride {base.stride}, generator "

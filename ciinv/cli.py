@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ciinv.config import setting
 
-
 log = logging.getLogger("ciinv")
 
 
@@ -59,7 +58,7 @@ def cmd_landmarks(args) -> None:
     )
     save_landmarks(args.out, result)
     log.info(f"landmarks: {int(result['detected'].sum())}/{len(result['detected'])} frames with a detected face,"
-        f" {int(result['interpolated'].sum())} interpolated")
+             f" {int(result['interpolated'].sum())} interpolated")
 
 
 def cmd_align(args) -> None:
@@ -182,7 +181,12 @@ def cmd_report_assets(args) -> None:
 def cmd_models(args) -> None:
     from ciinv.errors import CiinvError
     from ciinv.models.download import fetch_models
-    from ciinv.models.registry import GENERATOR_FAMILY, REGISTRY, direction_attributes, status
+    from ciinv.models.registry import (
+        GENERATOR_FAMILY,
+        REGISTRY,
+        direction_attributes,
+        status,
+    )
 
     if args.action == "fetch":
         names = list(REGISTRY) if args.all else list(args.names) + list(args.file)

@@ -30,8 +30,8 @@ not the process); it is released when the last of them exits.
 
 from __future__ import annotations
 
-import logging
 import fcntl
+import logging
 import os
 import re
 import socket

@@ -32,8 +32,8 @@ continued run ends exactly where an uninterrupted one does (on a CPU, bit for bi
 
 from __future__ import annotations
 
-import logging
 import dataclasses
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -336,8 +336,8 @@ def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSe
             finished[result.index] = result
             how = "converged" if w.step < settings.steps else "reached the step cap"
             log.info(f"{label}: window {result.index} (frames {result.start}-{result.start + window - 1}) {how} after "
-                f"{w.step} steps, loss {result.losses[-1, 0].item():.5f}"
-                f"{' (warm start)' if result.warm else ''}; {len(finished)}/{total_windows} windows done")
+                     f"{w.step} steps, loss {result.losses[-1, 0].item():.5f}"
+                     f"{' (warm start)' if result.warm else ''}; {len(finished)}/{total_windows} windows done")
             if w.position + 1 < len(lanes[w.lane]):
                 active[i] = start(w.lane, w.position + 1)
             elif next_lane < len(lanes):

@@ -22,8 +22,8 @@ nothing rendered is stored but the four files.
 
 from __future__ import annotations
 
-import logging
 import html
+import logging
 import math
 import os
 from fractions import Fraction

@@ -14,12 +14,15 @@ import numpy as np
 import torch
 import yaml
 
-from ciinv.testing import write_tiny_e4e, write_tiny_flownet2
 from ciinv.models.registry import REGISTRY, direction_attributes, direction_name
-from ciinv.testing import write_tiny_stylegan1
 from ciinv.models.stylegan2 import config_f_channels
-from ciinv.testing import write_tiny_stylegan2
-from ciinv.testing import write_tiny_vgg16
+from ciinv.testing import (
+    write_tiny_e4e,
+    write_tiny_flownet2,
+    write_tiny_stylegan1,
+    write_tiny_stylegan2,
+    write_tiny_vgg16,
+)
 
 
 def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: int = 5,

@@ -12,8 +12,8 @@ Only ``ciinv models fetch`` and the ``download_models`` rule call this; compute 
 
 from __future__ import annotations
 
-import logging
 import http.client
+import logging
 import os
 import sys
 import time

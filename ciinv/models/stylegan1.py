@@ -52,9 +52,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.files import atomic_path
 from ciinv.models.checkpoint import load_weights, mean_mapped_latent
 from ciinv.models.stylegan2 import styles_fp32
-from ciinv.files import atomic_path
 
 LRELU_SLOPE = 0.2
 CONV_GAIN = math.sqrt(2.0)
