@@ -214,6 +214,19 @@ def cmd_bench_speed(args) -> None:
     print(speedup_line(rows))
 
 
+def cmd_bench_stages(args) -> None:
+    import logging
+
+    from ciinv.bench import load_config
+    from ciinv.bench_stages import bench_stages, peak_memory_mb, table
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = bench_stages(load_config(args.config), args.videos, args.out, repeat=args.repeat)
+    for row in rows:
+        print(table(row))
+    print(f"peak memory of the run: {peak_memory_mb():.0f} MB")
+
+
 def _subcommand(subparsers, name: str, summary: str) -> argparse.ArgumentParser:
     """A subcommand whose one-line summary is both its entry in the list and its --help description."""
     return subparsers.add_parser(name, help=summary, description=summary)
@@ -383,6 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_speed)
+
+    p = _subcommand(which, "stages", "seconds and bytes per frame of the CPU stages next to a plain ffmpeg transcode")
+    p.add_argument("videos", nargs="+", help="video files")
+    p.add_argument("--config", nargs="+", default=["config.yaml"],
+                   help="config files, merged in order (config.yaml overlay...)")
+    p.add_argument("--out", default="bench-stages", help="folder for the stages' files (one subfolder per clip)")
+    p.add_argument("--repeat", type=int, default=1, help="run every step this many times; the fastest counts")
+    p.set_defaults(func=cmd_bench_stages)
     return parser
 
 
