@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
-from ciinv.align import load_align, paste_back, read_crop
+from ciinv.align import load_align, paste_back
+from ciinv.crops import open_crops, require_visible
 from ciinv.errors import CiinvError
 from ciinv.video import VideoReader, VideoWriter
 
@@ -29,7 +28,7 @@ def assemble_video(
     Frames are streamed: memory does not grow with the clip's length.
     """
     quads = load_align(align_path)["quads"]
-    crops = sorted(Path(crops_dir).glob("*.png"))
+    crops = open_crops(crops_dir, rerun="rerun the edit stage for this video and edit")
     if not len(crops) == len(quads) == meta["frames"]:
         raise CiinvError(
             f"{video_path} has {meta['frames']} frames but {align_path} holds {len(quads)} crop positions"
@@ -40,8 +39,8 @@ def assemble_video(
         out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf, preset=preset,
         audio_tail=True, timing=meta.get("timing"),
     ) as writer:
-        for index, frame in reader.frames():
-            crop = read_crop(crops[index], index, rerun="rerun the edit stage for this video and edit")
+        for (index, frame), (_, crop) in zip(reader.frames(), crops.frames()):
+            require_visible(crop, crops, index)
             writer.write(paste_back(frame, crop, quads[index], feather=feather))
             if index % 50 == 0:
                 log(f"assemble: frame {index + 1}/{meta['frames']}")

@@ -69,7 +69,7 @@ def bench_clip(config: dict, video: Path, work: Path, repeat: int = 1) -> dict:
         "probe": work / "meta.json",
         "landmarks": work / "landmarks.npz",
         "align_npz": work / "align.npz",
-        "crops": work / "crops",
+        "crops": work / "crops.mkv",
         "assemble": work / "assembled.mp4",
     }
     marks = config["landmarks"]

@@ -252,12 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_landmarks)
 
-    p = _subcommand(sub, "align", "smoothed FFHQ crops -> align.npz and crops/*.png")
+    p = _subcommand(sub, "align", "smoothed FFHQ crops -> align.npz and crops.mkv (lossless)")
     p.add_argument("video", help="the video file")
     p.add_argument("--meta", help="meta.json from probe (else the video is probed again)")
     p.add_argument("--landmarks", required=True, help="landmarks.npz from `ciinv landmarks`")
     p.add_argument("--out", required=True, help="align.npz")
-    p.add_argument("--crops", required=True, help="folder for the crops")
+    p.add_argument("--crops", required=True, help="crops file to write (.mkv: one lossless FFV1 stream)")
     p.add_argument("--resolution", type=int, default=1024, help="side of the square crops in pixels")
     p.add_argument("--center-sigma", type=finite_float, default=1.0,
                    help="temporal smoothing (frames) of the crop centre")
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_align)
 
     p = _subcommand(sub, "invert", "joint MAC+ICC inversion of one shard of windows -> shard .pt")
-    p.add_argument("--crops", required=True, help="folder of aligned crops from `ciinv align`")
+    p.add_argument("--crops", required=True, help="aligned crops file from `ciinv align`")
     p.add_argument("--meta", required=True, help="meta.json from probe")
     p.add_argument("--shard", required=True, help="shard index (0-based)")
     p.add_argument("--settings", default="{}", help="JSON object of invert settings (config.yaml `invert:`)")
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "report-assets", "the pictures and metrics of one video for `snakemake --report`: "
                     "stills.png, preview.png (animated), losses.png and metrics.html in --out")
-    p.add_argument("--crops", required=True, help="folder of the aligned crops (align stage)")
+    p.add_argument("--crops", required=True, help="the aligned crops file (align stage)")
     p.add_argument("--meta", required=True, help="meta.json of the video (probe stage): its frame rate")
     p.add_argument("--edits", nargs="+", required=True, help="folders of rendered crops, one per edit (edit stage)")
     p.add_argument("--names", nargs="+", required=True, help="the edits' names, in the order of --edits")

@@ -14,8 +14,8 @@ metrics.html  a table: reconstruction PSNR (dB, mean over frames) and LPIPS (whe
               flow-warping error relative to the input crops' own (1: as steady as the input;
               ``metrics.relative_warping_error``, flows between the input crops)
 
-Crops are the ``{i:06d}.png`` folders of the align and edit stages. Image I/O goes through
-Pillow (after ``import decord`` OpenCV cannot read PNGs).
+Crops are read through ``ciinv.crops.open_crops``: the align stage's crops file, the edit stage's
+``{i:06d}.png`` folders.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ciinv import metrics
+from ciinv.crops import open_crops, read_tensor
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path, read_torch
 from ciinv.objective import LOSS_NAMES
@@ -49,32 +49,15 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 # Reading crops
 
 
-def crop_count(folder: str | os.PathLike) -> int:
-    """How many ``{i:06d}.png`` crops a folder holds (hidden temporary files excluded)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CiinvError(f"{folder}: no such folder of crops; rerun the stage that writes it")
-    return len([p for p in folder.glob("*.png") if not p.name.startswith(".")])
+def crop_count(crops: str | os.PathLike) -> int:
+    """How many crops a crops file (align stage) or folder of PNG crops (edit stage) holds."""
+    return len(open_crops(crops, rerun="rerun the stage that writes it"))
 
 
-def read_frames(folder: str | os.PathLike, indices, size: int | None = None) -> torch.Tensor:
-    """Crops ``folder/{i:06d}.png`` for i in ``indices`` -> [N, 3, S, S] float32 in [0, 1]
+def read_frames(crops: str | os.PathLike, indices, size: int | None = None) -> torch.Tensor:
+    """Crops ``indices`` of a crops file or folder -> [N, 3, S, S] float32 in [0, 1]
     (resized to ``size`` when given, bilinear and antialiased)."""
-    images = []
-    for i in indices:
-        path = Path(folder) / f"{int(i):06d}.png"
-        try:
-            with Image.open(path) as im:
-                pixels = np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as exc:
-            raise CiinvError(f"{path}: cannot read frame {int(i)} ({exc}); rerun the stage that wrote "
-                             f"{Path(folder)}") from None
-        image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div(255)
-        if size is not None and image.shape[1:] != (size, size):
-            image = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False,
-                                  antialias=True)[0]
-        images.append(image)
-    return torch.stack(images)
+    return read_tensor(open_crops(crops, rerun="rerun the stage that writes it"), indices, size)
 
 
 def _to_image(picture: torch.Tensor) -> Image.Image:
