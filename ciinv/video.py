@@ -356,6 +356,58 @@ def _decord_rotates(path: str, reader: decord.VideoReader, meta: dict) -> bool:
     return True  # every probed frame looks the same both ways: orientation cannot matter much
 
 
+# Frames decoded ahead of the consumer, in a thread: decoding (which releases the GIL) then
+# overlaps the caller's work on the previous frames.
+_PREFETCH = 4
+
+
+def _prefetched(items: Iterator, depth: int) -> Iterator:
+    """Yield what ``items`` yields, produced by a background thread up to ``depth`` items ahead.
+
+    An exception in ``items`` is raised here, after the items before it. Closing the generator
+    early stops the thread.
+    """
+    import queue
+    import threading
+
+    pipe: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        pipe.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            pipe.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            pipe.put((done, exc))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = pipe.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                pipe.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
 class VideoReader:
     """Sequential, batched decoding of a video's frames, upright.
 
@@ -428,6 +480,9 @@ class VideoReader:
             raise ValueError(f"bad frame range [{start}, {stop}) for {len(self)} frames")
         if start == stop:
             return
+        yield from _prefetched(self._sequential(start, stop), _PREFETCH)
+
+    def _sequential(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
         if start:
             self._reader.seek_accurate(start)
         else:
