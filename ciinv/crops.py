@@ -86,7 +86,8 @@ class CropWriter:
                     "-f", "matroska", str(self._tmp)]
             self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         except BaseException:
-            self._stack.close()
+            self._proc = None
+            self.abort()
             raise
 
     def _error(self, what: str) -> CiinvError:
@@ -209,7 +210,8 @@ class CropReader:
         if not 0 <= start <= stop:
             raise ValueError(f"{self.path}: bad frame range [{start}, {stop})")
         if stop > len(self):
-            raise CiinvError(f"{self.path}: holds {len(self)} crops, frame {stop - 1} wanted; delete it and {self.rerun}")
+            raise CiinvError(f"{self.path}: holds {len(self)} crops, frame {stop - 1} wanted; "
+                             f"delete it and {self.rerun}")
         return start, stop
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -319,8 +321,8 @@ def require_visible(crop: np.ndarray, reader: CropReader | PngCrops, index: int)
     """``crop`` itself, unless it is entirely black (what a NaN code renders to): then a CiinvError
     naming the store and the frame, as such a face must never be pasted into a video."""
     if not crop.any():
-        raise CiinvError(f"{reader.where(index)}: the crop of frame {index} is entirely black (rendered from non-finite "
-                         f"codes?); {reader.rerun}")
+        raise CiinvError(f"{reader.where(index)}: the crop of frame {index} is entirely black "
+                         f"(rendered from non-finite codes?); {reader.rerun}")
     return crop
 
 

@@ -70,7 +70,7 @@ def _to_image(picture: torch.Tensor) -> Image.Image:
 
 
 def still_grid(rows: dict[str, Path], frames: int, out, columns: int = STILL_FRAMES, cell: int = CELL) -> None:
-    """stills.png: one row per entry of ``rows`` (label -> crops folder), ``columns`` frames spread
+    """stills.png: one row per entry of ``rows`` (label -> crops file or folder), ``columns`` frames spread
     evenly over the ``frames`` frames of the clip, each ``cell`` pixels square, frame numbers on top."""
     shown = sorted({int(i) for i in np.linspace(0, frames - 1, min(columns, frames)).round()})
     top, pad = 16, 2
@@ -90,7 +90,7 @@ def still_grid(rows: dict[str, Path], frames: int, out, columns: int = STILL_FRA
 def preview(rows: dict[str, Path], frames: int, fps: Fraction, out, length: int = PREVIEW_FRAMES,
             cell: int = CELL) -> None:
     """preview.png: an animated PNG of the first ``length`` frames, the entries of ``rows`` (label ->
-    crops folder) side by side with their labels above, looping, at ``fps`` frames per second."""
+    crops file or folder) side by side with their labels above, looping, at ``fps`` frames per second."""
     count = min(length, frames)
     top, pad = 16, 2
     pictures = {label: read_frames(folder, range(count), cell) for label, folder in rows.items()}
@@ -184,7 +184,7 @@ def _panel(draw: ImageDraw.ImageDraw, name: str, curves: list[np.ndarray], x0: i
 def measure(source: Path, outputs: dict[str, Path], frames: int, flow_net, device, lpips=None) -> dict:
     """Metrics of one video's outputs against its aligned crops, streamed ``CHUNK`` frames at a time.
 
-    source: the aligned crops; outputs: label -> crops folder (``recon`` first). Returns
+    source: the aligned crops; outputs: label -> crops file or folder (``recon`` first). Returns
     {'frames', 'input_warp': the input's own warping error, 'psnr' and 'lpips' of ``recon``
     (mean over frames; lpips only with an LPIPS net), 'rel_warp': {label: warping error of the
     output with the input's flows / input_warp}}. The output crops are resized to the source's.
