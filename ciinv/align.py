@@ -15,25 +15,19 @@ used by the FFHQ script).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 from scipy.ndimage import gaussian_filter1d
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_dir, atomic_path, read_npz
+from ciinv.files import atomic_path, read_npz
 
 # The feathered paste-back region in crop coordinates (fractions of the crop side): an ellipse
 # covering forehead to chin and cheek to cheek of an FFHQ-aligned face (eyes sit at ~0.48 of the
 # height, the mouth at ~0.72, the chin at ~0.85).
 _MASK_CENTER = (0.5, 0.54)
 _MASK_AXES = (0.40, 0.44)
-
-# PNG zlib level for the crops: 1 is several times faster than the default and ~10% larger.
-# (Pillow writes them: OpenCV's PNG codec breaks once decord, which bundles an old zlib, is loaded.)
-_PNG_LEVEL = 1
 
 # Bilinear sampling alone aliases when one output pixel spans more than this many input pixels.
 _AREA_ABOVE = 1.25
@@ -205,7 +199,7 @@ def align_video(
     video_path: str | os.PathLike,
     landmarks_path: str | os.PathLike,
     out_npz: str | os.PathLike,
-    out_crops_dir: str | os.PathLike,
+    out_crops: str | os.PathLike,
     resolution: int = 1024,
     center_sigma: float = 1.0,
     axes_sigma: float = 3.0,
@@ -213,10 +207,13 @@ def align_video(
 ) -> None:
     """Crop every frame of a video to its smoothed FFHQ quad.
 
-    Writes ``out_crops_dir/{i:06d}.png`` (RGB, lossless) and ``out_npz`` with 'quads' float32
-    [F, 4, 2], 'resolution' (int), 'sigmas' float32 [center_sigma, axes_sigma] and 'frame_size'
-    int [width, height], each atomically. ``meta`` is the video's probe result (probed if None).
+    Writes ``out_crops``, the crops in one lossless file (``ciinv.crops``: RGB, bit-exact; read it
+    with ``ciinv.crops.open_crops``), and ``out_npz`` with 'quads' float32 [F, 4, 2], 'resolution'
+    (int), 'sigmas' float32 [center_sigma, axes_sigma] and 'frame_size' int [width, height], each
+    atomically. ``meta`` is the video's probe result (probed if None). The video is decoded once
+    and streamed: memory does not grow with its length.
     """
+    from ciinv.crops import CropWriter
     from ciinv.landmarks import load_landmarks
     from ciinv.video import VideoReader, probe
 
@@ -224,26 +221,15 @@ def align_video(
     quads = ffhq_quads(landmarks["points"], center_sigma, axes_sigma)
     frames = len(quads)
     meta = probe(video_path) if meta is None else meta
-    reader = VideoReader(video_path, meta)
+    if meta["frames"] != frames:
+        raise CiinvError(
+            f"{video_path} has {meta['frames']} frames but {landmarks_path} has {frames}; "
+            "delete the landmarks file and rerun the landmarks step"
+        )
 
-    decoded = 0
-    frame_size = None
-    with atomic_dir(out_crops_dir) as tmp:
+    with VideoReader(video_path, meta) as reader, CropWriter(out_crops, frames, resolution) as writer:
         for index, frame in reader.frames():
-            if index >= frames:
-                raise CiinvError(
-                    f"{video_path} has more frames than the {frames} in {landmarks_path}; "
-                    "delete the landmarks file and rerun the landmarks step"
-                )
-            frame_size = (frame.shape[1], frame.shape[0])
-            crop = crop_face(frame, quads[index], resolution)
-            Image.fromarray(crop).save(tmp / f"{index:06d}.png", compress_level=_PNG_LEVEL)
-            decoded += 1
-        if decoded != frames:
-            raise CiinvError(
-                f"{video_path} decodes to {decoded} frames but {landmarks_path} has {frames}; "
-                "delete the landmarks file and rerun the landmarks step"
-            )
+            writer.write(crop_face(frame, quads[index], resolution))
 
     with atomic_path(out_npz) as tmp, open(tmp, "wb") as f:
         np.savez(
@@ -251,30 +237,8 @@ def align_video(
             quads=quads,
             resolution=np.int64(resolution),
             sigmas=np.array([center_sigma, axes_sigma], np.float32),
-            frame_size=np.array(frame_size, np.int64),
+            frame_size=np.array((meta["width"], meta["height"]), np.int64),
         )
-
-
-def read_crop(path: str | os.PathLike, frame: int, rerun: str = "rerun the stage that rendered it") -> np.ndarray:
-    """One stored crop (a PNG of the align or edit stage) as R×R×3 uint8 RGB, checked.
-
-    A missing, truncated or non-square picture, or an entirely black one (what a NaN code renders
-    to), is a CiinvError naming the file and the frame: it must never be pasted into a video.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            crop = np.asarray(image.convert("RGB"))
-    except FileNotFoundError:
-        raise CiinvError(f"{path}: the crop of frame {frame} is missing; {rerun}") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises these for damaged files
-        raise CiinvError(f"{path}: cannot read the crop of frame {frame} ({exc}); {rerun}") from None
-    if crop.shape[0] != crop.shape[1]:
-        raise CiinvError(f"{path}: the crop of frame {frame} is {crop.shape[1]}x{crop.shape[0]}, not square; {rerun}")
-    if not crop.any():
-        raise CiinvError(f"{path}: the crop of frame {frame} is entirely black (rendered from non-finite codes?); "
-                         f"{rerun}")
-    return crop
 
 
 def load_align(path: str | os.PathLike) -> dict:

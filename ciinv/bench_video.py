@@ -107,7 +107,7 @@ def find_clips(videos) -> list[Path]:
 
 
 def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu") -> tuple[dict, Path]:
-    """Probe, landmarks and aligned crops of one clip in ``work``: (meta, crops folder).
+    """Probe, landmarks and aligned crops of one clip in ``work``: (meta, crops file).
 
     Reused when ``work/prepared.json`` records the same video file (path, size, mtime) and
     the same ``landmarks:`` and ``align:`` settings.
@@ -119,8 +119,8 @@ def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu") -> 
     stat = video.stat()
     key = {"video": str(video.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
            "landmarks": config["landmarks"], "align": config["align"]}
-    marker, crops = work / "prepared.json", work / "crops"
-    if marker.is_file() and read_json(marker) == key and crops.is_dir():
+    marker, crops = work / "prepared.json", work / "crops.mkv"
+    if marker.is_file() and read_json(marker) == key and crops.is_file():
         log.info(f"{video.name}: reusing the aligned crops in {crops}")
         return read_json(work / "meta.json"), crops
 

@@ -255,6 +255,19 @@ def cmd_bench_speed(args) -> None:
     print(speedup_line(rows))
 
 
+def cmd_bench_stages(args) -> None:
+    import logging
+
+    from ciinv.bench import load_config
+    from ciinv.bench_stages import bench_stages, peak_memory_mb, table
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = bench_stages(load_config(args.config), args.videos, args.out, repeat=args.repeat)
+    for row in rows:
+        print(table(row))
+    print(f"peak memory of the run: {peak_memory_mb():.0f} MB")
+
+
 def _subcommand(subparsers, name: str, summary: str) -> argparse.ArgumentParser:
     """A subcommand whose one-line summary is both its entry in the list and its --help description."""
     return subparsers.add_parser(name, help=summary, description=summary)
@@ -299,19 +312,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_landmarks)
 
-    p = _subcommand(sub, "align", "smoothed FFHQ crops -> align.npz and crops/*.png")
+    p = _subcommand(sub, "align", "smoothed FFHQ crops -> align.npz and crops.mkv (lossless)")
     p.add_argument("video", help="the video file")
     p.add_argument("--meta", help="meta.json from probe (else the video is probed again)")
     p.add_argument("--landmarks", required=True, help="landmarks.npz from `ciinv landmarks`")
     p.add_argument("--out", required=True, help="align.npz")
-    p.add_argument("--crops", required=True, help="folder for the crops")
+    p.add_argument("--crops", required=True, help="crops file to write (.mkv: one lossless FFV1 stream)")
     config_option(p, "align.resolution", type=int)
     config_option(p, "align.center_sigma", type=finite_float)
     config_option(p, "align.axes_sigma", type=finite_float)
     p.set_defaults(func=cmd_align)
 
     p = _subcommand(sub, "invert", "joint MAC+ICC inversion of one shard of windows -> shard .pt")
-    p.add_argument("--crops", required=True, help="folder of aligned crops from `ciinv align`")
+    p.add_argument("--crops", required=True, help="aligned crops file from `ciinv align`")
     p.add_argument("--meta", required=True, help="meta.json from probe")
     p.add_argument("--shard", required=True, help="shard index (0-based)")
     p.add_argument("--settings", default="{}", help="JSON object of invert settings (config.yaml `invert:`)")
@@ -373,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "report-assets", "the pictures and metrics of one video for `snakemake --report`: "
                     "stills.png, preview.png (animated), losses.png and metrics.html in --out")
-    p.add_argument("--crops", required=True, help="folder of the aligned crops (align stage)")
+    p.add_argument("--crops", required=True, help="the aligned crops file (align stage)")
     p.add_argument("--meta", required=True, help="meta.json of the video (probe stage): its frame rate")
     p.add_argument("--edits", nargs="+", required=True, help="edited codes, one .npy per edit (edit stage), "
                    "rendered here")
@@ -460,6 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_speed)
+
+    p = _subcommand(which, "stages", "seconds and bytes per frame of the CPU stages next to a plain ffmpeg transcode")
+    p.add_argument("videos", nargs="+", help="video files")
+    p.add_argument("--config", nargs="+", default=["config.yaml"],
+                   help="config files, merged in order (config.yaml overlay...)")
+    p.add_argument("--out", default="bench-stages", help="folder for the stages' files (one subfolder per clip)")
+    p.add_argument("--repeat", type=int, default=1, help="run every step this many times; the fastest counts")
+    p.set_defaults(func=cmd_bench_stages)
     return parser
 
 

@@ -21,12 +21,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from ciinv import models
+from ciinv.crops import open_crops, read_tensor
 from ciinv.errors import CiinvError
 from ciinv.gpu import pick_device
 from ciinv.optimizer import (
@@ -57,28 +55,13 @@ log = logging.getLogger(__name__)
 # Inputs
 
 
-def read_crops(crops_dir: str | os.PathLike, indices: range, resolution: int) -> torch.Tensor:
-    """Crops ``crops_dir/{i:06d}.png`` for i in ``indices`` → [N, 3, R, R] float32 in [0, 1].
+def read_crops(crops_path: str | os.PathLike, indices: range, resolution: int) -> torch.Tensor:
+    """Aligned crops ``indices`` of the align stage's crops file → [N, 3, R, R] float32 in [0, 1].
 
-    Crops of another size are resized to the generator's resolution R (bilinear, antialiased).
+    Only those frames are decoded (``ciinv.crops``). Crops of another size are resized to the
+    generator's resolution R (bilinear, antialiased).
     """
-    crops_dir = Path(crops_dir)
-    images = []
-    for i in indices:
-        path = crops_dir / f"{i:06d}.png"
-        try:
-            with Image.open(path) as im:
-                pixels = np.asarray(im.convert("RGB"))
-        except FileNotFoundError:
-            raise CiinvError(f"{path}: aligned crop of frame {i} is missing; rerun the align stage") from None
-        except OSError as exc:
-            raise CiinvError(f"{path}: cannot read the crop of frame {i} ({exc}); rerun the align stage") from None
-        image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div(255)
-        if image.shape[1:] != (resolution, resolution):
-            image = F.interpolate(image[None], size=(resolution, resolution), mode="bilinear",
-                                  align_corners=False, antialias=True)[0]
-        images.append(image)
-    return torch.stack(images)
+    return read_tensor(open_crops(crops_path), indices, resolution)
 
 
 def load_nets(settings: InvertSettings, *, generator_path, flow_path, vgg_path, device, encoder_path=None) -> Nets:

@@ -14,10 +14,10 @@ metrics.html  a table: reconstruction PSNR (dB, mean over frames) and LPIPS (whe
               flow-warping error relative to the input crops' own (1: as steady as the input;
               ``metrics.relative_warping_error``, flows between the input crops)
 
-The source row is the align stage's crops (``{i:06d}.png``; image I/O through Pillow: after
-``import decord`` OpenCV cannot read PNGs). ``recon`` and the edits are the edit stage's codes,
-rendered here as they are needed (``ciinv.render.CodeRenderer``), a chunk of frames at a time:
-nothing rendered is stored but the four files.
+The source row is the align stage's crops, read through ``ciinv.crops.open_crops``. ``recon`` and
+the edits are the edit stage's codes, rendered here as they are needed
+(``ciinv.render.CodeRenderer``), a chunk of frames at a time: nothing rendered is stored but the
+four files.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ciinv import metrics
+from ciinv.crops import open_crops, read_tensor
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path, read_torch
 from ciinv.objective import LOSS_NAMES
@@ -57,36 +58,19 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 # Reading crops
 
 
-def crop_count(folder: str | os.PathLike) -> int:
-    """How many ``{i:06d}.png`` crops a folder holds (hidden temporary files excluded)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CiinvError(f"{folder}: no such folder of crops; rerun the stage that writes it")
-    return len([p for p in folder.glob("*.png") if not p.name.startswith(".")])
+def crop_count(crops: str | os.PathLike) -> int:
+    """How many crops a crops file (align stage) or folder of PNG crops (edit stage) holds."""
+    return len(open_crops(crops, rerun="rerun the stage that writes it"))
 
 
-def read_frames(folder: str | os.PathLike, indices, size: int | None = None) -> torch.Tensor:
-    """Crops ``folder/{i:06d}.png`` for i in ``indices`` -> [N, 3, S, S] float32 in [0, 1]
+def read_frames(crops: str | os.PathLike, indices, size: int | None = None) -> torch.Tensor:
+    """Crops ``indices`` of a crops file or folder -> [N, 3, S, S] float32 in [0, 1]
     (resized to ``size`` when given, bilinear and antialiased)."""
-    images = []
-    for i in indices:
-        path = Path(folder) / f"{int(i):06d}.png"
-        try:
-            with Image.open(path) as im:
-                pixels = np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as exc:
-            raise CiinvError(f"{path}: cannot read frame {int(i)} ({exc}); rerun the stage that wrote "
-                             f"{Path(folder)}") from None
-        image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div(255)
-        if size is not None and image.shape[1:] != (size, size):
-            image = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False,
-                                  antialias=True)[0]
-        images.append(image)
-    return torch.stack(images)
+    return read_tensor(open_crops(crops, rerun="rerun the stage that writes it"), indices, size)
 
 
 def read_row(row: Row, indices, size: int | None = None) -> torch.Tensor:
-    """Frames ``indices`` of a row (a crops folder, or codes rendered now) -> [N, 3, S, S] float32 in
+    """Frames ``indices`` of a row (a crops file, or codes rendered now) -> [N, 3, S, S] float32 in
     [0, 1], resized to ``size`` when given (bilinear, antialiased), as ``read_frames`` does."""
     if not isinstance(row, CodeRenderer):
         return read_frames(row, indices, size)
@@ -106,7 +90,7 @@ def _to_image(picture: torch.Tensor) -> Image.Image:
 
 
 def still_grid(rows: dict[str, Row], frames: int, out, columns: int = STILL_FRAMES, cell: int = CELL) -> None:
-    """stills.png: one row per entry of ``rows`` (label -> crops folder or codes), ``columns`` frames spread
+    """stills.png: one row per entry of ``rows`` (label -> crops file or codes), ``columns`` frames spread
     evenly over the ``frames`` frames of the clip, each ``cell`` pixels square, frame numbers on top."""
     shown = sorted({int(i) for i in np.linspace(0, frames - 1, min(columns, frames)).round()})
     top, pad = 16, 2
@@ -126,7 +110,7 @@ def still_grid(rows: dict[str, Row], frames: int, out, columns: int = STILL_FRAM
 def preview(rows: dict[str, Row], frames: int, fps: Fraction, out, length: int = PREVIEW_FRAMES,
             cell: int = CELL) -> None:
     """preview.png: an animated PNG of the first ``length`` frames, the entries of ``rows`` (label ->
-    crops folder or codes) side by side with their labels above, looping, at ``fps`` frames per second."""
+    crops file or codes) side by side with their labels above, looping, at ``fps`` frames per second."""
     count = min(length, frames)
     top, pad = 16, 2
     pictures = {label: read_row(row, range(count), cell) for label, row in rows.items()}
@@ -220,7 +204,7 @@ def _panel(draw: ImageDraw.ImageDraw, name: str, curves: list[np.ndarray], x0: i
 def measure(source: Path, outputs: dict[str, Row], frames: int, flow_net, device, lpips=None) -> dict:
     """Metrics of one video's outputs against its aligned crops, streamed ``CHUNK`` frames at a time.
 
-    source: the aligned crops; outputs: label -> rendered codes or crops folder (``recon`` first). Returns
+    source: the aligned crops; outputs: label -> rendered codes or crops file (``recon`` first). Returns
     {'frames', 'input_warp': the input's own warping error, 'psnr' and 'lpips' of ``recon``
     (mean over frames; lpips only with an LPIPS net), 'rel_warp': {label: warping error of the
     output with the input's flows / input_warp}}. The output crops are resized to the source's.

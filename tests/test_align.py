@@ -5,12 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 from scipy.ndimage import binary_erosion
 from skimage import data
 
 from ciinv.align import align_video, crop_face, crop_transform, face_mask, ffhq_quads, load_align, paste_back
+from ciinv.crops import open_crops
 from ciinv.errors import CiinvError
+from ciinv.video import VideoReader
 
 ASTRONAUT = data.astronaut()
 
@@ -208,11 +209,15 @@ def test_align_video_writes_upright_crops_and_quads(tmp_path):
     landmarks = tmp_path / "landmarks.npz"
     save_landmarks(landmarks, detect_video(video, detector="dlib"))
 
-    align_video(video, landmarks, tmp_path / "align.npz", tmp_path / "crops", resolution=128, center_sigma=1.0, axes_sigma=2.0)
-    crops = sorted((tmp_path / "crops").iterdir())
-    assert [p.name for p in crops] == [f"{i:06d}.png" for i in range(6)]
-    # Pillow, not cv2.imread: OpenCV cannot read PNGs once decord (old bundled zlib) is loaded.
-    assert np.asarray(Image.open(crops[0])).shape == (128, 128, 3)
+    align_video(video, landmarks, tmp_path / "align.npz", tmp_path / "crops.mkv", resolution=128, center_sigma=1.0,
+                axes_sigma=2.0)
+    crops = open_crops(tmp_path / "crops.mkv")
+    assert (len(crops), crops.resolution) == (6, 128)
+    # Exactly the per-frame crops of the upright frames (lossless storage).
+    with VideoReader(video) as reader:
+        for (index, frame), (_, stored) in zip(reader.frames(), crops.frames()):
+            np.testing.assert_array_equal(stored, crop_face(frame, load_align(tmp_path / "align.npz")["quads"][index],
+                                                           128))
     aligned = load_align(tmp_path / "align.npz")
     assert aligned["quads"].shape == (6, 4, 2) and aligned["quads"].dtype == np.float32
     assert aligned["resolution"] == 128
@@ -234,5 +239,5 @@ def test_align_video_writes_upright_crops_and_quads(tmp_path):
     short = {k: v[:3] for k, v in np.load(landmarks).items()}
     np.savez(tmp_path / "short.npz", **short)
     with pytest.raises(CiinvError, match="short.npz"):
-        align_video(video, tmp_path / "short.npz", tmp_path / "a2.npz", tmp_path / "crops2", resolution=64)
-    assert not (tmp_path / "crops2").exists() and not (tmp_path / "a2.npz").exists()
+        align_video(video, tmp_path / "short.npz", tmp_path / "a2.npz", tmp_path / "crops2.mkv", resolution=64)
+    assert not (tmp_path / "crops2.mkv").exists() and not (tmp_path / "a2.npz").exists()

@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ciinv.align import align_video, load_align, paste_back, read_crop
+from ciinv.align import align_video, load_align, paste_back
 from ciinv.assemble import assemble_video
+from ciinv.crops import open_crops
 from ciinv.errors import CiinvError
 from ciinv.landmarks import detect_video, save_landmarks
 from ciinv.models import load_generator
@@ -27,12 +28,12 @@ def aligned(tmp_path_factory):
     make_clip(video, frames=8, fps="30000/1001", size=(256, 192), audio=True)
     meta = probe(video)
     save_landmarks(folder / "landmarks.npz", detect_video(video, detector="dlib", meta=meta))
-    align_video(video, folder / "landmarks.npz", folder / "align.npz", folder / "crops", resolution=256, meta=meta)
+    align_video(video, folder / "landmarks.npz", folder / "align.npz", folder / "crops.mkv", resolution=256, meta=meta)
     return folder, video, meta
 
 
 def source_crops(folder, frames: int) -> list[np.ndarray]:
-    return [read_crop(folder / "crops" / f"{i:06d}.png", i) for i in range(frames)]
+    return list(open_crops(folder / "crops.mkv").read(0, frames))
 
 
 def decoded(path) -> np.ndarray:
@@ -109,7 +110,8 @@ def assemble_from_files(video, meta, align_path, crops_dir, out_path, **encoding
         timing=meta.get("timing"), **encoding,
     ) as writer:
         for index, frame in reader.frames():
-            writer.write(paste_back(frame, read_crop(crops_dir / f"{index:06d}.png", index), quads[index]))
+            crop = np.asarray(Image.open(crops_dir / f"{index:06d}.png").convert("RGB"))
+            writer.write(paste_back(frame, crop, quads[index]))
 
 
 def test_the_stream_gives_the_video_that_rendering_to_files_first_gave(aligned, edited, tmp_path):

@@ -9,6 +9,7 @@ from PIL import Image
 
 from ciinv.bench import load_config, render
 from ciinv.bench_video import bench_video, find_clips, invert_clip
+from ciinv.crops import open_crops
 from ciinv.errors import CiinvError
 from ciinv.invert import InvertSettings
 from ciinv.models import load_generator
@@ -81,7 +82,7 @@ def test_bench_video_writes_csv_markdown_and_strip(full_run):
     with Image.open(tmp / "out" / "video.png") as strip:
         # the real crops, then one row per variant: 5 rows of 64 px, 8 of the 9 frames
         assert strip.size == (150 + 8 * 66, 5 * 66)
-    assert (tmp / "out" / "work" / "astronaut" / "crops" / "000008.png").is_file()
+    assert len(open_crops(tmp / "out" / "work" / "astronaut" / "crops.mkv")) == 9
 
 
 def test_a_rerun_reuses_the_crops_and_leaves_out_what_it_cannot_measure(full_run, smoke_dir, clip):

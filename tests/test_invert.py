@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from ciinv.crops import CropWriter
 from ciinv.edit import load_frame_noise
 from ciinv.errors import CiinvError
 from ciinv.invert import InvertSettings, invert_shard, merge_shards, resume_path
@@ -43,10 +43,10 @@ def crops(tmp_path_factory, nets):
     ws = torch.stack([start + k * step for k in range(FRAMES)])
     with torch.no_grad():
         images = ((g.synthesis(ws) + 1) / 2).clamp(0, 1)
-    for i, image in enumerate(images):
-        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        Image.fromarray(pixels).save(d / f"{i:06d}.png")
-    return d
+    with CropWriter(d / "crops.mkv", FRAMES, images.shape[-1]) as writer:
+        for image in images:
+            writer.write((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    return d / "crops.mkv"
 
 
 def run(crops, nets, out, shard=0, **settings):
@@ -234,11 +234,15 @@ def test_plus_merge_keeps_each_frames_heaviest_window_and_the_edit_renders_with_
         merge_shards([tmp_path / "shard_0000.pt", paths[1]], FRAMES, tmp_path / "mixed.npy")
 
 
-def test_missing_crop_names_the_file_and_frame(crops, nets, tmp_path):
-    empty = tmp_path / "crops"
-    empty.mkdir()
-    with pytest.raises(CiinvError, match=r"000000\.png.*frame 0"):
-        run(empty, nets, tmp_path / "s.pt", steps=1)
+def test_missing_or_short_crops_name_the_file_and_frame(crops, nets, tmp_path):
+    with pytest.raises(CiinvError, match=r"crops.mkv: no such crops file; rerun the align stage"):
+        run(tmp_path / "crops.mkv", nets, tmp_path / "s.pt", steps=1)
+    short = tmp_path / "short.mkv"
+    with CropWriter(short, 3, 32) as writer:
+        for _ in range(3):
+            writer.write(np.full((32, 32, 3), 9, np.uint8))
+    with pytest.raises(CiinvError, match=r"short.mkv: holds 3 crops, frame \d+ wanted"):
+        run(short, nets, tmp_path / "s.pt", steps=1)
 
 
 def test_clip_shorter_than_a_window_names_the_video(crops, nets, tmp_path):

@@ -52,7 +52,8 @@ def write_video(path: Path, frames: list[np.ndarray]) -> None:
 
 @pytest.fixture(scope="module")
 def dlib_detect():
-    return dlib_detector()
+    """Every frame searched whole (the tracking search reports only faces near the last one)."""
+    return dlib_detector(track=False)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +139,25 @@ def test_tracking_picks_the_largest_face_and_follows_it(dlib_detect, astronaut_p
     assert result["detected"].all()
     error = np.linalg.norm(result["points"] - np.stack(expected), axis=2).mean()
     assert error < 3.0, error
+
+
+@pytest.mark.parametrize("size", [(320, 240), (1280, 720)])
+def test_tracking_search_keeps_the_landmarks_of_the_whole_frame_search(tmp_path, size):
+    """The faster search near the last face moves the landmarks by about a pixel (HOG boxes of a
+    region differ from the whole frame's; dlib's predictor starts from the box): bounds below, in
+    pixels of a face ~95 (320x240) or ~250 (1280x720) pixels wide."""
+    from ciinv.sample import make_clip
+    from ciinv.video import VideoReader
+
+    video = tmp_path / "clip.mp4"
+    make_clip(video, frames=12, size=size, audio=False)
+    with VideoReader(video) as reader:
+        frames = [frame for _, frame in reader.frames()]
+    whole = detect_frames(frames, dlib_detector(track=False))
+    tracked = detect_frames(frames, dlib_detector(track=True))
+    assert whole["detected"].all() and tracked["detected"].all()
+    distance = np.linalg.norm(tracked["points"] - whole["points"], axis=-1)  # [frames, 68] pixels
+    assert distance.mean() < 1.5 and distance.mean(axis=1).max() < 3.0 and distance.max() < 10.0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -360,3 +360,18 @@ def test_a_damaged_meta_json_is_named_with_what_to_do(tmp_path):
         path.write_text(json.dumps(good | {key: value}))
         with pytest.raises(CiinvError, match=f"meta.json: '{key}' is .*delete it and rerun the probe stage"):
             video.read_meta(path)
+
+
+@pytest.mark.parametrize("name", ["ntsc_silent", "rot90", "rot270", "odd"])
+def test_streamed_frames_equal_decords_frame_by_frame_decoding(clips, name):
+    """The reader streams from an ffmpeg process; its pixels are decord's, bit for bit, for any range."""
+    with VideoReader(clips[name]) as reader:
+        decord_frames = [video._upright(video._as_numpy(reader._reader.get_batch([i]))[0], reader._rotation)
+                         for i in range(len(reader))]
+        streamed = list(reader.frames())
+        assert [i for i, _ in streamed] == list(range(len(reader)))
+        for (_, frame), expected in zip(streamed, decord_frames):
+            np.testing.assert_array_equal(frame, expected)
+        part = list(reader.frames(2, 4))
+        assert [i for i, _ in part] == [2, 3]
+        np.testing.assert_array_equal(part[0][1], decord_frames[2])

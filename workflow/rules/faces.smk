@@ -46,7 +46,7 @@ rule align:
         landmarks="results/{video}/landmarks.npz",
     output:
         npz="results/{video}/align.npz",
-        crops=directory("results/{video}/crops"),
+        crops="results/{video}/crops.mkv",
     params:
         resolution=config["align"]["resolution"],
         center_sigma=config["align"]["center_sigma"],

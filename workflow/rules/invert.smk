@@ -2,7 +2,7 @@
 
 rule invert:
     input:
-        crops="results/{video}/crops",
+        crops="results/{video}/crops.mkv",
         meta="results/{video}/meta.json",
         generator=model_path(config["models"]["generator"]),
         flow=flow_files,

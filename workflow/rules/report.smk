@@ -10,7 +10,7 @@ rule report_assets:
 
 rule report_video:
     input:
-        crops="results/{video}/crops",
+        crops="results/{video}/crops.mkv",
         meta="results/{video}/meta.json",
         edits=edit_codes,
         noise="results/{video}/noise.pt",

@@ -1,0 +1,358 @@
+"""The aligned face crops of one video, stored as one lossless video file, and the one way to read crops.
+
+Format (``crops.mkv``, written by the align stage): one Matroska file holding one FFV1 (version 3)
+video stream of the R×R RGB crops, every frame a keyframe (``-g 1``: exact random access by frame
+index), each slice with a CRC (a damaged frame is an error, never a silently wrong face). FFV1 is
+lossless: reading returns the written uint8 RGB pixels bit for bit (no YUV conversion: the
+stream stores RGB planes). Frame i is stamped at i seconds (a nominal rate of 1 fps), so that
+seeking to frame i is seeking to second i, exact in Matroska's millisecond clock. The global tags
+``CIINV_CROPS`` (format version) and ``CIINV_FRAMES`` (frame count) are written before the frames,
+so a truncated file still says how many frames it should hold.
+
+On a 1280×720 sample clip at R = 1024 this takes 0.39 MB per frame against 0.85 MB as PNG
+(``benchmarks/README.md``). Writing runs in an ffmpeg process beside the caller's work.
+
+Readers: ``open_crops(path)`` gives a ``CropReader`` for such a file and, for the folders of
+``{i:06d}.png`` crops that the edit stage still writes, a ``PngCrops`` with the same interface:
+``len()``, ``resolution``, ``read(start, stop)`` → uint8 [N, R, R, 3] and ``frames(start, stop)``,
+which streams ``(index, crop)`` pairs with bounded memory. ``read_tensor`` gives float tensors for
+the networks. A missing, truncated or damaged store is a one-line CiinvError naming the file
+and the frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ciinv.errors import CiinvError
+from ciinv.files import atomic_path, tool_write_error
+
+FORMAT_VERSION = 1
+SUFFIX = ".mkv"
+ALIGN_RERUN = "rerun the align stage for its video"
+
+# FFV1 version 3 with Golomb-Rice coding: on the sample clip's crops it decodes in 52 ms against
+# the range coder's 71 ms (PNG: 34 ms) for 20 % more bytes (0.39 against 0.33 MB); the assemble
+# stage reads every crop, on the CPU. 4 slices (coded on several threads), a CRC per slice.
+_FFV1 = ["-c:v", "ffv1", "-level", "3", "-coder", "0", "-context", "0", "-g", "1", "-slices", "4",
+         "-slicecrc", "1", "-pix_fmt", "bgr0"]
+
+# Frames per pipe read when streaming: bounds the reader's memory (R = 1024: 48 MB).
+_CHUNK = 16
+
+
+def _ffmpeg() -> str:
+    from ciinv.video import ffmpeg_exe
+
+    return ffmpeg_exe()
+
+
+def _tail(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no message"
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+class CropWriter:
+    """Append R×R×3 uint8 RGB crops to ``path`` (one FFV1 stream); the file appears on ``close``.
+
+    ``frames`` crops must be written, in order. Use it as a context manager: an exception deletes
+    the partial file, and nothing appears under ``path``.
+    """
+
+    def __init__(self, path: str | os.PathLike, frames: int, resolution: int):
+        self.path = Path(path)
+        self.frames, self.resolution = int(frames), int(resolution)
+        self.count = 0
+        self._stack = contextlib.ExitStack()
+        try:
+            self._tmp = self._stack.enter_context(atomic_path(self.path))
+            self._log = self._stack.enter_context(tempfile.TemporaryFile())
+            side = f"{self.resolution}x{self.resolution}"
+            args = [_ffmpeg(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y",
+                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", side, "-framerate", "1", "-i", "pipe:",
+                    *_FFV1, "-metadata", f"CIINV_CROPS={FORMAT_VERSION}", "-metadata", f"CIINV_FRAMES={self.frames}",
+                    "-f", "matroska", str(self._tmp)]
+            self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        except BaseException:
+            self._proc = None
+            self.abort()
+            raise
+
+    def _error(self, what: str) -> CiinvError:
+        self._log.seek(0)
+        said = self._log.read().decode(errors="replace")
+        return tool_write_error(self.path, said) or CiinvError(f"{self.path}: ffmpeg failed {what}: {_tail(said)}")
+
+    def write(self, crop: np.ndarray) -> None:
+        """Append one R×R×3 uint8 RGB crop."""
+        crop = np.asarray(crop)
+        if crop.shape != (self.resolution, self.resolution, 3) or crop.dtype != np.uint8:
+            raise ValueError(f"{self.path}: crop {self.count} is {crop.dtype} {crop.shape}, "
+                             f"expected uint8 {(self.resolution, self.resolution, 3)}")
+        if self.count >= self.frames:
+            raise ValueError(f"{self.path}: more than the {self.frames} crops announced")
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(crop).data)
+        except (BrokenPipeError, OSError) as err:
+            self._proc.wait()
+            raise self._error(f"storing crop {self.count}") from err
+        self.count += 1
+
+    def close(self) -> None:
+        """Finish the stream and move the file to its final name."""
+        if self._proc is None:
+            return
+        try:
+            if self.count != self.frames:
+                raise CiinvError(f"{self.path}: {self.count} crops written but {self.frames} announced")
+            self._proc.stdin.close()
+            if self._proc.wait() != 0:
+                raise self._error("finishing the crops")
+            self._proc = None
+        except BaseException:
+            self.abort()
+            raise
+        self._stack.close()  # renames the temporary file onto self.path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and delete the temporary file."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+            self._proc = None
+        with contextlib.suppress(RuntimeError):
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self) -> "CropWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+_TAG = re.compile(r"^\s*CIINV_(CROPS|FRAMES)\s*:\s*(\d+)\s*$", re.MULTILINE | re.IGNORECASE)
+_AT_SECOND = re.compile(r"at (\d+(?:\.\d+)?) seconds")
+_VIDEO = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\d+)x(\d+)[ ,\n]")
+
+
+def _log_text(log) -> str:
+    """What ffmpeg wrote so far to ``log``, read without moving the offset it shares with ffmpeg."""
+    fd = log.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+
+def _damage(log) -> str:
+    """What ffmpeg's log says about damaged frames: every line but the demuxer's note that a
+    truncated file ended early (the frames before the cut are good; the missing ones are counted)."""
+    lines = _log_text(log).splitlines()
+    return "\n".join(line for line in lines if line.strip() and "File ended prematurely" not in line)
+
+
+class CropReader:
+    """The crops in a file written by ``CropWriter``; see the module docstring.
+
+    ``rerun`` says, in errors, what makes the file again.
+    """
+
+    def __init__(self, path: str | os.PathLike, rerun: str = ALIGN_RERUN):
+        from ciinv.video import _banner
+
+        self.path, self.rerun = Path(path), rerun
+        if self.path.is_dir():
+            raise CiinvError(f"{self.path} is a folder, not a crops file; delete it and {rerun}")
+        if not self.path.is_file():
+            raise CiinvError(f"{self.path}: no such crops file; {rerun}")
+        banner = _banner(self.path)
+        tags = {key.upper(): int(value) for key, value in _TAG.findall(banner)}
+        video = _VIDEO.search(banner + "\n")
+        if "CROPS" not in tags or "FRAMES" not in tags or video is None or video.group(1) != "ffv1":
+            raise CiinvError(f"{self.path}: not a crops file of ciinv (no FFV1 stream with CIINV tags); "
+                             f"delete it and {rerun}")
+        if tags["CROPS"] != FORMAT_VERSION:
+            raise CiinvError(f"{self.path}: crops format {tags['CROPS']}, this ciinv reads {FORMAT_VERSION}; "
+                             f"delete it and {rerun}")
+        width, height = int(video.group(2)), int(video.group(3))
+        if width != height:
+            raise CiinvError(f"{self.path}: crops of {width}x{height} pixels, not square; delete it and {rerun}")
+        self.resolution = width
+        self._frames = tags["FRAMES"]
+
+    def __len__(self) -> int:
+        return self._frames
+
+    def where(self, index: int) -> Path:
+        """The file that holds frame ``index``."""
+        return self.path
+
+    def _range(self, start: int, stop: int | None) -> tuple[int, int]:
+        stop = len(self) if stop is None else stop
+        if not 0 <= start <= stop:
+            raise ValueError(f"{self.path}: bad frame range [{start}, {stop})")
+        if stop > len(self):
+            raise CiinvError(f"{self.path}: holds {len(self)} crops, frame {stop - 1} wanted; "
+                             f"delete it and {self.rerun}")
+        return start, stop
+
+    def frames(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(index, crop)`` for ``start <= index < stop``: crop R×R×3 uint8 RGB, decoded in a
+        separate ffmpeg process and streamed (memory holds a few frames)."""
+        start, stop = self._range(start, stop)
+        if start == stop:
+            return
+        args = [_ffmpeg(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-threads", "1"]
+        if start:
+            args += ["-ss", str(start)]  # frame i is at second i; every frame is a keyframe
+        args += ["-i", str(self.path), "-map", "0:v:0", "-frames:v", str(stop - start),
+                 "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+        size = self.resolution * self.resolution * 3
+        with tempfile.TemporaryFile() as log:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+            index, damaged = start, False
+            try:
+                while index < stop:
+                    wanted = min(_CHUNK, stop - index)
+                    data = proc.stdout.read(size * wanted)
+                    whole = len(data) // size
+                    # The decoder logs a damaged frame (slice CRC mismatch) before it passes the frame
+                    # on, and conceals the damage: any message means the frames cannot be trusted.
+                    damaged = bool(os.fstat(log.fileno()).st_size and _damage(log))
+                    if damaged:
+                        break
+                    for k in range(whole):
+                        yield index, np.frombuffer(data, np.uint8, size, k * size).reshape(
+                            self.resolution, self.resolution, 3)
+                        index += 1
+                    if whole < wanted:
+                        break
+            finally:
+                proc.stdout.close()
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+            said = _log_text(log)
+            if index < stop or _damage(log):
+                # FFV1 names the damaged frame's time, counted from the first frame read: second i is frame i.
+                at = _AT_SECOND.search(said)
+                frame = str(start + int(float(at.group(1)))) if at else str(index)
+                if damaged and not at and index < stop - 1:
+                    frame = f"{index} or a later one up to {min(index + _CHUNK, stop) - 1}"
+                raise CiinvError(f"{self.path}: cannot read the crop of frame {frame} ({_tail(said)}; the file is "
+                                 f"truncated or damaged); delete it and {self.rerun}")
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Every crop in frame order (what ``ciinv.assemble.assemble_video`` takes as faces)."""
+        return (crop for _, crop in self.frames())
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Crops ``start`` to ``stop`` (exclusive) as uint8 [N, R, R, 3] RGB."""
+        start, stop = self._range(start, stop)
+        out = np.empty((stop - start, self.resolution, self.resolution, 3), np.uint8)
+        for index, crop in self.frames(start, stop):
+            out[index - start] = crop
+        return out
+
+
+class PngCrops:
+    """A folder of ``{i:06d}.png`` crops (the edit stage's), with ``CropReader``'s interface."""
+
+    def __init__(self, folder: str | os.PathLike, rerun: str = "rerun the stage that wrote it"):
+        self.path, self.rerun = Path(folder), rerun
+        if not self.path.is_dir():
+            raise CiinvError(f"{self.path}: no such folder of crops; {rerun}")
+        self._count = len([p for p in self.path.glob("*.png") if not p.name.startswith(".")])
+        self.resolution = self._read(0).shape[0] if self._count else 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def where(self, index: int) -> Path:
+        """The file that holds frame ``index``."""
+        return self.path / f"{index:06d}.png"
+
+    def _read(self, index: int) -> np.ndarray:
+        from PIL import Image  # not OpenCV: it cannot read PNGs once decord is loaded
+
+        path = self.where(index)
+        try:
+            with Image.open(path) as image:
+                crop = np.asarray(image.convert("RGB"))
+        except FileNotFoundError:
+            raise CiinvError(f"{path}: the crop of frame {index} is missing; {self.rerun}") from None
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL raises these for damaged files
+            raise CiinvError(f"{path}: cannot read the crop of frame {index} ({exc}); {self.rerun}") from None
+        if crop.shape[0] != crop.shape[1]:
+            raise CiinvError(f"{path}: the crop of frame {index} is {crop.shape[1]}x{crop.shape[0]}, not square; "
+                             f"{self.rerun}")
+        return crop
+
+    def frames(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        stop = len(self) if stop is None else stop
+        for index in range(start, stop):
+            yield index, self._read(index)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Every crop in frame order (what ``ciinv.assemble.assemble_video`` takes as faces)."""
+        return (crop for _, crop in self.frames())
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = len(self) if stop is None else stop
+        return np.stack([crop for _, crop in self.frames(start, stop)])
+
+
+def open_crops(path: str | os.PathLike, rerun: str = ALIGN_RERUN) -> CropReader | PngCrops:
+    """The reader for ``path``: a crops file (``CropReader``) or a folder of PNG crops (``PngCrops``)."""
+    return PngCrops(path, rerun) if Path(path).is_dir() else CropReader(path, rerun)
+
+
+def require_visible(crop: np.ndarray, reader: CropReader | PngCrops, index: int) -> np.ndarray:
+    """``crop`` itself, unless it is entirely black (what a NaN code renders to): then a CiinvError
+    naming the store and the frame, as such a face must never be pasted into a video."""
+    if not crop.any():
+        raise CiinvError(f"{reader.where(index)}: the crop of frame {index} is entirely black "
+                         f"(rendered from non-finite codes?); {reader.rerun}")
+    return crop
+
+
+def read_tensor(crops: CropReader | PngCrops, indices, size: int | None = None):
+    """Crops ``indices`` (a range or any ints) → torch float32 [N, 3, S, S] in [0, 1].
+
+    Resized to ``size`` when given and different (bilinear, antialiased). A range is decoded in one
+    pass; other indices one run of consecutive frames at a time.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    indices = [int(i) for i in indices]
+    pictures = []
+    run_start = 0
+    for k in range(1, len(indices) + 1):  # split into runs of consecutive frames
+        if k == len(indices) or indices[k] != indices[k - 1] + 1:
+            pictures.append(crops.read(indices[run_start], indices[k - 1] + 1))
+            run_start = k
+    if not pictures:
+        raise ValueError("no crops asked for")
+    images = torch.from_numpy(np.concatenate(pictures)).permute(0, 3, 1, 2).contiguous().float().div(255)
+    if size is not None and images.shape[-1] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return images
