@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 
 CHILD = r"""
 import gc, sys, time
