@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "pti", "pivotal tuning: tune the generator so the fixed codes reproduce the crops "
                     "-> generator_pti.pt")
-    p.add_argument("--crops", required=True, help="folder of aligned crops from `ciinv align`")
+    p.add_argument("--crops", required=True, help="aligned crops file from `ciinv align`")
     p.add_argument("--latents", required=True, help="latents.npy from merge (the pivots; kept fixed)")
     p.add_argument("--noise", help="noise.pt from merge (the plus variant's noise maps; kept fixed)")
     p.add_argument("--generator", required=True, help="generator checkpoint to tune a copy of (.pkl or .pt)")

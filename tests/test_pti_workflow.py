@@ -10,7 +10,6 @@ import zipfile
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from ciinv.sample import make_clip
 
@@ -25,13 +24,14 @@ def recon_mse(results, generator_path) -> float:
     from ciinv.models import load_generator
     from ciinv.render import load_renderer
 
+    from ciinv.crops import open_crops
+
     generator = load_generator(generator_path).eval().requires_grad_(False)
     rendered = load_renderer(results / "latents.npy", generator, results / "noise.pt")
-    aligned = sorted((results / "crops").glob("*.png"))
+    aligned = open_crops(results / "crops.mkv")
     assert len(aligned) == len(rendered)
-    errors = [np.mean((np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255
-                       - rendered_crop.astype(np.float64) / 255) ** 2)
-              for path, rendered_crop in zip(aligned, rendered)]
+    errors = [np.mean((crop.astype(np.float64) / 255 - rendered_crop.astype(np.float64) / 255) ** 2)
+              for crop, rendered_crop in zip(aligned, rendered)]
     return float(np.mean(errors))
 
 

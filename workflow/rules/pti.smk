@@ -1,11 +1,11 @@
 # Pivotal tuning (optional, `pti.enabled`): after the merge, one GPU job per video tunes a copy of the
-# generator so that the fixed codes reproduce the crops. The edit and report rules take their generator
+# generator so that the fixed codes reproduce the crops. The assemble and report rules take their generator
 # from video_generator (common.smk): this file when PTI is on, the configured generator otherwise.
 
 
 rule pti:
     input:
-        crops="results/{video}/crops",
+        crops="results/{video}/crops.mkv",
         latents="results/{video}/latents.npy",
         noise="results/{video}/noise.pt",
         generator=model_path(config["models"]["generator"]),
