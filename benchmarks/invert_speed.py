@@ -33,7 +33,7 @@ from ciinv.models import load_flow, load_generator, load_vgg16
 from ciinv.models.stylegan2 import Generator, config_f_channels
 from ciinv.models.vgg16 import VGG16Features
 
-# Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s (shared/research/model_formats.md §6).
+# Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s (NVIDIA's published datasheets).
 PEAK_BF16_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H200": 989.4, "H100 PCIe": 756.0, "A100": 312.0}
 
 

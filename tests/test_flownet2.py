@@ -89,7 +89,7 @@ def test_architecture_matches_nvidias_checkpoint():
     with torch.device("meta"):
         model = FlowNet2()
     state = model.state_dict()
-    # The counts of NVIDIA's FlowNet2_checkpoint.pth.tar (model_formats.md §3).
+    # The counts of NVIDIA's published FlowNet2_checkpoint.pth.tar.
     assert len(state) == 220
     assert sum(p.numel() for p in model.parameters()) == 162_518_834
     assert state["flownetc.conv3_1.0.weight"].shape == (256, 473, 3, 3)

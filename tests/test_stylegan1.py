@@ -1,6 +1,6 @@
 """StyleGAN v1 (the seed repo's converted .pt): loader, layout, exactness, and the w_avg cache.
 
-The references below are written from the maths in research/model_formats.md §2, not from our
+The references below are written from the published maths (StyleGAN, Karras et al. 2019), not from our
 module: the fused up-conv as a per-pixel scatter with its padded-and-summed 4x4 kernel built in
 numpy, nearest upsampling by repetition, scipy's 2-D filters, and torch's own
 nn.InstanceNorm2d for the epilogue.
@@ -55,7 +55,7 @@ def random_ws(G, n=2, seed=1):
 
 
 def expected_keys(resolution: int, n_mlp: int) -> set[str]:
-    """The key list of research/model_formats.md §2, spelled out."""
+    """The key list of the seed repo's converted checkpoint, spelled out."""
     keys = {f"g_mapping.dense{i}.{p}" for i in range(n_mlp) for p in ("weight", "bias")}
     keys |= {"g_synthesis.torgb.weight", "g_synthesis.torgb.bias"}
     per_epi = ("top_epi.noise.weight", "style_mod.lin.weight", "style_mod.lin.bias")

@@ -1,6 +1,6 @@
 """StyleGAN2 (rosinality .pt): loader, layout, and exactness against naive references.
 
-The references below are written from the maths in research/model_formats.md §1, not from
+The references below are written from the published maths (StyleGAN2, Karras et al. 2020), not from
 our module: a per-sample loop for the modulated convs, scipy's true 2-D convolution on
 explicitly zero-stuffed and padded arrays for upfirdn2d and the transposed up-conv.
 """
