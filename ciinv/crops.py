@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path, tool_write_error
+from ciinv.files import abort_writer, atomic_path, tool_write_error
 
 FORMAT_VERSION = 1
 SUFFIX = ".mkv"
@@ -128,14 +128,8 @@ class CropWriter:
 
     def abort(self) -> None:
         """Stop ffmpeg and delete the temporary file."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            with contextlib.suppress(OSError):
-                self._proc.stdin.close()
-            self._proc = None
-        with contextlib.suppress(RuntimeError):
-            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        abort_writer(self._proc, self._stack)
+        self._proc = None
 
     def __enter__(self) -> "CropWriter":
         return self
@@ -340,9 +334,6 @@ def read_tensor(crops: CropReader | PngCrops, indices, size: int | None = None):
     Resized to ``size`` when given and different (bilinear, antialiased). A range is decoded in one
     pass; other indices one run of consecutive frames at a time.
     """
-    import torch
-    import torch.nn.functional as F
-
     indices = [int(i) for i in indices]
     pictures = []
     run_start = 0
@@ -352,7 +343,16 @@ def read_tensor(crops: CropReader | PngCrops, indices, size: int | None = None):
             run_start = k
     if not pictures:
         raise ValueError("no crops asked for")
-    images = torch.from_numpy(np.concatenate(pictures)).permute(0, 3, 1, 2).contiguous().float().div(255)
+    return as_tensor(np.concatenate(pictures), size)
+
+
+def as_tensor(pictures: np.ndarray, size: int | None = None):
+    """uint8 crops [N, R, R, 3] → torch float32 [N, 3, S, S] in [0, 1], resized to ``size`` when given
+    and different (bilinear, antialiased)."""
+    import torch
+    import torch.nn.functional as F
+
+    images = torch.from_numpy(np.ascontiguousarray(pictures)).permute(0, 3, 1, 2).contiguous().float().div(255)
     if size is not None and images.shape[-1] != size:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return images

@@ -55,10 +55,10 @@ from torch import Tensor
 
 from ciinv import models
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path
 from ciinv.gpu import autocast, uses_bf16
 from ciinv.objective import perceptual_features
 from ciinv.settings import PTISettings
+from ciinv.shards import load_resume, save_resume
 
 log = logging.getLogger(__name__)
 
@@ -271,27 +271,6 @@ def _digest(*tensors: Tensor | None) -> str:
     return h.hexdigest()
 
 
-def _load_state(path: Path, key: dict) -> PTIState | None:
-    """The saved state at ``path`` if saved under ``key``, else None (and why, logged)."""
-    if not path.exists():
-        return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        state = PTIState(**saved["state"])
-    except Exception as exc:  # an unreadable state only costs the steps since the start
-        log.info("%s: cannot read the saved state (%s); starting over", path, type(exc).__name__)
-        return None
-    if saved.get("key") != key:
-        log.info("%s: saved with other settings, codes, crops or generator; starting over", path)
-        return None
-    return state
-
-
-def _save_state(path: Path, key: dict, state: PTIState) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"key": key, "state": vars(state)}, tmp)
-
-
 def read_crops_uint8(crops_dir, frames: int, resolution: int) -> Tensor:
     """The aligned crops of frames 0 .. frames-1 as uint8 [F, 3, R, R] (a quarter of float32's memory).
 
@@ -338,7 +317,7 @@ def pti_video(crops_dir, latents_path, generator_path, vgg_path, settings, out_p
            "codes": _digest(codes), "noise": _digest(*(maps or []), frame_window) if noise else None,
            "crops": _digest(frames)}
     state_path = resume_path(out_path)
-    state = _load_state(state_path, key)
+    state = load_resume(state_path, key, PTIState)
     if state is not None:
         log.info("%s: resuming after step %d", state_path, state.step)
     before = reconstruction_mse(original, codes, frames, noise).mean().item()
@@ -346,7 +325,7 @@ def pti_video(crops_dir, latents_path, generator_path, vgg_path, settings, out_p
                 frame_count, original.resolution, settings.steps, min(settings.batch, frame_count), before)
 
     tuned, losses = tune_generator(original, codes, frames, settings, perceptual, noise=noise, state=state,
-                                   save=lambda s: _save_state(state_path, key, s), on_step=on_step)
+                                   save=lambda s: save_resume(state_path, key, s), on_step=on_step)
     names = tuned_parameter_names(tuned)
     round_to_half(tuned, names)
     after = reconstruction_mse(tuned, codes, frames, noise).mean().item()

@@ -31,11 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ciinv import metrics
-from ciinv.crops import open_crops, read_tensor
+from ciinv.crops import as_tensor, open_crops, read_tensor
 from ciinv.errors import CiinvError
 from ciinv.files import atomic_path, read_torch
 from ciinv.objective import LOSS_NAMES
@@ -74,10 +73,7 @@ def read_row(row: Row, indices, size: int | None = None) -> torch.Tensor:
     [0, 1], resized to ``size`` when given (bilinear, antialiased), as ``read_frames`` does."""
     if not isinstance(row, CodeRenderer):
         return read_frames(row, indices, size)
-    images = torch.from_numpy(row.render([int(i) for i in indices])).permute(0, 3, 1, 2).float().div(255)
-    if size is not None and images.shape[-2:] != (size, size):
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return images
+    return as_tensor(row.render([int(i) for i in indices]), size)
 
 
 def _to_image(picture: torch.Tensor) -> Image.Image:

@@ -13,6 +13,7 @@ are left out of the workflow rule's params and of the resume key, so changing th
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ DEFAULTS = defaults("invert")
 EXECUTION_KEYS = ("windows_per_batch", "checkpoint_every")
 
 
+@functools.cache
 def _numbers(section: str) -> tuple[str, ...]:
     """The keys of ``section`` whose schema type is ``number`` (floats, however they were written)."""
     return tuple(key for key, entry in setting(section)["properties"].items() if entry.get("type") == "number")
@@ -44,11 +46,42 @@ def _as_numbers(values: dict, numbers: tuple[str, ...]) -> dict:
     return values
 
 
-_NUMBERS = _numbers("invert")
+class SchemaSettings:
+    """What the typed settings of one config block share: a check against the block's schema when
+    made, numbers as floats, ``from_dict`` / ``to_dict`` / ``replace``. A subclass is a dataclass
+    whose fields default to the schema's and names its block in ``SECTION``."""
+
+    SECTION = ""
+
+    def __post_init__(self):
+        check_section(self.SECTION, self.to_dict())
+        self.betas = tuple(float(b) for b in self.betas)
+        for name in _numbers(self.SECTION):  # 1 and 1.0 are one setting: the resume key compares them as floats
+            setattr(self, name, float(getattr(self, name)))
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Settings from a (possibly partial) config block; the schema's defaults fill the rest.
+
+        A number written as a string (YAML reads ``1e-8`` without a dot as one) is taken as
+        the number; anything else the schema refuses is a short error naming the key.
+        """
+        values = _as_numbers(d, _numbers(cls.SECTION))
+        check_section(cls.SECTION, {**defaults(cls.SECTION), **values})
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(d["betas"])
+        return d
+
+    def replace(self, **changes):
+        """A copy with some settings changed (checked like any other)."""
+        return type(self)(**{**self.to_dict(), **changes})
 
 
 @dataclass
-class InvertSettings:
+class InvertSettings(SchemaSettings):
     """Every knob of the inversion; ``setting("invert.<name>")["description"]`` says what each means."""
 
     window: int = DEFAULTS["window"]
@@ -79,35 +112,14 @@ class InvertSettings:
     checkpoint_every: int = DEFAULTS["checkpoint_every"]
     seed: int = DEFAULTS["seed"]
 
+    SECTION = "invert"
+
     def __post_init__(self):
-        check_section("invert", self.to_dict())
-        self.betas = tuple(float(b) for b in self.betas)
-        for name in _NUMBERS:  # 1 and 1.0 are one setting: the resume key compares them as floats
-            setattr(self, name, float(getattr(self, name)))
+        super().__post_init__()
         # What the schema cannot say: relations between keys.
         if self.stride > self.window:
             raise CiinvError(f"config invert/stride: {self.stride} is more than invert.window ({self.window}); "
                              "windows would skip frames")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "InvertSettings":
-        """Settings from a (possibly partial) config block; the schema's defaults fill the rest.
-
-        A number written as a string (YAML reads ``1e-8`` without a dot as one) is taken as
-        the number; anything else the schema refuses is a short error naming the key.
-        """
-        values = _as_numbers(d, _NUMBERS)
-        check_section("invert", {**DEFAULTS, **values})
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(d["betas"])
-        return d
-
-    def replace(self, **changes) -> "InvertSettings":
-        """A copy with some settings changed (checked like any other)."""
-        return InvertSettings(**{**self.to_dict(), **changes})
 
     def result_key(self) -> dict:
         """The settings that decide the result: all but ``EXECUTION_KEYS``."""
@@ -125,11 +137,10 @@ class InvertSettings:
 
 PTI_DEFAULTS = defaults("pti")
 PTI_EXECUTION_KEYS = ("checkpoint_every",)
-_PTI_NUMBERS = _numbers("pti")
 
 
 @dataclass
-class PTISettings:
+class PTISettings(SchemaSettings):
     """Every knob of pivotal tuning; ``setting("pti.<name>")["description"]`` says what each means.
 
     Defaults are PTI's released hyperparameters (Roich et al. 2021) except where the schema's
@@ -151,26 +162,7 @@ class PTISettings:
     checkpoint_every: int = PTI_DEFAULTS["checkpoint_every"]
     seed: int = PTI_DEFAULTS["seed"]
 
-    def __post_init__(self):
-        check_section("pti", self.to_dict())
-        self.betas = tuple(float(b) for b in self.betas)
-        for name in _PTI_NUMBERS:
-            setattr(self, name, float(getattr(self, name)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PTISettings":
-        """Settings from a (possibly partial) ``pti:`` block; the schema's defaults fill the rest."""
-        values = _as_numbers(d, _PTI_NUMBERS)
-        check_section("pti", {**PTI_DEFAULTS, **values})
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(d["betas"])
-        return d
-
-    def replace(self, **changes) -> "PTISettings":
-        return PTISettings(**{**self.to_dict(), **changes})
+    SECTION = "pti"
 
     def result_key(self) -> dict:
         """The settings that decide the tuned weights: all but ``PTI_EXECUTION_KEYS`` (and ``enabled``)."""

@@ -93,23 +93,25 @@ def resume_key(settings: InvertSettings, windows: list[Window], generator_path, 
     return key
 
 
-def load_resume(path: Path, key: dict) -> LoopState | None:
-    """The saved state at ``path`` if it was saved under ``key``, else None (and why, logged)."""
+def load_resume(path: Path, key: dict, state_type: type = LoopState):
+    """The saved ``state_type`` at ``path`` if it was saved under ``key``, else None (and why, logged).
+    Any resumable job's state (the inversion's ``LoopState``, pivotal tuning's ``PTIState``)."""
     if not path.exists():
         return None
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        state = LoopState(**saved["state"])
+        state = state_type(**saved["state"])
     except Exception as exc:  # an unreadable state only costs the steps since the start
         log.info(f"{path}: cannot read the saved state ({type(exc).__name__}); starting over")
         return None
     if saved.get("key") != key:
-        log.info(f"{path}: saved with other settings, windows or generator; starting over")
+        log.info(f"{path}: saved with other settings or inputs (windows, codes, crops, generator); starting over")
         return None
     return state
 
 
-def save_resume(path: Path, key: dict, state: LoopState) -> None:
+def save_resume(path: Path, key: dict, state) -> None:
+    """Save a resumable job's state (a dataclass) under ``key``, atomically."""
     with atomic_path(path) as tmp:
         torch.save({"key": key, "state": vars(state)}, tmp)
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from ciinv.errors import CiinvError
 from ciinv.meta import VIDEO_SUFFIXES, read_meta  # noqa: F401 (part of this module's interface)
-from ciinv.files import atomic_path, tmp_sibling, tool_write_error
+from ciinv.files import abort_writer, atomic_path, tmp_sibling, tool_write_error
 
 _MOV_SUFFIXES = {".mp4", ".m4v", ".mov"}
 
@@ -658,15 +658,8 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Stop ffmpeg and delete every temporary file; nothing appears under ``path``."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            with contextlib.suppress(OSError):
-                self._proc.stdin.close()
-            self._proc = None
-        # Unwinding with an exception makes atomic_path delete instead of rename.
-        with contextlib.suppress(RuntimeError):
-            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        abort_writer(self._proc, self._stack)
+        self._proc = None
 
     def __enter__(self) -> "VideoWriter":
         return self
