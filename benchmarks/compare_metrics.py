@@ -13,7 +13,7 @@ Weights. The linear layers of LPIPS ship inside the ``lpips`` package (``weights
 the real ones, read by both sides. The VGG16 backbone and FID's Inception are downloaded at run
 time by the references, which cannot happen here: the script writes random weights in the real
 layouts (torchvision's full-width VGG16 features; pytorch-fid's full-width Inception state dict,
-``ciinv.testing.write_tiny_vgg16`` / ``ciinv.testing.write_tiny_inception`` with
+``ciinv.dev.tiny.write_tiny_vgg16`` / ``ciinv.dev.tiny.write_tiny_inception`` with
 width divisor 1) and gives the *same file* to both sides: to ciinv through its loaders, to the
 references by loading it into the modules they build (LPIPS: ``pnet_rand=True``, then the file's
 ``features.*`` into ``net.slice*``; pytorch-fid: its ``load_state_dict_from_url`` returns the
@@ -62,8 +62,8 @@ import torch.nn.functional as F
 
 from ciinv import metrics
 from ciinv.models.inception import load_inception
-from ciinv.testing import write_tiny_inception
-from ciinv.testing import write_tiny_vgg16
+from ciinv.dev.tiny import write_tiny_inception
+from ciinv.dev.tiny import write_tiny_vgg16
 
 LPIPS_TOL = 1e-4  # relative, LPIPS distances and FID
 FID_TOL = 1e-4

@@ -8,7 +8,7 @@ slow consumer, like the landmarks loop): the Python process's VmHWM plus the lar
 process's (ffmpeg's for the pipe), in MB; then the Python process's VmHWM after every 100
 frames of the slow run (growth with clip length shows there). Ways:
 
-- pipe:          ciinv.video.VideoReader.frames() (the ffmpeg binary into a pipe)
+- pipe:          ciinv.io.video.VideoReader.frames() (the ffmpeg binary into a pipe)
 - decord-next:   one decord.VideoReader, next() frame after frame
 - decord-1thr:   the same with num_threads=1
 - decord-reopen: a fresh decord.VideoReader every --chunk frames, seek_accurate to the chunk's
@@ -27,7 +27,7 @@ import gc, sys, time
 import numpy as np
 way, path, sleep, chunk = sys.argv[1], sys.argv[2], float(sys.argv[3]) / 1000, int(sys.argv[4])
 import decord
-from ciinv.video import VideoReader
+from ciinv.io.video import VideoReader
 
 def frames():
     if way == "pipe":

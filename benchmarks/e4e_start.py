@@ -5,7 +5,7 @@
 
 Two choices of ``invert.init: e4e`` need an encoder whose codes are *near* the truth, which no
 random checkpoint is, and the real e4e fits only the FFHQ generator. So this script simulates one:
-on a sequence from ``ciinv.bench_speed.make_sequence`` (true codes known; frames rendered with
+on a sequence from ``ciinv.bench.speed.make_sequence`` (true codes known; frames rendered with
 random noise), the "encoder" returns each frame's true code plus an error made of a part shared
 by the clip (``--bias``: the same face is missed the same way) and a part drawn afresh for every
 frame (``--jitter``: per-frame inconsistency), both N(0, sigma^2) per W+ entry. (The sequence
@@ -13,7 +13,7 @@ moves w by 6 / (frames - 1) per frame along a unit direction: 0.5 at 13 frames, 
 jitter of sigma ~ 0.022 over 512 entries.) It is a stand-in for the measurement, not an encoder:
 it finds a frame by comparing pixels with the known frames.
 
-Rows, each the whole clip through ``ciinv.invert.invert_clip`` (lanes, warm starts, stop rule),
+Rows, each the whole clip through ``ciinv.inversion.invert.invert_clip`` (lanes, warm starts, stop rule),
 per error level:
   init mean                       the paper's start, for reference
   e4e, offsets from the encoder   ``e4e_offsets: encoder`` (a lane's first window)
@@ -32,13 +32,13 @@ import time
 import torch
 from torch import nn
 
-from ciinv.bench import _model_path, load_config, render
-from ciinv.bench_speed import make_sequence
+from ciinv.bench.synth import _model_path, load_config, render
+from ciinv.bench.speed import make_sequence
 from ciinv import metrics
-from ciinv.invert import invert_clip, load_nets
-from ciinv.settings import InvertSettings
-from ciinv.shards import blend_results
-from ciinv.optimizer import WindowResult
+from ciinv.inversion.invert import invert_clip, load_nets
+from ciinv.inversion.settings import InvertSettings
+from ciinv.inversion.shards import blend_results
+from ciinv.inversion.optimizer import WindowResult
 
 
 class SimulatedEncoder(nn.Module):

@@ -32,7 +32,7 @@ import sys
 import numpy as np
 import torch
 from ciinv.models import load_generator
-from ciinv.testing import write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_stylegan2
 path, resolution, frames = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 write_tiny_stylegan2(path, resolution=resolution, w_dim=512, n_mlp=2, max_channels=8)
 g = load_generator(path)
@@ -65,7 +65,7 @@ echo "between the stages, before: $(du -sb before_crops | cut -f1) bytes in $(ls
   "after: $(stat -c %s after.npy) bytes in 1 file ($FRAMES frames)"
 python - <<'PY'
 import numpy as np
-from ciinv.video import VideoReader, probe
+from ciinv.io.video import VideoReader, probe
 
 def frames(path):
     with VideoReader(path, probe(path)) as reader:

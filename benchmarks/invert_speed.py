@@ -5,7 +5,7 @@
     python benchmarks/invert_speed.py --generator models/stylegan2-ffhq-config-f.pt --flow models/FlowNet2_checkpoint.pth.tar
     python benchmarks/invert_speed.py --count-only          # FLOPs only, on any machine (PyTorch's meta device)
 
-Runs the real optimiser step of the invert stage (`ciinv.invert.invert_windows`: joint MAC + ICC,
+Runs the real optimiser step of the invert stage (`ciinv.inversion.invert.invert_windows`: joint MAC + ICC,
 pixel and perceptual losses, Adam) on B windows of T random frames, and reports:
   setup_s            flows, warped frames and real VGG features, once per batch of windows
   step_ms            one Adam step for the whole batch (median over the timed steps)
@@ -28,7 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ciinv.gpu import uses_bf16
-from ciinv.invert import InvertSettings, invert_windows
+from ciinv.inversion.invert import InvertSettings, invert_windows
 from ciinv.models import load_flow, load_generator, load_vgg16
 from ciinv.models.stylegan2 import Generator, config_f_channels
 from ciinv.models.vgg16 import VGG16Features
@@ -138,7 +138,7 @@ def count_only(args) -> None:
     """FLOPs of one window's setup and step, and the activations its step keeps for the backward pass,
     at the real sizes, counted on the meta device."""
     from ciinv.models.flownet2 import FlowNet2
-    from ciinv.objective import LossConfig, codes, prepare_targets, window_losses
+    from ciinv.inversion.objective import LossConfig, codes, prepare_targets, window_losses
 
     meta = torch.device("meta")
     generator = Generator(args.resolution, config_f_channels(args.resolution), w_dim=512, n_mlp=8)

@@ -3,7 +3,7 @@
     python benchmarks/pti_flops.py                      # StyleGAN2 config F at 1024², config.yaml's pti defaults
     python benchmarks/pti_flops.py --batch 8 --perceptual vgg
 
-One step of `ciinv.pti.tune_generator`: the generator forward and backward (gradients for every
+One step of `ciinv.inversion.pti.tune_generator`: the generator forward and backward (gradients for every
 synthesis weight) on `--batch` frames, the perceptual distance of those frames at 256², and
 PTI's locality regulariser (one code: the tuned generator forward and backward, the original's
 forward, their perceptual distance). Printed beside one step of one inversion window
@@ -23,8 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from ciinv.metrics import LPIPS
 from ciinv.models.stylegan2 import Generator, config_f_channels
 from ciinv.models.vgg16 import VGG16_CFG, VGG16Features
-from ciinv.pti import LOCALITY_PSI, PerceptualDistance, tuned_parameter_names
-from ciinv.settings import PTISettings
+from ciinv.inversion.pti import LOCALITY_PSI, PerceptualDistance, tuned_parameter_names
+from ciinv.inversion.settings import PTISettings
 
 
 def main() -> None:

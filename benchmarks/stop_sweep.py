@@ -7,7 +7,7 @@
 The `official` schedule at the paper's S = 5000 takes about an hour on a CPU even on the smoke
 models; this script reuses its row from a `ciinv bench speed` run (same config, frames, steps
 and seed, so the same synthesized sequence) and runs only the `ciinv` schedule at each stop
-tolerance, through the same code (`ciinv.bench_speed.run_schedule`). It prints, per tolerance,
+tolerance, through the same code (`ciinv.bench.speed.run_schedule`). It prints, per tolerance,
 the mean steps per window, seconds and FLOPs per output frame, the MSE, the MSE ratio to
 `official` and the speedups in seconds (noisy: another run, maybe another load) and in FLOPs
 (exact, load-free).
@@ -22,11 +22,11 @@ import time
 import torch
 
 from ciinv import metrics
-from ciinv.bench import _model_path, load_config, render
-from ciinv.bench_speed import lever_schedules, make_sequence, run_schedule, window_flops
+from ciinv.bench.synth import _model_path, load_config, render
+from ciinv.bench.speed import lever_schedules, make_sequence, run_schedule, window_flops
 from ciinv.gpu import pick_device, synchronize
-from ciinv.invert import load_nets
-from ciinv.settings import InvertSettings
+from ciinv.inversion.invert import load_nets
+from ciinv.inversion.settings import InvertSettings
 
 
 def main() -> None:

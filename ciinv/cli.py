@@ -37,8 +37,8 @@ def finite_float(text: str) -> float:
 
 
 def cmd_probe(args) -> None:
-    from ciinv.files import write_json
-    from ciinv.video import probe
+    from ciinv.io.files import write_json
+    from ciinv.io.video import probe
 
     meta = probe(args.video)
     write_json(args.out, meta)
@@ -47,8 +47,8 @@ def cmd_probe(args) -> None:
 
 def cmd_landmarks(args) -> None:
     from ciinv.gpu import claim_device
-    from ciinv.landmarks import detect_video, save_landmarks
-    from ciinv.video import read_meta
+    from ciinv.faces.landmarks import detect_video, save_landmarks
+    from ciinv.io.video import read_meta
 
     result = detect_video(
         args.video, detector=args.detector, max_gap=args.max_gap,
@@ -62,8 +62,8 @@ def cmd_landmarks(args) -> None:
 
 
 def cmd_align(args) -> None:
-    from ciinv.align import align_video
-    from ciinv.video import read_meta
+    from ciinv.faces.align import align_video
+    from ciinv.io.video import read_meta
 
     align_video(
         args.video, args.landmarks, args.out, args.crops, resolution=args.resolution,
@@ -73,8 +73,8 @@ def cmd_align(args) -> None:
 
 def cmd_invert(args) -> None:
     from ciinv.gpu import claim_device
-    from ciinv.invert import InvertSettings, invert_shard
-    from ciinv.video import read_meta
+    from ciinv.inversion.invert import InvertSettings, invert_shard
+    from ciinv.io.video import read_meta
 
     settings = InvertSettings.from_dict(
         json.loads(args.settings) | {"windows_per_batch": args.windows_per_batch, "checkpoint_every": args.checkpoint_every}
@@ -88,15 +88,15 @@ def cmd_invert(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from ciinv.invert import merge_shards
-    from ciinv.video import read_meta
+    from ciinv.inversion.invert import merge_shards
+    from ciinv.io.video import read_meta
 
     merge_shards(args.shards, read_meta(args.meta)["frames"], args.out, noise_path=args.noise)
 
 
 def cmd_edit(args) -> None:
-    from ciinv.edit import write_edit
-    from ciinv.edit_spec import EditSpec
+    from ciinv.edits.stage import write_edit
+    from ciinv.edits.spec import EditSpec
     from ciinv.errors import CiinvError
     from ciinv.models import load_generator
     from ciinv.models.registry import require, resolve_direction
@@ -124,8 +124,8 @@ def _renderer_generator(args):
 
 def cmd_pti(args) -> None:
     from ciinv.gpu import claim_device
-    from ciinv.pti import pti_video
-    from ciinv.settings import PTISettings
+    from ciinv.inversion.pti import pti_video
+    from ciinv.inversion.settings import PTISettings
 
     settings = PTISettings.from_dict(json.loads(args.settings) | {"checkpoint_every": args.checkpoint_every})
     pti_video(args.crops, args.latents, args.generator, args.vgg16, settings, args.out, noise_path=args.noise,
@@ -133,9 +133,9 @@ def cmd_pti(args) -> None:
 
 
 def cmd_assemble(args) -> None:
-    from ciinv.assemble import assemble_video
-    from ciinv.render import load_renderer
-    from ciinv.video import read_meta
+    from ciinv.faces.assemble import assemble_video
+    from ciinv.faces.render import load_renderer
+    from ciinv.io.video import read_meta
 
     generator, device = _renderer_generator(args)
     faces = load_renderer(args.codes, generator, args.noise, device=device, batch=args.batch,
@@ -151,9 +151,9 @@ def cmd_report_assets(args) -> None:
     from ciinv.errors import CiinvError
     from ciinv.metrics import load_lpips
     from ciinv.models.registry import REGISTRY
-    from ciinv.render import load_renderer
+    from ciinv.faces.render import load_renderer
     from ciinv.report import report_assets
-    from ciinv.video import read_meta
+    from ciinv.io.video import read_meta
 
     if len(args.edits) != len(args.names):
         raise CiinvError(f"report-assets: {len(args.edits)} --edits files but {len(args.names)} --names")
@@ -206,7 +206,7 @@ def cmd_models(args) -> None:
 
 
 def cmd_smoke_models(args) -> None:
-    from ciinv.smoke import write_paper_smoke_models, write_smoke_models
+    from ciinv.dev.smoke import write_paper_smoke_models, write_smoke_models
 
     if args.paper:  # writes the plain smoke models and smoke.yaml too
         paper = write_paper_smoke_models(args.dir, resolution=args.resolution)
@@ -217,14 +217,14 @@ def cmd_smoke_models(args) -> None:
 
 
 def cmd_sample_clip(args) -> None:
-    from ciinv.sample import make_clip
+    from ciinv.dev.sample import make_clip
 
     make_clip(args.out, frames=args.frames, fps=args.fps, size=(args.width, args.height), audio=not args.no_audio,
               rotation=args.rotation, seed=args.seed)
 
 
 def cmd_bench_synth(args) -> None:
-    from ciinv.bench import bench_synth, load_config
+    from ciinv.bench.synth import bench_synth, load_config
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     directions = args.directions if args.directions in ("auto", "random") else [
@@ -236,8 +236,8 @@ def cmd_bench_synth(args) -> None:
 
 
 def cmd_bench_video(args) -> None:
-    from ciinv.bench import load_config
-    from ciinv.bench_video import bench_video
+    from ciinv.bench.synth import load_config
+    from ciinv.bench.video import bench_video
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     bench_video(load_config(args.config), args.videos, args.out, variants=variants, steps=args.steps,
@@ -246,8 +246,8 @@ def cmd_bench_video(args) -> None:
 
 
 def cmd_bench_speed(args) -> None:
-    from ciinv.bench import load_config
-    from ciinv.bench_speed import bench_speed, speedup_line
+    from ciinv.bench.synth import load_config
+    from ciinv.bench.speed import bench_speed, speedup_line
 
     rows = bench_speed(load_config(args.config), args.out, frames=args.frames, steps=args.steps, device=args.device,
                        seed=args.seed)
@@ -258,8 +258,8 @@ def cmd_bench_speed(args) -> None:
 def cmd_bench_stages(args) -> None:
     import logging
 
-    from ciinv.bench import load_config
-    from ciinv.bench_stages import bench_stages, peak_memory_mb, table
+    from ciinv.bench.synth import load_config
+    from ciinv.bench.stages import bench_stages, peak_memory_mb, table
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = bench_stages(load_config(args.config), args.videos, args.out, repeat=args.repeat)
@@ -284,7 +284,7 @@ def config_option(parser: argparse.ArgumentParser, key: str, **kwargs) -> None:
 
 
 def _render_options(p: argparse.ArgumentParser) -> None:
-    """The options of a subcommand that renders codes with the generator (ciinv/render.py)."""
+    """The options of a subcommand that renders codes with the generator (ciinv/faces/render.py)."""
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt) that renders the codes")
     p.add_argument("--noise", help="noise.pt from merge: the video's own noise maps (plus variant); "
                    "without it, or when it holds none, the generator's constant noise")
@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ciinv.errors import CiinvError
-    from ciinv.files import os_advice
+    from ciinv.io.files import os_advice
 
     args = build_parser().parse_args(argv)
     _log_to_stderr()

@@ -2,7 +2,7 @@
 
 ``ciinv/config.schema.yaml`` is the one place where a setting's default, allowed values and
 meaning are written: ``setting()`` and ``defaults()`` read it for the typed settings
-(ciinv/settings.py) and the CLI's options.
+(ciinv/inversion/settings.py) and the CLI's options.
 
 The schema checks types and ranges, but Python's
 jsonschema takes NaN and infinity for ``type: number`` (and NaN passes every ``minimum``), and

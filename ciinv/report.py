@@ -14,9 +14,9 @@ metrics.html  a table: reconstruction PSNR (dB, mean over frames) and LPIPS (whe
               flow-warping error relative to the input crops' own (1: as steady as the input;
               ``metrics.relative_warping_error``, flows between the input crops)
 
-The source row is the align stage's crops, read through ``ciinv.crops.open_crops``. ``recon`` and
+The source row is the align stage's crops, read through ``ciinv.io.crops.open_crops``. ``recon`` and
 the edits are the edit stage's codes, rendered here as they are needed
-(``ciinv.render.CodeRenderer``), a chunk of frames at a time: nothing rendered is stored but the
+(``ciinv.faces.render.CodeRenderer``), a chunk of frames at a time: nothing rendered is stored but the
 four files.
 """
 
@@ -34,11 +34,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from ciinv import metrics
-from ciinv.crops import as_tensor, open_crops, read_tensor
+from ciinv.io.crops import as_tensor, open_crops, read_tensor
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path, read_torch
-from ciinv.objective import LOSS_NAMES
-from ciinv.render import CodeRenderer
+from ciinv.io.files import atomic_path, read_torch
+from ciinv.inversion.objective import LOSS_NAMES
+from ciinv.faces.render import CodeRenderer
 
 log = logging.getLogger(__name__)
 

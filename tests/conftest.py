@@ -23,7 +23,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def smoke_dir(tmp_path_factory) -> Path:
     """A folder with `ciinv smoke-models` output: tiny random checkpoints and `smoke.yaml`."""
-    from ciinv.smoke import write_smoke_models
+    from ciinv.dev.smoke import write_smoke_models
 
     folder = tmp_path_factory.mktemp("smoke")
     write_smoke_models(folder)

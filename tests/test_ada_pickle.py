@@ -30,7 +30,7 @@ from torch.nn import Parameter
 from ciinv.errors import CiinvError
 from ciinv.models.ada_pickle import load_ada_pickle
 from ciinv.models.stylegan2 import load_stylegan2_rosinality
-from ciinv.testing import write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_stylegan2
 
 NVLABS_MODULES = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
 

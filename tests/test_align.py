@@ -8,10 +8,10 @@ import pytest
 from scipy.ndimage import binary_erosion
 from skimage import data
 
-from ciinv.align import align_video, crop_face, crop_transform, face_mask, ffhq_quads, load_align, paste_back
-from ciinv.crops import open_crops
+from ciinv.faces.align import align_video, crop_face, crop_transform, face_mask, ffhq_quads, load_align, paste_back
+from ciinv.io.crops import open_crops
 from ciinv.errors import CiinvError
-from ciinv.video import VideoReader
+from ciinv.io.video import VideoReader
 
 ASTRONAUT = data.astronaut()
 
@@ -47,7 +47,7 @@ def frame_to_crop_coords(quad: np.ndarray, resolution: int, shape) -> tuple[np.n
 @pytest.fixture(scope="module")
 def astronaut_scene():
     """A 720p frame holding the astronaut at a realistic scale, and dlib's quad for it (face ≈ 240 px)."""
-    from ciinv.landmarks import dlib_detector
+    from ciinv.faces.landmarks import dlib_detector
 
     frame = np.full((720, 1280, 3), 90, np.uint8)
     frame[10:710, 300:1000] = cv2.resize(ASTRONAUT, (700, 700), interpolation=cv2.INTER_CUBIC)
@@ -200,8 +200,8 @@ def test_paste_back_of_a_quad_partly_outside_the_frame():
 
 
 def test_align_video_writes_upright_crops_and_quads(tmp_path):
-    from ciinv.landmarks import detect_video, load_landmarks, save_landmarks
-    from ciinv.sample import make_clip
+    from ciinv.faces.landmarks import detect_video, load_landmarks, save_landmarks
+    from ciinv.dev.sample import make_clip
 
     # A phone-style clip: stored sideways, shown upright through rotation metadata.
     video = tmp_path / "my clip.mp4"

@@ -16,11 +16,11 @@ import torch
 import yaml
 
 from ciinv.cli import main
-from ciinv.edit import apply_morph, apply_transfer, edit_codes, layer_mask, pair_frames, write_edit
-from ciinv.edit_spec import EditSpec
+from ciinv.edits.stage import apply_morph, apply_transfer, edit_codes, layer_mask, pair_frames, write_edit
+from ciinv.edits.spec import EditSpec
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
-from ciinv.testing import write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_stylegan2
 
 from .conftest import REPO
 from .test_workflow import snakemake

@@ -9,16 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from ciinv.align import align_video, load_align, paste_back
-from ciinv.assemble import assemble_video
-from ciinv.crops import open_crops
+from ciinv.faces.align import align_video, load_align, paste_back
+from ciinv.faces.assemble import assemble_video
+from ciinv.io.crops import open_crops
 from ciinv.errors import CiinvError
-from ciinv.landmarks import detect_video, save_landmarks
+from ciinv.faces.landmarks import detect_video, save_landmarks
 from ciinv.models import load_generator
-from ciinv.render import load_renderer
-from ciinv.sample import make_clip
-from ciinv.testing import write_tiny_stylegan2
-from ciinv.video import VideoReader, VideoWriter, probe
+from ciinv.faces.render import load_renderer
+from ciinv.dev.sample import make_clip
+from ciinv.dev.tiny import write_tiny_stylegan2
+from ciinv.io.video import VideoReader, VideoWriter, probe
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_a_generator_rendering_nan_leaves_no_video(aligned, edited, tmp_path):
 
 def test_the_command_renders_the_codes_into_the_video(aligned, edited, tmp_path):
     from ciinv.cli import main
-    from ciinv.files import write_json
+    from ciinv.io.files import write_json
 
     folder, video, meta = aligned
     work, _ = edited

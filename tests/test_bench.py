@@ -9,10 +9,11 @@ import torch
 import yaml
 from PIL import Image
 
-from ciinv.bench import bench_synth, load_config, sample_sequences
+from ciinv.bench.synth import bench_synth, load_config, sample_sequences
 from ciinv.errors import CiinvError
 from ciinv.models.stylegan2 import load_stylegan2_rosinality
-from ciinv.testing import log_messages, write_tiny_stylegan2
+from ciinv.dev.logs import log_messages
+from ciinv.dev.tiny import write_tiny_stylegan2
 from tests.conftest import REPO
 
 

@@ -6,11 +6,11 @@ import re
 import pytest
 import torch
 
-from ciinv.bench import load_config, render
-from ciinv.bench_speed import COLUMNS, make_sequence, run_official
+from ciinv.bench.synth import load_config, render
+from ciinv.bench.speed import COLUMNS, make_sequence, run_official
 from ciinv.cli import main
-from ciinv.invert import load_nets
-from ciinv.settings import InvertSettings
+from ciinv.inversion.invert import load_nets
+from ciinv.inversion.settings import InvertSettings
 from tests.conftest import REPO
 
 
@@ -58,7 +58,7 @@ def test_the_truth_carries_its_own_noise_and_official_keeps_each_windows_base_fr
 
 
 def test_with_init_e4e_the_encoder_start_is_compared_with_the_mean_start():
-    from ciinv.bench_speed import lever_schedules
+    from ciinv.bench.speed import lever_schedules
 
     schedules = lever_schedules(InvertSettings(init="e4e"), steps=10, device=torch.device("cpu"))
     assert schedules["ciinv"].init == "e4e" and schedules["ciinv-init-mean"].init == "mean"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ciinv.bench import load_config
-from ciinv.bench_stages import STAGES, bench_stages, table
+from ciinv.bench.synth import load_config
+from ciinv.bench.stages import STAGES, bench_stages, table
 from ciinv.cli import main
-from ciinv.crops import open_crops
+from ciinv.io.crops import open_crops
 from ciinv.errors import CiinvError
-from ciinv.sample import make_clip
+from ciinv.dev.sample import make_clip
 from tests.conftest import REPO
 
 

@@ -7,16 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
-from ciinv.bench import load_config, render
-from ciinv.bench_video import bench_video, find_clips, invert_clip
-from ciinv.crops import open_crops
+from ciinv.bench.synth import load_config, render
+from ciinv.bench.video import bench_video, find_clips, invert_clip
+from ciinv.io.crops import open_crops
 from ciinv.errors import CiinvError
-from ciinv.invert import InvertSettings
+from ciinv.inversion.invert import InvertSettings
 from ciinv.models import load_generator
-from ciinv.objective import VARIANTS
-from ciinv.sample import make_clip
-from ciinv.testing import log_messages, write_tiny_inception, write_tiny_stylegan2
-from ciinv.windows import Window, noise_owners
+from ciinv.inversion.objective import VARIANTS
+from ciinv.dev.sample import make_clip
+from ciinv.dev.logs import log_messages
+from ciinv.dev.tiny import write_tiny_inception, write_tiny_stylegan2
+from ciinv.inversion.windows import Window, noise_owners
 from tests.conftest import REPO
 
 

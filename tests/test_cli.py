@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from ciinv.cli import main
-from ciinv.sample import make_clip
+from ciinv.dev.sample import make_clip
 
 
 def test_probe_writes_meta(tmp_path):

@@ -82,7 +82,7 @@ def test_bench_load_config_gives_the_same_short_error(tmp_path):
     import pytest
     import yaml
 
-    from ciinv.bench import load_config
+    from ciinv.bench.synth import load_config
     from ciinv.config import SCHEMA
     from ciinv.errors import CiinvError
 
@@ -140,8 +140,8 @@ def test_the_settings_objects_take_the_schemas_defaults():
     import dataclasses
 
     from ciinv.config import defaults
-    from ciinv.objective import LossConfig
-    from ciinv.settings import InvertSettings, PTISettings
+    from ciinv.inversion.objective import LossConfig
+    from ciinv.inversion.settings import InvertSettings, PTISettings
 
     invert = defaults("invert")
     assert InvertSettings().to_dict() == invert

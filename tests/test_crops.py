@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ciinv.crops import CropReader, CropWriter, open_crops, read_tensor
+from ciinv.io.crops import CropReader, CropWriter, open_crops, read_tensor
 from ciinv.errors import CiinvError
-from ciinv.video import ffmpeg_exe
+from ciinv.io.video import ffmpeg_exe
 
 FRAMES, SIDE = 12, 48
 

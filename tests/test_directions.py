@@ -18,11 +18,11 @@ import torch
 import yaml
 
 from ciinv.cli import main
-from ciinv.edit import load_direction
+from ciinv.edits.stage import load_direction
 from ciinv.errors import CiinvError
 from ciinv.models.registry import DIRECTION_KIND, REGISTRY, direction_attributes, resolve_direction
-from ciinv.testing import write_tiny_stylegan1
-from ciinv.testing import write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_stylegan1
+from ciinv.dev.tiny import write_tiny_stylegan2
 
 from .conftest import REPO
 from .test_workflow import snakemake

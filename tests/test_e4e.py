@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ciinv.errors import CiinvError
 from ciinv.models import is_e4e, load_encoder, load_generator
 from ciinv.models.e4e import Encoder4Editing
-from ciinv.testing import write_tiny_e4e, write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_e4e, write_tiny_stylegan2
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from ciinv.edit import apply_edit, layer_mask, load_direction, sefa_direction, write_edit
+from ciinv.edits.stage import apply_edit, layer_mask, load_direction, sefa_direction, write_edit
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
-from ciinv.testing import write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_stylegan2
 
 L, D = 8, 512
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from ciinv.landmarks import load_landmarks
-from ciinv.sample import make_clip
-from ciinv.video import VideoReader, probe, timing_of
+from ciinv.faces.landmarks import load_landmarks
+from ciinv.dev.sample import make_clip
+from ciinv.io.video import VideoReader, probe, timing_of
 
 from .test_video import audio_seconds, join_clips
 from .test_workflow import snakemake
@@ -166,7 +166,7 @@ def test_a_truncated_or_non_finite_shard_stops_the_merge_naming_it(tmp_path):
 
     import torch
 
-    from ciinv.files import write_json
+    from ciinv.io.files import write_json
 
     codes = torch.zeros(1, 3, 4, 8)
     torch.save({"windows": [[0, 3]], "codes": codes}, tmp_path / "shard_0000.pt")
@@ -244,7 +244,7 @@ def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(full_disk,
 
     import torch
 
-    from ciinv.files import write_json
+    from ciinv.io.files import write_json
 
     torch.save({"windows": [[0, 3]], "codes": torch.ones(1, 3, 4, 8192)}, tmp_path / "shard_0000.pt")
     write_json(tmp_path / "meta.json", {"frames": 3, "fps": "25", "width": 8, "height": 8, "coded_width": 8,

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from ciinv.errors import CiinvError
-from ciinv.files import (atomic_dir, atomic_path, finite_number, read_json, read_npy, read_npz, read_torch,
+from ciinv.io.files import (atomic_dir, atomic_path, finite_number, read_json, read_npy, read_npz, read_torch,
                          write_json)
-from ciinv.sample import make_clip
+from ciinv.dev.sample import make_clip
 
 
 def test_atomic_path_renames_on_success_only(tmp_path):

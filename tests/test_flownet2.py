@@ -21,7 +21,7 @@ from ciinv.models.flownet2 import (
     network_size,
     resize_flow,
 )
-from ciinv.testing import write_tiny_flownet2
+from ciinv.dev.tiny import write_tiny_flownet2
 
 
 @pytest.fixture(scope="module")

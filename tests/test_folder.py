@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ciinv.folder import find_videos
+from ciinv.io.folder import find_videos
 
 
 def test_videos_are_found_by_suffix_and_everything_left_out_is_named(tmp_path):

@@ -17,7 +17,7 @@ from ciinv.models.inception import (
     conv_names,
     load_inception,
 )
-from ciinv.testing import write_tiny_inception
+from ciinv.dev.tiny import write_tiny_inception
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from ciinv.crops import CropWriter
-from ciinv.edit import load_frame_noise
+from ciinv.io.crops import CropWriter
+from ciinv.edits.stage import load_frame_noise
 from ciinv.errors import CiinvError
-from ciinv.invert import InvertSettings, invert_shard, merge_shards, resume_path
+from ciinv.inversion.invert import InvertSettings, invert_shard, merge_shards, resume_path
 from ciinv.models.stylegan2 import load_stylegan2_rosinality
-from ciinv.objective import codes as mac_codes
-from ciinv.testing import (
-    log_messages,
+from ciinv.inversion.objective import codes as mac_codes
+from ciinv.dev.logs import log_messages
+from ciinv.dev.tiny import (
     write_tiny_e4e,
     write_tiny_flownet2,
     write_tiny_stylegan2,
@@ -202,7 +202,7 @@ def test_plus_optimises_the_noise_and_fits_better_than_full(crops, nets, tmp_pat
 
 
 def test_plus_merge_keeps_each_frames_heaviest_window_and_the_edit_renders_with_it(crops, nets, tmp_path):
-    from ciinv.render import load_renderer
+    from ciinv.faces.render import load_renderer
 
     paths = [tmp_path / f"shard_{k:04d}.pt" for k in range(2)]
     shards = [run(crops, nets, p, shard=k, steps=2, variant="plus", lr=0.05) for k, p in enumerate(paths)]

@@ -12,7 +12,7 @@ import pytest
 from skimage import data
 
 from ciinv.errors import CiinvError
-from ciinv.landmarks import (
+from ciinv.faces.landmarks import (
     FAN_DETECTOR_FILE,
     FAN_LANDMARKS_FILE,
     Face,
@@ -42,7 +42,7 @@ def place(canvas_hw: tuple[int, int], picture: np.ndarray, scale: float, left: f
 
 
 def write_video(path: Path, frames: list[np.ndarray]) -> None:
-    from ciinv.video import VideoWriter
+    from ciinv.io.video import VideoWriter
 
     height, width = frames[0].shape[:2]
     with VideoWriter(path, "25", width, height, crf=12, preset="ultrafast") as writer:
@@ -146,8 +146,8 @@ def test_tracking_search_keeps_the_landmarks_of_the_whole_frame_search(tmp_path,
     """The faster search near the last face moves the landmarks by about a pixel (HOG boxes of a
     region differ from the whole frame's; dlib's predictor starts from the box): bounds below, in
     pixels of a face ~95 (320x240) or ~250 (1280x720) pixels wide."""
-    from ciinv.sample import make_clip
-    from ciinv.video import VideoReader
+    from ciinv.dev.sample import make_clip
+    from ciinv.io.video import VideoReader
 
     video = tmp_path / "clip.mp4"
     make_clip(video, frames=12, size=size, audio=False)

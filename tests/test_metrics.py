@@ -12,7 +12,7 @@ import torch
 
 from ciinv import metrics
 from ciinv.errors import CiinvError
-from ciinv.testing import write_tiny_vgg16
+from ciinv.dev.tiny import write_tiny_vgg16
 from ciinv.models.warp import warp
 
 
@@ -40,8 +40,8 @@ def test_latent_dist_is_the_layer_mean_of_l2_norms_averaged_over_frames():
 
 def _tiny_generators(tmp_path):
     from ciinv.models import load_generator
-    from ciinv.testing import write_tiny_stylegan1
-    from ciinv.testing import write_tiny_stylegan2
+    from ciinv.dev.tiny import write_tiny_stylegan1
+    from ciinv.dev.tiny import write_tiny_stylegan2
 
     write_tiny_stylegan2(tmp_path / "v2.pt", resolution=16, max_channels=8)
     write_tiny_stylegan1(tmp_path / "v1.pt", resolution=16, max_channels=8, n_mlp=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ciinv.models import is_weightless_flow, load_flow
 from ciinv.models.flow_dis import DISFlow
 from ciinv.models.flownet2 import FlowNet2
-from ciinv.testing import write_tiny_flownet2
+from ciinv.dev.tiny import write_tiny_flownet2
 
 
 def test_flow_specs_pick_their_estimator(tmp_path):
@@ -16,12 +16,12 @@ def test_flow_specs_pick_their_estimator(tmp_path):
 
 
 def test_generator_formats_pick_their_loader(tmp_path):
-    from ciinv.edit import sefa_direction
+    from ciinv.edits.stage import sefa_direction
     from ciinv.models import load_generator
     from ciinv.models.generator import StyleGenerator
     from ciinv.models.stylegan1 import GeneratorV1
     from ciinv.models.stylegan2 import Generator
-    from ciinv.testing import write_tiny_stylegan1, write_tiny_stylegan2
+    from ciinv.dev.tiny import write_tiny_stylegan1, write_tiny_stylegan2
 
     write_tiny_stylegan2(tmp_path / "v2.pt", resolution=16, max_channels=16)
     write_tiny_stylegan1(tmp_path / "v1.pt", resolution=16, max_channels=16, n_mlp=2)
@@ -37,7 +37,7 @@ def test_an_ada_pickle_loads_through_load_generator(tmp_path):
 
     from ciinv.models import load_generator
     from ciinv.models.stylegan2 import Generator
-    from ciinv.testing import write_tiny_stylegan2
+    from ciinv.dev.tiny import write_tiny_stylegan2
 
     from .test_ada_pickle import ada_generator, snapshot, write_pkl
 
@@ -56,9 +56,9 @@ def test_the_inversion_runs_with_stylegan_v1_and_dis_by_config_alone(tmp_path):
     import torch
     from PIL import Image
 
-    from ciinv.invert import invert_shard
-    from ciinv.testing import write_tiny_stylegan1
-    from ciinv.testing import write_tiny_vgg16
+    from ciinv.inversion.invert import invert_shard
+    from ciinv.dev.tiny import write_tiny_stylegan1
+    from ciinv.dev.tiny import write_tiny_vgg16
 
     write_tiny_stylegan1(tmp_path / "v1.pt", resolution=16, max_channels=16, n_mlp=2)
     write_tiny_vgg16(tmp_path / "vgg.pth")
@@ -80,7 +80,7 @@ def test_a_legacy_format_stylegan_v1_file_is_recognised(tmp_path):
 
     from ciinv.models import load_generator
     from ciinv.models.stylegan1 import GeneratorV1
-    from ciinv.testing import write_tiny_stylegan1
+    from ciinv.dev.tiny import write_tiny_stylegan1
 
     write_tiny_stylegan1(tmp_path / "zip.pt", resolution=16, max_channels=16, n_mlp=2)
     state = torch.load(tmp_path / "zip.pt", weights_only=True)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from ciinv.models.warp import warp
-from ciinv.objective import (
+from ciinv.inversion.objective import (
     LossConfig,
     codes,
     icc_pairs,
@@ -218,7 +218,7 @@ def test_windows_of_a_batch_do_not_interact():
 
 def test_real_vgg_taps_flow_through_the_loss(tmp_path):
     from ciinv.models.vgg16 import load_vgg16
-    from ciinv.testing import write_tiny_vgg16
+    from ciinv.dev.tiny import write_tiny_vgg16
 
     write_tiny_vgg16(tmp_path / "vgg.pth", width_divisor=16)
     vgg = load_vgg16(tmp_path / "vgg.pth")

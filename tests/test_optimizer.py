@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from ciinv.gpu import uses_bf16
-from ciinv.invert import invert_frames
+from ciinv.inversion.invert import invert_frames
 from ciinv.models import load_encoder, load_flow, load_vgg16
-from ciinv.testing import write_tiny_flownet2
+from ciinv.dev.tiny import write_tiny_flownet2
 from ciinv.models.stylegan2 import EqualLinear, load_stylegan2_rosinality, styles_fp32
-from ciinv.testing import write_tiny_stylegan2
-from ciinv.testing import write_tiny_e4e, write_tiny_vgg16
-from ciinv.optimizer import (
+from ciinv.dev.tiny import write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_e4e, write_tiny_vgg16
+from ciinv.inversion.optimizer import (
     Nets,
     WindowResult,
     WindowTask,
@@ -21,9 +21,9 @@ from ciinv.optimizer import (
     recent_and_before,
     warm_start_code,
 )
-from ciinv.objective import latent_codes
-from ciinv.settings import InvertSettings
-from ciinv.windows import plan_windows
+from ciinv.inversion.objective import latent_codes
+from ciinv.inversion.settings import InvertSettings
+from ciinv.inversion.windows import plan_windows
 
 FRAMES = 9  # window 3, stride 2: windows [0,3) [2,5) [4,7) [6,9)
 SMALL = dict(window=3, stride=2, perceptual_size=32, lr=0.05, seed=0)

@@ -7,10 +7,10 @@ import shutil
 
 import yaml
 
-from ciinv.bench import load_config
+from ciinv.bench.synth import load_config
 from ciinv.cli import main
 from ciinv.models.registry import generator_family, resolve_direction
-from ciinv.smoke import write_paper_smoke_models
+from ciinv.dev.smoke import write_paper_smoke_models
 
 from .conftest import REPO
 from .test_workflow import snakemake

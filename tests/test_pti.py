@@ -1,4 +1,4 @@
-"""Pivotal tuning (ciinv/pti.py): the tuned generator fits the crops better with the codes fixed,
+"""Pivotal tuning (ciinv/inversion/pti.py): the tuned generator fits the crops better with the codes fixed,
 its file loads through load_generator in every generator family, and a killed job resumes exactly."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from PIL import Image
 
 from ciinv import models
 from ciinv.errors import CiinvError
-from ciinv.pti import pti_video, resume_path, tuned_parameter_names
-from ciinv.settings import PTISettings
-from ciinv.testing import write_tiny_stylegan1, write_tiny_stylegan2, write_tiny_vgg16
+from ciinv.inversion.pti import pti_video, resume_path, tuned_parameter_names
+from ciinv.inversion.settings import PTISettings
+from ciinv.dev.tiny import write_tiny_stylegan1, write_tiny_stylegan2, write_tiny_vgg16
 
 from .conftest import REPO
 
@@ -116,7 +116,7 @@ def test_a_resume_state_from_other_settings_is_not_used(video, tmp_path, caplog)
         run(video, out, on_step=kill)
     assert resume_path(out).exists()
     reported = []
-    with caplog.at_level("INFO", logger="ciinv"):  # the resume message comes from ciinv.shards
+    with caplog.at_level("INFO", logger="ciinv"):  # the resume message comes from ciinv.inversion.shards
         run(video, out, settings=SMALL | {"lr": 1e-3}, on_step=reported.append)
     assert reported[0] == 1
     assert "other settings" in caplog.text
@@ -179,7 +179,7 @@ def test_the_cli_writes_a_generator_the_rendering_stages_render_with(video, tmp_
                  str(video / "noise.pt"), "--generator", str(video / "g.pt"), "--vgg16", str(video / "vgg.pth"),
                  "--settings", json.dumps(settings), "--out", str(out), "--device", "cpu"]) == 0
     from ciinv.models import load_generator
-    from ciinv.render import load_renderer
+    from ciinv.faces.render import load_renderer
 
     rendered = load_renderer(video / "latents.npy", load_generator(out), video / "noise.pt")  # as assemble does
     crops = list(rendered)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ciinv.sample import make_clip
+from ciinv.dev.sample import make_clip
 
 from .test_workflow import EDITS, _job_counts, snakemake
 
@@ -22,9 +22,9 @@ def recon_mse(results, generator_path) -> float:
     """Mean squared error (pixels in [0, 1]) of the merged codes, rendered as assemble renders them
     with ``generator_path``, against the aligned crops."""
     from ciinv.models import load_generator
-    from ciinv.render import load_renderer
+    from ciinv.faces.render import load_renderer
 
-    from ciinv.crops import open_crops
+    from ciinv.io.crops import open_crops
 
     generator = load_generator(generator_path).eval().requires_grad_(False)
     rendered = load_renderer(results / "latents.npy", generator, results / "noise.pt")

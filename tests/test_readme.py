@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ciinv.smoke import write_smoke_models
+from ciinv.dev.smoke import write_smoke_models
 
 from .conftest import REPO
 

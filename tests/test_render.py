@@ -1,4 +1,4 @@
-"""Rendering codes to crops (ciinv/render.py): batched, lazy, with the video's own noise maps, and
+"""Rendering codes to crops (ciinv/faces/render.py): batched, lazy, with the video's own noise maps, and
 never a non-finite picture."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch
 
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
-from ciinv.render import CodeRenderer, default_batch, load_renderer
-from ciinv.testing import write_tiny_stylegan2
+from ciinv.faces.render import CodeRenderer, default_batch, load_renderer
+from ciinv.dev.tiny import write_tiny_stylegan2
 
 D = 32
 

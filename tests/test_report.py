@@ -12,9 +12,9 @@ from PIL import Image
 
 from ciinv.errors import CiinvError
 from ciinv.models import load_flow, load_generator
-from ciinv.render import load_renderer
+from ciinv.faces.render import load_renderer
 from ciinv.report import loss_plot, measure, read_losses, report_assets
-from ciinv.testing import write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_stylegan2
 
 
 def write_crops(folder, frames: int = 6, size: int = 48, seed: int = 0, shift: int = 2):
@@ -112,10 +112,10 @@ def test_edit_codes_of_another_length_are_an_error_naming_the_file(tmp_path, gen
 
 def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path, generator_path):
     from ciinv.cli import main
-    from ciinv.files import write_json
-    from ciinv.testing import write_tiny_vgg16
-    from ciinv.sample import make_clip
-    from ciinv.video import probe
+    from ciinv.io.files import write_json
+    from ciinv.dev.tiny import write_tiny_vgg16
+    from ciinv.dev.sample import make_clip
+    from ciinv.io.video import probe
 
     make_clip(tmp_path / "clip.mp4", frames=6, fps="25", size=(64, 64), audio=False)
     write_json(tmp_path / "meta.json", probe(tmp_path / "clip.mp4"))

@@ -1,4 +1,4 @@
-"""ciinv.sample: the astronaut clips are real-face videos that dlib can follow."""
+"""ciinv.dev.sample: the astronaut clips are real-face videos that dlib can follow."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dlib
 import numpy as np
 import pytest
 
-from ciinv.sample import head_motion, make_clip, render_frames
-from ciinv.video import VideoReader, probe
+from ciinv.dev.sample import head_motion, make_clip, render_frames
+from ciinv.io.video import VideoReader, probe
 
 
 def test_readme_sample_is_small_and_every_frame_has_one_detectable_face(tmp_path):

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ciinv.sample import make_clip
-from ciinv.video import probe
+from ciinv.dev.sample import make_clip
+from ciinv.io.video import probe
 
 from .conftest import REPO
 

@@ -28,7 +28,7 @@ from ciinv.models.stylegan1 import (
     load_stylegan1,
     w_avg_sidecar,
 )
-from ciinv.testing import write_tiny_stylegan1
+from ciinv.dev.tiny import write_tiny_stylegan1
 
 BLUR = np.outer([1, 2, 1], [1, 2, 1]) / 16.0
 SQRT2 = math.sqrt(2.0)

@@ -25,7 +25,7 @@ from ciinv.models.stylegan2 import (
     load_stylegan2_rosinality,
     upfirdn2d,
 )
-from ciinv.testing import write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_stylegan2
 
 BLUR = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0 * 4.0
 SQRT2 = math.sqrt(2.0)

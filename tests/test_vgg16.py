@@ -8,7 +8,7 @@ from torch import nn
 
 from ciinv.errors import CiinvError
 from ciinv.models.vgg16 import VGG16Features, load_vgg16
-from ciinv.testing import write_tiny_vgg16
+from ciinv.dev.tiny import write_tiny_vgg16
 
 CONV_KEYS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)  # every conv of vgg16().features
 

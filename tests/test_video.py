@@ -1,4 +1,4 @@
-"""ciinv.video: probing without ffprobe, upright decoding, exact re-encoding with audio."""
+"""ciinv.io.video: probing without ffprobe, upright decoding, exact re-encoding with audio."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ciinv import video
+from ciinv.io import video
 from ciinv.errors import CiinvError
-from ciinv.sample import make_clip, render_frames
-from ciinv.video import VideoReader, VideoWriter, exact_fps, ffmpeg_exe, probe
+from ciinv.dev.sample import make_clip, render_frames
+from ciinv.io.video import VideoReader, VideoWriter, exact_fps, ffmpeg_exe, probe
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

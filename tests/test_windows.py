@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ciinv.errors import CiinvError
-from ciinv.windows import Window, blend_codes, plan_shards, plan_windows, shard_count
+from ciinv.inversion.windows import Window, blend_codes, plan_shards, plan_windows, shard_count
 
 
 @pytest.mark.parametrize("frames", [5, 6, 9, 10, 13, 17, 30])

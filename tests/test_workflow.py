@@ -23,8 +23,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from ciinv.sample import make_clip
-from ciinv.video import VideoWriter, probe
+from ciinv.dev.sample import make_clip
+from ciinv.io.video import VideoWriter, probe
 
 from .conftest import REPO
 

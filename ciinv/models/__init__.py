@@ -92,7 +92,7 @@ def save_generator(generator, path: str | os.PathLike, half=()) -> None:
     """
     import torch
 
-    from ciinv.files import atomic_path
+    from ciinv.io.files import atomic_path
     from ciinv.models.stylegan1 import GeneratorV1
 
     half = set(half)

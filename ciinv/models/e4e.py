@@ -36,7 +36,7 @@ Input: images [N, 3, H, W] in [0, 1] are resized to 256² (bilinear, antialiased
 ``transforms.Resize((256, 256))`` on PIL images) and mapped to [-1, 1] (``Normalize(0.5, 0.5)``).
 
 Widths, unit counts and the number of styles are read from the file, so a tiny random encoder in
-the same key layout (``ciinv.testing.write_tiny_e4e``) goes through this very loader. The one
+the same key layout (``ciinv.dev.tiny.write_tiny_e4e``) goes through this very loader. The one
 generalisation: a style block's convolutions may be narrower than w_dim (its ``linear`` then maps
 that width to w_dim); in e4e both are 512.
 """

@@ -9,7 +9,7 @@ Our modules carry NVIDIA's names (``flownetc.conv1.0.weight``, ``flownets_1.deco
 ``flownets_d.inter_conv2.0.weight``, ``flownetfusion.predict_flow0.weight``, ...; 220 keys,
 162,518,834 parameters, no batch norm), so the state dict loads 1:1. Every layer's output width
 is read from the file and every input width follows from the architecture, so the tiny random
-checkpoint written by ``ciinv.testing.write_tiny_flownet2`` goes through exactly the loader the real file does.
+checkpoint written by ``ciinv.dev.tiny.write_tiny_flownet2`` goes through exactly the loader the real file does.
 
 The network is five sub-nets (all flows below are at 1/4 resolution unless upsampled):
 

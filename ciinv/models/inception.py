@@ -14,7 +14,7 @@ classifier) and patched three behaviours so the features match the TensorFlow gr
 
 This module follows that description (the paper's architecture, torchvision's key names),
 so the state dict loads 1:1. Every conv's output width is read from the file, so a tiny random
-file in the same layout (``ciinv.testing.write_tiny_inception``) runs exactly the code the real one does.
+file in the same layout (``ciinv.dev.tiny.write_tiny_inception``) runs exactly the code the real one does.
 
 Key layout: ``<conv>.conv.weight`` [out, in, kh, kw] (no bias) and ``<conv>.bn.{weight, bias,
 running_mean, running_var}`` [out] (``num_batches_tracked`` optional) for every conv named in

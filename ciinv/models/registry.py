@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path
+from ciinv.io.files import atomic_path
 
 _HEX = re.compile(r"[0-9a-f]+")
 _CHUNK = 1 << 20
@@ -245,7 +245,7 @@ REGISTRY: dict[str, ModelFile] = {
             licence="face-alignment (BSD-3-Clause)",
             used_by="landmarks.detector=fan",
             kind="fan-detector",
-            note="S3FD face detector for face-alignment (ciinv.landmarks points torch hub's "
+            note="S3FD face detector for face-alignment (ciinv.faces.landmarks points torch hub's "
             "checkpoints folder at models_dir). Full sha256 and size: HF LFS pointers matching the prefix.",
             sha256_prefix="619a316812",
             mirrors=("https://huggingface.co/chunyu-li/face-alignment/resolve/main/s3fd-619a316812.pth",),
@@ -336,7 +336,7 @@ REGISTRY: dict[str, ModelFile] = {
             "pinned by independent projects for this file and its torch-fidelity mirror, and agree with it.",
             sha256_prefix="6726825d",
         ),
-        # Semantic directions for `edits: direction:` (ciinv/edit.py), the paper's InterFaceGAN
+        # Semantic directions for `edits: direction:` (ciinv/edits/stage.py), the paper's InterFaceGAN
         # edits (Xu et al. 2021 edit with age, gender, pose, smile and eyeglasses). Each file lives in
         # git in a public repository, so a raw URL pinned to a commit is stable; sha256 and size are
         # those of the file at that commit (the blob git serves; research note directions.md).

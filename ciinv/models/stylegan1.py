@@ -16,7 +16,7 @@ lernapparat (``karras2019stylegan-ffhq-1024x1024.pt``). The file is one flat sta
 
 The architecture (resolution from the ``blocks.{R}x{R}`` names, channels and latent size from
 the shapes, mapping depth from the ``dense{i}`` count) is read from the file, so a tiny random
-checkpoint written by ``ciinv.testing.write_tiny_stylegan1`` goes through exactly the loader the real one does.
+checkpoint written by ``ciinv.dev.tiny.write_tiny_stylegan1`` goes through exactly the loader the real one does.
 
 Weights are stored raw; equalised-learning-rate multipliers are applied at run time:
 ``w_mul = gain / sqrt(fan_in) * lr_mul`` and ``b_mul = lr_mul`` (mapping: gain sqrt(2), lr_mul
@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path
+from ciinv.io.files import atomic_path
 from ciinv.models.checkpoint import load_weights, mean_mapped_latent
 from ciinv.models.stylegan2 import styles_fp32
 

@@ -10,7 +10,7 @@ Our modules carry rosinality's names (``style.1.weight``, ``conv1.conv.modulatio
 ``convs.3.noise.weight``, ``to_rgbs.0.upsample.kernel``, ``noises.noise_5``, ...), so the
 state dict loads 1:1. The architecture (resolution, mapping depth, latent size, channels per
 resolution) is read from the shapes in the file, so a tiny random checkpoint written by
-``ciinv.testing.write_tiny_stylegan2`` goes through exactly the loader the real FFHQ file does.
+``ciinv.dev.tiny.write_tiny_stylegan2`` goes through exactly the loader the real FFHQ file does.
 
 Weights are stored raw; the equalised-learning-rate scales are applied at run time. All
 resampling (the [1, 3, 3, 1] blur and the 2x upsampling of the RGB skips) is ``upfirdn2d`` in

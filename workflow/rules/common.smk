@@ -8,14 +8,14 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from ciinv.config import SCHEMA as CONFIG_SCHEMA, validate_config
-from ciinv.edit_spec import EditSpec
+from ciinv.edits.spec import EditSpec
 from ciinv.errors import CiinvError
-from ciinv.folder import find_videos
+from ciinv.io.folder import find_videos
 from ciinv.models import is_weightless_flow
 from ciinv.models.registry import REGISTRY, resolve, resolve_direction
-from ciinv.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS, PTI_EXECUTION_KEYS
-from ciinv.meta import read_meta
-from ciinv.windows import shard_count
+from ciinv.inversion.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS, PTI_EXECUTION_KEYS
+from ciinv.io.meta import read_meta
+from ciinv.inversion.windows import shard_count
 
 
 # One short line for a bad config (the key, the value, what is allowed, a near-miss); Snakemake's

@@ -44,8 +44,8 @@ In the workflow ``morph_with`` / ``transfer_from`` name another input video, who
 ``latents.npy`` the rule passes in place of the name; on the command line they are that path.
 
 Noise: codes inverted with the ``plus`` variant come with optimised noise maps (``noise.pt``
-beside ``latents.npy``, see ``ciinv.invert.merge_shards``); every frame is rendered with its own
-video's maps, whatever the edit (``ciinv.render``). The identity edit ``recon`` (no kind) is the plain
+beside ``latents.npy``, see ``ciinv.inversion.invert.merge_shards``); every frame is rendered with its own
+video's maps, whatever the edit (``ciinv.faces.render``). The identity edit ``recon`` (no kind) is the plain
 inversion.
 """
 
@@ -58,9 +58,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ciinv.edit_spec import EditSpec, sefa_index
+from ciinv.edits.spec import EditSpec, sefa_index
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path, finite_number, read_npy, read_torch, require_finite
+from ciinv.io.files import atomic_path, finite_number, read_npy, read_torch, require_finite
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ def write_edit(
 ) -> torch.Tensor:
     """Write the edited codes of every frame to ``out_path`` (.npy [F, L, D] float32, atomically) and
     return them. Nothing is rendered: the assemble stage and the report render the codes
-    (``ciinv.render``) with the video's noise maps.
+    (``ciinv.faces.render``) with the video's noise maps.
 
     latents_path: `latents.npy` [F, L, D] from the merge stage.
     generator: a loaded Generator (see ciinv.models): the codes' shape is checked against it, and

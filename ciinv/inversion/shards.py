@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path, read_torch, require_finite
-from ciinv.objective import LOSS_NAMES
-from ciinv.optimizer import LoopState, WindowResult
-from ciinv.settings import InvertSettings
-from ciinv.windows import Window, blend_codes, noise_owners
+from ciinv.io.files import atomic_path, read_torch, require_finite
+from ciinv.inversion.objective import LOSS_NAMES
+from ciinv.inversion.optimizer import LoopState, WindowResult
+from ciinv.inversion.settings import InvertSettings
+from ciinv.inversion.windows import Window, blend_codes, noise_owners
 
 log = logging.getLogger(__name__)
 

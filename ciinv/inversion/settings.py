@@ -21,7 +21,7 @@ from ciinv.config import check_section, defaults, setting
 from ciinv.errors import CiinvError
 
 if TYPE_CHECKING:  # the workflow's planning reads EXECUTION_KEYS here without loading torch
-    from ciinv.objective import LossConfig
+    from ciinv.inversion.objective import LossConfig
 
 DEFAULTS = defaults("invert")
 EXECUTION_KEYS = ("windows_per_batch", "checkpoint_every")
@@ -126,7 +126,7 @@ class InvertSettings(SchemaSettings):
         return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_KEYS}
 
     def loss_config(self) -> "LossConfig":
-        from ciinv.objective import LossConfig
+        from ciinv.inversion.objective import LossConfig
 
         return LossConfig(variant=self.variant, icc_pairs=self.icc_pairs, lambda_icc=self.lambda_icc,
                           lambda_mse=self.lambda_mse, lambda_perceptual=self.lambda_perceptual,

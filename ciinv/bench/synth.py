@@ -42,7 +42,7 @@ Ground truth is known because the frames are made by the generator itself:
                              more in fp32 (rows "<variant> (fp32)"): what bf16 costs.
    pivotal tuning            ``pti`` among the variants: a post-step, not an inversion. Each
                              sequence (a "video" of T frames) gets its own copy of the generator,
-                             tuned with the config's ``pti:`` settings (``ciinv.pti``) on the codes
+                             tuned with the config's ``pti:`` settings (``ciinv.inversion.pti``) on the codes
                              of ``full`` (or, without ``full`` in the list, of the configured
                              ``invert.variant``, which then runs too); the row renders those same
                              codes with the tuned copy, weights rounded to fp16 as the workflow
@@ -81,17 +81,17 @@ from PIL import Image, ImageDraw
 from ciinv import metrics, models
 from ciinv.config import SCHEMA, validate_config
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path
+from ciinv.io.files import atomic_path
 from ciinv.gpu import uses_bf16
-from ciinv.invert import InvertSettings, invert_windows, pick_device
+from ciinv.inversion.invert import InvertSettings, invert_windows, pick_device
 from ciinv.models import registry
-from ciinv.pti import (
+from ciinv.inversion.pti import (
     PerceptualDistance,
     round_to_half,
     tune_generator,
     tuned_parameter_names,
 )
-from ciinv.settings import PTISettings
+from ciinv.inversion.settings import PTISettings
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def load_directions(config: dict, generator, spec: str | list[str]) -> list[tupl
     are in models_dir, verified; else None, with the reason logged); or a list of direction
     specs as in ``edits: direction:`` (attribute names, registry names, files).
     """
-    from ciinv.edit import load_direction
+    from ciinv.edits.stage import load_direction
 
     if spec == "random":
         return None

@@ -56,9 +56,9 @@ from torch import Tensor
 from ciinv import models
 from ciinv.errors import CiinvError
 from ciinv.gpu import autocast, uses_bf16
-from ciinv.objective import perceptual_features
-from ciinv.settings import PTISettings
-from ciinv.shards import load_resume, save_resume
+from ciinv.inversion.objective import perceptual_features
+from ciinv.inversion.settings import PTISettings
+from ciinv.inversion.shards import load_resume, save_resume
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ def read_crops_uint8(crops_dir, frames: int, resolution: int) -> Tensor:
     Decoded (and resized where a crop is not R², as the inversion does) by ``invert.read_crops``,
     which names a missing or unreadable crop and its frame.
     """
-    from ciinv.invert import read_crops
+    from ciinv.inversion.invert import read_crops
 
     parts = []
     for start in range(0, frames, READ_CHUNK):
@@ -296,7 +296,7 @@ def pti_video(crops_dir, latents_path, generator_path, vgg_path, settings, out_p
     frames, images in [0, 1], with the original and with the tuned (float16-rounded) weights;
     'losses': [steps, 4]}.
     """
-    from ciinv.edit import load_frame_noise, load_latents
+    from ciinv.edits.stage import load_frame_noise, load_latents
 
     if not isinstance(settings, PTISettings):
         settings = PTISettings.from_dict(settings)

@@ -11,7 +11,7 @@ stages that need pictures (assemble, the report) render them here and never stor
 
 Pixels are ``round((clamp(image, -1, 1) + 1) · 127.5)``: the same uint8 crops the edit stage
 used to write as PNGs. Frames are rendered with the video's own noise maps when its codes come
-with them (the ``plus`` variant's ``noise.pt``, see ``ciinv.edit.load_frame_noise``), else with
+with them (the ``plus`` variant's ``noise.pt``, see ``ciinv.edits.stage.load_frame_noise``), else with
 the generator's constant noise.
 """
 
@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from ciinv.edit import load_frame_noise, load_latents
+from ciinv.edits.stage import load_frame_noise, load_latents
 from ciinv.errors import CiinvError
 
 log = logging.getLogger(__name__)

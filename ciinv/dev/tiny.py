@@ -7,16 +7,13 @@ so the file goes through the same loader (and the same checks) a real download d
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
-from ciinv.files import atomic_path
+from ciinv.io.files import atomic_path
 from ciinv.models import e4e, flownet2, inception, stylegan1, stylegan2, vgg16
 
 
@@ -225,23 +222,3 @@ def write_tiny_e4e(path, num_ws: int = 10, w_dim: int = 512, generator=None, wid
             "device": "cuda:0", "update_param_list": ["encoder"], "w_discriminator_lambda": 0.1}
     with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "latent_avg": latent_avg, "opts": opts}, tmp)
-
-
-@contextmanager
-def log_messages(name: str = "ciinv") -> Iterator[list[str]]:
-    """Collect the messages (INFO and up) the package logs under ``name`` while the block runs."""
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    messages: list[str] = []
-    logger, handler = logging.getLogger(name), Collect(logging.INFO)
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ciinv.meta import VIDEO_SUFFIXES
+from ciinv.io.meta import VIDEO_SUFFIXES
 
 
 def find_videos(folder: str | os.PathLike) -> tuple[dict[str, str], list[str]]:

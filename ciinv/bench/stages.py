@@ -3,10 +3,10 @@
 Per clip, in one run (so that a busy machine slows both sides alike), the seconds of
 
 transcode   ``ffmpeg -i clip -c:v libx264 -preset medium -crf 18 -c:a copy out.mp4``: the yardstick
-probe       ``ciinv.video.probe``
-landmarks   ``ciinv.landmarks.detect_video`` with the config's detector, and its file
-align       ``ciinv.align.align_video``: quads and the stored crops
-assemble    ``ciinv.assemble.assemble_video`` with the *aligned* crops as the "edited" faces (no
+probe       ``ciinv.io.video.probe``
+landmarks   ``ciinv.faces.landmarks.detect_video`` with the config's detector, and its file
+align       ``ciinv.faces.align.align_video``: quads and the stored crops
+assemble    ``ciinv.faces.assemble.assemble_video`` with the *aligned* crops as the "edited" faces (no
             generator, no GPU): decode, paste back, encode with the sound
 
 each stage's ratio to the transcode, and the bytes each stage writes per frame. The stages run
@@ -40,7 +40,7 @@ def _size(path: Path) -> int:
 
 def transcode(video: Path, out: Path) -> None:
     """The yardstick: a plain x264 transcode of the clip, sound copied."""
-    from ciinv.video import ffmpeg_exe
+    from ciinv.io.video import ffmpeg_exe
 
     result = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", os.path.abspath(video),
@@ -57,12 +57,12 @@ def bench_clip(config: dict, video: Path, work: Path, repeat: int = 1) -> dict:
     Returns {'clip', 'frames', 'width', 'height', 'seconds': {stage: s}, 'bytes': {stage: bytes per
     frame}} with stages 'transcode' and STAGES.
     """
-    from ciinv.align import align_video
-    from ciinv.assemble import assemble_video
-    from ciinv.crops import open_crops
-    from ciinv.files import write_json
-    from ciinv.landmarks import detect_video, save_landmarks
-    from ciinv.video import probe
+    from ciinv.faces.align import align_video
+    from ciinv.faces.assemble import assemble_video
+    from ciinv.io.crops import open_crops
+    from ciinv.io.files import write_json
+    from ciinv.faces.landmarks import detect_video, save_landmarks
+    from ciinv.io.video import probe
 
     work.mkdir(parents=True, exist_ok=True)
     files = {

@@ -1,7 +1,7 @@
 """What the workflow's planning needs to know about videos, without decoding any: the suffixes
 taken for videos and the checked reading of a probe's ``meta.json``.
 
-Kept apart from ciinv.video (decord, ffmpeg) so that Snakemake's planning imports light modules only.
+Kept apart from ciinv.io.video (decord, ffmpeg) so that Snakemake's planning imports light modules only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ VIDEO_SUFFIXES = frozenset(
 def read_meta(path: str | os.PathLike) -> dict:
     """A ``meta.json`` written from ``probe``, checked: CiinvError naming the file when it is
     missing, garbled, a folder, or holds a frame count, rate, size or rotation no video has."""
-    from ciinv.files import read_json
+    from ciinv.io.files import read_json
 
     rerun = "rerun the probe stage for its video"
     meta = read_json(path, rerun=rerun)

@@ -2,7 +2,7 @@
 
 One invert job reads the aligned crops of its shard's frames, loads the generator, the flow
 net and VGG16 once, splits the shard's windows into lanes of ``lane_windows`` consecutive
-windows and runs the optimiser loop (``ciinv.optimizer``) over them, with up to
+windows and runs the optimiser loop (``ciinv.inversion.optimizer``) over them, with up to
 ``windows_per_batch`` windows (one per lane) in one generator batch. ``invert_frames`` is the
 same thing in memory, for ``bench video`` and ``bench speed``.
 
@@ -11,7 +11,7 @@ Lanes are cut by ``lane_windows`` within each shard, and a window's start and st
 by its own losses only, so the batch size changes which windows share a batch, not what any
 window computes (up to the floating-point effects of a different batch shape on the device).
 
-Files (shard output, resume state, merge): ``ciinv.shards``; settings: ``ciinv.settings``.
+Files (shard output, resume state, merge): ``ciinv.inversion.shards``; settings: ``ciinv.inversion.settings``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Callable
 import torch
 
 from ciinv import models
-from ciinv.crops import open_crops, read_tensor
+from ciinv.io.crops import open_crops, read_tensor
 from ciinv.errors import CiinvError
 from ciinv.gpu import pick_device
-from ciinv.optimizer import (
+from ciinv.inversion.optimizer import (
     LoopState,
     Nets,
     WindowResult,
@@ -37,8 +37,8 @@ from ciinv.optimizer import (
     plan_lanes,
     resolve_batch_size,
 )
-from ciinv.settings import InvertSettings
-from ciinv.shards import (  # noqa: F401  (merge_shards and resume_path: the stage's public API)
+from ciinv.inversion.settings import InvertSettings
+from ciinv.inversion.shards import (  # noqa: F401  (merge_shards and resume_path: the stage's public API)
     load_resume,
     merge_shards,
     resume_key,
@@ -47,7 +47,7 @@ from ciinv.shards import (  # noqa: F401  (merge_shards and resume_path: the sta
     shard_payload,
     write_shard,
 )
-from ciinv.windows import Window, plan_shards, plan_windows
+from ciinv.inversion.windows import Window, plan_shards, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 def read_crops(crops_path: str | os.PathLike, indices: range, resolution: int) -> torch.Tensor:
     """Aligned crops ``indices`` of the align stage's crops file → [N, 3, R, R] float32 in [0, 1].
 
-    Only those frames are decoded (``ciinv.crops``). Crops of another size are resized to the
+    Only those frames are decoded (``ciinv.io.crops``). Crops of another size are resized to the
     generator's resolution R (bilinear, antialiased).
     """
     return read_tensor(open_crops(crops_path), indices, resolution)

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ciinv.align import load_align, paste_back
+from ciinv.faces.align import load_align, paste_back
 from ciinv.errors import CiinvError
-from ciinv.video import VideoReader, VideoWriter
+from ciinv.io.video import VideoReader, VideoWriter
 
 if TYPE_CHECKING:
-    from ciinv.render import CodeRenderer
+    from ciinv.faces.render import CodeRenderer
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path, read_npz
+from ciinv.io.files import atomic_path, read_npz
 
 DETECTORS = ("fan", "dlib")
 
@@ -388,10 +388,10 @@ def detect_video(
 ) -> dict:
     """Landmarks of the main face in every frame of a video (decoded upright; see ``fill_gaps``).
 
-    ``meta`` is the video's probe result (``ciinv.video.probe``); probed here if not given.
+    ``meta`` is the video's probe result (``ciinv.io.video.probe``); probed here if not given.
     The detector is built before decoding starts, so a missing model file fails fast.
     """
-    from ciinv.video import VideoReader, probe
+    from ciinv.io.video import VideoReader, probe
 
     detect = make_detector(detector, models_dir, device)
     meta = probe(video_path) if meta is None else meta

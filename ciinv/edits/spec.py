@@ -2,8 +2,8 @@
 
 The workflow's planning (``workflow/rules/common.smk``: which direction file and which other
 video an edit job needs), the CLI (``ciinv edit``: which direction file to require), the edit
-stage (``ciinv.edit.edit_codes``) and ``bench video`` all ask an ``EditSpec``; none of them looks at
-the entry's keys itself. What each kind does is described in ``ciinv/edit.py``. This module
+stage (``ciinv.edits.stage.edit_codes``) and ``bench video`` all ask an ``EditSpec``; none of them looks at
+the entry's keys itself. What each kind does is described in ``ciinv/edits/stage.py``. This module
 imports nothing heavy, so planning stays quick.
 """
 

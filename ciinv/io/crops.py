@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.files import abort_writer, atomic_path, tool_write_error
+from ciinv.io.files import abort_writer, atomic_path, tool_write_error
 
 FORMAT_VERSION = 1
 SUFFIX = ".mkv"
@@ -50,7 +50,7 @@ _CHUNK = 16
 
 
 def _ffmpeg() -> str:
-    from ciinv.video import ffmpeg_exe
+    from ciinv.io.video import ffmpeg_exe
 
     return ffmpeg_exe()
 
@@ -170,7 +170,7 @@ class CropReader:
     """
 
     def __init__(self, path: str | os.PathLike, rerun: str = ALIGN_RERUN):
-        from ciinv.video import _banner
+        from ciinv.io.video import _banner
 
         self.path, self.rerun = Path(path), rerun
         if self.path.is_dir():
@@ -255,7 +255,7 @@ class CropReader:
                                  f"truncated or damaged); delete it and {self.rerun}")
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        """Every crop in frame order (what ``ciinv.assemble.assemble_video`` takes as faces)."""
+        """Every crop in frame order (what ``ciinv.faces.assemble.assemble_video`` takes as faces)."""
         return (crop for _, crop in self.frames())
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -306,7 +306,7 @@ class PngCrops:
             yield index, self._read(index)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        """Every crop in frame order (what ``ciinv.assemble.assemble_video`` takes as faces)."""
+        """Every crop in frame order (what ``ciinv.faces.assemble.assemble_video`` takes as faces)."""
         return (crop for _, crop in self.frames())
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:

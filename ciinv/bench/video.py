@@ -22,7 +22,7 @@ and the reconstructions are measured against the crops they came from:
 
 Edited outputs (the paper's real-data editing tables: NIQE and FID of edited results, Tables 2
 and 7; temporal consistency, Table 4): every direction edit of the config's ``edits:`` is added
-to each variant's blended codes exactly as the edit stage does (``ciinv.edit.edit_codes``;
+to each variant's blended codes exactly as the edit stage does (``ciinv.edits.stage.edit_codes``;
 ``direction: smile`` resolves through the registry for the configured generator), rendered with
 the variant's noise, and scored without a reference: ``niqe``, ``fid`` against the clip's real
 crops, ``rel_warp`` with the real crops' flows. An edit whose direction file is missing is left
@@ -51,17 +51,17 @@ import scipy.linalg
 import torch
 
 from ciinv import metrics, models
-from ciinv.bench import VARIANT_LABELS, render, write_grid
-from ciinv.edit import edit_codes
+from ciinv.bench.synth import VARIANT_LABELS, render, write_grid
+from ciinv.edits.stage import edit_codes
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path, read_json, write_json
-from ciinv.invert import InvertSettings, pick_device, read_crops
-from ciinv.invert import invert_clip as invert_frames_of_clip
+from ciinv.io.files import atomic_path, read_json, write_json
+from ciinv.inversion.invert import InvertSettings, pick_device, read_crops
+from ciinv.inversion.invert import invert_clip as invert_frames_of_clip
 from ciinv.models import registry
 from ciinv.models.inception import load_inception
-from ciinv.objective import VARIANTS
-from ciinv.optimizer import Nets
-from ciinv.shards import blend_results
+from ciinv.inversion.objective import VARIANTS
+from ciinv.inversion.optimizer import Nets
+from ciinv.inversion.shards import blend_results
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ BATCH = 8  # images per forward pass of the generator, LPIPS, Inception and the 
 def find_clips(videos) -> list[Path]:
     """Video files from a folder, a file, or a list of either (folders: every file with a video
     suffix, sorted). Clips are named by their file stem, which must be unique."""
-    from ciinv.video import VIDEO_SUFFIXES
+    from ciinv.io.video import VIDEO_SUFFIXES
 
     items = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     clips: list[Path] = []
@@ -112,9 +112,9 @@ def prepare_clip(config: dict, video: Path, work: Path, device: str = "cpu") -> 
     Reused when ``work/prepared.json`` records the same video file (path, size, mtime) and
     the same ``landmarks:`` and ``align:`` settings.
     """
-    from ciinv.align import align_video
-    from ciinv.landmarks import detect_video, save_landmarks
-    from ciinv.video import probe
+    from ciinv.faces.align import align_video
+    from ciinv.faces.landmarks import detect_video, save_landmarks
+    from ciinv.io.video import probe
 
     stat = video.stat()
     key = {"video": str(video.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
@@ -227,8 +227,8 @@ def load_edit_directions(config: dict, generator, notes: dict) -> list[tuple[dic
     """The config's direction edits that can be measured: (entry, verified direction file, or None
     for ``sefa:K``). The others are left out with the reason in ``notes``. A direction file that
     does not fit the generator is a CiinvError now, before any inversion."""
-    from ciinv.edit import load_direction
-    from ciinv.edit_spec import EditSpec
+    from ciinv.edits.stage import load_direction
+    from ciinv.edits.spec import EditSpec
 
     measured = []
     for edit in config["edits"]:
@@ -289,7 +289,7 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
                 inception_path=None) -> list[dict]:
     """Invert real clips with each variant and write video.csv, video.md and video.png to ``out_dir``.
 
-    config: the workflow's merged config (``ciinv.bench.load_config``): models, ``landmarks:``,
+    config: the workflow's merged config (``ciinv.bench.synth.load_config``): models, ``landmarks:``,
     ``align:`` and every ``invert:`` setting; ``steps`` overrides invert.steps. ``frames``: invert
     only the first ``frames`` frames of each clip (default: all). ``lpips_path`` (wheel or
     vgg.pth), ``niqe_path`` (sdist or .npz) and ``inception_path`` default to the registry files

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path, tmp_sibling, tool_write_error
-from ciinv.video import VideoWriter, ffmpeg_exe
+from ciinv.io.files import atomic_path, tmp_sibling, tool_write_error
+from ciinv.io.video import VideoWriter, ffmpeg_exe
 
 # Where the head is in astronaut(), in source pixels (x, y).
 _FACE_WIDTH = 93.0  # jaw to jaw (dlib landmarks 0 and 16)
@@ -117,7 +117,7 @@ def make_clip(
     """Write a clip of the astronaut's moving face to ``path`` (H.264, written atomically; .mp4 or .mkv).
 
     ``size`` is the DISPLAYED (width, height). With ``rotation`` (clockwise degrees, as in
-    `ciinv.video.probe`), the pictures are stored turned the other way and the file carries
+    `ciinv.io.video.probe`), the pictures are stored turned the other way and the file carries
     display-rotation metadata, as phones do; players show them upright. ``audio`` adds an
     AAC track (a 440 Hz tone from ffmpeg's ``sine`` source) as long as the video.
 

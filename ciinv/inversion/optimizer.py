@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from ciinv.gpu import autocast, free_memory, synchronize, uses_bf16
-from ciinv.objective import (
+from ciinv.inversion.objective import (
     LOSS_NAMES,
     concat_targets,
     init_latents,
@@ -54,7 +54,7 @@ from ciinv.objective import (
     synthesis_noise,
     window_losses,
 )
-from ciinv.settings import InvertSettings
+from ciinv.inversion.settings import InvertSettings
 
 log = logging.getLogger(__name__)
 

@@ -53,15 +53,15 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from ciinv import metrics
-from ciinv.bench import _load_lpips, _model_path, render
+from ciinv.bench.synth import _load_lpips, _model_path, render
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path
+from ciinv.io.files import atomic_path
 from ciinv.gpu import pick_device, synchronize, uses_bf16
-from ciinv.invert import invert_clip, invert_frames, load_nets
-from ciinv.optimizer import Nets, WindowTask, optimize_lanes
-from ciinv.settings import InvertSettings
-from ciinv.shards import blend_results
-from ciinv.windows import plan_windows
+from ciinv.inversion.invert import invert_clip, invert_frames, load_nets
+from ciinv.inversion.optimizer import Nets, WindowTask, optimize_lanes
+from ciinv.inversion.settings import InvertSettings
+from ciinv.inversion.shards import blend_results
+from ciinv.inversion.windows import plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
                 seed: int = 0, lpips_path=None) -> list[dict]:
     """Run every schedule on one synthesized sequence; write speed.csv and speed.md to ``out_dir``.
 
-    config: the workflow's merged config (``ciinv.bench.load_config``); ``steps`` (S) defaults
+    config: the workflow's merged config (``ciinv.bench.synth.load_config``); ``steps`` (S) defaults
     to its ``invert.steps``. Returns the rows (dicts with ``COLUMNS``).
     """
     settings = InvertSettings.from_dict(config["invert"])

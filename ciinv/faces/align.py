@@ -21,7 +21,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from ciinv.errors import CiinvError
-from ciinv.files import atomic_path, read_npz
+from ciinv.io.files import atomic_path, read_npz
 
 # The feathered paste-back region in crop coordinates (fractions of the crop side): an ellipse
 # covering forehead to chin and cheek to cheek of an FFHQ-aligned face (eyes sit at ~0.48 of the
@@ -207,15 +207,15 @@ def align_video(
 ) -> None:
     """Crop every frame of a video to its smoothed FFHQ quad.
 
-    Writes ``out_crops``, the crops in one lossless file (``ciinv.crops``: RGB, bit-exact; read it
-    with ``ciinv.crops.open_crops``), and ``out_npz`` with 'quads' float32 [F, 4, 2], 'resolution'
+    Writes ``out_crops``, the crops in one lossless file (``ciinv.io.crops``: RGB, bit-exact; read it
+    with ``ciinv.io.crops.open_crops``), and ``out_npz`` with 'quads' float32 [F, 4, 2], 'resolution'
     (int), 'sigmas' float32 [center_sigma, axes_sigma] and 'frame_size' int [width, height], each
     atomically. ``meta`` is the video's probe result (probed if None). The video is decoded once
     and streamed: memory does not grow with its length.
     """
-    from ciinv.crops import CropWriter
-    from ciinv.landmarks import load_landmarks
-    from ciinv.video import VideoReader, probe
+    from ciinv.io.crops import CropWriter
+    from ciinv.faces.landmarks import load_landmarks
+    from ciinv.io.video import VideoReader, probe
 
     landmarks = load_landmarks(landmarks_path)
     quads = ffhq_quads(landmarks["points"], center_sigma, axes_sigma)

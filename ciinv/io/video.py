@@ -36,8 +36,8 @@ import ffmpeg
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.meta import VIDEO_SUFFIXES, read_meta  # noqa: F401 (part of this module's interface)
-from ciinv.files import abort_writer, atomic_path, tmp_sibling, tool_write_error
+from ciinv.io.meta import VIDEO_SUFFIXES, read_meta  # noqa: F401 (part of this module's interface)
+from ciinv.io.files import abort_writer, atomic_path, tmp_sibling, tool_write_error
 
 _MOV_SUFFIXES = {".mp4", ".m4v", ".mov"}
 

@@ -16,7 +16,7 @@ import yaml
 
 from ciinv.models.registry import REGISTRY, direction_attributes, direction_name
 from ciinv.models.stylegan2 import config_f_channels
-from ciinv.testing import (
+from ciinv.dev.tiny import (
     write_tiny_e4e,
     write_tiny_flownet2,
     write_tiny_stylegan1,
