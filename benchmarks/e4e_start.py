@@ -32,7 +32,8 @@ import time
 import torch
 from torch import nn
 
-from ciinv.bench.synth import _model_path, load_config, render
+from ciinv.bench.synth import _model_path, render
+from ciinv.config import load_config
 from ciinv.bench.speed import make_sequence
 from ciinv import metrics
 from ciinv.inversion.invert import invert_clip, load_nets

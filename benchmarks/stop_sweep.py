@@ -22,7 +22,8 @@ import time
 import torch
 
 from ciinv import metrics
-from ciinv.bench.synth import _model_path, load_config, render
+from ciinv.bench.synth import _model_path, render
+from ciinv.config import load_config
 from ciinv.bench.speed import lever_schedules, make_sequence, run_schedule, window_flops
 from ciinv.gpu import pick_device, synchronize
 from ciinv.inversion.invert import load_nets

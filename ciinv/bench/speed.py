@@ -162,7 +162,7 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
                 seed: int = 0, lpips_path=None) -> list[dict]:
     """Run every schedule on one synthesized sequence; write speed.csv and speed.md to ``out_dir``.
 
-    config: the workflow's merged config (``ciinv.bench.synth.load_config``); ``steps`` (S) defaults
+    config: the workflow's merged config (``ciinv.config.load_config``); ``steps`` (S) defaults
     to its ``invert.steps``. Returns the rows (dicts with ``COLUMNS``).
     """
     settings = InvertSettings.from_dict(config["invert"])

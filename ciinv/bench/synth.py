@@ -63,23 +63,19 @@ the steps, or use the smoke models (``ciinv smoke-models DIR --resolution 32``).
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from PIL import Image, ImageDraw
 
 from ciinv import metrics, models
-from ciinv.config import SCHEMA, validate_config
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path
 from ciinv.gpu import uses_bf16
@@ -108,36 +104,7 @@ GRID_CELL = 128  # pixels per picture in synth.png at most
 LPIPS_MODEL = "lpips-0.1.4-wheel"
 
 # --------------------------------------------------------------------------------------------
-# Config
-
-
-def _merge(base: dict, overlay: dict) -> dict:
-    """Recursive merge: dicts merge key by key, anything else in ``overlay`` replaces."""
-    out = copy.deepcopy(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def load_config(paths, schema: str | os.PathLike = SCHEMA) -> dict:
-    """Merge YAML config files in order (later ones win, as Snakemake's --configfile) and
-    validate the result against the workflow's schema. CiinvError names the bad file or key."""
-    config: dict = {}
-    for path in [Path(p) for p in paths]:
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise CiinvError(f"{path}: config file not found") from None
-        except yaml.YAMLError as exc:
-            raise CiinvError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise CiinvError(f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}")
-        config = _merge(config, data)
-    validate_config(config, f"config {', '.join(map(str, paths))}", schema)
-    return config
+# Models
 
 
 def _model_path(config: dict, key: str) -> str | Path:
@@ -318,7 +285,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
                 pti_steps: int | None = None) -> list[dict]:
     """Run the synthesized-data protocol and write synth.csv, synth.md and synth.png to ``out_dir``.
 
-    config: the workflow's merged config (``load_config``); its ``invert:`` block gives every
+    config: the workflow's merged config (``ciinv.config.load_config``); its ``invert:`` block gives every
     inversion setting (window T, lr, λs, offsets, ...), with ``steps`` overriding its steps.
     lpips_path: the lpips wheel or its vgg.pth (default: the registry file in models_dir).
     directions: "auto", "random" or a list of direction specs (``load_directions``).

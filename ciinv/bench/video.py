@@ -289,7 +289,7 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
                 inception_path=None) -> list[dict]:
     """Invert real clips with each variant and write video.csv, video.md and video.png to ``out_dir``.
 
-    config: the workflow's merged config (``ciinv.bench.synth.load_config``): models, ``landmarks:``,
+    config: the workflow's merged config (``ciinv.config.load_config``): models, ``landmarks:``,
     ``align:`` and every ``invert:`` setting; ``steps`` overrides invert.steps. ``frames``: invert
     only the first ``frames`` frames of each clip (default: all). ``lpips_path`` (wheel or
     vgg.pth), ``niqe_path`` (sdist or .npz) and ``inception_path`` default to the registry files
