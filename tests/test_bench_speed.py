@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from ciinv.bench.synth import render
+from ciinv.bench.common import render
 from ciinv.config import load_config
 from ciinv.bench.speed import COLUMNS, make_sequence, run_official
 from ciinv.cli import main
