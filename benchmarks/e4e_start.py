@@ -87,8 +87,8 @@ def main(argv=None) -> int:
         steps=args.steps, min_steps=args.min_steps, stop_patience=args.stop_patience, windows_per_batch=1,
         precision="fp32")
     device = torch.device("cpu")
-    nets = load_nets(base, model_path(config, "generator"), model_path(config, "flow"), model_path(config, "vgg16"),
-                     device)
+    nets = load_nets(base, generator_path=model_path(config, "generator"), flow_path=model_path(config, "flow"),
+                     vgg_path=model_path(config, "vgg16"), device=device)
     generator = nets.generator
     true_codes, truth = make_sequence(generator, args.frames, args.seed)
     rng = torch.Generator().manual_seed(args.seed + 7)
