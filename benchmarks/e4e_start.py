@@ -32,13 +32,14 @@ import time
 import torch
 from torch import nn
 
-from ciinv.bench.synth import _model_path, load_config, render
-from ciinv.bench.speed import make_sequence
 from ciinv import metrics
+from ciinv.bench.common import model_path, render
+from ciinv.bench.speed import make_sequence
+from ciinv.config import load_config
 from ciinv.inversion.invert import invert_clip, load_nets
+from ciinv.inversion.optimizer import WindowResult
 from ciinv.inversion.settings import InvertSettings
 from ciinv.inversion.shards import blend_results
-from ciinv.inversion.optimizer import WindowResult
 
 
 class SimulatedEncoder(nn.Module):
@@ -86,8 +87,8 @@ def main(argv=None) -> int:
         steps=args.steps, min_steps=args.min_steps, stop_patience=args.stop_patience, windows_per_batch=1,
         precision="fp32")
     device = torch.device("cpu")
-    nets = load_nets(base, _model_path(config, "generator"), _model_path(config, "flow"), _model_path(config, "vgg16"),
-                     device)
+    nets = load_nets(base, generator_path=model_path(config, "generator"), flow_path=model_path(config, "flow"),
+                     vgg_path=model_path(config, "vgg16"), device=device)
     generator = nets.generator
     true_codes, truth = make_sequence(generator, args.frames, args.seed)
     rng = torch.Generator().manual_seed(args.seed + 7)

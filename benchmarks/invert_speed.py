@@ -28,7 +28,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ciinv.gpu import uses_bf16
-from ciinv.inversion.invert import InvertSettings, invert_windows
+from ciinv.inversion.optimizer import invert_windows
+from ciinv.inversion.settings import InvertSettings
 from ciinv.models import load_flow, load_generator, load_vgg16
 from ciinv.models.stylegan2 import Generator, config_f_channels
 from ciinv.models.vgg16 import VGG16Features

@@ -22,8 +22,9 @@ import time
 import torch
 
 from ciinv import metrics
-from ciinv.bench.synth import _model_path, load_config, render
+from ciinv.bench.common import model_path, render
 from ciinv.bench.speed import lever_schedules, make_sequence, run_schedule, window_flops
+from ciinv.config import load_config
 from ciinv.gpu import pick_device, synchronize
 from ciinv.inversion.invert import load_nets
 from ciinv.inversion.settings import InvertSettings
@@ -48,8 +49,8 @@ def main() -> None:
     config = load_config(args.config)
     settings = InvertSettings.from_dict(config["invert"])
     device = pick_device(args.device)
-    nets = load_nets(settings, generator_path=_model_path(config, "generator"), flow_path=_model_path(config, "flow"),
-                     vgg_path=_model_path(config, "vgg16"), device=device)
+    nets = load_nets(settings, generator_path=model_path(config, "generator"), flow_path=model_path(config, "flow"),
+                     vgg_path=model_path(config, "vgg16"), device=device)
     true_codes, truth = make_sequence(nets.generator, args.frames, args.seed)
     setup_flops, step_flops = window_flops(nets, truth, settings)
     ours = lever_schedules(settings, args.steps, device)["ciinv"]

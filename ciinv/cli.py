@@ -224,7 +224,8 @@ def cmd_sample_clip(args) -> None:
 
 
 def cmd_bench_synth(args) -> None:
-    from ciinv.bench.synth import bench_synth, load_config
+    from ciinv.bench.synth import bench_synth
+    from ciinv.config import load_config
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     directions = args.directions if args.directions in ("auto", "random") else [
@@ -236,8 +237,8 @@ def cmd_bench_synth(args) -> None:
 
 
 def cmd_bench_video(args) -> None:
-    from ciinv.bench.synth import load_config
     from ciinv.bench.video import bench_video
+    from ciinv.config import load_config
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     bench_video(load_config(args.config), args.videos, args.out, variants=variants, steps=args.steps,
@@ -246,8 +247,8 @@ def cmd_bench_video(args) -> None:
 
 
 def cmd_bench_speed(args) -> None:
-    from ciinv.bench.synth import load_config
     from ciinv.bench.speed import bench_speed, speedup_line
+    from ciinv.config import load_config
 
     rows = bench_speed(load_config(args.config), args.out, frames=args.frames, steps=args.steps, device=args.device,
                        seed=args.seed)
@@ -258,8 +259,8 @@ def cmd_bench_speed(args) -> None:
 def cmd_bench_stages(args) -> None:
     import logging
 
-    from ciinv.bench.synth import load_config
     from ciinv.bench.stages import bench_stages, peak_memory_mb, table
+    from ciinv.config import load_config
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = bench_stages(load_config(args.config), args.videos, args.out, repeat=args.repeat)

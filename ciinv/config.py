@@ -1,4 +1,5 @@
-"""The configuration's schema, read once, and the checks on a merged configuration.
+"""The configuration's schema, read once, the checks on a merged configuration, and the loader
+that merges config files as Snakemake does (for the commands that run outside the workflow).
 
 ``ciinv/config.schema.yaml`` is the one place where a setting's default, allowed values and
 meaning are written: ``setting()`` and ``defaults()`` read it for the typed settings
@@ -12,6 +13,7 @@ a NaN strength renders black faces, a second edit of the same name silently repl
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import json
@@ -155,3 +157,37 @@ def validate_config(config: dict, source: str = "config", schema: str | os.PathL
     if problem is not None:
         raise CiinvError(f"{source}: {problem}")
     check_config(config, source)
+
+
+# --- config files, merged -----------------------------------------------------------------------
+
+
+def _merge(base: dict, overlay: dict) -> dict:
+    """Recursive merge: dicts merge key by key, anything else in ``overlay`` replaces (a list too)."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(paths, schema: str | os.PathLike = SCHEMA) -> dict:
+    """Merge YAML config files in order (later ones win, as Snakemake's --configfile) and
+    validate the result against the workflow's schema. CiinvError names the bad file or key."""
+    import yaml
+
+    config: dict = {}
+    for path in [Path(p) for p in paths]:
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise CiinvError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise CiinvError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise CiinvError(f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}")
+        config = _merge(config, data)
+    validate_config(config, f"config {', '.join(map(str, paths))}", schema)
+    return config

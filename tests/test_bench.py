@@ -1,4 +1,4 @@
-"""`ciinv bench synth`: config loading, the files it writes, and MAC's advantage in latent recovery."""
+"""`ciinv bench synth`: the sequences it samples, the files it writes, and MAC's advantage in latent recovery."""
 
 import csv
 import math
@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
-from ciinv.bench.synth import bench_synth, load_config, sample_sequences
+from ciinv.bench.synth import bench_synth, sample_sequences
+from ciinv.config import load_config
 from ciinv.errors import CiinvError
 from ciinv.models.stylegan2 import load_stylegan2_rosinality
 from ciinv.dev.logs import log_messages
@@ -21,19 +21,6 @@ def smoke_config(smoke_dir, **invert):
     config = load_config([REPO / "config.yaml", smoke_dir / "smoke.yaml"])
     config["invert"].update(invert)
     return config
-
-
-def test_load_config_merges_overlays_and_validates(tmp_path, smoke_dir):
-    config = load_config([REPO / "config.yaml", smoke_dir / "smoke.yaml"])
-    assert config["invert"]["steps"] == 5 and config["invert"]["lr"] == 0.01  # overlay key, base key kept
-    assert config["models"]["vgg16"].endswith("vgg16-tiny.pth")
-
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"invert": {"variant": "nope"}}))
-    with pytest.raises(CiinvError, match="invert/variant"):
-        load_config([REPO / "config.yaml", bad])
-    with pytest.raises(CiinvError, match="not found"):
-        load_config([tmp_path / "missing.yaml"])
 
 
 def test_sampled_sequences_move_along_one_direction(smoke_dir):

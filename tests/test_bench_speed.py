@@ -6,7 +6,8 @@ import re
 import pytest
 import torch
 
-from ciinv.bench.synth import load_config, render
+from ciinv.bench.common import render
+from ciinv.config import load_config
 from ciinv.bench.speed import COLUMNS, make_sequence, run_official
 from ciinv.cli import main
 from ciinv.inversion.invert import load_nets

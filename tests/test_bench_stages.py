@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ciinv.bench.synth import load_config
 from ciinv.bench.stages import STAGES, bench_stages, table
 from ciinv.cli import main
+from ciinv.config import load_config
 from ciinv.io.crops import open_crops
 from ciinv.errors import CiinvError
 from ciinv.dev.sample import make_clip

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ciinv.bench.synth import load_config, render
+from ciinv.bench.common import render
+from ciinv.config import load_config
 from ciinv.bench.video import bench_video, find_clips, invert_clip
 from ciinv.io.crops import open_crops
 from ciinv.errors import CiinvError

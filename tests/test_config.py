@@ -78,13 +78,28 @@ def test_a_partial_edit_says_that_an_overlay_replaces_the_whole_list():
     assert "replaces a whole list such as `edits:`" in message
 
 
-def test_bench_load_config_gives_the_same_short_error(tmp_path):
-    import pytest
+def test_load_config_merges_overlays_and_validates(tmp_path, smoke_dir):
     import yaml
 
-    from ciinv.bench.synth import load_config
-    from ciinv.config import SCHEMA
-    from ciinv.errors import CiinvError
+    from ciinv.config import load_config
+    from tests.conftest import REPO
+
+    config = load_config([REPO / "config.yaml", smoke_dir / "smoke.yaml"])
+    assert config["invert"]["steps"] == 5 and config["invert"]["lr"] == 0.01  # overlay key, base key kept
+    assert config["models"]["vgg16"].endswith("vgg16-tiny.pth")
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"invert": {"variant": "nope"}}))
+    with pytest.raises(CiinvError, match="invert/variant"):
+        load_config([REPO / "config.yaml", bad])
+    with pytest.raises(CiinvError, match="not found"):
+        load_config([tmp_path / "missing.yaml"])
+
+
+def test_load_config_gives_the_same_short_error(tmp_path):
+    import yaml
+
+    from ciinv.config import SCHEMA, load_config
 
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(yaml.safe_dump({"invert": {"stepz": 5}}))

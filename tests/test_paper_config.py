@@ -7,8 +7,8 @@ import shutil
 
 import yaml
 
-from ciinv.bench.synth import load_config
 from ciinv.cli import main
+from ciinv.config import load_config
 from ciinv.models.registry import generator_family, resolve_direction
 from ciinv.dev.smoke import write_paper_smoke_models
 

@@ -42,8 +42,6 @@ frame, and ciinv ÷ official MSE.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from pathlib import Path
@@ -53,10 +51,11 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from ciinv import metrics
-from ciinv.bench.synth import _load_lpips, _model_path, render
+from ciinv.bench.common import load_lpips, model_path, random_noise, render
+from ciinv.bench.tables import markdown_table, write_csv
 from ciinv.errors import CiinvError
-from ciinv.io.files import atomic_path
 from ciinv.gpu import pick_device, synchronize, uses_bf16
+from ciinv.io.files import atomic_path
 from ciinv.inversion.invert import invert_clip, invert_frames, load_nets
 from ciinv.inversion.optimizer import Nets, WindowTask, optimize_lanes
 from ciinv.inversion.settings import InvertSettings
@@ -88,15 +87,13 @@ def make_sequence(generator, frames: int, seed: int = 0) -> tuple[torch.Tensor, 
     direction = F.normalize(torch.randn(generator.w_dim, generator=rng), dim=0)
     alpha = torch.linspace(-ALPHA_RANGE, ALPHA_RANGE, frames)
     codes = (w + alpha[:, None] * direction).unsqueeze(1).expand(frames, generator.num_ws, generator.w_dim)
-    noise_rng = torch.Generator().manual_seed(seed + 1)
-    noise = [torch.randn(frames, 1, *m.shape[2:], generator=noise_rng) for m in generator.noise_maps()]
+    noise = random_noise(generator, frames, torch.Generator().manual_seed(seed + 1))
     return codes.contiguous(), render(generator, codes, noise).cpu()
 
 
 def fresh_noise(generator, frames: int, seed: int) -> list[torch.Tensor]:
     """Random noise maps for ``frames`` images, as the official code renders its output."""
-    rng = torch.Generator().manual_seed(seed)
-    return [torch.randn(frames, 1, *m.shape[2:], generator=rng) for m in generator.noise_maps()]
+    return random_noise(generator, frames, torch.Generator().manual_seed(seed))
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +159,7 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
                 seed: int = 0, lpips_path=None) -> list[dict]:
     """Run every schedule on one synthesized sequence; write speed.csv and speed.md to ``out_dir``.
 
-    config: the workflow's merged config (``ciinv.bench.synth.load_config``); ``steps`` (S) defaults
+    config: the workflow's merged config (``ciinv.config.load_config``); ``steps`` (S) defaults
     to its ``invert.steps``. Returns the rows (dicts with ``COLUMNS``).
     """
     settings = InvertSettings.from_dict(config["invert"])
@@ -170,11 +167,11 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
     if frames < settings.window + 1:
         raise CiinvError(f"bench speed: --frames must be more than one window ({settings.window}), got {frames}")
     device = pick_device(device)
-    nets = load_nets(settings, generator_path=_model_path(config, "generator"), flow_path=_model_path(config, "flow"),
-                     vgg_path=_model_path(config, "vgg16"), device=device,
-                     encoder_path=_model_path(config, "encoder") if settings.init == "e4e" else None)
+    nets = load_nets(settings, generator_path=model_path(config, "generator"), flow_path=model_path(config, "flow"),
+                     vgg_path=model_path(config, "vgg16"), device=device,
+                     encoder_path=model_path(config, "encoder") if settings.init == "e4e" else None)
     generator = nets.generator
-    lpips = _load_lpips(config, _model_path(config, "vgg16"), lpips_path)
+    lpips = load_lpips(config, model_path(config, "vgg16"), lpips_path)
     lpips = lpips.to(device) if lpips is not None else None
 
     true_codes, truth = make_sequence(generator, frames, seed)
@@ -215,8 +212,7 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "speed.csv") as tmp:
-        tmp.write_text(speed_csv(rows))
+    write_csv(rows, COLUMNS, out_dir / "speed.csv")
     header = (f"`ciinv bench speed`: {frames} frames, generator {config['models']['generator']} "
               f"({generator.resolution}²), window {settings.window}, at most {steps} steps per window, "
               f"device {device_name(device)}, seed {seed}.")
@@ -231,25 +227,16 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def speed_csv(rows: list[dict]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return text.getvalue()
-
-
 def speed_table(rows: list[dict], header: str) -> str:
     """Markdown: the rows, then how each schedule compares with ``official``."""
     official = next(r for r in rows if r["schedule"] == "official")
-    lines = [header, "", "| " + " | ".join(COLUMNS) + " | speedup | mse ratio |", "|---|" + "---:|" * (len(COLUMNS) + 1)]
+    body = []
     for row in rows:
         cells = ["n/a" if row[c] is None else f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
                  for c in COLUMNS]
-        lines.append("| " + " | ".join(cells) + f" | {official['seconds_per_frame'] / row['seconds_per_frame']:.1f}"
-                     f" | {row['mse'] / official['mse']:.3f} |")
-    return "\n".join(lines) + "\n"
+        body.append(cells + [f"{official['seconds_per_frame'] / row['seconds_per_frame']:.1f}",
+                             f"{row['mse'] / official['mse']:.3f}"])
+    return "\n".join([header, "", *markdown_table([*COLUMNS, "speedup", "mse ratio"], body)]) + "\n"
 
 
 def speedup_line(rows: list[dict]) -> str:

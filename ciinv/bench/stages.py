@@ -24,6 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ciinv.bench.tables import markdown_table
 from ciinv.errors import CiinvError
 
 log = logging.getLogger(__name__)
@@ -132,13 +133,12 @@ def table(row: dict) -> str:
     """One clip's Markdown table: stage, seconds, ratio to the transcode, bytes written per frame."""
     seconds, written = row["seconds"], row["bytes"]
     base = seconds["transcode"]
-    lines = [f"{row['clip']}: {row['width']}x{row['height']}, {row['frames']} frames", "",
-             "| step | seconds | × transcode | written per frame |", "|---|---:|---:|---:|",
-             f"| plain ffmpeg transcode (x264 medium, crf 18) | {base:.2f} | 1.00 | {_bytes(written['transcode'])} |"]
-    for name in STAGES:
-        lines.append(f"| {name} | {seconds[name]:.2f} | {seconds[name] / base:.2f} | {_bytes(written[name])} |")
+    body = [["plain ffmpeg transcode (x264 medium, crf 18)", f"{base:.2f}", "1.00", _bytes(written["transcode"])]]
+    body += [[name, f"{seconds[name]:.2f}", f"{seconds[name] / base:.2f}", _bytes(written[name])] for name in STAGES]
     total = sum(seconds[name] for name in STAGES)
-    lines.append(f"| **CPU stages together** | **{total:.2f}** | **{total / base:.2f}** | |")
+    body.append(["**CPU stages together**", f"**{total:.2f}**", f"**{total / base:.2f}**", ""])
+    lines = [f"{row['clip']}: {row['width']}x{row['height']}, {row['frames']} frames", "",
+             *markdown_table(["step", "seconds", "× transcode", "written per frame"], body)]
     return "\n".join(lines) + "\n"
 
 

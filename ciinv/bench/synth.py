@@ -63,97 +63,41 @@ the steps, or use the smoke models (``ciinv smoke-models DIR --resolution 32``).
 
 from __future__ import annotations
 
-import copy
-import csv
-import io
 import logging
-import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from PIL import Image, ImageDraw
 
 from ciinv import metrics, models
-from ciinv.config import SCHEMA, validate_config
+from ciinv.bench.common import LPIPS_MODEL, load_lpips, model_path, random_noise, render, write_grid
+from ciinv.bench.tables import VARIANT_LABELS, arrow, markdown_table, mean_cell, write_csv
 from ciinv.errors import CiinvError
+from ciinv.gpu import pick_device, uses_bf16
 from ciinv.io.files import atomic_path
-from ciinv.gpu import uses_bf16
-from ciinv.inversion.invert import InvertSettings, invert_windows, pick_device
-from ciinv.models import registry
+from ciinv.inversion.optimizer import invert_windows
 from ciinv.inversion.pti import (
     PerceptualDistance,
     round_to_half,
     tune_generator,
     tuned_parameter_names,
 )
-from ciinv.inversion.settings import PTISettings
+from ciinv.inversion.settings import InvertSettings, PTISettings
+from ciinv.models import registry
 
 log = logging.getLogger(__name__)
 
 VARIANT_ORDER = ("i2s", "no_mac", "no_icc", "full", "plus")
 POST_STEPS = ("pti",)  # rows that start from an inversion variant's codes (module docstring)
-VARIANT_LABELS = {"i2s": "I2S (each frame alone)", "no_mac": "w/o MAC", "no_icc": "w/o ICC", "full": "full (MAC + ICC)",
-                  "plus": "plus (MAC + ICC + noise, Ours++)",
-                  "oracle": "oracle: true codes, constant noise", "pti": "PTI (tuned generator, same codes)"}
 ALPHA_RANGE = 3.0
 TRUTH_NOISE = ("random", "constant")  # how the true frames are rendered (module docstring, step 3)
 MORPH_STEPS = (0.25, 0.5, 0.75)
 DEFAULT_N = 100
-GRID_CELL = 128  # pixels per picture in synth.png at most
-LPIPS_MODEL = "lpips-0.1.4-wheel"
-
-# --------------------------------------------------------------------------------------------
-# Config
-
-
-def _merge(base: dict, overlay: dict) -> dict:
-    """Recursive merge: dicts merge key by key, anything else in ``overlay`` replaces."""
-    out = copy.deepcopy(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def load_config(paths, schema: str | os.PathLike = SCHEMA) -> dict:
-    """Merge YAML config files in order (later ones win, as Snakemake's --configfile) and
-    validate the result against the workflow's schema. CiinvError names the bad file or key."""
-    config: dict = {}
-    for path in [Path(p) for p in paths]:
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise CiinvError(f"{path}: config file not found") from None
-        except yaml.YAMLError as exc:
-            raise CiinvError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise CiinvError(f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}")
-        config = _merge(config, data)
-    validate_config(config, f"config {', '.join(map(str, paths))}", schema)
-    return config
-
-
-def _model_path(config: dict, key: str) -> str | Path:
-    spec = config["models"][key]
-    if key == "flow" and models.is_weightless_flow(spec):
-        return spec
-    return registry.require(spec, config["models_dir"])
-
 
 # --------------------------------------------------------------------------------------------
 # Sequences with known codes
-
-
-def random_noise(generator, n: int, rng: torch.Generator) -> list[torch.Tensor]:
-    """n independent sets of the generator's noise maps: N(0, 1) maps [n, 1, r, r] in layer order (CPU)."""
-    return [torch.randn(n, *constant.shape[1:], generator=rng) for constant in generator.noise_maps()]
 
 
 @torch.no_grad()
@@ -237,21 +181,6 @@ def load_directions(config: dict, generator, spec: str | list[str]) -> list[tupl
     return out
 
 
-@torch.no_grad()
-def render(generator, codes: torch.Tensor, noise: list[torch.Tensor] | None = None, batch: int = 8) -> torch.Tensor:
-    """Images [M, 3, R, R] in [0, 1] (on the generator's device) of W+ codes [M, L, D].
-
-    noise: per-image noise maps ([M, 1, r, r] each, in layer order; the `plus` variant's),
-    or None for the generator's constant noise.
-    """
-    device = generator.w_avg.device
-    parts = []
-    for start in range(0, len(codes), batch):
-        maps = [m[start : start + batch].to(device) for m in noise] if noise is not None else None
-        parts.append(generator.synthesis(codes[start : start + batch].to(device), noise=maps))
-    return ((torch.cat(parts).float() + 1) / 2).clamp(0, 1)
-
-
 def per_image_noise(result: dict, repeats: int) -> list[torch.Tensor] | None:
     """The `plus` variant's per-window noise maps repeated for each of a window's `repeats` images."""
     if result.get("noise") is None:
@@ -297,28 +226,13 @@ def tune_and_render(generator, result: dict, real: torch.Tensor, edit: torch.Ten
     return torch.cat(recon), torch.cat(edited), torch.cat(morphed)
 
 
-def _load_lpips(config: dict, vgg_path, lpips_path):
-    """LPIPS on the configured VGG16, or None (with the reason logged)."""
-    if lpips_path is None:
-        lpips_path = registry.resolve(LPIPS_MODEL, config["models_dir"])
-        if not Path(lpips_path).is_file():
-            log.info(f"LPIPS left out: {lpips_path} is missing (`ciinv models fetch {LPIPS_MODEL}`)")
-            return None
-        lpips_path = registry.require(LPIPS_MODEL, config["models_dir"])
-    try:
-        return metrics.load_lpips(vgg_path, lpips_path)
-    except CiinvError as exc:
-        log.info(f"LPIPS left out: {exc}")
-        return None
-
-
 def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = None, variants=VARIANT_ORDER[:4],
                 seed: int = 0, truncation: float = 1.0, edit_strength: float = 3.0, device: str = "auto",
                 lpips_path=None, directions: str | list[str] = "auto", truth_noise: str = "random",
                 pti_steps: int | None = None) -> list[dict]:
     """Run the synthesized-data protocol and write synth.csv, synth.md and synth.png to ``out_dir``.
 
-    config: the workflow's merged config (``load_config``); its ``invert:`` block gives every
+    config: the workflow's merged config (``ciinv.config.load_config``); its ``invert:`` block gives every
     inversion setting (window T, lr, λs, offsets, ...), with ``steps`` overriding its steps.
     lpips_path: the lpips wheel or its vgg.pth (default: the registry file in models_dir).
     directions: "auto", "random" or a list of direction specs (``load_directions``).
@@ -351,16 +265,16 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
     device = pick_device(device)
     if uses_bf16(device, base.precision):  # what bf16 costs: every variant once more in fp32, rows "<variant> (fp32)"
         per_variant |= {f"{v} (fp32)": s.replace(precision="fp32") for v, s in list(per_variant.items())}
-    generator = models.load_generator(_model_path(config, "generator")).to(device)
-    vgg_path = _model_path(config, "vgg16")
+    generator = models.load_generator(model_path(config, "generator")).to(device)
+    vgg_path = model_path(config, "vgg16")
     needs_flow = any(s.loss_config().use_icc for s in per_variant.values())
-    flow_net = models.load_flow(_model_path(config, "flow")).to(device).eval() if needs_flow else None
+    flow_net = models.load_flow(model_path(config, "flow")).to(device).eval() if needs_flow else None
     needs_vgg = base.loss_config().use_perceptual or (pti_base is not None and pti_settings.perceptual == "vgg")
     vgg = models.load_vgg16(vgg_path).to(device) if needs_vgg else None
-    lpips = _load_lpips(config, vgg_path, lpips_path)
+    lpips = load_lpips(config, vgg_path, lpips_path)
     lpips = lpips.to(device) if lpips is not None else None
     # init e4e: every window starts from the encoder's codes of its frames (models.encoder).
-    encoder = models.load_encoder(_model_path(config, "encoder")).to(device) if base.init == "e4e" else None
+    encoder = models.load_encoder(model_path(config, "encoder")).to(device) if base.init == "e4e" else None
     for net in (generator, flow_net, vgg, encoder):
         if net is not None:
             net.requires_grad_(False)
@@ -457,7 +371,7 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, out_dir / "synth.csv")
+    write_csv(rows, _columns(rows), out_dir / "synth.csv")
     table = summary_table(rows, header=f"Synthesized sequences: {n} × {base.window} frames, at most {base.steps} steps, "
                           f"init {base.init}, "
                           f"generator {config['models']['generator']} ({generator.resolution}²), seed {seed}, "
@@ -476,66 +390,23 @@ def bench_synth(config: dict, out_dir, n: int = DEFAULT_N, steps: int | None = N
 
 METRIC_COLUMNS = ("latent_dist", "style_dist", "mse", "psnr", "lpips", "edit_mse", "edit_lpips", "morph_mse", "morph_lpips",
                   "steps", "seconds")
-HIGHER_IS_BETTER = {"psnr"}
-
-
 LABEL_COLUMNS = ("direction", "edit_direction")  # what each sequence moved and was edited along
 
 
 def _columns(rows: list[dict]) -> list[str]:
+    """synth.csv's columns: ``variant, sample, latent_dist, <metrics>, <labels>`` (those present)."""
     present = {key for row in rows for key in row}
     return ["variant", "sample"] + [c for c in METRIC_COLUMNS + LABEL_COLUMNS if c in present]
-
-
-def write_csv(rows: list[dict], path) -> None:
-    """One line per row, columns ``variant, sample, latent_dist, <metrics>``."""
-    columns = _columns(rows)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    with atomic_path(path) as tmp:
-        tmp.write_text(text.getvalue())
 
 
 def summary_table(rows: list[dict], header: str = "") -> str:
     """Markdown: the mean of every metric per variant (one line per variant, in run order)."""
     columns = [c for c in _columns(rows)[2:] if c not in LABEL_COLUMNS]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
-    arrows = {c: ("↑" if c in HIGHER_IS_BETTER else "↓") for c in columns}
-    lines = [f"{header}\n" if header else "",
-             "| variant | " + " | ".join("s / sequence" if c == "seconds" else "steps" if c == "steps" else f"{c} {arrows[c]}"
-                                        for c in columns) + " |",
-             "|---|" + "---:|" * len(columns)]
-    for variant in variants:
-        cells = []
-        for c in columns:
-            values = [r[c] for r in rows if r["variant"] == variant and c in r]
-            mean = float(np.mean(values))
-            cells.append("inf" if math.isinf(mean) else f"{mean:.4g}")
-        lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | " + " | ".join(cells) + " |")
+    head = ["variant"] + ["s / sequence" if c == "seconds" else "steps" if c == "steps" else f"{c} {arrow(c)}"
+                          for c in columns]
+    body = [[VARIANT_LABELS.get(variant, variant)]
+            + [mean_cell([r[c] for r in rows if r["variant"] == variant and c in r]) for c in columns]
+            for variant in variants]
+    lines = [f"{header}\n" if header else "", *markdown_table(head, body)]
     return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def write_grid(rows: dict[str, torch.Tensor], path) -> None:
-    """A labelled contact sheet: one row of pictures per entry of ``rows`` ([T, 3, R, R] in [0, 1])."""
-    size = min(GRID_CELL, next(iter(rows.values())).shape[-1])
-    label_width, pad = 150, 2
-    columns = max(images.shape[0] for images in rows.values())
-    sheet = Image.new("RGB", (label_width + columns * (size + pad), len(rows) * (size + pad)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for r, (label, images) in enumerate(rows.items()):
-        y = r * (size + pad)
-        draw.text((4, y + size // 2 - 6), label, fill="black")
-        small = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False) if images.shape[-1] != size else images
-        pixels = (small.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-        for c, picture in enumerate(pixels):
-            sheet.paste(Image.fromarray(picture), (label_width + c * (size + pad), y))
-    with atomic_path(path) as tmp:
-        sheet.save(tmp, format="PNG")
-
-
-# --------------------------------------------------------------------------------------------
-# CLI

@@ -37,10 +37,7 @@ edit) and ``video.png`` (real crops above each variant's reconstructions, first 
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import math
 import os
 import time
 import warnings
@@ -51,25 +48,26 @@ import scipy.linalg
 import torch
 
 from ciinv import metrics, models
-from ciinv.bench.synth import VARIANT_LABELS, render, write_grid
+from ciinv.bench.common import leave_out, load_lpips, model_path, optional_weights, render, write_grid
+from ciinv.bench.tables import VARIANT_LABELS, arrow, markdown_table, mean_cell, write_csv
 from ciinv.edits.stage import edit_codes
 from ciinv.errors import CiinvError
+from ciinv.gpu import pick_device
 from ciinv.io.files import atomic_path, read_json, write_json
-from ciinv.inversion.invert import InvertSettings, pick_device, read_crops
 from ciinv.inversion.invert import invert_clip as invert_frames_of_clip
-from ciinv.models import registry
-from ciinv.models.inception import load_inception
+from ciinv.inversion.invert import read_crops
 from ciinv.inversion.objective import VARIANTS
 from ciinv.inversion.optimizer import Nets
+from ciinv.inversion.settings import InvertSettings
 from ciinv.inversion.shards import blend_results
+from ciinv.models import registry
+from ciinv.models.inception import load_inception
 
 log = logging.getLogger(__name__)
 
 DEFAULT_VARIANTS = ("i2s", "no_mac", "no_icc", "full")
 METRIC_COLUMNS = ("mse", "psnr", "lpips", "niqe", "fid", "rel_warp", "steps", "seconds")
 EDIT_METRIC_COLUMNS = ("niqe", "fid", "rel_warp")  # no reference exists for an edited frame
-HIGHER_IS_BETTER = {"psnr"}
-LPIPS_MODEL = "lpips-0.1.4-wheel"
 NIQE_MODEL = "basicsr-1.4.2-sdist"
 INCEPTION_MODEL = "inception-fid"
 STRIP_FRAMES = 8  # frames shown per row of video.png
@@ -181,43 +179,22 @@ class RealFlows:
 # Metric files: present, or left out with a reason
 
 
-def _metric_file(config: dict, name: str, given, what: str, notes: dict) -> Path | None:
-    """``given``, else the registry file ``name`` in models_dir if it is there (verified), else None
-    with the reason recorded in ``notes[what]``. A file present with the wrong checksum is an error."""
-    if given is not None:
-        return Path(given)
-    path = registry.resolve(name, config["models_dir"])
-    if not path.is_file():
-        _leave_out(notes, what, f"{path} is missing (`ciinv models fetch {name}`)")
-        return None
-    return registry.require(name, config["models_dir"])
-
-
-def _leave_out(notes: dict, what: str, reason: str) -> None:
-    notes[what] = reason
-    log.info(f"{what} left out: {reason}")
-
-
 def load_metric_models(config: dict, vgg_path, resolution: int, device: torch.device, lpips_path=None,
                        niqe_path=None, inception_path=None, notes: dict | None = None):
     """(LPIPS net, NIQE parameters, FID Inception), each None when it cannot be used, with the
     reason logged and recorded in ``notes[metric]``. Paths default to the registry files."""
     notes = {} if notes is None else notes
-    lpips = niqe_params = inception = None
-    path = _metric_file(config, LPIPS_MODEL, lpips_path, "lpips", notes)
-    if path is not None:
-        try:
-            lpips = metrics.load_lpips(vgg_path, path).to(device)
-        except CiinvError as exc:  # e.g. linear layers that do not fit the configured VGG16
-            _leave_out(notes, "lpips", str(exc))
-    path = _metric_file(config, NIQE_MODEL, niqe_path, "niqe", notes)
+    niqe_params = inception = None
+    lpips = load_lpips(config, vgg_path, lpips_path, notes, what="lpips")
+    lpips = lpips.to(device) if lpips is not None else None
+    path = optional_weights(config, NIQE_MODEL, niqe_path, "niqe", notes)
     if path is not None:
         if resolution < metrics.NIQE_BLOCK:
-            _leave_out(notes, "niqe", f"the reconstructions are {resolution}x{resolution} pixels; NIQE needs "
-                       f"at least {metrics.NIQE_BLOCK}x{metrics.NIQE_BLOCK}")
+            leave_out(notes, "niqe", f"the reconstructions are {resolution}x{resolution} pixels; NIQE needs "
+                      f"at least {metrics.NIQE_BLOCK}x{metrics.NIQE_BLOCK}")
         else:
             niqe_params = metrics.load_niqe_params(path)
-    path = _metric_file(config, INCEPTION_MODEL, inception_path, "fid", notes)
+    path = optional_weights(config, INCEPTION_MODEL, inception_path, "fid", notes)
     if path is not None:
         inception = load_inception(path).to(device)
     return lpips, niqe_params, inception
@@ -234,8 +211,8 @@ def load_edit_directions(config: dict, generator, notes: dict) -> list[tuple[dic
     for edit in config["edits"]:
         spec, what = EditSpec.from_entry(edit), f"edit {edit['name']}"
         if spec.kind != "direction":
-            _leave_out(notes, what, f"a {spec.kind} edit needs another clip's codes; bench video scores direction "
-                       "edits")
+            leave_out(notes, what, f"a {spec.kind} edit needs another clip's codes; bench video scores direction "
+                      "edits")
             continue
         if spec.is_sefa:
             measured.append((edit, None))
@@ -244,7 +221,7 @@ def load_edit_directions(config: dict, generator, notes: dict) -> list[tuple[dic
         path = registry.resolve(name, config["models_dir"])
         if not path.is_file():
             fetch = f" (`ciinv models fetch {name}`)" if name in registry.REGISTRY else ""
-            _leave_out(notes, what, f"{path} is missing{fetch}")
+            leave_out(notes, what, f"{path} is missing{fetch}")
             continue
         path = registry.require(name, config["models_dir"])
         load_direction(path, generator.num_ws, generator.w_dim)
@@ -273,13 +250,6 @@ def score_without_reference(images: torch.Tensor, real: torch.Tensor, flows, niq
     return scores
 
 
-def _model_path(config: dict, key: str):
-    spec = config["models"][key]
-    if key == "flow" and models.is_weightless_flow(spec):
-        return spec
-    return registry.require(spec, config["models_dir"])
-
-
 # --------------------------------------------------------------------------------------------
 # The benchmark
 
@@ -289,7 +259,7 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
                 inception_path=None) -> list[dict]:
     """Invert real clips with each variant and write video.csv, video.md and video.png to ``out_dir``.
 
-    config: the workflow's merged config (``ciinv.bench.synth.load_config``): models, ``landmarks:``,
+    config: the workflow's merged config (``ciinv.config.load_config``): models, ``landmarks:``,
     ``align:`` and every ``invert:`` setting; ``steps`` overrides invert.steps. ``frames``: invert
     only the first ``frames`` frames of each clip (default: all). ``lpips_path`` (wheel or
     vgg.pth), ``niqe_path`` (sdist or .npz) and ``inception_path`` default to the registry files
@@ -309,11 +279,11 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
     out_dir = Path(out_dir)
 
     device = pick_device(device)
-    generator = models.load_generator(_model_path(config, "generator")).to(device).requires_grad_(False)
-    vgg_path = _model_path(config, "vgg16")
+    generator = models.load_generator(model_path(config, "generator")).to(device).requires_grad_(False)
+    vgg_path = model_path(config, "vgg16")
     vgg = models.load_vgg16(vgg_path).to(device).requires_grad_(False) if base.loss_config().use_perceptual else None
-    flow_net = models.load_flow(_model_path(config, "flow")).to(device).eval().requires_grad_(False)
-    encoder = (models.load_encoder(_model_path(config, "encoder")).to(device).requires_grad_(False)
+    flow_net = models.load_flow(model_path(config, "flow")).to(device).eval().requires_grad_(False)
+    encoder = (models.load_encoder(model_path(config, "encoder")).to(device).requires_grad_(False)
                if base.init == "e4e" else None)
 
     notes: dict[str, str] = {}  # metric -> why it was left out
@@ -375,8 +345,8 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
     header = (f"Real clips: {len(clips)} clip(s), {'all' if frames is None else f'the first {frames}'} frames each, "
               f"{base.steps} steps, window {base.window} / stride {base.stride}, generator "
               f"{config['models']['generator']} ({generator.resolution}²), flow {config['models']['flow']}.")
-    write_video_csv(rows, out_dir / "video.csv")
-    write_edit_csv(edit_rows, out_dir / "edits.csv")
+    write_csv(rows, _columns(rows), out_dir / "video.csv")
+    write_csv(edit_rows, _edit_columns(edit_rows), out_dir / "edits.csv")
     with atomic_path(out_dir / "video.md") as tmp:
         tmp.write_text(video_table(rows, header, notes, input_niqe) + edit_table(edit_rows))
     write_grid(strip, out_dir / "video.png")
@@ -389,66 +359,42 @@ def bench_video(config: dict, videos_dir_or_files, out_dir, variants=DEFAULT_VAR
 
 
 def _columns(rows: list[dict]) -> list[str]:
+    """video.csv's columns: ``variant, clip, frames, <metrics>`` (those measured on some clip)."""
     present = {key for row in rows for key in row}
     return ["variant", "clip", "frames"] + [c for c in METRIC_COLUMNS if c in present]
 
 
-def write_video_csv(rows: list[dict], path) -> None:
-    """One line per variant and clip: ``variant, clip, frames, <metrics>`` (a cell a clip could
-    not be measured on is empty)."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=_columns(rows), restval="", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    with atomic_path(path) as tmp:
-        tmp.write_text(text.getvalue())
-
-
-def write_edit_csv(rows: list[dict], path) -> None:
-    """One line per variant, clip and edit: ``variant, clip, edit, frames, <metrics>``."""
+def _edit_columns(rows: list[dict]) -> list[str]:
+    """edits.csv's columns: ``variant, clip, edit, frames, <metrics>`` (those measured on some clip)."""
     present = {key for row in rows for key in row}
-    columns = ["variant", "clip", "edit", "frames"] + [c for c in EDIT_METRIC_COLUMNS if c in present]
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    with atomic_path(path) as tmp:
-        tmp.write_text(text.getvalue())
+    return ["variant", "clip", "edit", "frames"] + [c for c in EDIT_METRIC_COLUMNS if c in present]
 
 
 def edit_table(rows: list[dict]) -> str:
     """Markdown: the edited outputs' means over clips, per variant and edit ("" without edit rows)."""
     if not rows:
         return ""
-    present = {key for row in rows for key in row}
-    columns = [c for c in EDIT_METRIC_COLUMNS if c in present]
+    columns = _edit_columns(rows)[4:]
     names = {c: "rel_warp (1 = input)" if c == "rel_warp" else f"{c} ↓" for c in columns}
-    lines = ["", "Edited outputs (each variant's codes with the config's direction edits; no reference: FID "
-             "against the real crops, rel_warp with the real crops' flows):", "",
-             "| variant | edit | " + " | ".join(names[c] for c in columns) + " |", "|---|---|" + "---:|" * len(columns)]
+    body = []
     for variant in dict.fromkeys(r["variant"] for r in rows):
         for edit in dict.fromkeys(r["edit"] for r in rows if r["variant"] == variant):
             mine = [r for r in rows if r["variant"] == variant and r["edit"] == edit]
-            lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | {edit} | "
-                         + " | ".join(_cell([r[c] for r in mine if c in r]) for c in columns) + " |")
+            body.append([VARIANT_LABELS.get(variant, variant), edit]
+                        + [mean_cell([r[c] for r in mine if c in r]) for c in columns])
+    lines = ["", "Edited outputs (each variant's codes with the config's direction edits; no reference: FID "
+             "against the real crops, rel_warp with the real crops' flows):", "",
+             *markdown_table(["variant", "edit"] + [names[c] for c in columns], body, label_columns=2)]
     return "\n".join(lines) + "\n"
-
-
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "–"
-    mean = float(np.mean(values))
-    return "inf" if math.isinf(mean) else f"{mean:.4g}"
 
 
 def video_table(rows: list[dict], header: str = "", left_out: dict[str, str] | None = None,
                 input_niqe: dict[str, float] | None = None) -> str:
     """Markdown: means over clips per variant; per clip too when there are several clips."""
     columns = [c for c in _columns(rows)[3:] if c != "steps"]
-    names = {c: "s / clip" if c == "seconds" else f"{c} {'↑' if c in HIGHER_IS_BETTER else '↓'}" for c in columns}
+    names = {c: "s / clip" if c == "seconds" else f"{c} {arrow(c)}" for c in columns}
     names["rel_warp"] = "rel_warp (1 = input)"
+    head = [names[c] for c in columns]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     clips = list(dict.fromkeys(r["clip"] for r in rows))
 
@@ -459,16 +405,14 @@ def video_table(rows: list[dict], header: str = "", left_out: dict[str, str] | N
         lines.append(f"- {metric} left out: {reason}")
     if left_out:
         lines.append("")
-    lines += ["| variant | " + " | ".join(names[c] for c in columns) + " |", "|---|" + "---:|" * len(columns)]
+    body = []
     for variant in variants:
         mine = [r for r in rows if r["variant"] == variant]
-        lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | "
-                     + " | ".join(_cell([r[c] for r in mine if c in r]) for c in columns) + " |")
+        body.append([VARIANT_LABELS.get(variant, variant)] + [mean_cell([r[c] for r in mine if c in r]) for c in columns])
+    lines += markdown_table(["variant", *head], body)
     if len(clips) > 1:
-        lines += ["", "Per clip:", "", "| clip | variant | " + " | ".join(names[c] for c in columns) + " |",
-                  "|---|---|" + "---:|" * len(columns)]
-        for clip in clips:
-            for row in (r for r in rows if r["clip"] == clip):
-                lines.append(f"| {clip} | {VARIANT_LABELS.get(row['variant'], row['variant'])} | "
-                             + " | ".join(_cell([row[c]] if c in row else []) for c in columns) + " |")
+        body = [[clip, VARIANT_LABELS.get(row["variant"], row["variant"])]
+                + [mean_cell([row[c]] if c in row else []) for c in columns]
+                for clip in clips for row in rows if row["clip"] == clip]
+        lines += ["", "Per clip:", "", *markdown_table(["clip", "variant", *head], body, label_columns=2)]
     return "\n".join(lines) + "\n"
