@@ -11,7 +11,7 @@ from PIL import Image
 
 from ciinv.io.crops import CropReader, CropWriter, open_crops, read_tensor
 from ciinv.errors import CiinvError
-from ciinv.io.video import ffmpeg_exe
+from ciinv.io.ffmpeg import ffmpeg_exe
 
 FRAMES, SIDE = 12, 48
 

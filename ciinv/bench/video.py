@@ -83,7 +83,7 @@ BATCH = 8  # images per forward pass of the generator, LPIPS, Inception and the 
 def find_clips(videos) -> list[Path]:
     """Video files from a folder, a file, or a list of either (folders: every file with a video
     suffix, sorted). Clips are named by their file stem, which must be unique."""
-    from ciinv.io.video import VIDEO_SUFFIXES
+    from ciinv.io.meta import VIDEO_SUFFIXES
 
     items = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     clips: list[Path] = []
