@@ -17,14 +17,13 @@ Files (shard output, resume state, merge): ``ciinv.inversion.shards``; settings:
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from ciinv import models
-from ciinv.io.crops import open_crops, read_tensor
+from ciinv.io.crops import read_crops
 from ciinv.errors import CiinvError
 from ciinv.gpu import pick_device
 from ciinv.inversion.optimizer import (
@@ -53,15 +52,6 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # Inputs
-
-
-def read_crops(crops_path: str | os.PathLike, indices: range, resolution: int) -> torch.Tensor:
-    """Aligned crops ``indices`` of the align stage's crops file → [N, 3, R, R] float32 in [0, 1].
-
-    Only those frames are decoded (``ciinv.io.crops``). Crops of another size are resized to the
-    generator's resolution R (bilinear, antialiased).
-    """
-    return read_tensor(open_crops(crops_path), indices, resolution)
 
 
 def load_nets(settings: InvertSettings, *, generator_path, flow_path, vgg_path, device, encoder_path=None) -> Nets:
@@ -146,6 +136,7 @@ def invert_shard(crops_dir, frames: int, shard: int, settings, *, generator_path
     nets = load_nets(settings, generator_path=generator_path, flow_path=flow_path, vgg_path=vgg_path, device=device,
                      encoder_path=encoder_path)
     first = mine[0].start
+    # Crops of another size are resized to the generator's resolution.
     crops = read_crops(crops_dir, range(first, mine[-1].stop), nets.generator.resolution)
 
     key = resume_key(settings, mine, generator_path, encoder_path)

@@ -57,6 +57,7 @@ from ciinv import models
 from ciinv.errors import CiinvError
 from ciinv.gpu import autocast, uses_bf16
 from ciinv.inversion.objective import perceptual_features
+from ciinv.io.crops import read_crops
 from ciinv.inversion.settings import PTISettings
 from ciinv.inversion.shards import load_resume, save_resume
 
@@ -274,11 +275,9 @@ def _digest(*tensors: Tensor | None) -> str:
 def read_crops_uint8(crops_dir, frames: int, resolution: int) -> Tensor:
     """The aligned crops of frames 0 .. frames-1 as uint8 [F, 3, R, R] (a quarter of float32's memory).
 
-    Decoded (and resized where a crop is not R², as the inversion does) by ``invert.read_crops``,
+    Decoded (and resized where a crop is not R², as the inversion does) by ``ciinv.io.crops.read_crops``,
     which names a missing or unreadable crop and its frame.
     """
-    from ciinv.inversion.invert import read_crops
-
     parts = []
     for start in range(0, frames, READ_CHUNK):
         chunk = read_crops(crops_dir, range(start, min(start + READ_CHUNK, frames)), resolution)

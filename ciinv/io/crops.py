@@ -15,8 +15,8 @@ On a 1280×720 sample clip at R = 1024 this takes 0.39 MB per frame against 0.85
 Readers: ``open_crops(path)`` gives a ``CropReader`` for such a file and, for the folders of
 ``{i:06d}.png`` crops that the edit stage still writes, a ``PngCrops`` with the same interface:
 ``len()``, ``resolution``, ``read(start, stop)`` → uint8 [N, R, R, 3] and ``frames(start, stop)``,
-which streams ``(index, crop)`` pairs with bounded memory. ``read_tensor`` gives float tensors for
-the networks. A missing, truncated or damaged store is a one-line CiinvError naming the file
+which streams ``(index, crop)`` pairs with bounded memory. ``read_crops`` (a path) and ``read_tensor``
+(an open reader) give float tensors for the networks. A missing, truncated or damaged store is a one-line CiinvError naming the file
 and the frame.
 """
 
@@ -259,6 +259,15 @@ def require_visible(crop: np.ndarray, reader: CropReader | PngCrops, index: int)
         raise CiinvError(f"{reader.where(index)}: the crop of frame {index} is entirely black "
                          f"(rendered from non-finite codes?); {reader.rerun}")
     return crop
+
+
+def read_crops(path: str | os.PathLike, indices, size: int | None = None, rerun: str = ALIGN_RERUN):
+    """Crops ``indices`` (a range or any ints) of the crops file or PNG folder ``path`` → torch float32
+    [N, 3, S, S] in [0, 1], resized to ``size`` when given and different (bilinear, antialiased).
+
+    Only those frames are decoded. ``rerun`` says, in errors, what makes the crops again.
+    """
+    return read_tensor(open_crops(path, rerun), indices, size)
 
 
 def read_tensor(crops: CropReader | PngCrops, indices, size: int | None = None):
