@@ -5,7 +5,7 @@
     python benchmarks/invert_speed.py --generator models/stylegan2-ffhq-config-f.pt --flow models/FlowNet2_checkpoint.pth.tar
     python benchmarks/invert_speed.py --count-only          # FLOPs only, on any machine (PyTorch's meta device)
 
-Runs the real optimiser step of the invert stage (`ciinv.inversion.invert.invert_windows`: joint MAC + ICC,
+Runs the real optimiser step of the invert stage (`ciinv.inversion.optimizer.invert_windows`: joint MAC + ICC,
 pixel and perceptual losses, Adam) on B windows of T random frames, and reports:
   setup_s            flows, warped frames and real VGG features, once per batch of windows
   step_ms            one Adam step for the whole batch (median over the timed steps)
@@ -28,7 +28,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ciinv.gpu import uses_bf16
-from ciinv.inversion.invert import InvertSettings, invert_windows
+from ciinv.inversion.optimizer import invert_windows
+from ciinv.inversion.settings import InvertSettings
 from ciinv.models import load_flow, load_generator, load_vgg16
 from ciinv.models.stylegan2 import Generator, config_f_channels
 from ciinv.models.vgg16 import VGG16Features

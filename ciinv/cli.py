@@ -73,7 +73,8 @@ def cmd_align(args) -> None:
 
 def cmd_invert(args) -> None:
     from ciinv.gpu import claim_device
-    from ciinv.inversion.invert import InvertSettings, invert_shard
+    from ciinv.inversion.invert import invert_shard
+    from ciinv.inversion.settings import InvertSettings
     from ciinv.io.meta import read_meta
 
     settings = InvertSettings.from_dict(
@@ -88,7 +89,7 @@ def cmd_invert(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from ciinv.inversion.invert import merge_shards
+    from ciinv.inversion.shards import merge_shards
     from ciinv.io.meta import read_meta
 
     merge_shards(args.shards, read_meta(args.meta)["frames"], args.out, noise_path=args.noise)

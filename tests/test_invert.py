@@ -5,7 +5,10 @@ import torch
 from ciinv.io.crops import CropWriter
 from ciinv.io.codes import read_frame_noise
 from ciinv.errors import CiinvError
-from ciinv.inversion.invert import InvertSettings, invert_shard, merge_shards, resume_path
+from ciinv.inversion.invert import invert_shard
+from ciinv.inversion.resume import resume_path
+from ciinv.inversion.settings import InvertSettings
+from ciinv.inversion.shards import merge_shards
 from ciinv.models.stylegan2 import load_stylegan2_rosinality
 from ciinv.inversion.objective import codes as mac_codes
 from ciinv.dev.logs import log_messages

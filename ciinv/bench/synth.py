@@ -82,8 +82,9 @@ from ciinv import metrics, models
 from ciinv.config import SCHEMA, validate_config
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path
-from ciinv.gpu import uses_bf16
-from ciinv.inversion.invert import InvertSettings, invert_windows, pick_device
+from ciinv.gpu import pick_device, uses_bf16
+from ciinv.inversion.optimizer import invert_windows
+from ciinv.inversion.settings import InvertSettings
 from ciinv.models import registry
 from ciinv.inversion.pti import (
     PerceptualDistance,

@@ -55,7 +55,8 @@ from ciinv.bench.synth import VARIANT_LABELS, render, write_grid
 from ciinv.edits.stage import edit_codes
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path, read_json, write_json
-from ciinv.inversion.invert import InvertSettings, pick_device
+from ciinv.gpu import pick_device
+from ciinv.inversion.settings import InvertSettings
 from ciinv.io.crops import read_crops
 from ciinv.inversion.invert import invert_clip as invert_frames_of_clip
 from ciinv.models import registry

@@ -43,7 +43,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +59,7 @@ from ciinv.inversion.objective import perceptual_features
 from ciinv.io.codes import read_frame_noise, read_latents
 from ciinv.io.crops import read_crops
 from ciinv.inversion.settings import PTISettings
-from ciinv.inversion.shards import load_resume, save_resume
+from ciinv.inversion.resume import load_resume, resume_path, save_resume
 
 log = logging.getLogger(__name__)
 
@@ -258,11 +257,6 @@ def reconstruction_mse(generator, codes: Tensor, frames: Tensor, noise=None, bat
 
 # --------------------------------------------------------------------------------------------
 # The stage: one video's files
-
-
-def resume_path(out_path: str | os.PathLike) -> Path:
-    out_path = Path(out_path)
-    return out_path.with_name(out_path.name + ".resume")
 
 
 def _digest(*tensors: Tensor | None) -> str:

@@ -1,4 +1,4 @@
-"""The files of the invert stage: one shard's output, its resume state, and the merge of all shards.
+"""The files of the invert stage: one shard's output, its resume key, and the merge of all shards.
 
 Output of one invert job, ``latents/shard_{k:04d}.pt`` (torch.save; loads with weights_only=True)::
 
@@ -16,7 +16,8 @@ Output of one invert job, ``latents/shard_{k:04d}.pt`` (torch.save; loads with w
                   at 1024² a set is 2.8 M values, 5.6 MB)
 
 While a job runs it saves its optimiser state to ``<out>.resume`` every ``checkpoint_every``
-steps; a rerun with the same result settings, windows and generator continues from there.
+steps (``ciinv.inversion.resume``); a rerun with the same ``resume_key`` (result settings, windows,
+generator) continues from there.
 
 The merge blends the shards' codes into ``latents.npy`` [frames, L, D] and writes ``noise.pt``
 beside it (see ``merge_shards``; the two files' format is ``ciinv.io.codes``'s).
@@ -24,7 +25,6 @@ beside it (see ``merge_shards``; the two files' format is ``ciinv.io.codes``'s).
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -35,11 +35,9 @@ from ciinv.errors import CiinvError
 from ciinv.io.codes import write_latents, write_noise
 from ciinv.io.files import atomic_path, read_torch, require_finite
 from ciinv.inversion.objective import LOSS_NAMES
-from ciinv.inversion.optimizer import LoopState, WindowResult
+from ciinv.inversion.optimizer import WindowResult
 from ciinv.inversion.settings import InvertSettings
 from ciinv.inversion.windows import Window, blend_codes, noise_owners
-
-log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # One shard's output
@@ -76,12 +74,7 @@ def write_shard(path: str | os.PathLike, payload: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Resume state
-
-
-def resume_path(out_path: str | os.PathLike) -> Path:
-    out_path = Path(out_path)
-    return out_path.with_name(out_path.name + ".resume")
+# Resume key
 
 
 def resume_key(settings: InvertSettings, windows: list[Window], generator_path, encoder_path=None) -> dict:
@@ -92,29 +85,6 @@ def resume_key(settings: InvertSettings, windows: list[Window], generator_path, 
     if encoder_path:
         key["encoder"] = str(encoder_path)
     return key
-
-
-def load_resume(path: Path, key: dict, state_type: type = LoopState):
-    """The saved ``state_type`` at ``path`` if it was saved under ``key``, else None (and why, logged).
-    Any resumable job's state (the inversion's ``LoopState``, pivotal tuning's ``PTIState``)."""
-    if not path.exists():
-        return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        state = state_type(**saved["state"])
-    except Exception as exc:  # an unreadable state only costs the steps since the start
-        log.info(f"{path}: cannot read the saved state ({type(exc).__name__}); starting over")
-        return None
-    if saved.get("key") != key:
-        log.info(f"{path}: saved with other settings or inputs (windows, codes, crops, generator); starting over")
-        return None
-    return state
-
-
-def save_resume(path: Path, key: dict, state) -> None:
-    """Save a resumable job's state (a dataclass) under ``key``, atomically."""
-    with atomic_path(path) as tmp:
-        torch.save({"key": key, "state": vars(state)}, tmp)
 
 
 # --------------------------------------------------------------------------------------------
