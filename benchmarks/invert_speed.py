@@ -5,7 +5,7 @@
     python benchmarks/invert_speed.py --generator models/stylegan2-ffhq-config-f.pt --flow models/FlowNet2_checkpoint.pth.tar
     python benchmarks/invert_speed.py --count-only          # FLOPs only, on any machine (PyTorch's meta device)
 
-Runs the real optimiser step of the invert stage (`ciinv.inversion.invert.invert_windows`: joint MAC + ICC,
+Runs the real optimiser step of the invert stage (`ciinv.inversion.optimizer.invert_windows`: joint MAC + ICC,
 pixel and perceptual losses, Adam) on B windows of T random frames, and reports:
   setup_s            flows, warped frames and real VGG features, once per batch of windows
   step_ms            one Adam step for the whole batch (median over the timed steps)

@@ -48,7 +48,7 @@ def cmd_probe(args) -> None:
 def cmd_landmarks(args) -> None:
     from ciinv.gpu import claim_device
     from ciinv.faces.landmarks import detect_video, save_landmarks
-    from ciinv.io.video import read_meta
+    from ciinv.io.meta import read_meta
 
     result = detect_video(
         args.video, detector=args.detector, max_gap=args.max_gap,
@@ -63,7 +63,7 @@ def cmd_landmarks(args) -> None:
 
 def cmd_align(args) -> None:
     from ciinv.faces.align import align_video
-    from ciinv.io.video import read_meta
+    from ciinv.io.meta import read_meta
 
     align_video(
         args.video, args.landmarks, args.out, args.crops, resolution=args.resolution,
@@ -73,8 +73,9 @@ def cmd_align(args) -> None:
 
 def cmd_invert(args) -> None:
     from ciinv.gpu import claim_device
-    from ciinv.inversion.invert import InvertSettings, invert_shard
-    from ciinv.io.video import read_meta
+    from ciinv.inversion.invert import invert_shard
+    from ciinv.inversion.settings import InvertSettings
+    from ciinv.io.meta import read_meta
 
     settings = InvertSettings.from_dict(
         json.loads(args.settings) | {"windows_per_batch": args.windows_per_batch, "checkpoint_every": args.checkpoint_every}
@@ -88,8 +89,8 @@ def cmd_invert(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from ciinv.inversion.invert import merge_shards
-    from ciinv.io.video import read_meta
+    from ciinv.inversion.shards import merge_shards
+    from ciinv.io.meta import read_meta
 
     merge_shards(args.shards, read_meta(args.meta)["frames"], args.out, noise_path=args.noise)
 
@@ -135,7 +136,7 @@ def cmd_pti(args) -> None:
 def cmd_assemble(args) -> None:
     from ciinv.faces.assemble import assemble_video
     from ciinv.faces.render import load_renderer
-    from ciinv.io.video import read_meta
+    from ciinv.io.meta import read_meta
 
     generator, device = _renderer_generator(args)
     faces = load_renderer(args.codes, generator, args.noise, device=device, batch=args.batch,
@@ -153,7 +154,7 @@ def cmd_report_assets(args) -> None:
     from ciinv.models.registry import REGISTRY
     from ciinv.faces.render import load_renderer
     from ciinv.report import report_assets
-    from ciinv.io.video import read_meta
+    from ciinv.io.meta import read_meta
 
     if len(args.edits) != len(args.names):
         raise CiinvError(f"report-assets: {len(args.edits)} --edits files but {len(args.names)} --names")

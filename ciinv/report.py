@@ -34,7 +34,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ciinv import metrics
-from ciinv.io.crops import as_tensor, open_crops, read_tensor
+from ciinv.io.crops import as_tensor, open_crops, read_crops
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path, read_torch
 from ciinv.inversion.objective import LOSS_NAMES
@@ -57,22 +57,19 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 # Reading crops
 
 
+CROPS_RERUN = "rerun the stage that writes it"  # what errors about a crops file advise
+
+
 def crop_count(crops: str | os.PathLike) -> int:
     """How many crops a crops file (align stage) or folder of PNG crops (edit stage) holds."""
-    return len(open_crops(crops, rerun="rerun the stage that writes it"))
-
-
-def read_frames(crops: str | os.PathLike, indices, size: int | None = None) -> torch.Tensor:
-    """Crops ``indices`` of a crops file or folder -> [N, 3, S, S] float32 in [0, 1]
-    (resized to ``size`` when given, bilinear and antialiased)."""
-    return read_tensor(open_crops(crops, rerun="rerun the stage that writes it"), indices, size)
+    return len(open_crops(crops, rerun=CROPS_RERUN))
 
 
 def read_row(row: Row, indices, size: int | None = None) -> torch.Tensor:
     """Frames ``indices`` of a row (a crops file, or codes rendered now) -> [N, 3, S, S] float32 in
-    [0, 1], resized to ``size`` when given (bilinear, antialiased), as ``read_frames`` does."""
+    [0, 1], resized to ``size`` when given (bilinear, antialiased), as ``read_crops`` does."""
     if not isinstance(row, CodeRenderer):
-        return read_frames(row, indices, size)
+        return read_crops(row, indices, size, rerun=CROPS_RERUN)
     return as_tensor(row.render([int(i) for i in indices]), size)
 
 
@@ -205,14 +202,14 @@ def measure(source: Path, outputs: dict[str, Row], frames: int, flow_net, device
     (mean over frames; lpips only with an LPIPS net), 'rel_warp': {label: warping error of the
     output with the input's flows / input_warp}}. The output crops are resized to the source's.
     """
-    size = read_frames(source, [0]).shape[-1]
+    size = read_crops(source, [0], rerun=CROPS_RERUN).shape[-1]
     pair_errors: dict[str, list[torch.Tensor]] = {label: [] for label in ["input", *outputs]}
     psnr, lpips_values = [], []
     for start in range(0, frames, CHUNK - 1):  # chunks share a frame so that every pair is measured once
         stop = min(start + CHUNK, frames)
         if stop - start < 2 and start > 0:
             break
-        real = read_frames(source, range(start, stop))
+        real = read_crops(source, range(start, stop), rerun=CROPS_RERUN)
         made = {label: read_row(row, range(start, stop), size) for label, row in outputs.items()}
         if "recon" in made:
             fresh = slice(0 if start == 0 else 1, None)  # the shared first frame was counted already

@@ -1,9 +1,14 @@
-"""Shared fixtures: the tiny smoke models (built once per session) and the repository root."""
+"""Shared fixtures: the tiny smoke models and one finished smoke run (each made once per session),
+the repository root, and the way tests call Snakemake."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,3 +33,59 @@ def smoke_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("smoke")
     write_smoke_models(folder)
     return folder
+
+
+def snakemake(workdir: Path, *args: str, configfiles=()) -> subprocess.CompletedProcess:
+    """The repository's workflow on `workdir` (its videos/ and results/) with config.yaml and the overlays."""
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--cores", "2", "--resources", "gpu=1", "--configfile", str(REPO / "config.yaml"), *map(str, configfiles),
+        *args,
+    ]
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """Parse Snakemake's "Job stats" table: {rule: count}."""
+    counts = {}
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("job"))
+    for line in lines[start + 2 :]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+# The smoke run's good clips (name: `make_clip` arguments): sizes, frame rates (25, 30000/1001),
+# lengths, with and without audio, rotation metadata, a space in a name.
+GOOD = {
+    "talking head": dict(frames=13, fps="25", size=(256, 256), audio=True),
+    "ntsc": dict(frames=10, fps="30000/1001", size=(320, 240), audio=False, seed=1),
+    "rotated": dict(frames=9, fps="25", size=(240, 320), audio=True, rotation=90, seed=2),
+}
+BAD = ["broken", "short", "faceless"]  # not a video, shorter than a window, no face
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, smoke_dir):
+    """One full workflow run with the smoke models over GOOD and BAD clips (--keep-going), made
+    once per session and read by every test that checks a finished run: (its folder, the result).
+    Tests that plan on it may take the bad videos out of videos/; none changes a result file."""
+    from ciinv.dev.sample import make_clip
+    from ciinv.io.video import VideoWriter
+
+    work = tmp_path_factory.mktemp("workflow")
+    videos = work / "videos"
+    videos.mkdir()
+    for name, kwargs in GOOD.items():
+        make_clip(videos / f"{name}.mp4", **kwargs)
+    (videos / "broken.mp4").write_text("this is not a video\n")
+    make_clip(videos / "short.mp4", frames=3, fps="25", size=(192, 192), audio=False)
+    with VideoWriter(videos / "faceless.mp4", fps="25", width=128, height=128) as writer:
+        for i in range(8):
+            writer.write(np.full((128, 128, 3), 40 + i, np.uint8))
+    result = snakemake(work, "--keep-going", configfiles=[smoke_dir / "smoke.yaml"])
+    return work, result

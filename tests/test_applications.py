@@ -23,7 +23,7 @@ from ciinv.models import load_generator
 from ciinv.dev.tiny import write_tiny_stylegan2
 
 from .conftest import REPO
-from .test_workflow import snakemake
+from .conftest import snakemake
 
 L, D = 6, 32
 

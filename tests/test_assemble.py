@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ciinv.faces.align import align_video, load_align, paste_back
+from ciinv.faces.align import align_video, load_align
 from ciinv.faces.assemble import assemble_video
+from ciinv.faces.paste import paste_back
 from ciinv.io.crops import open_crops
 from ciinv.errors import CiinvError
 from ciinv.faces.landmarks import detect_video, save_landmarks

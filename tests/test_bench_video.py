@@ -12,7 +12,7 @@ from ciinv.config import load_config
 from ciinv.bench.video import bench_video, find_clips, invert_clip
 from ciinv.io.crops import open_crops
 from ciinv.errors import CiinvError
-from ciinv.inversion.invert import InvertSettings
+from ciinv.inversion.settings import InvertSettings
 from ciinv.models import load_generator
 from ciinv.inversion.objective import VARIANTS
 from ciinv.dev.sample import make_clip

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ciinv.io.crops import CropReader, CropWriter, open_crops, read_tensor
+from ciinv.io.crops import CropReader, CropWriter, open_crops, read_crops, read_tensor
 from ciinv.errors import CiinvError
-from ciinv.io.video import ffmpeg_exe
+from ciinv.io.ffmpeg import ffmpeg_exe
 
 FRAMES, SIDE = 12, 48
 
@@ -56,6 +56,16 @@ def test_round_trip_is_bit_exact_and_any_range_reads_exactly_its_frames(stored):
     assert tensor.shape == (3, 3, SIDE, SIDE)
     np.testing.assert_array_equal((tensor.permute(0, 2, 3, 1).numpy() * 255).round(), crops[[2, 3, 7]])
     assert read_tensor(reader, range(2), 32).shape == (2, 3, 32, 32)
+
+
+def test_read_crops_opens_a_file_or_folder_and_names_what_makes_it_again(stored, tmp_path):
+    path, crops = stored
+    np.testing.assert_array_equal(read_crops(path, [1, 4]), read_tensor(open_crops(path), [1, 4]))
+    assert read_crops(path, range(3), 32).shape == (3, 3, 32, 32)
+    with pytest.raises(CiinvError, match=r"missing.mkv: no such crops file; rerun the align stage"):
+        read_crops(tmp_path / "missing.mkv", [0])
+    with pytest.raises(CiinvError, match=r"missing.mkv: no such crops file; rerun the edit stage"):
+        read_crops(tmp_path / "missing.mkv", [0], rerun="rerun the edit stage")
 
 
 def test_a_png_folder_reads_through_the_same_interface(stored, tmp_path):

@@ -25,7 +25,7 @@ from ciinv.dev.tiny import write_tiny_stylegan1
 from ciinv.dev.tiny import write_tiny_stylegan2
 
 from .conftest import REPO
-from .test_workflow import snakemake
+from .conftest import snakemake
 
 
 def test_the_papers_attributes_are_there_for_both_generator_families():

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from .conftest import REPO
-from .test_workflow import snakemake
+from .conftest import snakemake
 
 
 def test_fresh_clone_plans_the_sample_clip(tmp_path):

@@ -23,7 +23,7 @@ from ciinv.dev.sample import make_clip
 from ciinv.io.video import VideoReader, probe, timing_of
 
 from .test_video import audio_seconds, join_clips
-from .test_workflow import snakemake
+from .conftest import snakemake
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,12 @@ import pytest
 import torch
 
 from ciinv.io.crops import CropWriter
-from ciinv.edits.stage import load_frame_noise
+from ciinv.io.codes import read_frame_noise
 from ciinv.errors import CiinvError
-from ciinv.inversion.invert import InvertSettings, invert_shard, merge_shards, resume_path
+from ciinv.inversion.invert import invert_shard
+from ciinv.inversion.resume import resume_path
+from ciinv.inversion.settings import InvertSettings
+from ciinv.inversion.shards import merge_shards
 from ciinv.models.stylegan2 import load_stylegan2_rosinality
 from ciinv.inversion.objective import codes as mac_codes
 from ciinv.dev.logs import log_messages
@@ -229,7 +232,7 @@ def test_plus_merge_keeps_each_frames_heaviest_window_and_the_edit_renders_with_
     for k, p in enumerate(paths):
         run(crops, nets, p, shard=k, steps=1)
     merge_shards(paths, FRAMES, tmp_path / "latents.npy")
-    assert load_frame_noise(tmp_path / "noise.pt", FRAMES) == (None, None)
+    assert read_frame_noise(tmp_path / "noise.pt", FRAMES) == (None, None)
     with pytest.raises(CiinvError, match="different variants"):
         merge_shards([tmp_path / "shard_0000.pt", paths[1]], FRAMES, tmp_path / "mixed.npy")
 

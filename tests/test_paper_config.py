@@ -13,7 +13,7 @@ from ciinv.models.registry import generator_family, resolve_direction
 from ciinv.dev.smoke import write_paper_smoke_models
 
 from .conftest import REPO
-from .test_workflow import snakemake
+from .conftest import snakemake
 
 PAPER = REPO / "configs" / "paper.yaml"
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 from ciinv import models
 from ciinv.errors import CiinvError
-from ciinv.inversion.pti import pti_video, resume_path, tuned_parameter_names
+from ciinv.inversion.pti import pti_video, tuned_parameter_names
+from ciinv.inversion.resume import resume_path
 from ciinv.inversion.settings import PTISettings
 from ciinv.dev.tiny import write_tiny_stylegan1, write_tiny_stylegan2, write_tiny_vgg16
 
@@ -116,7 +117,7 @@ def test_a_resume_state_from_other_settings_is_not_used(video, tmp_path, caplog)
         run(video, out, on_step=kill)
     assert resume_path(out).exists()
     reported = []
-    with caplog.at_level("INFO", logger="ciinv"):  # the resume message comes from ciinv.inversion.shards
+    with caplog.at_level("INFO", logger="ciinv"):  # the resume message comes from ciinv.inversion.resume
         run(video, out, settings=SMALL | {"lr": 1e-3}, on_step=reported.append)
     assert reported[0] == 1
     assert "other settings" in caplog.text

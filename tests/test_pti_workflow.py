@@ -13,7 +13,8 @@ import yaml
 
 from ciinv.dev.sample import make_clip
 
-from .test_workflow import EDITS, _job_counts, snakemake
+from .conftest import job_counts, snakemake
+from .test_workflow import EDITS
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +76,7 @@ def test_changing_only_an_edit_never_reruns_pti(runs, smoke_dir, tmp_path):
     changed = overlay(smoke_dir, tmp_path / "edit.yaml", strength_of={"smile": 1.0})
     result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[changed])
     assert result.returncode == 0, result.stderr
-    assert _job_counts(result.stdout) == {"edit": 1, "assemble": 1, "all": 1}, result.stdout
+    assert job_counts(result.stdout) == {"edit": 1, "assemble": 1, "all": 1}, result.stdout
     # Nor does a setting that changes only how the job runs.
     quiet = overlay(smoke_dir, tmp_path / "every.yaml", pti={"checkpoint_every": 3})
     result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[quiet])
@@ -88,7 +89,7 @@ def test_changing_a_pti_setting_reruns_pti_and_the_renders_not_the_inversion_or_
     result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[changed])
     assert result.returncode == 0, result.stderr
     # The edited codes do not depend on the tuned generator; the assemblies, which render them, do.
-    assert _job_counts(result.stdout) == {"pti": 1, "assemble": len(EDITS), "all": 1}
+    assert job_counts(result.stdout) == {"pti": 1, "assemble": len(EDITS), "all": 1}
 
 
 def test_the_report_is_made_from_the_tuned_renderings_and_says_so(runs):

@@ -2,7 +2,7 @@
 
 The cluster tests start munged, slurmctld and slurmd with tests/slurm/cluster.sh (installing
 Debian's slurm-wlm and munge when missing), run the smoke workflow through
-``--profile profiles/slurm`` and compare it with a local run of the same inputs. They need root,
+``--profile profiles/slurm`` and compare it with the session's local smoke run of the same clip. They need root,
 apt-get or an installed Slurm, and snakemake-executor-plugin-slurm; elsewhere they are skipped
 with the reason (set CIINV_REQUIRE_SLURM=1 to make that a failure, as CI should). The restart
 test runs locally and needs none of this.
@@ -34,6 +34,7 @@ pytestmark = pytest.mark.slow
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 EDITS = ["recon", "smile", "age"]  # the smoke overlay's edits, and the identity
+LOCAL_CLIP = "talking head"  # of the session's smoke run (conftest.GOOD), run on SLURM as clip.mp4
 
 
 def snakemake(workdir: Path, *args: str, configfiles=(), env=None, timeout=600) -> subprocess.CompletedProcess:
@@ -44,12 +45,6 @@ def snakemake(workdir: Path, *args: str, configfiles=(), env=None, timeout=600) 
     ]
     env = (env or os.environ) | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{(env or os.environ)['PATH']}"}
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
-
-
-def workdir_with_clip(folder: Path, clip: Path) -> Path:
-    (folder / "videos").mkdir(parents=True)
-    shutil.copy(clip, folder / "videos" / clip.name)
-    return folder
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,29 +95,25 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, smoke_dir, tmp_path_factory):
-    """The same clip run locally and through `--profile profiles/slurm`; returns both folders and the SLURM log."""
+def runs(cluster, smoke_run, smoke_dir, tmp_path_factory):
+    """A clip of the session's local smoke run, run again through `--profile profiles/slurm`:
+    returns the local run's results of that clip, the SLURM run's, the SLURM log and the cluster."""
     folder, env = cluster
-    base = tmp_path_factory.mktemp("slurm-vs-local")
-    clip = base / "clip.mp4"
-    make_clip(clip, frames=13, fps="25", size=(256, 256), audio=True)  # two invert shards
-    overlay = [smoke_dir / "smoke.yaml"]
-
-    local = workdir_with_clip(base / "local", clip)
-    result = snakemake(local, "--cores", "2", "--resources", "gpu=1", configfiles=overlay)
-    assert result.returncode == 0, result.stderr[-4000:]
-
-    on_slurm = workdir_with_clip(base / "slurm", clip)
+    local_work, _ = smoke_run
+    local = local_work / "results", LOCAL_CLIP  # 13 frames at 256²: two invert shards
+    on_slurm = tmp_path_factory.mktemp("slurm")
+    (on_slurm / "videos").mkdir()
+    shutil.copy(local_work / "videos" / f"{LOCAL_CLIP}.mp4", on_slurm / "videos" / "clip.mp4")
     result = snakemake(
         on_slurm, "--profile", str(REPO / "profiles" / "slurm"),
         # A local habit that must not serialise the cluster's GPU jobs (gpu has local scope there).
         "--resources", "gpu=1",
         # Test-speed polling (the plugin's first status check, then +10 s per idle round).
         "--slurm-init-seconds-before-status-checks", "6", "--slurm-keep-successful-logs",
-        configfiles=overlay, env=env, timeout=900,
+        configfiles=[smoke_dir / "smoke.yaml"], env=env, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-6000:] + _cluster_logs(folder)
-    return local, on_slurm, result.stderr, folder
+    return local, (on_slurm / "results", "clip"), result.stderr, folder
 
 
 def _cluster_logs(folder: Path) -> str:
@@ -188,13 +179,13 @@ def test_gpu_jobs_got_one_gpu_each_and_ran_side_by_side(runs):
 
 
 def test_outputs_match_a_local_run(runs):
-    local, on_slurm, _, _ = runs
+    (local, name), (on_slurm, slurm_name), _, _ = runs
     for edit in EDITS:
-        a, b = probe(local / "results" / f"clip.{edit}.mp4"), probe(on_slurm / "results" / f"clip.{edit}.mp4")
+        a, b = probe(local / f"{name}.{edit}.mp4"), probe(on_slurm / f"{slurm_name}.{edit}.mp4")
         for key in ("frames", "fps", "width", "height", "audio", "rotation"):
             assert a[key] == b[key], (edit, key)
-    codes_local = np.load(local / "results" / "clip" / "latents.npy")
-    codes_slurm = np.load(on_slurm / "results" / "clip" / "latents.npy")
+    codes_local = np.load(local / name / "latents.npy")
+    codes_slurm = np.load(on_slurm / slurm_name / "latents.npy")
     assert codes_local.shape == codes_slurm.shape == (13, codes_local.shape[1], 512)
     np.testing.assert_allclose(codes_slurm, codes_local, rtol=0, atol=1e-4)
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ciinv.io import video
+from ciinv.io import ffmpeg, video
 from ciinv.errors import CiinvError
 from ciinv.dev.sample import make_clip, render_frames
-from ciinv.io.video import VideoReader, VideoWriter, exact_fps, ffmpeg_exe, probe
+from ciinv.io.ffmpeg import ffmpeg_exe
+from ciinv.io.meta import read_meta
+from ciinv.io.video import VideoReader, VideoWriter, exact_fps, probe
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -106,7 +108,7 @@ def test_rotated_clip_probes_display_size_and_reads_upright(clips, rotation):
 
 def test_probe_needs_no_ffprobe(clips, monkeypatch):
     # Nothing on PATH at all: ffmpeg comes from imageio-ffmpeg, and ffprobe is never looked for.
-    monkeypatch.setattr(video.shutil, "which", lambda name: None)
+    monkeypatch.setattr(ffmpeg.shutil, "which", lambda name: None)
     assert probe(clips["rot90"])["rotation"] == 90
 
 
@@ -354,12 +356,12 @@ def test_a_damaged_meta_json_is_named_with_what_to_do(tmp_path):
             "audio": False, "timing": [[0, 0.0, 0.04], [3, 0.12, 0.08]]}
     path = tmp_path / "meta.json"
     path.write_text(json.dumps(good))
-    assert video.read_meta(path) == good
+    assert read_meta(path) == good
     for key, value in [("frames", 0), ("fps", "0/0"), ("rotation", 45), ("timing", [[1, 0.0, 0.04]]),
                        ("timing", [[0, 0.0, -1.0]])]:
         path.write_text(json.dumps(good | {key: value}))
         with pytest.raises(CiinvError, match=f"meta.json: '{key}' is .*delete it and rerun the probe stage"):
-            video.read_meta(path)
+            read_meta(path)
 
 
 @pytest.mark.parametrize("name", ["ntsc_silent", "rot90", "rot270", "odd"])

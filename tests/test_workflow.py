@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,53 +20,17 @@ import yaml
 from PIL import Image
 
 from ciinv.dev.sample import make_clip
-from ciinv.io.video import VideoWriter, probe
+from ciinv.io.video import probe
 
-from .conftest import REPO
+from .conftest import GOOD, job_counts, snakemake
 
 pytestmark = pytest.mark.slow
 
-GOOD = {
-    # name: make_clip arguments
-    "talking head": dict(frames=13, fps="25", size=(256, 256), audio=True),
-    "ntsc": dict(frames=10, fps="30000/1001", size=(320, 240), audio=False, seed=1),
-    "rotated": dict(frames=9, fps="25", size=(240, 320), audio=True, rotation=90, seed=2),
-}
 EDITS = ["recon", "smile", "age"]
 
 
-def snakemake(workdir: Path, *args: str, configfiles=()) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--cores", "2", "--resources", "gpu=1", "--configfile", str(REPO / "config.yaml"), *map(str, configfiles),
-        *args,
-    ]
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
-
-
-def faceless_clip(path: Path, frames: int = 8) -> None:
-    with VideoWriter(path, fps="25", width=128, height=128) as writer:
-        for i in range(frames):
-            writer.write(np.full((128, 128, 3), 40 + i, np.uint8))
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, smoke_dir):
-    work = tmp_path_factory.mktemp("workflow")
-    videos = work / "videos"
-    videos.mkdir()
-    for name, kwargs in GOOD.items():
-        make_clip(videos / f"{name}.mp4", **kwargs)
-    (videos / "broken.mp4").write_text("this is not a video\n")
-    make_clip(videos / "short.mp4", frames=3, fps="25", size=(192, 192), audio=False)
-    faceless_clip(videos / "faceless.mp4")
-    result = snakemake(work, "--keep-going", configfiles=[smoke_dir / "smoke.yaml"])
-    return work, result
-
-
-def test_every_good_video_gets_every_edit_with_the_source_timing_and_sound(finished_run):
-    work, result = finished_run
+def test_every_good_video_gets_every_edit_with_the_source_timing_and_sound(smoke_run):
+    work, result = smoke_run
     for name in GOOD:
         source = probe(work / "videos" / f"{name}.mp4")
         for edit in EDITS:
@@ -84,8 +44,8 @@ def test_every_good_video_gets_every_edit_with_the_source_timing_and_sound(finis
             assert made["rotation"] == 0
 
 
-def test_edits_are_stored_as_codes_not_as_picture_folders(finished_run):
-    work, _ = finished_run
+def test_edits_are_stored_as_codes_not_as_picture_folders(smoke_run):
+    work, _ = smoke_run
     for name in GOOD:
         edits = work / "results" / name / "edits"
         assert sorted(p.name for p in edits.iterdir()) == sorted(f"{edit}.npy" for edit in EDITS)
@@ -96,8 +56,8 @@ def test_edits_are_stored_as_codes_not_as_picture_folders(finished_run):
         assert not [p for p in folder.rglob("*.png") if p.relative_to(folder).parts[0] not in ("crops", "report")]
 
 
-def test_bad_inputs_fail_clearly_and_alone(finished_run):
-    work, result = finished_run
+def test_bad_inputs_fail_clearly_and_alone(smoke_run):
+    work, result = smoke_run
     assert result.returncode != 0  # the bad videos failed ...
     results = work / "results"
     for bad in ["broken", "short", "faceless"]:
@@ -112,8 +72,8 @@ def test_bad_inputs_fail_clearly_and_alone(finished_run):
     assert not [p for p in results.rglob("*") if ".tmp" in p.name]
 
 
-def test_changing_one_edit_strength_plans_only_that_edit(finished_run, smoke_dir, tmp_path):
-    work, _ = finished_run
+def test_changing_one_edit_strength_plans_only_that_edit(smoke_run, smoke_dir, tmp_path):
+    work, _ = smoke_run
     overlay = yaml.safe_load((smoke_dir / "smoke.yaml").read_text())
     overlay["edits"][0]["strength"] += 1.0  # "smile"
     changed = tmp_path / "changed.yaml"
@@ -123,27 +83,14 @@ def test_changing_one_edit_strength_plans_only_that_edit(finished_run, smoke_dir
         (work / "videos" / bad).unlink(missing_ok=True)
     result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[changed])
     assert result.returncode == 0, result.stderr
-    planned = _job_counts(result.stdout)
+    planned = job_counts(result.stdout)
     assert planned == {"edit": len(GOOD), "assemble": len(GOOD), "all": 1}, result.stdout
     detail = snakemake(work, "--dry-run", configfiles=[changed]).stdout
     assert "edit=smile" in detail and "edit=age" not in detail and "edit=recon" not in detail
 
 
-def _job_counts(text: str) -> dict[str, int]:
-    """Parse Snakemake's "Job stats" table: {rule: count}."""
-    counts = {}
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("job"))
-    for line in lines[start + 2 :]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
-
-
-def test_changing_an_inversion_setting_reruns_inversion_onwards_not_alignment(finished_run, smoke_dir, tmp_path):
-    work, _ = finished_run
+def test_changing_an_inversion_setting_reruns_inversion_onwards_not_alignment(smoke_run, smoke_dir, tmp_path):
+    work, _ = smoke_run
     for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:
         (work / "videos" / bad).unlink(missing_ok=True)
     overlay = yaml.safe_load((smoke_dir / "smoke.yaml").read_text())
@@ -152,14 +99,14 @@ def test_changing_an_inversion_setting_reruns_inversion_onwards_not_alignment(fi
     changed.write_text(yaml.safe_dump(overlay))
     result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[changed])
     assert result.returncode == 0, result.stderr
-    planned = _job_counts(result.stdout)
+    planned = job_counts(result.stdout)
     assert not {"probe", "landmarks", "align"} & set(planned), planned
     assert planned["merge"] == len(GOOD) and planned["edit"] == planned["assemble"] == len(GOOD) * len(EDITS)
     assert planned["invert"] >= len(GOOD)
 
 
-def test_a_new_video_plans_only_its_own_jobs(finished_run, smoke_dir):
-    work, _ = finished_run
+def test_a_new_video_plans_only_its_own_jobs(smoke_run, smoke_dir):
+    work, _ = smoke_run
     for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:
         (work / "videos" / bad).unlink(missing_ok=True)
     make_clip(work / "videos" / "newcomer.mp4", frames=8, fps="25", size=(192, 192), audio=False, seed=5)
@@ -167,12 +114,12 @@ def test_a_new_video_plans_only_its_own_jobs(finished_run, smoke_dir):
     assert result.returncode == 0, result.stderr
     wildcards = [line.split("wildcards:")[1] for line in result.stdout.splitlines() if "wildcards:" in line]
     assert wildcards and all("video=newcomer" in w for w in wildcards), result.stdout
-    assert _job_counts(result.stdout) == {"probe": 1, "landmarks": 1, "align": 1, "merge": 1, "edit": 3,
+    assert job_counts(result.stdout) == {"probe": 1, "landmarks": 1, "align": 1, "merge": 1, "edit": 3,
                                           "assemble": 3, "all": 1}
 
 
-def test_the_report_holds_stills_preview_loss_curves_and_metrics_of_each_video(finished_run, smoke_dir):
-    work, _ = finished_run
+def test_the_report_holds_stills_preview_loss_curves_and_metrics_of_each_video(smoke_run, smoke_dir):
+    work, _ = smoke_run
     # Failed videos have no pictures to report; the newcomer of the test above was never run.
     for other in ["broken.mp4", "short.mp4", "faceless.mp4", "newcomer.mp4"]:
         (work / "videos" / other).unlink(missing_ok=True)

@@ -41,7 +41,7 @@ def _size(path: Path) -> int:
 
 def transcode(video: Path, out: Path) -> None:
     """The yardstick: a plain x264 transcode of the clip, sound copied."""
-    from ciinv.io.video import ffmpeg_exe
+    from ciinv.io.ffmpeg import ffmpeg_exe
 
     result = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", os.path.abspath(video),

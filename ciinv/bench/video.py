@@ -54,8 +54,8 @@ from ciinv.edits.stage import edit_codes
 from ciinv.errors import CiinvError
 from ciinv.gpu import pick_device
 from ciinv.io.files import atomic_path, read_json, write_json
+from ciinv.io.crops import read_crops
 from ciinv.inversion.invert import invert_clip as invert_frames_of_clip
-from ciinv.inversion.invert import read_crops
 from ciinv.inversion.objective import VARIANTS
 from ciinv.inversion.optimizer import Nets
 from ciinv.inversion.settings import InvertSettings
@@ -81,7 +81,7 @@ BATCH = 8  # images per forward pass of the generator, LPIPS, Inception and the 
 def find_clips(videos) -> list[Path]:
     """Video files from a folder, a file, or a list of either (folders: every file with a video
     suffix, sorted). Clips are named by their file stem, which must be unique."""
-    from ciinv.io.video import VIDEO_SUFFIXES
+    from ciinv.io.meta import VIDEO_SUFFIXES
 
     items = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     clips: list[Path] = []

@@ -18,7 +18,8 @@ import numpy as np
 
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path, tmp_sibling, tool_write_error
-from ciinv.io.video import VideoWriter, ffmpeg_exe
+from ciinv.io.ffmpeg import ffmpeg_exe
+from ciinv.io.video import VideoWriter
 
 # Where the head is in astronaut(), in source pixels (x, y).
 _FACE_WIDTH = 93.0  # jaw to jaw (dlib landmarks 0 and 16)

@@ -44,7 +44,7 @@ In the workflow ``morph_with`` / ``transfer_from`` name another input video, who
 ``latents.npy`` the rule passes in place of the name; on the command line they are that path.
 
 Noise: codes inverted with the ``plus`` variant come with optimised noise maps (``noise.pt``
-beside ``latents.npy``, see ``ciinv.inversion.invert.merge_shards``); every frame is rendered with its own
+beside ``latents.npy``, see ``ciinv.io.codes``); every frame is rendered with its own
 video's maps, whatever the edit (``ciinv.faces.render``). The identity edit ``recon`` (no kind) is the plain
 inversion.
 """
@@ -60,7 +60,8 @@ import torch
 
 from ciinv.edits.spec import EditSpec, sefa_index
 from ciinv.errors import CiinvError
-from ciinv.io.files import atomic_path, finite_number, read_npy, read_torch, require_finite
+from ciinv.io.codes import read_latents, write_latents
+from ciinv.io.files import finite_number, read_npy, read_torch, require_finite
 
 log = logging.getLogger(__name__)
 
@@ -171,64 +172,6 @@ def apply_transfer(codes: torch.Tensor, reference: torch.Tensor, strength: float
 
 
 # --------------------------------------------------------------------------------------------
-# Reading codes and noise
-
-
-def load_latents(path: str | os.PathLike, generator, role: str = "", rerun: str | None = None) -> torch.Tensor:
-    """Codes [F, L, D] as float32, checked against the generator: the merge stage's ``latents.npy``
-    or the edit stage's ``edits/{edit}.npy`` (same layout).
-
-    role: how error messages call the file (e.g. "morph_with"), empty for the video's own codes.
-    rerun: what an error advises (default: rerun the merge stage of its video).
-    """
-    path = Path(path)
-    what = f"{role} codes {path}" if role else str(path)
-    if not path.exists() and not path.is_symlink():
-        raise CiinvError(f"{what}: no such file; {rerun or 'invert that video first (its merge stage writes it)'}")
-    rerun = rerun or "rerun the merge stage of its video"
-    try:
-        codes = read_npy(path, rerun=rerun, frame_axis=0)
-    except CiinvError as exc:
-        raise CiinvError(f"{role + ' codes: ' if role else ''}{exc}") from None
-    if not np.issubdtype(codes.dtype, np.floating):
-        raise CiinvError(f"{what}: holds {codes.dtype} values, not codes; {rerun}")
-    codes = torch.from_numpy(codes).float()
-    if codes.ndim != 3 or codes.shape[0] < 1:
-        raise CiinvError(f"{what}: shape {list(codes.shape)}, expected [frames, layers, {generator.w_dim}]")
-    frames, num_ws, w_dim = codes.shape
-    if (num_ws, w_dim) != (generator.num_ws, generator.w_dim):
-        raise CiinvError(
-            f"{what} holds codes of shape ({num_ws}, {w_dim}) per frame but the generator expects"
-            f" ({generator.num_ws}, {generator.w_dim}): were they inverted with another generator?"
-        )
-    return codes
-
-
-def load_frame_noise(path: str | os.PathLike, frames: int) -> tuple[list[torch.Tensor] | None, torch.Tensor | None]:
-    """``noise.pt`` of the merge stage: (maps, frame_window), or (None, None) when the codes
-    come with no noise maps of their own (every variant but ``plus``).
-
-    maps: the generator's noise maps in layer order, each [W, 1, r, r] float32, one row per
-    stored window; frame_window: [frames] int64, the row each frame is rendered with.
-    """
-    path = Path(path)
-    stored = read_torch(path, rerun="rerun the merge stage")
-    try:
-        if stored["noise"] is None:
-            return None, None
-        maps, frame_window = [m.float() for m in stored["noise"]], stored["frame_window"].long()
-    except Exception as exc:
-        raise CiinvError(f"{path}: not a noise file of the merge stage ({type(exc).__name__}: {exc}); "
-                         "rerun the merge stage") from None
-    for layer, noise_map in enumerate(maps):
-        require_finite(noise_map, path, f"its noise maps of layer {layer}", rerun="rerun the merge stage")
-    if frame_window.shape != (frames,):
-        raise CiinvError(f"{path} has noise for {frame_window.shape[0]} frames but the codes have {frames}; "
-                         "rerun the merge stage")
-    return maps, frame_window
-
-
-# --------------------------------------------------------------------------------------------
 # The edit stage
 
 
@@ -259,7 +202,7 @@ def edit_codes(codes: torch.Tensor, edit: dict, generator, direction_path: str |
             raise CiinvError(f"edit {name!r}: {exc}") from None
         return apply_edit(codes, direction, strength, mask)
 
-    other = load_latents(other_path or spec.other_video, generator, role=kind)
+    other = read_latents(other_path or spec.other_video, generator, role=kind)
     if kind == "morph_with":
         alpha = finite_number(edit.get("alpha"), f"edit {name!r}: alpha")
         if not 0 <= alpha <= 1:
@@ -290,13 +233,12 @@ def write_edit(
     ``sefa:K`` directions are computed from it.
     direction_path, other_path: see ``edit_codes``.
     """
-    codes = edit_codes(load_latents(latents_path, generator), edit, generator, direction_path, other_path)
+    codes = edit_codes(read_latents(latents_path, generator), edit, generator, direction_path, other_path)
     codes = codes.float().contiguous().numpy()
     bad = ~np.isfinite(codes)
     if bad.any():  # finite inputs can still overflow (a huge strength): say so here, not as a black face later
         raise CiinvError(f"edit {edit.get('name')!r}: the edited codes of frame {int(np.argwhere(bad)[0][0])} "
                          "overflow to non-finite numbers; use a smaller strength")
-    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
-        np.save(f, codes)
+    write_latents(out_path, codes)
     log.info("edit %s: wrote the codes of %d frames to %s", edit.get("name"), len(codes), out_path)
     return torch.from_numpy(codes)

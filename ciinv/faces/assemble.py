@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ciinv.faces.align import load_align, paste_back
+from ciinv.faces.align import load_align
+from ciinv.faces.paste import paste_back
 from ciinv.errors import CiinvError
 from ciinv.io.video import VideoReader, VideoWriter
 

@@ -11,7 +11,7 @@ stages that need pictures (assemble, the report) render them here and never stor
 
 Pixels are ``round((clamp(image, -1, 1) + 1) · 127.5)``: the same uint8 crops the edit stage
 used to write as PNGs. Frames are rendered with the video's own noise maps when its codes come
-with them (the ``plus`` variant's ``noise.pt``, see ``ciinv.edits.stage.load_frame_noise``), else with
+with them (the ``plus`` variant's ``noise.pt``, see ``ciinv.io.codes.read_frame_noise``), else with
 the generator's constant noise.
 """
 
@@ -25,8 +25,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from ciinv.edits.stage import load_frame_noise, load_latents
 from ciinv.errors import CiinvError
+from ciinv.io.codes import read_frame_noise, read_latents
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class CodeRenderer:
     """The crops a generator renders from codes [F, L, D], one uint8 [R, R, 3] array per frame.
 
     maps, frame_window: the noise maps in layer order, each [W, 1, r, r], and the row of them each
-    frame [F] uses (``load_frame_noise``), or None for the generator's constant noise.
+    frame [F] uses (``read_frame_noise``), or None for the generator's constant noise.
     name: how error messages call these codes (e.g. ``edit 'age' (results/x/edits/age.npy)``).
     batch: frames per generator call (None: ``default_batch(device)``). The generator must already
     be on ``device``.
@@ -108,8 +108,8 @@ def load_renderer(codes_path: str | os.PathLike, generator, noise_path: str | os
     (None: ``default_batch(device)``).
     """
     what = name or str(codes_path)
-    codes = load_latents(codes_path, generator, rerun=rerun)
-    maps, frame_window = load_frame_noise(noise_path, len(codes)) if noise_path is not None else (None, None)
+    codes = read_latents(codes_path, generator, rerun=rerun)
+    maps, frame_window = read_frame_noise(noise_path, len(codes)) if noise_path is not None else (None, None)
     if maps is not None and [m.shape[-2:] for m in maps] != [m.shape[-2:] for m in generator.noise_maps()]:
         raise CiinvError(f"{noise_path}: its noise maps do not fit this generator's; were the codes inverted "
                          "with another generator? Rerun the invert and merge stages")

@@ -11,20 +11,21 @@ Lanes are cut by ``lane_windows`` within each shard, and a window's start and st
 by its own losses only, so the batch size changes which windows share a batch, not what any
 window computes (up to the floating-point effects of a different batch shape on the device).
 
-Files (shard output, resume state, merge): ``ciinv.inversion.shards``; settings: ``ciinv.inversion.settings``.
+Files: shard output and merge ``ciinv.inversion.shards``, resume state ``ciinv.inversion.resume``;
+settings: ``ciinv.inversion.settings``; the optimiser loop (``invert_windows`` and the lanes):
+``ciinv.inversion.optimizer``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from ciinv import models
-from ciinv.io.crops import open_crops, read_tensor
+from ciinv.io.crops import read_crops
 from ciinv.errors import CiinvError
 from ciinv.gpu import pick_device
 from ciinv.inversion.optimizer import (
@@ -32,36 +33,19 @@ from ciinv.inversion.optimizer import (
     Nets,
     WindowResult,
     WindowTask,
-    invert_windows,  # noqa: F401  (for the benchmarks)
     optimize_lanes,
     plan_lanes,
     resolve_batch_size,
 )
+from ciinv.inversion.resume import load_resume, resume_path, save_resume
 from ciinv.inversion.settings import InvertSettings
-from ciinv.inversion.shards import (  # noqa: F401  (merge_shards and resume_path: the stage's public API)
-    load_resume,
-    merge_shards,
-    resume_key,
-    resume_path,
-    save_resume,
-    shard_payload,
-    write_shard,
-)
+from ciinv.inversion.shards import resume_key, shard_payload, write_shard
 from ciinv.inversion.windows import Window, plan_shards, plan_windows
 
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # Inputs
-
-
-def read_crops(crops_path: str | os.PathLike, indices: range, resolution: int) -> torch.Tensor:
-    """Aligned crops ``indices`` of the align stage's crops file → [N, 3, R, R] float32 in [0, 1].
-
-    Only those frames are decoded (``ciinv.io.crops``). Crops of another size are resized to the
-    generator's resolution R (bilinear, antialiased).
-    """
-    return read_tensor(open_crops(crops_path), indices, resolution)
 
 
 def load_nets(settings: InvertSettings, *, generator_path, flow_path, vgg_path, device, encoder_path=None) -> Nets:
@@ -146,11 +130,12 @@ def invert_shard(crops_dir, frames: int, shard: int, settings, *, generator_path
     nets = load_nets(settings, generator_path=generator_path, flow_path=flow_path, vgg_path=vgg_path, device=device,
                      encoder_path=encoder_path)
     first = mine[0].start
+    # Crops of another size are resized to the generator's resolution.
     crops = read_crops(crops_dir, range(first, mine[-1].stop), nets.generator.resolution)
 
     key = resume_key(settings, mine, generator_path, encoder_path)
     state_path = resume_path(out_path)
-    state = load_resume(state_path, key)
+    state = load_resume(state_path, key, LoopState)
     if state is not None:
         log.info(f"{state_path}: resuming after step {state.steps_done}, {len(state.finished)} window(s) done")
 

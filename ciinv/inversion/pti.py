@@ -43,7 +43,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +56,10 @@ from ciinv import models
 from ciinv.errors import CiinvError
 from ciinv.gpu import autocast, uses_bf16
 from ciinv.inversion.objective import perceptual_features
+from ciinv.io.codes import read_frame_noise, read_latents
+from ciinv.io.crops import read_crops
 from ciinv.inversion.settings import PTISettings
-from ciinv.inversion.shards import load_resume, save_resume
+from ciinv.inversion.resume import load_resume, resume_path, save_resume
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def tune_generator(original, codes: Tensor, frames: Tensor, settings: PTISetting
     """Tune a copy of ``original`` (frozen, on its device) so that its renderings of the pivots
     ``codes`` [F, L, D] reproduce ``frames`` [F, 3, R, R] (uint8, or float in [0, 1]; any device).
 
-    noise: (maps, frame_window) as ``edit.load_frame_noise`` returns them, or None for the
+    noise: (maps, frame_window) as ``ciinv.io.codes.read_frame_noise`` returns them, or None for the
     generator's constant maps. state: a saved ``PTIState`` to continue from; ``save(state)`` is
     called every ``checkpoint_every`` steps, ``on_step(done)`` after every step.
     Returns (the tuned generator, frozen; losses [steps, 4] float32 in ``LOSS_NAMES`` order).
@@ -258,11 +259,6 @@ def reconstruction_mse(generator, codes: Tensor, frames: Tensor, noise=None, bat
 # The stage: one video's files
 
 
-def resume_path(out_path: str | os.PathLike) -> Path:
-    out_path = Path(out_path)
-    return out_path.with_name(out_path.name + ".resume")
-
-
 def _digest(*tensors: Tensor | None) -> str:
     h = hashlib.sha256()
     for t in tensors:
@@ -274,11 +270,9 @@ def _digest(*tensors: Tensor | None) -> str:
 def read_crops_uint8(crops_dir, frames: int, resolution: int) -> Tensor:
     """The aligned crops of frames 0 .. frames-1 as uint8 [F, 3, R, R] (a quarter of float32's memory).
 
-    Decoded (and resized where a crop is not R², as the inversion does) by ``invert.read_crops``,
+    Decoded (and resized where a crop is not R², as the inversion does) by ``ciinv.io.crops.read_crops``,
     which names a missing or unreadable crop and its frame.
     """
-    from ciinv.inversion.invert import read_crops
-
     parts = []
     for start in range(0, frames, READ_CHUNK):
         chunk = read_crops(crops_dir, range(start, min(start + READ_CHUNK, frames)), resolution)
@@ -296,16 +290,14 @@ def pti_video(crops_dir, latents_path, generator_path, vgg_path, settings, out_p
     frames, images in [0, 1], with the original and with the tuned (float16-rounded) weights;
     'losses': [steps, 4]}.
     """
-    from ciinv.edits.stage import load_frame_noise, load_latents
-
     if not isinstance(settings, PTISettings):
         settings = PTISettings.from_dict(settings)
     out_path = Path(out_path)
     device = torch.device(device)
     original = models.load_generator(generator_path).to(device)
-    codes = load_latents(latents_path, original)
+    codes = read_latents(latents_path, original)
     frame_count = codes.shape[0]
-    maps, frame_window = load_frame_noise(noise_path, frame_count) if noise_path is not None else (None, None)
+    maps, frame_window = read_frame_noise(noise_path, frame_count) if noise_path is not None else (None, None)
     if maps is not None and [m.shape[-2:] for m in maps] != [m.shape[-2:] for m in original.noise_maps()]:
         raise CiinvError(f"{noise_path}: its noise maps do not fit the generator {generator_path}; rerun the invert "
                          "and merge stages")

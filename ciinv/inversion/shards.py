@@ -1,4 +1,4 @@
-"""The files of the invert stage: one shard's output, its resume state, and the merge of all shards.
+"""The files of the invert stage: one shard's output, its resume key, and the merge of all shards.
 
 Output of one invert job, ``latents/shard_{k:04d}.pt`` (torch.save; loads with weights_only=True)::
 
@@ -16,15 +16,15 @@ Output of one invert job, ``latents/shard_{k:04d}.pt`` (torch.save; loads with w
                   at 1024² a set is 2.8 M values, 5.6 MB)
 
 While a job runs it saves its optimiser state to ``<out>.resume`` every ``checkpoint_every``
-steps; a rerun with the same result settings, windows and generator continues from there.
+steps (``ciinv.inversion.resume``); a rerun with the same ``resume_key`` (result settings, windows,
+generator) continues from there.
 
-The merge blends the shards' codes into ``latents.npy`` [frames, L, D]; for ``plus`` it also
-writes ``noise.pt`` beside it (see ``merge_shards``).
+The merge blends the shards' codes into ``latents.npy`` [frames, L, D] and writes ``noise.pt``
+beside it (see ``merge_shards``; the two files' format is ``ciinv.io.codes``'s).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -32,13 +32,12 @@ import numpy as np
 import torch
 
 from ciinv.errors import CiinvError
+from ciinv.io.codes import write_latents, write_noise
 from ciinv.io.files import atomic_path, read_torch, require_finite
 from ciinv.inversion.objective import LOSS_NAMES
-from ciinv.inversion.optimizer import LoopState, WindowResult
+from ciinv.inversion.optimizer import WindowResult
 from ciinv.inversion.settings import InvertSettings
 from ciinv.inversion.windows import Window, blend_codes, noise_owners
-
-log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # One shard's output
@@ -75,12 +74,7 @@ def write_shard(path: str | os.PathLike, payload: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Resume state
-
-
-def resume_path(out_path: str | os.PathLike) -> Path:
-    out_path = Path(out_path)
-    return out_path.with_name(out_path.name + ".resume")
+# Resume key
 
 
 def resume_key(settings: InvertSettings, windows: list[Window], generator_path, encoder_path=None) -> dict:
@@ -91,29 +85,6 @@ def resume_key(settings: InvertSettings, windows: list[Window], generator_path, 
     if encoder_path:
         key["encoder"] = str(encoder_path)
     return key
-
-
-def load_resume(path: Path, key: dict, state_type: type = LoopState):
-    """The saved ``state_type`` at ``path`` if it was saved under ``key``, else None (and why, logged).
-    Any resumable job's state (the inversion's ``LoopState``, pivotal tuning's ``PTIState``)."""
-    if not path.exists():
-        return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        state = state_type(**saved["state"])
-    except Exception as exc:  # an unreadable state only costs the steps since the start
-        log.info(f"{path}: cannot read the saved state ({type(exc).__name__}); starting over")
-        return None
-    if saved.get("key") != key:
-        log.info(f"{path}: saved with other settings or inputs (windows, codes, crops, generator); starting over")
-        return None
-    return state
-
-
-def save_resume(path: Path, key: dict, state) -> None:
-    """Save a resumable job's state (a dataclass) under ``key``, atomically."""
-    with atomic_path(path) as tmp:
-        torch.save({"key": key, "state": vars(state)}, tmp)
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,12 +114,11 @@ def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
     blended (an average of Gaussian maps is weaker noise, a blurrier picture): each frame takes
     the maps of the window that weighs most for it in the code blend (``frame_weights``; at a
     seam, where two windows weigh the same, the earlier one). They go to ``noise_path``
-    (default: ``noise.pt`` beside ``out_path``) as {'noise': list in layer order of
-    [W, 1, r, r] float16, one row per window used, 'frame_window': [frames] int64, the row of
-    each frame}: at 1024², 5.6 MB per window, about 1.4 MB per frame at stride 4. Without noise
-    in the shards the file is written all the same, holding {'noise': None, 'frame_window':
-    None}: it is a declared output of the merge rule, and it replaces the maps of an earlier
-    ``plus`` run, so the edit stage never renders with stale maps. It is written before the codes.
+    (default: ``noise.pt`` beside ``out_path``; ``ciinv.io.codes.write_noise``), one row per window
+    used: at 1024², 5.6 MB per window, about 1.4 MB per frame at stride 4. Without noise in the
+    shards the file is written all the same, saying so: it is a declared output of the merge rule,
+    and it replaces the maps of an earlier ``plus`` run, so the edit stage never renders with stale
+    maps. It is written before the codes.
     """
     noise_path = Path(noise_path) if noise_path is not None else Path(out_path).with_name("noise.pt")
     windows, codes, noise, warm = [], [], [], []
@@ -182,19 +152,17 @@ def merge_shards(shard_paths, frames: int, out_path, noise_path=None) -> None:
         raise CiinvError(f"{out_path}: no latent shards to merge")
     latents = blend_codes(frames, windows, np.stack(codes), warm=warm)
     if noise:
-        _write_frame_noise(noise_path, frames, windows, noise)
+        write_noise(noise_path, *_frame_noise(frames, windows, noise))
     else:
-        with atomic_path(noise_path) as tmp:
-            torch.save({"noise": None, "frame_window": None}, tmp)
-    with atomic_path(out_path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, latents)
+        write_noise(noise_path)
+    write_latents(out_path, latents)
 
 
-def _write_frame_noise(path: Path, frames: int, windows: list[Window], noise: list[list[torch.Tensor]]) -> None:
-    """noise.pt for ``merge_shards``: noise[w] holds window w's maps, each [1, r, r]."""
+def _frame_noise(frames: int, windows: list[Window], noise: list[list[torch.Tensor]]) -> tuple[list[torch.Tensor], np.ndarray]:
+    """(maps, frame_window) of ``noise.pt`` from every window's maps (noise[w]: window w's, each
+    [1, r, r]): each map [W, 1, r, r] holds the W windows some frame is rendered with
+    (``noise_owners``), frame_window [frames] the row of each frame."""
     best = noise_owners(frames, windows)
     used, frame_window = np.unique(best, return_inverse=True)
-    maps = [torch.stack([noise[w][i] for w in used]).half() for i in range(len(noise[0]))]
-    with atomic_path(path) as tmp:
-        torch.save({"noise": maps, "frame_window": torch.from_numpy(frame_window.astype(np.int64))}, tmp)
+    maps = [torch.stack([noise[w][i] for w in used]) for i in range(len(noise[0]))]
+    return maps, frame_window

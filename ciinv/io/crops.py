@@ -15,25 +15,23 @@ On a 1280×720 sample clip at R = 1024 this takes 0.39 MB per frame against 0.85
 Readers: ``open_crops(path)`` gives a ``CropReader`` for such a file and, for the folders of
 ``{i:06d}.png`` crops that the edit stage still writes, a ``PngCrops`` with the same interface:
 ``len()``, ``resolution``, ``read(start, stop)`` → uint8 [N, R, R, 3] and ``frames(start, stop)``,
-which streams ``(index, crop)`` pairs with bounded memory. ``read_tensor`` gives float tensors for
-the networks. A missing, truncated or damaged store is a one-line CiinvError naming the file
+which streams ``(index, crop)`` pairs with bounded memory. ``read_crops`` (a path) and ``read_tensor``
+(an open reader) give float tensors for the networks. A missing, truncated or damaged store is a one-line CiinvError naming the file
 and the frame.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.io.files import abort_writer, atomic_path, tool_write_error
+from ciinv.io.ffmpeg import PipeReader, PipeWriter, banner, ffmpeg_exe, last_message
+from ciinv.io.files import atomic_path
 
 FORMAT_VERSION = 1
 SUFFIX = ".mkv"
@@ -49,51 +47,36 @@ _FFV1 = ["-c:v", "ffv1", "-level", "3", "-coder", "0", "-context", "0", "-g", "1
 _CHUNK = 16
 
 
-def _ffmpeg() -> str:
-    from ciinv.io.video import ffmpeg_exe
-
-    return ffmpeg_exe()
-
-
-def _tail(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no message"
-
-
 # --------------------------------------------------------------------------------------------
 # Writing
 
 
-class CropWriter:
+class CropWriter(PipeWriter):
     """Append R×R×3 uint8 RGB crops to ``path`` (one FFV1 stream); the file appears on ``close``.
 
     ``frames`` crops must be written, in order. Use it as a context manager: an exception deletes
     the partial file, and nothing appears under ``path``.
     """
 
+    finishing = "finishing the crops"
+
     def __init__(self, path: str | os.PathLike, frames: int, resolution: int):
-        self.path = Path(path)
+        super().__init__(path)
         self.frames, self.resolution = int(frames), int(resolution)
-        self.count = 0
-        self._stack = contextlib.ExitStack()
         try:
             self._tmp = self._stack.enter_context(atomic_path(self.path))
-            self._log = self._stack.enter_context(tempfile.TemporaryFile())
             side = f"{self.resolution}x{self.resolution}"
-            args = [_ffmpeg(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y",
+            args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y",
                     "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", side, "-framerate", "1", "-i", "pipe:",
                     *_FFV1, "-metadata", f"CIINV_CROPS={FORMAT_VERSION}", "-metadata", f"CIINV_FRAMES={self.frames}",
                     "-f", "matroska", str(self._tmp)]
-            self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+            self._start(args)
         except BaseException:
-            self._proc = None
             self.abort()
             raise
 
-    def _error(self, what: str) -> CiinvError:
-        self._log.seek(0)
-        said = self._log.read().decode(errors="replace")
-        return tool_write_error(self.path, said) or CiinvError(f"{self.path}: ffmpeg failed {what}: {_tail(said)}")
+    def _failure(self, what: str, said: str) -> CiinvError:
+        return CiinvError(f"{self.path}: ffmpeg failed {what}: {last_message(said)}")
 
     def write(self, crop: np.ndarray) -> None:
         """Append one R×R×3 uint8 RGB crop."""
@@ -103,42 +86,11 @@ class CropWriter:
                              f"expected uint8 {(self.resolution, self.resolution, 3)}")
         if self.count >= self.frames:
             raise ValueError(f"{self.path}: more than the {self.frames} crops announced")
-        try:
-            self._proc.stdin.write(np.ascontiguousarray(crop).data)
-        except (BrokenPipeError, OSError) as err:
-            self._proc.wait()
-            raise self._error(f"storing crop {self.count}") from err
-        self.count += 1
+        self._send(np.ascontiguousarray(crop).data, f"storing crop {self.count}")
 
-    def close(self) -> None:
-        """Finish the stream and move the file to its final name."""
-        if self._proc is None:
-            return
-        try:
-            if self.count != self.frames:
-                raise CiinvError(f"{self.path}: {self.count} crops written but {self.frames} announced")
-            self._proc.stdin.close()
-            if self._proc.wait() != 0:
-                raise self._error("finishing the crops")
-            self._proc = None
-        except BaseException:
-            self.abort()
-            raise
-        self._stack.close()  # renames the temporary file onto self.path
-
-    def abort(self) -> None:
-        """Stop ffmpeg and delete the temporary file."""
-        abort_writer(self._proc, self._stack)
-        self._proc = None
-
-    def __enter__(self) -> "CropWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+    def _check_count(self) -> None:
+        if self.count != self.frames:
+            raise CiinvError(f"{self.path}: {self.count} crops written but {self.frames} announced")
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,16 +102,10 @@ _AT_SECOND = re.compile(r"at (\d+(?:\.\d+)?) seconds")
 _VIDEO = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\d+)x(\d+)[ ,\n]")
 
 
-def _log_text(log) -> str:
-    """What ffmpeg wrote so far to ``log``, read without moving the offset it shares with ffmpeg."""
-    fd = log.fileno()
-    return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
-
-
-def _damage(log) -> str:
-    """What ffmpeg's log says about damaged frames: every line but the demuxer's note that a
+def _damage(said: str) -> str:
+    """What ffmpeg's messages say about damaged frames: every line but the demuxer's note that a
     truncated file ended early (the frames before the cut are good; the missing ones are counted)."""
-    lines = _log_text(log).splitlines()
+    lines = said.splitlines()
     return "\n".join(line for line in lines if line.strip() and "File ended prematurely" not in line)
 
 
@@ -170,16 +116,14 @@ class CropReader:
     """
 
     def __init__(self, path: str | os.PathLike, rerun: str = ALIGN_RERUN):
-        from ciinv.io.video import _banner
-
         self.path, self.rerun = Path(path), rerun
         if self.path.is_dir():
             raise CiinvError(f"{self.path} is a folder, not a crops file; delete it and {rerun}")
         if not self.path.is_file():
             raise CiinvError(f"{self.path}: no such crops file; {rerun}")
-        banner = _banner(self.path)
-        tags = {key.upper(): int(value) for key, value in _TAG.findall(banner)}
-        video = _VIDEO.search(banner + "\n")
+        said = banner(self.path)
+        tags = {key.upper(): int(value) for key, value in _TAG.findall(said)}
+        video = _VIDEO.search(said + "\n")
         if "CROPS" not in tags or "FRAMES" not in tags or video is None or video.group(1) != "ffv1":
             raise CiinvError(f"{self.path}: not a crops file of ciinv (no FFV1 stream with CIINV tags); "
                              f"delete it and {rerun}")
@@ -214,44 +158,33 @@ class CropReader:
         start, stop = self._range(start, stop)
         if start == stop:
             return
-        args = [_ffmpeg(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-threads", "1"]
+        args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-threads", "1"]
         if start:
             args += ["-ss", str(start)]  # frame i is at second i; every frame is a keyframe
         args += ["-i", str(self.path), "-map", "0:v:0", "-frames:v", str(stop - start),
                  "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
         size = self.resolution * self.resolution * 3
-        with tempfile.TemporaryFile() as log:
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        with PipeReader(args) as pipe:
             index, damaged = start, False
-            try:
-                while index < stop:
-                    wanted = min(_CHUNK, stop - index)
-                    data = proc.stdout.read(size * wanted)
-                    whole = len(data) // size
-                    # The decoder logs a damaged frame (slice CRC mismatch) before it passes the frame
-                    # on, and conceals the damage: any message means the frames cannot be trusted.
-                    damaged = bool(os.fstat(log.fileno()).st_size and _damage(log))
-                    if damaged:
-                        break
-                    for k in range(whole):
-                        yield index, np.frombuffer(data, np.uint8, size, k * size).reshape(
-                            self.resolution, self.resolution, 3)
-                        index += 1
-                    if whole < wanted:
-                        break
-            finally:
-                proc.stdout.close()
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-            said = _log_text(log)
-            if index < stop or _damage(log):
+            for data in pipe.chunks(size, stop - start, per_read=_CHUNK):
+                # The decoder logs a damaged frame (slice CRC mismatch) before it passes the frame
+                # on, and conceals the damage: any message means the frames cannot be trusted.
+                damaged = bool(_damage(pipe.messages()))
+                if damaged:
+                    break
+                for k in range(len(data) // size):
+                    yield index, np.frombuffer(data, np.uint8, size, k * size).reshape(
+                        self.resolution, self.resolution, 3)
+                    index += 1
+            pipe.stop()  # ffmpeg's messages are complete once it has ended
+            said = pipe.messages()
+            if index < stop or _damage(said):
                 # FFV1 names the damaged frame's time, counted from the first frame read: second i is frame i.
                 at = _AT_SECOND.search(said)
                 frame = str(start + int(float(at.group(1)))) if at else str(index)
                 if damaged and not at and index < stop - 1:
                     frame = f"{index} or a later one up to {min(index + _CHUNK, stop) - 1}"
-                raise CiinvError(f"{self.path}: cannot read the crop of frame {frame} ({_tail(said)}; the file is "
+                raise CiinvError(f"{self.path}: cannot read the crop of frame {frame} ({last_message(said)}; the file is "
                                  f"truncated or damaged); delete it and {self.rerun}")
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -326,6 +259,15 @@ def require_visible(crop: np.ndarray, reader: CropReader | PngCrops, index: int)
         raise CiinvError(f"{reader.where(index)}: the crop of frame {index} is entirely black "
                          f"(rendered from non-finite codes?); {reader.rerun}")
     return crop
+
+
+def read_crops(path: str | os.PathLike, indices, size: int | None = None, rerun: str = ALIGN_RERUN):
+    """Crops ``indices`` (a range or any ints) of the crops file or PNG folder ``path`` → torch float32
+    [N, 3, S, S] in [0, 1], resized to ``size`` when given and different (bilinear, antialiased).
+
+    Only those frames are decoded. ``rerun`` says, in errors, what makes the crops again.
+    """
+    return read_tensor(open_crops(path, rerun), indices, size)
 
 
 def read_tensor(crops: CropReader | PngCrops, indices, size: int | None = None):

@@ -307,14 +307,3 @@ def finite_number(value, where: str) -> float:
         raise CiinvError(f"{where}: {value!r} is not a finite number")
     return number
 
-
-def abort_writer(proc, stack: contextlib.ExitStack) -> None:
-    """Kill a writing process (``proc``, or None once it is gone) and unwind ``stack``, whose
-    ``atomic_path`` entries then delete their temporary files instead of renaming them."""
-    if proc is not None:
-        proc.kill()
-        proc.wait()
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-    with contextlib.suppress(RuntimeError):
-        stack.__exit__(RuntimeError, RuntimeError("aborted"), None)

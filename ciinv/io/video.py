@@ -3,7 +3,7 @@
 Decoding streams frames from the ffmpeg binary through a pipe (bounded memory, decoding beside
 the caller's work); decord counts frames, reads their timestamps and decodes a single frame to
 name a damaged one. Encoding and all metadata that decord does not expose use the ffmpeg
-binary, driven through ffmpeg-python. There
+binary, driven through ffmpeg-python; the pipes to and from it are ``ciinv.io.ffmpeg``'s. There
 may be no ffprobe, so `probe` reads stream facts from the banner that ``ffmpeg -i FILE``
 prints on stderr.
 
@@ -20,13 +20,10 @@ Conventions used throughout the package:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -36,45 +33,14 @@ import ffmpeg
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.io.meta import VIDEO_SUFFIXES, read_meta  # noqa: F401 (part of this module's interface)
-from ciinv.io.files import abort_writer, atomic_path, tmp_sibling, tool_write_error
+from ciinv.io.ffmpeg import PipeReader, PipeWriter, banner, ffmpeg_exe, input_arg, stderr_tail
+from ciinv.io.files import atomic_path, tmp_sibling, tool_write_error
 
 _MOV_SUFFIXES = {".mp4", ".m4v", ".mov"}
 
 
-def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary: ``ffmpeg`` on PATH, else the one bundled with imageio-ffmpeg."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _ffmpeg_arg(path: str | os.PathLike) -> str:
-    # An absolute path never looks like an option ("-x.mp4") or a protocol ("rtp:x.mp4").
-    return os.path.abspath(os.fspath(path))
-
-
-def _stderr_tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 # ---------------------------------------------------------------------------------------
 # Probing
-
-
-def _banner(path: str | os.PathLike) -> str:
-    """stderr of ``ffmpeg -i FILE`` (ffmpeg exits 1 there: no output file is given)."""
-    result = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_arg(path)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
-    return result.stderr
 
 
 _STREAM = re.compile(r"^\s*Stream #\d+:\d+.*?: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
@@ -134,7 +100,7 @@ def _parse_banner(path: str | os.PathLike, text: str) -> dict:
             why = "it has no video stream"
         else:
             why = "ffmpeg cannot open it"
-        raise CiinvError(f"{path}: {why}. ffmpeg said:\n{_stderr_tail(text, 5)}")
+        raise CiinvError(f"{path}: {why}. ffmpeg said:\n{stderr_tail(text, 5)}")
     video["audio"] = audio
     return video
 
@@ -168,7 +134,7 @@ _BROKEN_STEP = 1e-3
 def _audio_seconds(path: str) -> float | None:
     """Length of the first audio stream in seconds, from decoding it (None if it cannot be read)."""
     result = subprocess.run(
-        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", _ffmpeg_arg(path), "-map", "0:a:0", "-f", "null", "-",
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", input_arg(path), "-map", "0:a:0", "-f", "null", "-",
          "-progress", "pipe:1"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
     )
@@ -268,7 +234,7 @@ def probe(path: str | os.PathLike) -> dict:
         raise CiinvError(f"{path}: no such file.")
     if os.path.getsize(path) == 0:
         raise CiinvError(f"{path}: the file is empty (0 bytes); copy the video again.")
-    facts = _parse_banner(path, _banner(path))
+    facts = _parse_banner(path, banner(path))
     reader = _open_decord(path)
     frames = len(reader)
     if frames == 0:
@@ -321,14 +287,14 @@ def _ffmpeg_stored_frame(path: str, index: int, fps: Fraction, width: int, heigh
     """
     seek = ["-ss", f"{float(index / fps):.6f}"] if index else []
     result = subprocess.run(
-        [ffmpeg_exe(), "-nostdin", "-v", "error", "-noautorotate", *seek, "-i", _ffmpeg_arg(path),
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-noautorotate", *seek, "-i", input_arg(path),
          "-map", "0:v:0", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"],
         stdin=subprocess.DEVNULL,
         capture_output=True,
     )
     if result.returncode != 0 or len(result.stdout) != width * height * 3:
         raise CiinvError(
-            f"{path}: ffmpeg cannot decode frame {index}:\n{_stderr_tail(result.stderr.decode(errors='replace'))}"
+            f"{path}: ffmpeg cannot decode frame {index}:\n{stderr_tail(result.stderr.decode(errors='replace'))}"
         )
     return np.frombuffer(result.stdout, np.uint8).reshape(height, width, 3)
 
@@ -457,29 +423,21 @@ class VideoReader:
         # Every frame as decoded (no frame rate conversion), counted from the first: exact indices.
         trim = ["-vf", f"trim=start_frame={start}:end_frame={stop}"] if start else []
         args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-noautorotate",
-                "-i", _ffmpeg_arg(self.path),
+                "-i", input_arg(self.path),
                 "-map", "0:v:0", *trim, "-frames:v", str(stop - start), "-fps_mode", "passthrough",
                 "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
         index = start
-        with tempfile.TemporaryFile() as log:
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
-            try:
-                while index < stop:
-                    data = proc.stdout.read(size)
-                    if len(data) < size:
-                        break
-                    stored = np.frombuffer(data, np.uint8).reshape(height, width, 3)
-                    yield index, np.ascontiguousarray(_upright(stored, self.meta["rotation"]))
-                    index += 1
-            finally:
-                proc.stdout.close()
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
+        with PipeReader(args) as pipe:
+            for data in pipe.chunks(size, stop - start):
+                if len(data) < size:
+                    break
+                stored = np.frombuffer(data, np.uint8).reshape(height, width, 3)
+                yield index, np.ascontiguousarray(_upright(stored, self.meta["rotation"]))
+                index += 1
+            pipe.stop()  # ffmpeg's messages are complete once it has ended
             if index < stop:
                 list(self._decode([index]))  # raises, naming the frame, where decord fails too
-                log.seek(0)
-                said = _stderr_tail(log.read().decode(errors="replace"), 3)
+                said = stderr_tail(pipe.messages(), 3)
                 raise CiinvError(f"{self.path}: frame {index} cannot be decoded; the file is damaged. Re-encode it "
                                  f"(ffmpeg -i IN OUT) or cut the clip before that frame. ffmpeg said:\n{said}")
 
@@ -492,7 +450,7 @@ def audio_streams(path: str) -> int:
     """How many audio streams the file holds (0: none)."""
     if not os.path.isfile(path):
         raise CiinvError(f"{path}: no such file (wanted for its audio).")
-    return len(re.findall(r"Stream #\d+:\d+.*?: Audio:", _banner(path)))
+    return len(re.findall(r"Stream #\d+:\d+.*?: Audio:", banner(path)))
 
 
 def _container_options(path: Path) -> dict:
@@ -510,7 +468,7 @@ def _check_fps(fps: str) -> Fraction:
     return rate
 
 
-class VideoWriter:
+class VideoWriter(PipeWriter):
     """Encode upright RGB frames to H.264, at an exact constant frame rate, with the audio of another file.
 
     The output appears under ``path`` only when `close` succeeds (a temporary name before).
@@ -541,7 +499,7 @@ class VideoWriter:
         audio_tail: bool = False,
         timing: list | None = None,
     ):
-        self.path = Path(path)
+        super().__init__(path)
         self.fps = _check_fps(fps)
         self.width, self.height = int(width), int(height)
         if self.width <= 0 or self.height <= 0:
@@ -550,10 +508,6 @@ class VideoWriter:
         self.audio_tail = audio_tail
         self.timing = timing
         self.crf, self.preset = crf, preset
-        self.count = 0
-        self._proc: subprocess.Popen | None = None
-        self._log = None
-        self._stack = contextlib.ExitStack()
         try:
             self._final_tmp = self._stack.enter_context(atomic_path(self.path))
             # With audio, frames go to a second temporary file first; close() adds the audio.
@@ -563,12 +517,13 @@ class VideoWriter:
                 self._stack.callback(self._video_tmp.unlink, missing_ok=True)
             else:
                 self._video_tmp = self._final_tmp
-            self._start()
+            self._start(self._encoder_args())
         except BaseException:
             self.abort()
             raise
 
-    def _start(self) -> None:
+    def _encoder_args(self) -> list[str]:
+        """The ffmpeg command that encodes the raw frames of the pipe into ``self._video_tmp``."""
         odd = self.width % 2 or self.height % 2
         frames = ffmpeg.input(
             "pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", framerate=str(self.fps)
@@ -590,16 +545,9 @@ class VideoWriter:
             options.update(fps_mode="passthrough", enc_time_base="1/90000")
         if not self._audio:
             options.update(_container_options(self.path))
-        args = ffmpeg.output(frames, str(self._video_tmp), **options).compile(
+        return ffmpeg.output(frames, str(self._video_tmp), **options).compile(
             cmd=[ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
         )
-        self._log = self._stack.enter_context(tempfile.TemporaryFile())
-        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
-
-    def _ffmpeg_error(self, what: str) -> CiinvError:
-        self._log.seek(0)
-        said = _stderr_tail(self._log.read().decode(errors="replace"))
-        return tool_write_error(self.path, said) or CiinvError(f"{self.path}: ffmpeg failed while {what}:\n{said}")
 
     def write(self, frame: np.ndarray) -> None:
         """Append one ``height x width x 3`` uint8 RGB frame."""
@@ -609,30 +557,15 @@ class VideoWriter:
                 f"{self.path}: frame {self.count} is {frame.dtype} {frame.shape}, "
                 f"expected uint8 {(self.height, self.width, 3)}"
             )
-        try:
-            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
-        except (BrokenPipeError, OSError) as err:
-            self._proc.wait()
-            raise self._ffmpeg_error(f"encoding frame {self.count}") from err
-        self.count += 1
+        self._send(np.ascontiguousarray(frame).tobytes(), f"encoding frame {self.count}")
 
-    def close(self) -> None:
-        """Finish encoding, add the audio, and move the file to its final name."""
-        if self._proc is None:
-            return
-        try:
-            if self.count == 0:
-                raise CiinvError(f"{self.path}: no frames were written; nothing to encode.")
-            self._proc.stdin.close()
-            if self._proc.wait() != 0:
-                raise self._ffmpeg_error("encoding")
-            self._proc = None
-            if self._audio:
-                self._mux_audio()
-        except BaseException:
-            self.abort()
-            raise
-        self._stack.close()  # renames the temporary file onto self.path
+    def _check_count(self) -> None:
+        if self.count == 0:
+            raise CiinvError(f"{self.path}: no frames were written; nothing to encode.")
+
+    def _after_encoding(self) -> None:
+        if self._audio:
+            self._mux_audio()
 
     def duration(self) -> float:
         """Seconds the frames written so far last."""
@@ -644,7 +577,7 @@ class VideoWriter:
         # -t on the input cuts longer audio; apad + whole_dur pads shorter audio with silence. Every
         # audio stream is kept (a second language, a commentary), in the source's order.
         cut = {} if self.audio_tail else {"t": duration}
-        source = ffmpeg.input(_ffmpeg_arg(self.audio_from), **cut)
+        source = ffmpeg.input(input_arg(self.audio_from), **cut)
         audio = [source[f"a:{i}"].filter("apad", whole_dur=duration) for i in range(self._audio)]
         options = dict(vcodec="copy", acodec="aac", audio_bitrate="192k", **cut, **_container_options(self.path))
         args = ffmpeg.output(video["v"], *audio, str(self._final_tmp), **options).compile(
@@ -653,19 +586,5 @@ class VideoWriter:
         result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
         if result.returncode != 0:
             raise tool_write_error(self.path, result.stderr) or CiinvError(
-                f"{self.path}: ffmpeg failed adding the audio of {self.audio_from}:\n{_stderr_tail(result.stderr)}"
+                f"{self.path}: ffmpeg failed adding the audio of {self.audio_from}:\n{stderr_tail(result.stderr)}"
             )
-
-    def abort(self) -> None:
-        """Stop ffmpeg and delete every temporary file; nothing appears under ``path``."""
-        abort_writer(self._proc, self._stack)
-        self._proc = None
-
-    def __enter__(self) -> "VideoWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
