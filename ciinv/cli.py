@@ -150,7 +150,7 @@ def cmd_report_assets(args) -> None:
     from ciinv import models
     from ciinv.errors import CiinvError
     from ciinv.metrics import load_lpips
-    from ciinv.models.registry import REGISTRY
+    from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
     from ciinv.faces.render import load_renderer
     from ciinv.report import report_assets
     from ciinv.io.video import read_meta
@@ -170,8 +170,8 @@ def cmd_report_assets(args) -> None:
             note = str(exc)
             log.info(f"report-assets: LPIPS left out: {note}")
     else:
-        note = (f"its weights are missing (`ciinv models fetch lpips-0.1.4-wheel` puts them in "
-                f"models/{REGISTRY['lpips-0.1.4-wheel'].filename})")
+        note = (f"its weights are missing (`ciinv models fetch {LPIPS_MODEL}` puts them in "
+                f"models/{CATALOGUE[LPIPS_MODEL].filename})")
     from fractions import Fraction
 
     report_assets(args.crops, edits, args.shards, Fraction(read_meta(args.meta)["fps"]), args.out,
@@ -181,21 +181,17 @@ def cmd_report_assets(args) -> None:
 def cmd_models(args) -> None:
     from ciinv.errors import CiinvError
     from ciinv.models.download import fetch_models
-    from ciinv.models.registry import (
-        GENERATOR_FAMILY,
-        REGISTRY,
-        direction_attributes,
-        status,
-    )
+    from ciinv.models.catalogue import CATALOGUE, GENERATOR_FAMILY
+    from ciinv.models.registry import direction_attributes, status
 
     if args.action == "fetch":
-        names = list(REGISTRY) if args.all else list(args.names) + list(args.file)
+        names = list(CATALOGUE) if args.all else list(args.names) + list(args.file)
         if not names:
-            raise CiinvError(f"name what to fetch ({', '.join(REGISTRY)}), or --all")
+            raise CiinvError(f"name what to fetch ({', '.join(CATALOGUE)}), or --all")
         fetch_models(names, args.models_dir)
         return
-    width = max(map(len, REGISTRY))
-    for name, entry in REGISTRY.items():
+    width = max(map(len, CATALOGUE))
+    for name, entry in CATALOGUE.items():
         state = status(name, args.models_dir)
         print(f"{name:{width}s} {state:15s} {Path(args.models_dir) / entry.filename}")
         if state != "present":

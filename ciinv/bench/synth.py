@@ -85,6 +85,7 @@ from ciinv.io.files import atomic_path
 from ciinv.gpu import uses_bf16
 from ciinv.inversion.invert import InvertSettings, invert_windows, pick_device
 from ciinv.models import registry
+from ciinv.models.catalogue import LPIPS_MODEL
 from ciinv.inversion.pti import (
     PerceptualDistance,
     round_to_half,
@@ -105,7 +106,6 @@ TRUTH_NOISE = ("random", "constant")  # how the true frames are rendered (module
 MORPH_STEPS = (0.25, 0.5, 0.75)
 DEFAULT_N = 100
 GRID_CELL = 128  # pixels per picture in synth.png at most
-LPIPS_MODEL = "lpips-0.1.4-wheel"
 
 # --------------------------------------------------------------------------------------------
 # Config
