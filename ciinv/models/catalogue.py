@@ -20,8 +20,9 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 DIRECTION_KIND = "interfacegan-direction"  # kind of the named semantic directions
 # Which family of generator each generator kind belongs to: a direction is made for one family.
+# (An e4e checkpoint holds a StyleGAN2 decoder, which ``load_generator`` can read.)
 GENERATOR_FAMILY = {"stylegan1-converted": "stylegan1", "stylegan2-rosinality": "stylegan2",
-                    "stylegan2-ada-pkl": "stylegan2"}
+                    "stylegan2-ada-pkl": "stylegan2", "e4e-encoder": "stylegan2"}
 
 # The entries the code asks for itself (the config chooses the others, ``models.*``).
 LPIPS_MODEL = "lpips-0.1.4-wheel"  # pti.perceptual: lpips, and the report's and benches' LPIPS

@@ -40,6 +40,17 @@ def find_entry(key: str) -> ModelFile | None:
     return None
 
 
+def entry_of_file(path: str | os.PathLike) -> ModelFile | None:
+    """The catalogue entry a file is by its path: one whose ``filename`` the path ends in
+    (``models/stylegan2-ada-pytorch/ffhq.pkl``), else None (a file of the user's)."""
+    parts = Path(path).parts
+    for entry in CATALOGUE.values():
+        tail = Path(entry.filename).parts
+        if parts[-len(tail):] == tail:
+            return entry
+    return None
+
+
 def direction_name(attribute: str, family: str) -> str:
     """Registry name of the named direction ``attribute`` (``smile``) for a generator family."""
     return f"interfacegan-{family}-{attribute}"
@@ -56,7 +67,7 @@ def direction_attributes(family: str | None = None) -> list[str]:
 def generator_family(generator: str | os.PathLike, models_dir: str | os.PathLike) -> str:
     """'stylegan1' or 'stylegan2' for a ``models.generator`` value (registry name or path).
 
-    A registry name says so itself; a file is recognised by its format (reading its keys).
+    A registry name says so itself; a file is recognised as ``load_generator`` recognises it.
     """
     entry = CATALOGUE.get(str(generator))
     if entry is not None:
@@ -65,9 +76,9 @@ def generator_family(generator: str | os.PathLike, models_dir: str | os.PathLike
     if not path.is_file():
         raise CiinvError(f"generator {path} not found, so which family its directions come from is unknown; "
                          "fix models.generator")
-    from ciinv.models import is_stylegan1  # reads the file: torch, imported only here
+    from ciinv.models import generator_kind  # may read the file: torch, imported only here
 
-    return "stylegan1" if is_stylegan1(path) else "stylegan2"
+    return GENERATOR_FAMILY[generator_kind(path)]
 
 
 def resolve_direction(spec: str, generator: str | os.PathLike, models_dir: str | os.PathLike) -> str:
