@@ -290,6 +290,8 @@ def _render_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ciinv.edits.spec import command_line_forms
+
     parser = argparse.ArgumentParser(prog="ciinv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -360,9 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latents", required=True, help="latents.npy from merge")
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt): checks the codes, "
                    "computes sefa:K directions")
-    p.add_argument("--edit", required=True, help='JSON, e.g. {"name": "age", "direction": "age.npy", "strength": 3},'
-                   ' {"name": "m", "morph_with": "other/latents.npy", "alpha": 0.5} or'
-                   ' {"name": "t", "transfer_from": "ref/latents.npy", "strength": 1}')
+    p.add_argument("--edit", required=True, help=f"one edit as JSON: {command_line_forms()}")
     config_option(p, "models_dir")
     p.add_argument("--out", required=True, help=".npy file for the edited codes")
     p.set_defaults(func=cmd_edit)

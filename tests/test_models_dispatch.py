@@ -61,7 +61,7 @@ def test_other_files_are_recognised_as_before(tmp_path):
 
 
 def test_generator_formats_pick_their_loader(tmp_path):
-    from ciinv.edits.stage import sefa_direction
+    from ciinv.edits.operations import sefa_direction
     from ciinv.models import load_generator
     from ciinv.models.generator import StyleGenerator
     from ciinv.models.stylegan1 import GeneratorV1
