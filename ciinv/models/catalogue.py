@@ -42,7 +42,7 @@ class ModelFile:
         ``landmarks.detector=fan`` for files needed only when that option is set.
     kind: the file's format, e.g. 'stylegan2-rosinality', 'stylegan2-ada-pkl',
         'stylegan1-converted', 'flownet2', 'raft-torchvision', 'vgg16', 'fan-detector',
-        'fan-landmarks', 'e4e-encoder'.
+        'fan-landmarks', 'e4e-encoder'; ``ciinv.models`` picks a file's loader by it.
     note: provenance, and what is verified where no full checksum is published.
     sha256_prefix: a published leading part of the SHA-256 (torch hub's ``name-<prefix>.ext``).
     """
