@@ -151,7 +151,7 @@ def cmd_report_assets(args) -> None:
     from ciinv import models
     from ciinv.errors import CiinvError
     from ciinv.metrics import load_lpips
-    from ciinv.models.registry import REGISTRY
+    from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
     from ciinv.faces.render import load_renderer
     from ciinv.report import report_assets
     from ciinv.io.meta import read_meta
@@ -171,8 +171,8 @@ def cmd_report_assets(args) -> None:
             note = str(exc)
             log.info(f"report-assets: LPIPS left out: {note}")
     else:
-        note = (f"its weights are missing (`ciinv models fetch lpips-0.1.4-wheel` puts them in "
-                f"models/{REGISTRY['lpips-0.1.4-wheel'].filename})")
+        note = (f"its weights are missing (`ciinv models fetch {LPIPS_MODEL}` puts them in "
+                f"models/{CATALOGUE[LPIPS_MODEL].filename})")
     from fractions import Fraction
 
     report_assets(args.crops, edits, args.shards, Fraction(read_meta(args.meta)["fps"]), args.out,
@@ -182,21 +182,17 @@ def cmd_report_assets(args) -> None:
 def cmd_models(args) -> None:
     from ciinv.errors import CiinvError
     from ciinv.models.download import fetch_models
-    from ciinv.models.registry import (
-        GENERATOR_FAMILY,
-        REGISTRY,
-        direction_attributes,
-        status,
-    )
+    from ciinv.models.catalogue import CATALOGUE, GENERATOR_FAMILY
+    from ciinv.models.registry import direction_attributes, status
 
     if args.action == "fetch":
-        names = list(REGISTRY) if args.all else list(args.names) + list(args.file)
+        names = list(CATALOGUE) if args.all else list(args.names) + list(args.file)
         if not names:
-            raise CiinvError(f"name what to fetch ({', '.join(REGISTRY)}), or --all")
+            raise CiinvError(f"name what to fetch ({', '.join(CATALOGUE)}), or --all")
         fetch_models(names, args.models_dir)
         return
-    width = max(map(len, REGISTRY))
-    for name, entry in REGISTRY.items():
+    width = max(map(len, CATALOGUE))
+    for name, entry in CATALOGUE.items():
         state = status(name, args.models_dir)
         print(f"{name:{width}s} {state:15s} {Path(args.models_dir) / entry.filename}")
         if state != "present":
@@ -296,6 +292,8 @@ def _render_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ciinv.edits.spec import command_line_forms
+
     parser = argparse.ArgumentParser(prog="ciinv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -366,9 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latents", required=True, help="latents.npy from merge")
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt): checks the codes, "
                    "computes sefa:K directions")
-    p.add_argument("--edit", required=True, help='JSON, e.g. {"name": "age", "direction": "age.npy", "strength": 3},'
-                   ' {"name": "m", "morph_with": "other/latents.npy", "alpha": 0.5} or'
-                   ' {"name": "t", "transfer_from": "ref/latents.npy", "strength": 1}')
+    p.add_argument("--edit", required=True, help=f"one edit as JSON: {command_line_forms()}")
     config_option(p, "models_dir")
     p.add_argument("--out", required=True, help=".npy file for the edited codes")
     p.set_defaults(func=cmd_edit)

@@ -16,7 +16,8 @@ import torch
 import yaml
 
 from ciinv.cli import main
-from ciinv.edits.stage import apply_morph, apply_transfer, edit_codes, layer_mask, pair_frames, write_edit
+from ciinv.edits.operations import apply_morph, apply_transfer, layer_mask, pair_frames
+from ciinv.edits.stage import edit_codes, write_edit
 from ciinv.edits.spec import EditSpec
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
@@ -93,6 +94,45 @@ def test_an_edit_has_exactly_one_kind():
     assert EditSpec.from_entry({"name": "f", "direction": "smile", "strength": 1}).needs_direction_file
     with pytest.raises(CiinvError, match="direction and morph_with"):
         EditSpec.from_entry({"name": "two", "direction": "sefa:0", "strength": 1, "morph_with": "x.npy"})
+
+
+def test_the_kinds_and_their_settings_come_from_the_schema_and_each_has_an_operation():
+    from ciinv.config import setting
+    from ciinv.edits.spec import EDIT_KINDS, NUMBERS, TARGETS
+    from ciinv.edits.stage import OPERATIONS
+
+    assert EDIT_KINDS == ("direction", "morph_with", "transfer_from")
+    assert TARGETS == {"direction": "direction", "morph_with": "other_video", "transfer_from": "other_video"}
+    assert NUMBERS == {"direction": ("strength",), "morph_with": ("alpha",), "transfer_from": ("strength",)}
+    assert set(OPERATIONS) == set(EDIT_KINDS)
+    assert setting("edits")["items"]["properties"]["layers"]["default"] == "all"
+
+
+def test_an_entry_is_typed_with_the_schemas_defaults():
+    morph = EditSpec.from_entry({"name": "m", "morph_with": "x.npy", "alpha": 1})
+    assert (morph.alpha, morph.strength, morph.layers, morph.pairing) == (1.0, None, "all", "step")
+    assert isinstance(morph.alpha, float)
+    transfer = EditSpec.from_entry({"name": "t", "transfer_from": "x.npy", "strength": 2, "pairing": "last",
+                                    "layers": [0, 2]})
+    assert (transfer.strength, transfer.layers, transfer.pairing) == (2.0, (0, 2), "last")
+    direction = EditSpec.from_entry({"name": "d", "direction": "sefa:0", "strength": -1.5})
+    assert (direction.strength, direction.alpha, direction.pairing) == (-1.5, None, None)  # no other video
+    recon = EditSpec.from_entry({"name": "recon"})
+    assert (recon.kind, recon.strength, recon.layers) == (None, None, "all")
+    for entry, message in [({"name": "d", "direction": "sefa:0"}, r"edit 'd': strength: None is not a number"),
+                           ({"name": "t", "transfer_from": "x", "strength": "big"}, r"edit 't': strength"),
+                           ({"name": "m", "morph_with": "x", "alpha": 1.5}, r"edit 'm': alpha must be between 0")]:
+        with pytest.raises(CiinvError, match=message):
+            EditSpec.from_entry(entry)
+
+
+def test_the_edit_commands_help_shows_every_kind_with_its_numbers(capsys):
+    with pytest.raises(SystemExit):
+        main(["edit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for form in ['"direction": "DIRECTION", "strength": N', '"morph_with": "OTHER/latents.npy", "alpha": N',
+                 '"transfer_from": "OTHER/latents.npy", "strength": N', "step, first, last; default step"]:
+        assert form in text, form
 
 
 # --------------------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_semantic_setting_uses_the_generators_directions_when_fetched(tmp_path, 
     import dataclasses
     import hashlib
 
-    from ciinv.models.registry import REGISTRY
+    from ciinv.models.catalogue import CATALOGUE
     from tests.test_directions import published_layout
 
     config = smoke_config(smoke_dir)
@@ -169,11 +169,11 @@ def test_semantic_setting_uses_the_generators_directions_when_fetched(tmp_path, 
     g = load_stylegan2_rosinality(smoke_dir / "stylegan2-tiny.pt")  # a StyleGAN2 file: age, smile, pose
     for attribute in ("age", "smile", "pose"):
         name = f"interfacegan-stylegan2-{attribute}"
-        path = tmp_path / "models" / REGISTRY[name].filename
+        path = tmp_path / "models" / CATALOGUE[name].filename
         published_layout(attribute, "stylegan2", g.num_ws, path)
         data = path.read_bytes()
-        monkeypatch.setitem(REGISTRY, name, dataclasses.replace(
-            REGISTRY[name], sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
+        monkeypatch.setitem(CATALOGUE, name, dataclasses.replace(
+            CATALOGUE[name], sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
     rows = bench_synth(config, tmp_path / "b", n=3, steps=1, variants=("i2s",))
     pairs = [(r["direction"], r["edit_direction"]) for r in rows if r["variant"] == "i2s"]
     assert pairs == [("age", "smile"), ("smile", "pose"), ("pose", "age")]

@@ -20,7 +20,8 @@ import yaml
 from ciinv.cli import main
 from ciinv.edits.stage import load_direction
 from ciinv.errors import CiinvError
-from ciinv.models.registry import DIRECTION_KIND, REGISTRY, direction_attributes, resolve_direction
+from ciinv.models.catalogue import CATALOGUE, DIRECTION_KIND
+from ciinv.models.registry import direction_attributes, resolve_direction
 from ciinv.dev.tiny import write_tiny_stylegan1
 from ciinv.dev.tiny import write_tiny_stylegan2
 
@@ -31,7 +32,7 @@ from .conftest import snakemake
 def test_the_papers_attributes_are_there_for_both_generator_families():
     assert direction_attributes("stylegan1") == ["age", "gender", "pose", "smile", "eyeglasses"]
     assert direction_attributes("stylegan2") == ["age", "smile", "pose"]
-    for entry in (e for e in REGISTRY.values() if e.kind == DIRECTION_KIND):
+    for entry in (e for e in CATALOGUE.values() if e.kind == DIRECTION_KIND):
         # A raw file pinned to a 40-hex commit, the published size, a full sha256.
         assert re.fullmatch(r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/[0-9a-f]{40}/.+", entry.url), entry.url
         assert entry.sha256 is not None and entry.size in (4224, 2808, 37624)
@@ -95,11 +96,11 @@ def published_layout(attribute: str, family: str, num_ws: int, path: Path) -> np
     return np.broadcast_to(vectors, (num_ws, 512)).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", [n for n, e in REGISTRY.items() if e.kind == DIRECTION_KIND])
+@pytest.mark.parametrize("name", [n for n, e in CATALOGUE.items() if e.kind == DIRECTION_KIND])
 def test_every_published_layout_loads(name, tmp_path):
     family, attribute = name.split("-")[1:3]
-    expected = published_layout(attribute, family, 6, tmp_path / REGISTRY[name].filename)
-    path = tmp_path / REGISTRY[name].filename
+    expected = published_layout(attribute, family, 6, tmp_path / CATALOGUE[name].filename)
+    path = tmp_path / CATALOGUE[name].filename
     if family == "stylegan2" and attribute in ("smile", "pose") and not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             torch.load(path, weights_only=True)  # the quirk: a plain load fails without a GPU
@@ -118,11 +119,11 @@ def test_direction_smile_edits_through_the_registry(generators, tmp_path, monkey
     generator = load_generator(generators / generator_file)
     models_dir = tmp_path / "models"
     name = f"interfacegan-{family}-smile"
-    path = models_dir / REGISTRY[name].filename
+    path = models_dir / CATALOGUE[name].filename
     direction = published_layout("smile", family, generator.num_ws, path)
     # The stand-in's own digest in place of the published one: everything else is the real entry.
     data = path.read_bytes()
-    monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], sha256=hashlib.sha256(data).hexdigest(),
+    monkeypatch.setitem(CATALOGUE, name, dataclasses.replace(CATALOGUE[name], sha256=hashlib.sha256(data).hexdigest(),
                                                              size=len(data)))
     codes = torch.randn(2, generator.num_ws, generator.w_dim)
     np.save(tmp_path / "latents.npy", codes.numpy())

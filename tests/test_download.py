@@ -9,7 +9,7 @@ import pytest
 from ciinv.errors import CiinvError
 from ciinv.models import download, registry
 from ciinv.models.download import fetch, fetch_models
-from ciinv.models.registry import REGISTRY, ModelFile
+from ciinv.models.catalogue import CATALOGUE, ModelFile
 
 DATA = hashlib.sha256(b"seed").digest() * 8192  # 256 kB of stand-in checkpoint
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
@@ -199,7 +199,7 @@ def test_missing_url_names_it_and_mirror_is_used(server, tmp_path):
 def test_fetch_models_skips_verified_and_replaces_corrupt(server, tmp_path, monkeypatch):
     server.files["/tiny.pt"] = DATA
     entry = entry_for(server.url("/tiny.pt"), filename="sub/tiny.pt")
-    monkeypatch.setitem(REGISTRY, "tiny", entry)
+    monkeypatch.setitem(CATALOGUE, "tiny", entry)
     models_dir = tmp_path / "models"
 
     assert fetch_models(["tiny"], models_dir, progress=False) == [models_dir / "sub" / "tiny.pt"]

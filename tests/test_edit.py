@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ciinv.edits.stage import apply_edit, layer_mask, load_direction, sefa_direction, write_edit
+from ciinv.edits.operations import apply_direction, layer_mask, sefa_direction
+from ciinv.edits.stage import load_direction, write_edit
 from ciinv.errors import CiinvError
 from ciinv.models import load_generator
 from ciinv.dev.tiny import write_tiny_stylegan2
@@ -38,10 +39,10 @@ def test_a_direction_of_the_wrong_shape_names_the_file(tmp_path):
 def test_edit_touches_only_its_layers():
     codes = torch.zeros(4, L, D)
     direction = torch.ones(L, D)
-    edited = apply_edit(codes, direction, 2.0, layer_mask([1, 3], L))
+    edited = apply_direction(codes, direction, 2.0, layer_mask([1, 3], L))
     assert torch.equal(edited[:, [1, 3]], torch.full((4, 2, D), 2.0))
     assert torch.equal(edited[:, [0, 2, 4, 5, 6, 7]], torch.zeros(4, 6, D))
-    assert torch.equal(apply_edit(codes, direction, 1.0, layer_mask("all", L)), torch.ones(4, L, D))
+    assert torch.equal(apply_direction(codes, direction, 1.0, layer_mask("all", L)), torch.ones(4, L, D))
     with pytest.raises(CiinvError, match="outside"):
         layer_mask([L], L)
 

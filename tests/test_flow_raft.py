@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from ciinv.errors import CiinvError
-from ciinv.models.flow_raft import RAFT_FILENAME, RAFTFlow, crop, load_raft, pad_to_multiple
+from ciinv.models.catalogue import CATALOGUE
+from ciinv.models.flow_raft import RAFTFlow, crop, load_raft, pad_to_multiple
 
+RAFT_FILENAME = CATALOGUE["raft"].filename
 TORCHVISION_MODULES = ("torchvision", "torchvision.models", "torchvision.models.optical_flow")
 
 

@@ -13,8 +13,7 @@ from skimage import data
 
 from ciinv.errors import CiinvError
 from ciinv.faces.landmarks import (
-    FAN_DETECTOR_FILE,
-    FAN_LANDMARKS_FILE,
+    FAN_MODELS,
     Face,
     detect_frames,
     detect_video,
@@ -27,6 +26,9 @@ from ciinv.faces.landmarks import (
     save_landmarks,
     track_main_face,
 )
+from ciinv.models.catalogue import CATALOGUE
+
+FAN_DETECTOR_FILE, FAN_LANDMARKS_FILE = (CATALOGUE[name].filename for name in FAN_MODELS)
 
 ASTRONAUT = data.astronaut()  # 512×512 RGB; her face box is about (179, 83)-(267, 171)
 

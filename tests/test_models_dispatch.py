@@ -1,8 +1,19 @@
-"""`ciinv.models.load_flow` / `load_generator` pick the loader from the spec or the file."""
+"""`ciinv.models.load_flow` / `load_generator` pick the loader from the spec or the file: a
+catalogue file by its entry's kind, any other file as before."""
 
 from __future__ import annotations
 
-from ciinv.models import is_weightless_flow, load_flow
+import dataclasses
+
+from ciinv.models import (
+    FLOW_LOADERS,
+    GENERATOR_LOADERS,
+    flow_kind,
+    generator_kind,
+    is_weightless_flow,
+    load_flow,
+)
+from ciinv.models.catalogue import CATALOGUE, GENERATOR_FAMILY
 from ciinv.models.flow_dis import DISFlow
 from ciinv.models.flownet2 import FlowNet2
 from ciinv.dev.tiny import write_tiny_flownet2
@@ -15,8 +26,42 @@ def test_flow_specs_pick_their_estimator(tmp_path):
     assert isinstance(load_flow(tmp_path / "FlowNet2_checkpoint.pth.tar"), FlowNet2)
 
 
+def test_every_generator_and_flow_kind_of_the_catalogue_has_a_loader():
+    kinds = {e.used_by: set() for e in CATALOGUE.values()}
+    for entry in CATALOGUE.values():
+        kinds[entry.used_by].add(entry.kind)
+    assert kinds["models.generator"] | kinds["models.encoder"] <= set(GENERATOR_LOADERS)
+    assert kinds["models.flow"] <= set(FLOW_LOADERS)
+    assert set(GENERATOR_LOADERS) <= set(GENERATOR_FAMILY)  # its named directions are known too
+
+
+def test_a_catalogue_file_is_loaded_by_its_kind_without_reading_it(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    assert generator_kind(models / CATALOGUE["stylegan1-ffhq"].filename) == "stylegan1-converted"  # absent
+    assert generator_kind(models / CATALOGUE["stylegan2-ada-ffhq"].filename) == "stylegan2-ada-pkl"
+    assert generator_kind(models / CATALOGUE["e4e-ffhq-encode"].filename) == "e4e-encoder"
+    assert flow_kind(models / CATALOGUE["raft"].filename) == "raft-torchvision"
+    assert flow_kind(models / CATALOGUE["flownet2"].filename) == "flownet2"
+    # The kind decides, not the name: a RAFT entry filed under any name is loaded as RAFT.
+    monkeypatch.setitem(CATALOGUE, "raft", dataclasses.replace(CATALOGUE["raft"], filename="optical/flow.pth"))
+    assert flow_kind(models / "optical" / "flow.pth") == "raft-torchvision"
+    assert flow_kind(tmp_path / "flow.pth") == "flownet2"  # not that entry's file: a file of the user's
+
+
+def test_other_files_are_recognised_as_before(tmp_path):
+    from ciinv.dev.tiny import write_tiny_stylegan1, write_tiny_stylegan2
+
+    assert flow_kind(tmp_path / "raft-things.pth") == "raft-torchvision"  # by name, as ever
+    assert flow_kind(tmp_path / "my_flownet2.pth.tar") == "flownet2"
+    write_tiny_stylegan1(tmp_path / "v1.pt", resolution=16, max_channels=16, n_mlp=2)
+    write_tiny_stylegan2(tmp_path / "v2.pt", resolution=16, max_channels=16)
+    assert generator_kind(tmp_path / "v1.pt") == "stylegan1-converted"  # by its keys
+    assert generator_kind(tmp_path / "v2.pt") == "stylegan2-rosinality"
+    assert generator_kind(tmp_path / "snapshot.pkl") == "stylegan2-ada-pkl"
+
+
 def test_generator_formats_pick_their_loader(tmp_path):
-    from ciinv.edits.stage import sefa_direction
+    from ciinv.edits.operations import sefa_direction
     from ciinv.models import load_generator
     from ciinv.models.generator import StyleGenerator
     from ciinv.models.stylegan1 import GeneratorV1

@@ -7,7 +7,8 @@ import pytest
 
 from ciinv.errors import CiinvError
 from ciinv.models import registry
-from ciinv.models.registry import REGISTRY, ModelFile, require, resolve, status, verify
+from ciinv.models.catalogue import CATALOGUE, ModelFile
+from ciinv.models.registry import require, resolve, status, verify
 
 DATA = bytes(range(256)) * 40  # 10 kB stand-in for a checkpoint
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
@@ -33,7 +34,7 @@ def tiny_entry(**changes) -> ModelFile:
 def tiny(monkeypatch, tmp_path):
     """A registry entry 'tiny' (monkeypatched in) and its models_dir."""
     entry = tiny_entry()
-    monkeypatch.setitem(REGISTRY, entry.name, entry)
+    monkeypatch.setitem(CATALOGUE, entry.name, entry)
     return entry, tmp_path / "models"
 
 
@@ -49,7 +50,7 @@ def put(models_dir: Path, entry: ModelFile, data: bytes = DATA) -> Path:
 
 def test_registry_has_the_files_the_pipeline_needs():
     by_key = {}
-    for e in REGISTRY.values():
+    for e in CATALOGUE.values():
         by_key.setdefault(e.used_by, []).append(e)
     generators = {e.name: e.kind for e in by_key["models.generator"]}
     assert generators == {
@@ -58,22 +59,22 @@ def test_registry_has_the_files_the_pipeline_needs():
         "stylegan2-ada-ffhq": "stylegan2-ada-pkl",
     }
     # load_generator picks the format by suffix (.pkl) or by the keys of a .pt.
-    assert REGISTRY["stylegan2-ffhq-config-f"].filename.endswith(".pt")
-    assert REGISTRY["stylegan1-ffhq"].filename.endswith(".pt")
-    assert REGISTRY["stylegan2-ada-ffhq"].filename.endswith(".pkl")
+    assert CATALOGUE["stylegan2-ffhq-config-f"].filename.endswith(".pt")
+    assert CATALOGUE["stylegan1-ffhq"].filename.endswith(".pt")
+    assert CATALOGUE["stylegan2-ada-ffhq"].filename.endswith(".pkl")
     assert sorted(e.filename for e in by_key["models.flow"]) == [
         "FlowNet2_checkpoint.pth.tar", "raft_large_C_T_SKHT_V2-ff5fadd5.pth"]
     assert by_key["models.vgg16"][0].url == "https://download.pytorch.org/models/vgg16-397923af.pth"
     assert [(e.name, e.filename, e.kind) for e in by_key["models.encoder"]] == [
         ("e4e-ffhq-encode", "e4e_ffhq_encode.pt", "e4e-encoder")]
-    fan = sorted(Path(e.filename).name for e in REGISTRY.values() if e.used_by == "landmarks.detector=fan")
+    fan = sorted(Path(e.filename).name for e in CATALOGUE.values() if e.used_by == "landmarks.detector=fan")
     # The names face-alignment 1.5.0 itself downloads (detection/sfd/sfd_detector.py, api.py).
     assert fan == ["2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"]
 
 
-@pytest.mark.parametrize("entry", list(REGISTRY.values()), ids=list(REGISTRY))
+@pytest.mark.parametrize("entry", list(CATALOGUE.values()), ids=list(CATALOGUE))
 def test_every_entry_is_checkable_and_consistent(entry):
-    assert REGISTRY[entry.name] is entry
+    assert CATALOGUE[entry.name] is entry
     assert entry.url.startswith("https://") and all(m.startswith("https://") for m in entry.mirrors)
     assert entry.licence and entry.note
     # Something published to check against: a full sha256, or the prefix torch hub puts in the name.
@@ -96,7 +97,7 @@ def test_model_file_rejects_inconsistent_checksums():
 
 
 def test_find_entry_by_name_filename_or_base_name():
-    s3fd = REGISTRY["s3fd"]
+    s3fd = CATALOGUE["s3fd"]
     assert registry.find_entry("s3fd") is s3fd
     assert registry.find_entry(s3fd.filename) is s3fd
     assert registry.find_entry("s3fd-619a316812.pth") is s3fd
@@ -125,7 +126,7 @@ def test_status_missing_present_wrong(tiny):
 
 def test_status_of_unpublished_checksum_and_of_plain_paths(monkeypatch, tmp_path):
     entry = tiny_entry(sha256=None, size=None, note="nothing published")
-    monkeypatch.setitem(REGISTRY, "tiny", entry)
+    monkeypatch.setitem(CATALOGUE, "tiny", entry)
     put(tmp_path, entry, b"anything")
     assert status("tiny", tmp_path) == "unverified"
     own = tmp_path / "own.pt"
@@ -136,11 +137,11 @@ def test_status_of_unpublished_checksum_and_of_plain_paths(monkeypatch, tmp_path
 
 def test_prefix_only_entry_is_verified_by_prefix(monkeypatch, tmp_path):
     good = tiny_entry(sha256=None, size=None, sha256_prefix=DATA_SHA[:10])
-    monkeypatch.setitem(REGISTRY, "tiny", good)
+    monkeypatch.setitem(CATALOGUE, "tiny", good)
     put(tmp_path, good)
     assert status("tiny", tmp_path) == "present"
     wrong_prefix = "0" * 10 if not DATA_SHA.startswith("0" * 10) else "1" * 10
-    monkeypatch.setitem(REGISTRY, "tiny", tiny_entry(sha256=None, size=None, sha256_prefix=wrong_prefix))
+    monkeypatch.setitem(CATALOGUE, "tiny", tiny_entry(sha256=None, size=None, sha256_prefix=wrong_prefix))
     assert status("tiny", tmp_path) == "wrong checksum"
 
 

@@ -19,10 +19,10 @@ from ciinv import metrics, models
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path
 from ciinv.models import registry
+from ciinv.models.catalogue import LPIPS_MODEL
 
 log = logging.getLogger(__name__)
 
-LPIPS_MODEL = "lpips-0.1.4-wheel"
 GRID_CELL = 128  # pixels per picture in a contact sheet at most
 
 # --------------------------------------------------------------------------------------------

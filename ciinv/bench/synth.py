@@ -72,7 +72,7 @@ import torch
 import torch.nn.functional as F
 
 from ciinv import metrics, models
-from ciinv.bench.common import LPIPS_MODEL, load_lpips, model_path, random_noise, render, write_grid
+from ciinv.bench.common import load_lpips, model_path, random_noise, render, write_grid
 from ciinv.bench.tables import VARIANT_LABELS, arrow, markdown_table, mean_cell, write_csv
 from ciinv.errors import CiinvError
 from ciinv.gpu import pick_device, uses_bf16
@@ -86,6 +86,7 @@ from ciinv.inversion.pti import (
 )
 from ciinv.inversion.settings import InvertSettings, PTISettings
 from ciinv.models import registry
+from ciinv.models.catalogue import LPIPS_MODEL
 
 log = logging.getLogger(__name__)
 

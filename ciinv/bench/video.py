@@ -56,6 +56,7 @@ from ciinv.gpu import pick_device
 from ciinv.io.files import atomic_path, read_json, write_json
 from ciinv.io.crops import read_crops
 from ciinv.inversion.invert import invert_clip as invert_frames_of_clip
+from ciinv.models.catalogue import CATALOGUE, INCEPTION_MODEL, NIQE_MODEL
 from ciinv.inversion.objective import VARIANTS
 from ciinv.inversion.optimizer import Nets
 from ciinv.inversion.settings import InvertSettings
@@ -68,8 +69,6 @@ log = logging.getLogger(__name__)
 DEFAULT_VARIANTS = ("i2s", "no_mac", "no_icc", "full")
 METRIC_COLUMNS = ("mse", "psnr", "lpips", "niqe", "fid", "rel_warp", "steps", "seconds")
 EDIT_METRIC_COLUMNS = ("niqe", "fid", "rel_warp")  # no reference exists for an edited frame
-NIQE_MODEL = "basicsr-1.4.2-sdist"
-INCEPTION_MODEL = "inception-fid"
 STRIP_FRAMES = 8  # frames shown per row of video.png
 BATCH = 8  # images per forward pass of the generator, LPIPS, Inception and the flow net
 
@@ -220,7 +219,7 @@ def load_edit_directions(config: dict, generator, notes: dict) -> list[tuple[dic
         name = registry.resolve_direction(spec.direction, config["models"]["generator"], config["models_dir"])
         path = registry.resolve(name, config["models_dir"])
         if not path.is_file():
-            fetch = f" (`ciinv models fetch {name}`)" if name in registry.REGISTRY else ""
+            fetch = f" (`ciinv models fetch {name}`)" if name in CATALOGUE else ""
             leave_out(notes, what, f"{path} is missing{fetch}")
             continue
         path = registry.require(name, config["models_dir"])

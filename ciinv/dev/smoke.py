@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import yaml
 
-from ciinv.models.registry import REGISTRY, direction_attributes, direction_name
+from ciinv.models.catalogue import CATALOGUE
+from ciinv.models.registry import direction_attributes, direction_name
 from ciinv.models.stylegan2 import config_f_channels
 from ciinv.dev.tiny import (
     write_tiny_e4e,
@@ -102,7 +103,7 @@ def write_paper_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, s
     edits = []
     for attribute in direction_attributes("stylegan1"):
         vector = rng.standard_normal((1, 512))
-        path = out / Path(REGISTRY[direction_name(attribute, "stylegan1")].filename).name
+        path = out / Path(CATALOGUE[direction_name(attribute, "stylegan1")].filename).name
         np.save(path, vector / np.linalg.norm(vector))
         edits.append({"name": attribute, "direction": str(path), "strength": 3.0, "layers": "all"})
     overlay = smoke | {"models": smoke["models"] | {"generator": str(generator)}, "edits": edits}

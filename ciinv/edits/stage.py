@@ -1,6 +1,9 @@
-"""Edits of the merged per-frame codes: the edit stage writes the edited codes, never pictures.
+"""Edits of the merged per-frame codes: the edit stage reads what an edit needs, applies its
+kind's operation (``OPERATIONS``; the arithmetic is ``ciinv/edits/operations.py``) and writes the
+edited codes, never pictures.
 
-An edit is one config entry. Besides its ``name`` it has exactly one of three kinds:
+An edit is one config entry (typed by ``ciinv.edits.spec.EditSpec``). Besides its ``name`` it has
+exactly one of three kinds:
 
 direction      ``{name, direction, strength, layers}``: the direction (a file of shape (D,),
                (1, D), (L, D) or (1, L, D)) times ``strength`` is added to the W+ codes of the
@@ -58,14 +61,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ciinv.edits.operations import apply_direction, apply_morph, apply_transfer, layer_mask, sefa_direction
 from ciinv.edits.spec import EditSpec, sefa_index
 from ciinv.errors import CiinvError
 from ciinv.io.codes import read_latents, write_latents
-from ciinv.io.files import finite_number, read_npy, read_torch, require_finite
+from ciinv.io.files import read_npy, read_torch, require_finite
 
 log = logging.getLogger(__name__)
-
-PAIRINGS = ("step", "first", "last")
 
 # --------------------------------------------------------------------------------------------
 # Directions
@@ -101,78 +103,44 @@ def load_direction(path: str | os.PathLike, num_ws: int, w_dim: int) -> torch.Te
     )
 
 
-def sefa_direction(generator, index: int) -> torch.Tensor:
-    """The `index`-th closed-form direction of the generator: [w_dim], unit length."""
-    weights = [  # the affine maps from w to styles: StyleGAN2's modulations, StyleGAN's style_mod
-        tensor
-        for key, tensor in generator.state_dict().items()
-        if ("modulation" in key and key.endswith("weight") and "to_rgbs" not in key)
-        or key.endswith("style_mod.lin.weight")
-    ]
-    stacked = torch.cat(weights, dim=0).float()  # [sum of input channels, w_dim]
-    _, _, right = torch.linalg.svd(stacked, full_matrices=False)
-    if not 0 <= index < right.shape[0]:
-        raise CiinvError(f"sefa:{index}: this generator has directions 0..{right.shape[0] - 1}")
-    return right[index]
-
-
-def layer_mask(layers, num_ws: int) -> torch.Tensor:
-    """[num_ws] float mask of the W+ layers an edit touches (`"all"` or a list of indices)."""
-    if layers in (None, "all"):
-        return torch.ones(num_ws)
-    bad = [i for i in layers if not 0 <= int(i) < num_ws]
-    if bad:
-        raise CiinvError(f"edit layers {bad} are outside this generator's W+ range 0..{num_ws - 1}")
-    mask = torch.zeros(num_ws)
-    mask[[int(i) for i in layers]] = 1.0
-    return mask
-
-
-def apply_edit(codes: torch.Tensor, direction: torch.Tensor, strength: float, mask: torch.Tensor) -> torch.Tensor:
-    """codes [F, L, D] + strength · direction [L, D] on the layers where mask [L] is 1."""
-    return codes + strength * (mask[:, None] * direction)[None]
-
-
-# --------------------------------------------------------------------------------------------
-# Morphing and semantic transfer: edits made of another clip's codes
-
-
-def pair_frames(frames: int, other_frames: int, pairing: str = "step") -> torch.Tensor:
-    """j(i) for i = 0 … frames−1: the other clip's frame paired with each frame, [frames] int64."""
-    if pairing == "step":
-        return torch.arange(frames).clamp(max=other_frames - 1)
-    if pairing == "first":
-        return torch.zeros(frames, dtype=torch.long)
-    if pairing == "last":
-        return torch.full((frames,), other_frames - 1, dtype=torch.long)
-    raise CiinvError(f"edit pairing {pairing!r} is not one of {list(PAIRINGS)}")
-
-
-def apply_morph(codes: torch.Tensor, other: torch.Tensor, alpha: float, mask: torch.Tensor,
-                pairing: str = "step") -> torch.Tensor:
-    """(1 − α)·codes [F, L, D] + α·other [M, L, D] (frames paired by ``pairing``) on the mask's layers.
-
-    Written as a weighted sum, not codes + α·(other − codes), so that α = 0 and α = 1 give
-    either clip's codes bit for bit.
-    """
-    paired = other[pair_frames(codes.shape[0], other.shape[0], pairing)]
-    mixed = (1 - alpha) * codes + alpha * paired
-    return torch.where(mask.bool()[None, :, None], mixed, codes)
-
-
-def apply_transfer(codes: torch.Tensor, reference: torch.Tensor, strength: float, mask: torch.Tensor,
-                   pairing: str = "step") -> torch.Tensor:
-    """codes [F, L, D] + strength·(reference_j(i) − reference_0) on the mask's layers.
-
-    reference: [M, L, D], the merged codes of the reference clip. A reference whose codes do
-    not change leaves the codes exactly as they are.
-    """
-    change = reference[pair_frames(codes.shape[0], reference.shape[0], pairing)] - reference[:1]  # [F, L, D]
-    return codes + strength * (mask[None, :, None] * change)
-
-
 # --------------------------------------------------------------------------------------------
 # The edit stage
+
+
+def _add_direction(codes: torch.Tensor, direction: torch.Tensor, spec: EditSpec, mask: torch.Tensor) -> torch.Tensor:
+    return apply_direction(codes, direction, spec.strength, mask)
+
+
+def _morph(codes: torch.Tensor, other: torch.Tensor, spec: EditSpec, mask: torch.Tensor) -> torch.Tensor:
+    return apply_morph(codes, other, spec.alpha, mask, spec.pairing)
+
+
+def _transfer(codes: torch.Tensor, reference: torch.Tensor, spec: EditSpec, mask: torch.Tensor) -> torch.Tensor:
+    if spec.pairing == "first":
+        raise CiinvError(f"edit {spec.name!r}: pairing 'first' pairs every frame with the reference's "
+                         "first frame, so nothing would be transferred; use 'step' or 'last'")
+    return apply_transfer(codes, reference, spec.strength, mask, spec.pairing)
+
+
+# kind -> operation(codes [F, L, D], target, spec, layer mask [L]) -> edited codes [F, L, D], where
+# the target is what the kind's key names, read by ``read_target``: a direction [L, D] or the
+# other clip's codes [M, L, D]. A new kind is one line here plus its entry in the schema, which
+# the planning and the CLI read (ciinv/edits/spec.py).
+OPERATIONS = {"direction": _add_direction, "morph_with": _morph, "transfer_from": _transfer}
+
+
+def read_target(spec: EditSpec, generator, num_ws: int, w_dim: int, direction_path=None, other_path=None):
+    """What the edit's key names: its direction [num_ws, w_dim] (``sefa:K`` computed from the
+    generator, else read from ``direction_path`` or the spec's path), or the other clip's codes
+    [M, num_ws, w_dim] (from ``other_path`` or the spec's path)."""
+    if spec.other_video is not None:
+        return read_latents(other_path or spec.other_video, generator, role=spec.kind)
+    try:
+        if spec.is_sefa:
+            return sefa_direction(generator, sefa_index(spec.direction)).cpu().expand(num_ws, w_dim)
+        return load_direction(direction_path or spec.direction, num_ws, w_dim)
+    except CiinvError as exc:  # the same file may serve several edits: say which one failed
+        raise CiinvError(f"edit {spec.name!r}: {exc}") from None
 
 
 def edit_codes(codes: torch.Tensor, edit: dict, generator, direction_path: str | os.PathLike | None = None,
@@ -184,36 +152,12 @@ def edit_codes(codes: torch.Tensor, edit: dict, generator, direction_path: str |
     ``morph_with`` / ``transfer_from``, read as a path).
     """
     spec = EditSpec.from_entry(edit)
-    kind = spec.kind
-    if kind is None:
+    if spec.kind is None:
         return codes
     num_ws, w_dim = codes.shape[1:]
-    mask = layer_mask(edit.get("layers", "all"), num_ws)
-    pairing = edit.get("pairing", "step")
-    name = edit.get("name")
-    if kind == "direction":
-        strength = finite_number(edit.get("strength"), f"edit {name!r}: strength")
-        try:
-            if spec.is_sefa:
-                direction = sefa_direction(generator, sefa_index(spec.direction)).cpu().expand(num_ws, w_dim)
-            else:
-                direction = load_direction(direction_path or spec.direction, num_ws, w_dim)
-        except CiinvError as exc:  # the same file may serve several edits: say which one failed
-            raise CiinvError(f"edit {name!r}: {exc}") from None
-        return apply_edit(codes, direction, strength, mask)
-
-    other = read_latents(other_path or spec.other_video, generator, role=kind)
-    if kind == "morph_with":
-        alpha = finite_number(edit.get("alpha"), f"edit {name!r}: alpha")
-        if not 0 <= alpha <= 1:
-            raise CiinvError(f"edit {edit['name']!r}: alpha must be between 0 (this video) and 1 (the other), "
-                             f"got {alpha}")
-        return apply_morph(codes, other, alpha, mask, pairing)
-    if pairing == "first":
-        raise CiinvError(f"edit {edit['name']!r}: pairing 'first' pairs every frame with the reference's "
-                         "first frame, so nothing would be transferred; use 'step' or 'last'")
-    strength = finite_number(edit.get("strength"), f"edit {name!r}: strength")
-    return apply_transfer(codes, other, strength, mask, pairing)
+    mask = layer_mask(spec.layers, num_ws)
+    target = read_target(spec, generator, num_ws, w_dim, direction_path, other_path)
+    return OPERATIONS[spec.kind](codes, target, spec, mask)
 
 
 def write_edit(

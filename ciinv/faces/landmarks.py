@@ -4,8 +4,9 @@ Two detectors give 68 points per face in the iBUG-300W order (jaw 0-16, brows 17
 27-35, eyes 36-47, mouth 48-67):
 
 - ``fan``: face-alignment's S3FD face detector + 2D-FAN-4 (accurate; GPU if there is one).
-  Its two weight files live in ``models_dir`` under the names face-alignment 1.5.0 gives them;
-  nothing is ever downloaded here (``fan_model_files`` lists them for the workflow).
+  Its two weight files are the catalogue's ``s3fd`` and ``2dfan4`` (``ciinv/models/catalogue.py``),
+  in ``models_dir`` under the names face-alignment 1.5.0 gives them; nothing is ever downloaded
+  here (``fan_model_files`` lists them for the workflow).
 - ``dlib``: dlib's HOG frontal detector + the 68-point shape predictor that ships inside the
   ``face_recognition_models`` package (works offline on a CPU).
 
@@ -32,14 +33,14 @@ import numpy as np
 
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path, read_npz
+from ciinv.models.registry import resolve
 
 DETECTORS = ("fan", "dlib")
 
-# The file names face-alignment 1.5.0 downloads (the basenames of the URLs in
-# face_alignment/detection/sfd/sfd_detector.py and face_alignment/api.py); the hex part is
-# the published sha256 prefix. tests/test_landmarks.py checks them against the installed package.
-FAN_DETECTOR_FILE = "s3fd-619a316812.pth"
-FAN_LANDMARKS_FILE = "2DFAN4-11f355bf06.pth.tar"
+# The catalogue names of FAN's weights: the S3FD face detector and 2D-FAN-4. Their file names must
+# be the ones face-alignment 1.5.0 downloads (tests/test_landmarks.py checks them against the
+# installed package): it reads the landmark weights from torch hub's folder by that name.
+FAN_MODELS = ("s3fd", "2dfan4")
 
 # dlib detects on a copy whose long side is at most this many pixels (HOG cost grows with area).
 # HOG finds faces of ~80 px and up; copies no larger than _DLIB_UPSAMPLE_BELOW, and frames where
@@ -106,8 +107,7 @@ def dlib_predictor_path() -> Path:
 
 def fan_model_files(models_dir: str | os.PathLike = "models") -> list[Path]:
     """The files the ``fan`` detector reads: [S3FD face detector, 2D-FAN-4 landmarks], in ``models_dir``."""
-    models_dir = Path(models_dir)
-    return [models_dir / FAN_DETECTOR_FILE, models_dir / FAN_LANDMARKS_FILE]
+    return [resolve(name, models_dir) for name in FAN_MODELS]
 
 
 def _check_fan_files(models_dir: str | os.PathLike) -> list[Path]:

@@ -6,6 +6,11 @@
     load_vgg16(path)     -> VGG16Features  V(images in [0, 1]) -> [relu1_1, relu1_2, relu3_2, relu4_2]
     load_encoder(path)   -> Encoder4Editing E(images [N, 3, H, W] in [0, 1]) -> W+ codes [N, num_ws, w_dim]
 
+Which loader reads a file is decided by its catalogue kind (``ciinv/models/catalogue.py``):
+a catalogue file (a path ending in the entry's filename) has its entry's kind; any other file
+is recognised as it always was (``generator_kind``, ``flow_kind``). A new network is a
+catalogue entry of a new kind and one line in GENERATOR_LOADERS or FLOW_LOADERS.
+
 Every loader reads the architecture from the checkpoint, so the tiny random checkpoints that
 `ciinv smoke-models` writes go through exactly the same code as the real weights.
 The network modules are imported when first used: `ciinv models` and the registry need no torch.
@@ -13,12 +18,33 @@ The network modules are imported when first used: `ciinv models` and the registr
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ciinv.models.registry import entry_of_file
+
 if TYPE_CHECKING:
     from ciinv.models.generator import StyleGenerator
+
+# The loader of each catalogue kind, as "module:function"; the module is imported on first use.
+GENERATOR_LOADERS = {
+    "stylegan2-rosinality": "ciinv.models.stylegan2:load_stylegan2_rosinality",
+    "stylegan2-ada-pkl": "ciinv.models.ada_pickle:load_ada_pickle",
+    "stylegan1-converted": "ciinv.models.stylegan1:load_stylegan1",
+    "e4e-encoder": "ciinv.models.stylegan2:load_stylegan2_e4e",  # the StyleGAN2 decoder inside it
+}
+FLOW_LOADERS = {
+    "flownet2": "ciinv.models.flownet2:load_flownet2",
+    "raft-torchvision": "ciinv.models.flow_raft:load_raft",
+}
+
+
+def _loader(target: str):
+    """The function that ``"module:function"`` names, its module imported now."""
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def is_stylegan1(path: str | os.PathLike) -> bool:
@@ -50,30 +76,34 @@ def is_e4e(path: str | os.PathLike) -> bool:
     return isinstance(state, dict) and any(str(k).startswith("encoder.") for k in state)
 
 
+def generator_kind(path: str | os.PathLike) -> str:
+    """The kind of a generator file (a key of GENERATOR_LOADERS): a catalogue file's is its
+    entry's; any other file is recognised by its format, in this order:
+
+    *.pkl                                  stylegan2-ada-pkl     NVlabs stylegan2-ada
+    {'g_mapping.*', 'g_synthesis.*'} .pt   stylegan1-converted   the paper's converted FFHQ generator
+    {'state_dict': {'encoder.*', ...}} .pt e4e-encoder           the StyleGAN2 inside an e4e checkpoint
+    anything else                          stylegan2-rosinality  {'g_ema', 'latent_avg'}
+    """
+    entry = entry_of_file(path)
+    if entry is not None and entry.kind in GENERATOR_LOADERS:
+        return entry.kind
+    if Path(path).suffix == ".pkl":
+        return "stylegan2-ada-pkl"
+    if is_stylegan1(path):
+        return "stylegan1-converted"
+    if is_e4e(path):
+        return "e4e-encoder"
+    return "stylegan2-rosinality"
+
+
 def load_generator(path: str | os.PathLike) -> "StyleGenerator":
     """A generator with one interface (``ciinv.models.generator.StyleGenerator``), whatever the
-    checkpoint format:
-
-    *.pkl                                  NVlabs stylegan2-ada (read without running the pickle)
-    {'g_mapping.*', 'g_synthesis.*'} .pt   StyleGAN (v1), the paper's converted FFHQ generator
-    {'state_dict': {'decoder.*'}} .pt      the StyleGAN2 inside an e4e checkpoint (rosinality's layout)
-    {'g_ema', 'latent_avg'} .pt            StyleGAN2, rosinality's format
+    checkpoint format (``generator_kind``): NVlabs stylegan2-ada pickles are read without running
+    them, StyleGAN (v1) is the paper's converted FFHQ generator, an e4e checkpoint gives the
+    StyleGAN2 inside it (rosinality's layout), and rosinality's own .pt files.
     """
-    if Path(path).suffix == ".pkl":
-        from ciinv.models.ada_pickle import load_ada_pickle
-
-        return load_ada_pickle(path)
-    if is_stylegan1(path):
-        from ciinv.models.stylegan1 import load_stylegan1
-
-        return load_stylegan1(path)
-    if is_e4e(path):
-        from ciinv.models.stylegan2 import load_stylegan2_e4e
-
-        return load_stylegan2_e4e(path)
-    from ciinv.models.stylegan2 import load_stylegan2_rosinality
-
-    return load_stylegan2_rosinality(path)
+    return _loader(GENERATOR_LOADERS[generator_kind(path)])(path)
 
 
 def save_generator(generator, path: str | os.PathLike, half=()) -> None:
@@ -114,25 +144,30 @@ def is_weightless_flow(spec: str | os.PathLike) -> bool:
     return spec == "dis" or spec.startswith("dis:")
 
 
+def flow_kind(path: str | os.PathLike) -> str:
+    """The kind of a flow network file (a key of FLOW_LOADERS): a catalogue file's is its entry's;
+    any other file is taken by its name, as ever: ``raft*`` is torchvision's RAFT-large (whose
+    loader also explains princeton-vl's raft-*.pth), anything else FlowNet2 in NVIDIA's layout.
+    """
+    entry = entry_of_file(path)
+    if entry is not None and entry.kind in FLOW_LOADERS:
+        return entry.kind
+    return "raft-torchvision" if Path(path).name.lower().startswith("raft") else "flownet2"
+
+
 def load_flow(spec: str | os.PathLike):
     """A flow estimator with one interface, `flow = F(a, b)`, `warp(b, flow) ≈ a`:
 
     'dis' | 'dis:<ultrafast|fast|medium>'  OpenCV DIS (no weights; CPU)
-    a file named raft*.pth                 RAFT-large (torchvision, optional extra)
-    any other file                         FlowNet2, NVIDIA's FlowNet2_checkpoint.pth.tar layout
+    a file                                 the network of its kind (``flow_kind``): FlowNet2, or
+                                           RAFT-large (torchvision, optional extra)
     """
     spec = os.fspath(spec)
     if is_weightless_flow(spec):
         from ciinv.models.flow_dis import load_dis
 
         return load_dis(spec.partition(":")[2] or "medium")
-    if Path(spec).name.lower().startswith("raft"):
-        from ciinv.models.flow_raft import load_raft
-
-        return load_raft(spec)
-    from ciinv.models.flownet2 import load_flownet2
-
-    return load_flownet2(spec)
+    return _loader(FLOW_LOADERS[flow_kind(spec)])(spec)
 
 
 def load_vgg16(path: str | os.PathLike):

@@ -37,6 +37,22 @@ def key_mismatch(expected: Iterable[str], found: Iterable[str]) -> str | None:
     return "; ".join(parts) or None
 
 
+def state_dict_mismatch(model: torch.nn.Module, state: dict) -> str | None:
+    """Why ``model.load_state_dict(state, strict=False)`` would not give the whole model: its
+    parameters missing, keys it does not have (``key_mismatch``), and shapes that differ; None
+    when it fits. Buffers may be absent: the model keeps its own (blur kernels, noise maps).
+    """
+    ours = model.state_dict()
+    parameters = dict(model.named_parameters())
+    loaded = [key for key in state if key in parameters or key not in ours]  # buffers left out
+    problems = [key_mismatch(parameters, loaded)]
+    wrong = [f"{key} {list(state[key].shape)} (expected {list(ours[key].shape)})"
+             for key in ours if key in state and tuple(state[key].shape) != tuple(ours[key].shape)]
+    if wrong:
+        problems.append(f"wrong shapes: {', '.join(wrong)}")
+    return "; ".join(p for p in problems if p) or None
+
+
 @torch.no_grad()
 def mean_mapped_latent(generator, n: int, seed: int, chunk: int = 2000) -> Tensor:
     """Mean of generator.mapping(z) over ``n`` z ~ N(0, I) drawn from a fixed seed: [w_dim].

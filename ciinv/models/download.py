@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ciinv.errors import CiinvError
 from ciinv.models import registry
-from ciinv.models.registry import ModelFile
+from ciinv.models.catalogue import CATALOGUE, ModelFile
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def _check(partial: Path, url: str, size: int | None, sha256: str | None, prefix
         raise CiinvError(
             f"download from {url} is not the expected file: {problem}. It was deleted. "
             f"Fix: try again later or from another source; if the host changed the file, the "
-            f"registry entry (ciinv/models/registry.py) needs the new published checksum."
+            f"catalogue entry (ciinv/models/catalogue.py) needs the new published checksum."
         )
 
 
@@ -193,7 +193,7 @@ def fetch_models(names, models_dir: str | os.PathLike, progress: bool = True) ->
         entry = registry.find_entry(key)
         if entry is None:
             raise CiinvError(
-                f"{key!r} is not a registry model name; known: {', '.join(sorted(registry.REGISTRY))}"
+                f"{key!r} is not a registry model name; known: {', '.join(sorted(CATALOGUE))}"
             )
         dest = registry.resolve(entry.name, models_dir)
         state = registry.status(entry.name, models_dir)

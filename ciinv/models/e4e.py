@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.catalogue import CATALOGUE
 from ciinv.models.checkpoint import key_mismatch, load_weights
 
 INPUT_SIZE = 256  # e4e's transforms resize every input to 256²
@@ -60,7 +61,8 @@ MIDDLE_END = 7  # styles 3..6 read p2 (32²), the rest p1 (64²)
 STAGES = 4
 SE_REDUCTION = 16
 STYLE_LRELU_SLOPE = 0.01  # nn.LeakyReLU()'s default, as e4e's style blocks use it
-FIX = "re-download e4e_ffhq_encode.pt (`ciinv models fetch e4e-ffhq-encode`)"
+E4E_WEIGHTS = CATALOGUE["e4e-ffhq-encode"]  # the catalogue entry of the published encoder, named in the errors
+FIX = f"re-download {E4E_WEIGHTS.filename} (`ciinv models fetch {E4E_WEIGHTS.name}`)"
 
 
 class SEModule(nn.Module):

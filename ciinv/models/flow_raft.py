@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.catalogue import CATALOGUE
 from ciinv.models.checkpoint import key_mismatch, load_weights
 
-RAFT_FILENAME = "raft_large_C_T_SKHT_V2-ff5fadd5.pth"
-RAFT_URL = f"https://download.pytorch.org/models/{RAFT_FILENAME}"
+RAFT_WEIGHTS = CATALOGUE["raft"]  # the catalogue entry of torchvision's weights, named in the errors
 SIZE_MULTIPLE = 8
 MIN_SIZE = 128
 NUM_FLOW_UPDATES = 12  # torchvision's default; the RAFT paper evaluates Sintel with 32
@@ -115,10 +115,10 @@ class RAFTFlow(nn.Module):
 
 
 def _read_state_dict(path: Path) -> dict:
-    state = load_weights(path, fix=f"re-download {RAFT_FILENAME} ({RAFT_URL})")
+    state = load_weights(path, fix=f"re-download {RAFT_WEIGHTS.filename} ({RAFT_WEIGHTS.url})")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CiinvError(f"{path}: expected torchvision's RAFT-large state dict (a dict of tensors), "
-                         f"as in {RAFT_FILENAME}")
+                         f"as in {RAFT_WEIGHTS.filename}")
     return state
 
 
@@ -133,7 +133,7 @@ def load_raft(path, num_flow_updates: int = NUM_FLOW_UPDATES) -> RAFTFlow:
     """
     path = Path(path)
     if not path.is_file():
-        raise CiinvError(f"{path}: RAFT checkpoint not found; fetch {RAFT_FILENAME} ({RAFT_URL}) "
+        raise CiinvError(f"{path}: RAFT checkpoint not found; fetch {RAFT_WEIGHTS.filename} ({RAFT_WEIGHTS.url}) "
                          "with the download_models rule")
     raft_large = _raft_large_builder()
     state = _read_state_dict(path)
@@ -143,8 +143,8 @@ def load_raft(path, num_flow_updates: int = NUM_FLOW_UPDATES) -> RAFTFlow:
     mismatch = key_mismatch(expected, state)
     if mismatch:
         raise CiinvError(f"{path}: not a torchvision RAFT-large state dict: {mismatch}; "
-                         f"use torchvision's {RAFT_FILENAME} ({RAFT_URL}); princeton-vl/RAFT's raft-*.pth "
-                         "files use other key names")
+                         f"use torchvision's {RAFT_WEIGHTS.filename} ({RAFT_WEIGHTS.url}); "
+                         "princeton-vl/RAFT's raft-*.pth files use other key names")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:  # right names, wrong shapes

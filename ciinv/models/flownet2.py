@@ -38,11 +38,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.catalogue import CATALOGUE
 from ciinv.models.checkpoint import key_mismatch, load_weights
 from ciinv.models.warp import warp
 
 DIV_FLOW = 20.0  # the sub-nets predict flow / 20 (FlowNet's training-time scaling)
 RGB_MAX = 1.0  # inputs in [0, 1]; NVIDIA's rgb_max=255 for [0, 255] inputs is the same thing
+FLOWNET2_WEIGHTS = CATALOGUE["flownet2"]  # the catalogue entry of NVIDIA's weights, named in the errors
 MAX_DISPLACEMENT = 20  # FlowNetC correlation: displacements -20..20 px at 1/8 resolution ...
 DISPLACEMENT_STRIDE = 2  # ... in steps of 2, i.e. 21 x 21 = 441 output channels
 CORRELATION_CHANNELS = (2 * (MAX_DISPLACEMENT // DISPLACEMENT_STRIDE) + 1) ** 2
@@ -478,9 +480,9 @@ def _layer_widths(state: dict, path: Path) -> dict[str, dict[str, int]]:
 
 def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
-        raise CiinvError(f"{path}: FlowNet2 checkpoint not found; fetch FlowNet2_checkpoint.pth.tar "
+        raise CiinvError(f"{path}: FlowNet2 checkpoint not found; fetch {FLOWNET2_WEIGHTS.filename} "
                          "(NVIDIA/flownet2-pytorch) with the download_models rule")
-    ckpt = load_weights(path, fix="re-download FlowNet2_checkpoint.pth.tar with the download_models rule")
+    ckpt = load_weights(path, fix=f"re-download {FLOWNET2_WEIGHTS.filename} with the download_models rule")
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CiinvError(f"{path}: expected NVIDIA's FlowNet2 format {{'epoch', 'state_dict', 'best_EPE'}} "
@@ -500,7 +502,7 @@ def load_flownet2(path) -> FlowNet2:
     mismatch = key_mismatch(expected, state)
     if mismatch:
         raise CiinvError(f"{path}: not a FlowNet2 checkpoint in NVIDIA's flownet2-pytorch layout: "
-                         f"{mismatch}; re-download FlowNet2_checkpoint.pth.tar with the download_models rule")
+                         f"{mismatch}; re-download {FLOWNET2_WEIGHTS.filename} with the download_models rule")
 
     with torch.device("meta"):  # the file's tensors become the parameters (assign=True): no copy
         model = FlowNet2(_layer_widths(state, path))

@@ -31,12 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.catalogue import CATALOGUE, INCEPTION_MODEL
 from ciinv.models.checkpoint import load_weights
 
 INPUT_SIZE = 299
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon in this graph
 NUM_CLASSES = 1008  # the TensorFlow graph's classifier (1000 ImageNet classes + 8 unused)
-REGISTRY_NAME = "inception-fid"
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,8 +295,8 @@ class FIDInception(nn.Module):
 
 
 def _how_to_get() -> str:
-    return (f"fetch it with `ciinv models fetch {REGISTRY_NAME}` (pytorch-fid's "
-            "pt_inception-2015-12-05-6726825d.pth)")
+    return (f"fetch it with `ciinv models fetch {INCEPTION_MODEL}` (pytorch-fid's "
+            f"{CATALOGUE[INCEPTION_MODEL].filename})")
 
 
 def load_inception(path: str | os.PathLike) -> FIDInception:

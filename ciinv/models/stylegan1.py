@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path
-from ciinv.models.checkpoint import load_weights, mean_mapped_latent
+from ciinv.models.checkpoint import load_weights, mean_mapped_latent, state_dict_mismatch
 from ciinv.models.stylegan2 import styles_fp32
 
 LRELU_SLOPE = 0.2
@@ -417,28 +417,6 @@ def _architecture(state: dict, path) -> dict:
     return dict(resolution=resolution, channels=channels, w_dim=w_dim, z_dim=z_dim, n_mlp=n_mlp)
 
 
-def _check_keys(model: GeneratorV1, state: dict, path) -> None:
-    """Every parameter present with the right shape, blur kernels optional, nothing unexpected."""
-    ours = model.state_dict()
-    missing = [key for key, _ in model.named_parameters() if key not in state]
-    unexpected = [key for key in state if key not in ours]
-    wrong = [
-        f"{key} {list(state[key].shape)} (expected {list(ours[key].shape)})"
-        for key in ours
-        if key in state and tuple(state[key].shape) != tuple(ours[key].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing parameters: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
-    if wrong:
-        problems.append(f"wrong shapes: {', '.join(wrong)}")
-    if problems:
-        raise CiinvError(f"{path}: not a consistent StyleGAN v1 state dict ({'; '.join(problems)}); "
-                         f"{_fix_hint(path)}")
-
-
 def _read_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise CiinvError(f"{path}: StyleGAN v1 checkpoint not found; fetch it with the download_models rule "
@@ -501,7 +479,9 @@ def load_stylegan1(path) -> GeneratorV1:
     stat = path.stat() if path.is_file() else None
     state = _read_checkpoint(path)
     model = GeneratorV1(**_architecture(state, path))
-    _check_keys(model, state, path)
+    problem = state_dict_mismatch(model, state)
+    if problem:
+        raise CiinvError(f"{path}: not a consistent StyleGAN v1 state dict ({problem}); {_fix_hint(path)}")
     model.load_state_dict(state, strict=False)  # only the blur kernels can be absent (checked above)
     model.eval().requires_grad_(False)
 

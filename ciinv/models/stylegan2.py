@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
-from ciinv.models.checkpoint import load_weights, mean_mapped_latent
+from ciinv.models.checkpoint import load_weights, mean_mapped_latent, state_dict_mismatch
 
 BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)
 LRELU_SLOPE = 0.2
@@ -416,31 +416,6 @@ def _architecture(state: dict, path) -> dict:
     return dict(resolution=resolution, channels=channels, w_dim=w_dim, z_dim=z_dim, n_mlp=n_mlp)
 
 
-def _check_keys(model: Generator, state: dict, path) -> None:
-    """Every parameter present with the right shape, buffers optional, nothing unexpected."""
-    ours = model.state_dict()
-    params = dict(model.named_parameters())
-    missing = [key for key in params if key not in state]
-    unexpected = [key for key in state if key not in ours]
-    wrong = [
-        f"{key} {list(state[key].shape)} (expected {list(ours[key].shape)})"
-        for key in ours
-        if key in state and tuple(state[key].shape) != tuple(ours[key].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing parameters: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
-    if wrong:
-        problems.append(f"wrong shapes: {', '.join(wrong)}")
-    if problems:
-        raise CiinvError(
-            f"{path}: not a consistent rosinality StyleGAN2 'g_ema' state dict ({'; '.join(problems)}); "
-            "re-download or re-convert the checkpoint"
-        )
-
-
 def _read_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise CiinvError(f"{path}: StyleGAN2 checkpoint not found; fetch it with the download_models rule "
@@ -498,7 +473,10 @@ def generator_from_state_dict(state: dict, latent_avg: Tensor | None, source,
     also brings its ``conv_clamp``; see ``Generator``).
     """
     model = Generator(**_architecture(state, source), conv_clamp=conv_clamp)
-    _check_keys(model, state, source)
+    problem = state_dict_mismatch(model, state)
+    if problem:
+        raise CiinvError(f"{source}: not a consistent rosinality StyleGAN2 'g_ema' state dict ({problem}); "
+                         "re-download or re-convert the checkpoint")
     model.load_state_dict(state, strict=False)  # only buffers can be absent (checked above)
 
     if latent_avg is None:

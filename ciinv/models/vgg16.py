@@ -18,7 +18,10 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.catalogue import CATALOGUE
 from ciinv.models.checkpoint import load_weights
+
+VGG16_WEIGHTS = CATALOGUE["vgg16"]  # the catalogue entry of torchvision's weights, named in the errors
 
 # torchvision's configuration "D" (VGG16): channels per 3x3 conv, "M" = 2x2 max-pool.
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -61,7 +64,7 @@ class VGG16Features(nn.Module):
 
 def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
-        raise CiinvError(f"{path}: VGG16 weights not found; fetch torchvision's vgg16-397923af.pth with the "
+        raise CiinvError(f"{path}: VGG16 weights not found; fetch torchvision's {VGG16_WEIGHTS.filename} with the "
                          "download_models rule or point the config at it")
     state = load_weights(path)
     if not isinstance(state, dict):
@@ -76,7 +79,7 @@ def _conv_widths(state: dict, path: Path) -> list[int]:
     missing = [key for key in needed if key not in state]
     if missing:
         raise CiinvError(f"{path}: not a torchvision VGG16 state dict, missing {', '.join(missing)}; "
-                         "re-download vgg16-397923af.pth")
+                         f"re-download {VGG16_WEIGHTS.filename}")
     widths, c_in = [], 3
     for i in CONV_INDICES:
         weight, bias = state[f"features.{i}.weight"], state[f"features.{i}.bias"]

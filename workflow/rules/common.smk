@@ -12,7 +12,8 @@ from ciinv.edits.spec import EditSpec
 from ciinv.errors import CiinvError
 from ciinv.io.folder import find_videos
 from ciinv.models import is_weightless_flow
-from ciinv.models.registry import REGISTRY, resolve, resolve_direction
+from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
+from ciinv.models.registry import resolve, resolve_direction
 from ciinv.inversion.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS, PTI_EXECUTION_KEYS
 from ciinv.io.meta import read_meta
 from ciinv.inversion.windows import shard_count
@@ -94,7 +95,7 @@ def all_outputs(wildcards):
 
 # --- models ---------------------------------------------------------------------------------
 
-FAN_MODELS = [name for name, entry in REGISTRY.items() if entry.used_by == "landmarks.detector=fan"]
+FAN_MODELS = [name for name, entry in CATALOGUE.items() if entry.used_by == "landmarks.detector=fan"]
 
 
 def landmark_models(wildcards):
@@ -119,7 +120,7 @@ def configured_models():
     if config["landmarks"]["detector"] == "fan":
         names += FAN_MODELS
     names += [LPIPS_MODEL] if pti_needs_lpips() else []
-    return sorted({model_path(n) for n in names if n in REGISTRY})
+    return sorted({model_path(n) for n in names if n in CATALOGUE})
 
 
 # --- the generator a video is rendered with (pivotal tuning) --------------------------------
@@ -176,7 +177,7 @@ def edit_inputs(wildcards):
         # which download_model fetches), is left out of the inputs: Snakemake would refuse to plan
         # any job at all. The edit job itself then fails with a message naming the edit and the
         # file, and the other edits go on.
-        if path is not None and (path in REGISTRY or os.path.isfile(model_path(path))):
+        if path is not None and (path in CATALOGUE or os.path.isfile(model_path(path))):
             inputs["direction"] = model_path(path)
     if spec.other_video is not None:
         inputs["other"] = other_latents(spec.other_video)
@@ -192,7 +193,6 @@ def edit_entry(wildcards):
 
 # --- report ---------------------------------------------------------------------------------
 
-LPIPS_MODEL = "lpips-0.1.4-wheel"
 REPORT_FILES = ("stills.png", "preview.png", "losses.png", "metrics.html")
 
 

@@ -10,7 +10,7 @@ rule download_model:
     output:
         f"{MODELS_DIR}/{{filename}}",
     wildcard_constraints:
-        filename="|".join(re.escape(entry.filename) for entry in REGISTRY.values()),
+        filename="|".join(re.escape(entry.filename) for entry in CATALOGUE.values()),
     localrule: True
     log:
         f"{MODELS_DIR}/logs/{{filename}}.log",
