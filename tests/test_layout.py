@@ -14,7 +14,9 @@ PACKAGE = REPO / "ciinv"
 
 
 def modules() -> list[Path]:
-    return sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py")
+    """Every module with code: a package's `__init__.py` counts only if it defines functions."""
+    return sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"
+                  or any(isinstance(n, ast.FunctionDef) for n in ast.parse(p.read_text()).body))
 
 
 def test_design_md_maps_every_module_and_only_existing_ones():
