@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def cmd_landmarks(args) -> None:
     from ciinv.faces.landmarks import detect_video, save_landmarks
     from ciinv.io.video import read_meta
 
+    use_threads(args.threads)
     result = detect_video(
         args.video, detector=args.detector, max_gap=args.max_gap,
         # dlib runs on the CPU: it must not hold a GPU that an invert job is waiting for.
@@ -65,6 +67,7 @@ def cmd_align(args) -> None:
     from ciinv.faces.align import align_video
     from ciinv.io.video import read_meta
 
+    use_threads(args.threads)
     align_video(
         args.video, args.landmarks, args.out, args.crops, resolution=args.resolution,
         center_sigma=args.center_sigma, axes_sigma=args.axes_sigma, meta=read_meta(args.meta) if args.meta else None,
@@ -135,6 +138,7 @@ def cmd_assemble(args) -> None:
     from ciinv.faces.render import load_renderer
     from ciinv.io.video import read_meta
 
+    use_threads(args.threads)
     generator, device = _renderer_generator(args)
     faces = load_renderer(args.codes, generator, args.noise, device=device, batch=args.batch,
                           rerun="rerun the edit stage for this video and edit")
@@ -345,6 +349,41 @@ def section_values(args: argparse.Namespace, section: str) -> dict:
     return {name: getattr(args, name) for name in setting(section)["properties"] if hasattr(args, name)}
 
 
+# --- CPU threads ----------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is less than 1")
+    return value
+
+
+def threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: the CPU threads a stage may use (in the workflow, its rule's ``threads:``)."""
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for decoding, encoding, OpenCV and "
+                        "torch (default: each tool's own choice, about one per core)")
+
+
+def use_threads(count: int | None) -> None:
+    """Hold this process to ``count`` CPU threads: torch's, OpenCV's and those of every ffmpeg it
+    starts (None: leave each tool to its own choice)."""
+    if count is None:
+        return
+    import cv2
+
+    from ciinv.io.video import set_ffmpeg_threads
+
+    # torch sizes its thread pool from OMP_NUM_THREADS when it loads (not every stage loads it);
+    # one loaded already is told directly.
+    os.environ["OMP_NUM_THREADS"] = str(count)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(count)
+    cv2.setNumThreads(count)
+    set_ffmpeg_threads(count)
+
+
 def _render_options(p: argparse.ArgumentParser) -> None:
     """The options of a subcommand that renders codes with the generator (ciinv/faces/render.py)."""
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt) that renders the codes")
@@ -370,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="landmarks.npz to write")
     config_options(p, "landmarks")
     config_option(p, "models_dir")
+    threads_option(p)
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_landmarks)
 
@@ -380,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="align.npz")
     p.add_argument("--crops", required=True, help="crops file to write (.mkv: one lossless FFV1 stream)")
     config_options(p, "align")
+    threads_option(p)
     p.set_defaults(func=cmd_align)
 
     p = _subcommand(sub, "invert", "joint MAC+ICC inversion of one shard of windows -> shard .pt")
@@ -436,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     _render_options(p)
     p.add_argument("--out", required=True, help=".mp4 to write")
     config_options(p, "assemble")
+    threads_option(p)
     p.set_defaults(func=cmd_assemble)
 
     p = _subcommand(sub, "report-assets", "the pictures and metrics of one video for `snakemake --report`: "

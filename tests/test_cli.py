@@ -154,3 +154,26 @@ def test_a_bad_setting_on_the_command_line_is_refused_with_the_option_named(caps
         assert words[0] in capsys.readouterr().err
 
 
+def test_threads_hold_torch_opencv_and_ffmpeg_to_the_count():
+    """--threads N (the rule's `threads:`) caps torch, OpenCV and every ffmpeg the stage starts.
+    In a fresh process: the caps hold for the whole process."""
+    code = ("import sys, cv2\n"
+            "from ciinv.cli import use_threads\n"
+            "from ciinv.io.video import ffmpeg_threads\n"
+            "assert ffmpeg_threads() == []\n"
+            "use_threads(1)\n"
+            "import torch\n"
+            "print(torch.get_num_threads(), cv2.getNumThreads(), ffmpeg_threads())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "1 1 ['-threads', '1']"
+
+
+def test_threads_must_be_one_or_more(capsys):
+    import pytest
+
+    from ciinv.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["align", "v.mp4", "--landmarks", "l.npz", "--out", "a.npz", "--crops", "c.mkv", "--threads", "0"])
+    assert "--threads" in capsys.readouterr().err

@@ -72,6 +72,8 @@ class CropWriter:
     """
 
     def __init__(self, path: str | os.PathLike, frames: int, resolution: int):
+        from ciinv.io.video import ffmpeg_threads  # the process's cap on ffmpeg's threads
+
         self.path = Path(path)
         self.frames, self.resolution = int(frames), int(resolution)
         self.count = 0
@@ -82,8 +84,8 @@ class CropWriter:
             side = f"{self.resolution}x{self.resolution}"
             args = [_ffmpeg(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y",
                     "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", side, "-framerate", "1", "-i", "pipe:",
-                    *_FFV1, "-metadata", f"CIINV_CROPS={FORMAT_VERSION}", "-metadata", f"CIINV_FRAMES={self.frames}",
-                    "-f", "matroska", str(self._tmp)]
+                    *_FFV1, *ffmpeg_threads(), "-metadata", f"CIINV_CROPS={FORMAT_VERSION}",
+                    "-metadata", f"CIINV_FRAMES={self.frames}", "-f", "matroska", str(self._tmp)]
             self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         except BaseException:
             self._proc = None

@@ -52,6 +52,24 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+# CPU threads that each ffmpeg this process starts may decode or encode with (None: ffmpeg's own
+# choice, about one per core): a job's budget, set once per process like torch's
+# (`ciinv <stage> --threads N`, which the workflow's rules give their `threads:`).
+_ffmpeg_threads: int | None = None
+
+
+def set_ffmpeg_threads(count: int | None) -> None:
+    """Cap the codec threads of every ffmpeg started from now on at ``count`` (None: no cap)."""
+    global _ffmpeg_threads
+    _ffmpeg_threads = count
+
+
+def ffmpeg_threads() -> list[str]:
+    """``["-threads", "N"]`` under the cap of `set_ffmpeg_threads`, else ``[]``. ffmpeg takes it per
+    file: before ``-i`` it sizes the decoder, before the output name the encoder."""
+    return [] if _ffmpeg_threads is None else ["-threads", str(_ffmpeg_threads)]
+
+
 def _ffmpeg_arg(path: str | os.PathLike) -> str:
     # An absolute path never looks like an option ("-x.mp4") or a protocol ("rtp:x.mp4").
     return os.path.abspath(os.fspath(path))
@@ -457,7 +475,7 @@ class VideoReader:
         # Every frame as decoded (no frame rate conversion), counted from the first: exact indices.
         trim = ["-vf", f"trim=start_frame={start}:end_frame={stop}"] if start else []
         args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-noautorotate",
-                "-i", _ffmpeg_arg(self.path),
+                *ffmpeg_threads(), "-i", _ffmpeg_arg(self.path),
                 "-map", "0:v:0", *trim, "-frames:v", str(stop - start), "-fps_mode", "passthrough",
                 "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
         index = start
@@ -583,6 +601,8 @@ class VideoWriter:
         )
         # Input and output rates are equal, so ffmpeg neither drops nor duplicates frames.
         options = dict(vcodec="libx264", crf=self.crf, preset=self.preset, pix_fmt=pix_fmt, r=str(self.fps))
+        if _ffmpeg_threads is not None:
+            options["threads"] = _ffmpeg_threads  # the encoder's (an output option)
         if self.timing:
             # Each frame at its own time: a 90 kHz clock (MPEG's), passed through to the file as it is.
             frames = frames.filter("settb", "1/90000").filter("setpts", f"({_timing_expression(self.timing)})/TB")

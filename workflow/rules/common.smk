@@ -45,7 +45,7 @@ MODELS_DIR = config["models_dir"]
 # PTI_EXECUTION_KEYS, checkpoint_every) are `resources:` entries instead, which Snakemake passes on
 # without recording: changing them reruns nothing. (No scheduler limits them: only resources named
 # in --resources are counted, and the SLURM executor turns only the names it knows into sbatch
-# options.)
+# options.) A job's CPU threads are its rule's `threads:` (--set-threads RULE=N changes them).
 
 
 def cli_settings(section, skip=()):

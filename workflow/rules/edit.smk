@@ -38,6 +38,7 @@ rule assemble:
         "results/{video}.{edit}.mp4",
     params:
         settings=cli_settings("assemble"),
+    threads: 4  # decoding, pasting back and the H.264 encoding, beside the rendering
     resources:
         gpu=1,  # renders the codes (on the CPU when there is no GPU)
     log:
@@ -49,4 +50,4 @@ rule assemble:
     shell:
         "ciinv assemble {input.video:q} --meta {input.meta:q} --align {input.align:q} --codes {input.codes:q}"
         " --noise {input.noise:q} --generator {input.generator:q} --out {output:q} {params.settings}"
-        " 2> {log:q}"
+        " --threads {threads} 2> {log:q}"

@@ -25,6 +25,7 @@ rule landmarks:
         "results/{video}/landmarks.npz",
     params:
         settings=cli_settings("landmarks"),
+    threads: 2  # decoding (an ffmpeg process) beside the detector
     resources:
         gpu=1 if config["landmarks"]["detector"] == "fan" else 0,
         models_dir=MODELS_DIR,
@@ -36,7 +37,7 @@ rule landmarks:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv landmarks {input.video:q} --meta {input.meta:q} --out {output:q} {params.settings}"
-        " --models-dir {resources.models_dir:q} 2> {log:q}"
+        " --models-dir {resources.models_dir:q} --threads {threads} 2> {log:q}"
 
 
 rule align:
@@ -49,6 +50,7 @@ rule align:
         crops="results/{video}/crops.mkv",
     params:
         settings=cli_settings("align"),
+    threads: 2  # decoding, cropping (OpenCV) and the crops' lossless encoding, side by side
     log:
         "results/{video}/logs/align.log",
     benchmark:
@@ -57,4 +59,4 @@ rule align:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv align {input.video:q} --meta {input.meta:q} --landmarks {input.landmarks:q}"
-        " --out {output.npz:q} --crops {output.crops:q} {params.settings} 2> {log:q}"
+        " --out {output.npz:q} --crops {output.crops:q} {params.settings} --threads {threads} 2> {log:q}"
