@@ -73,3 +73,15 @@ def test_every_rule_runs_in_this_environment():
         envs = re.findall(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", text, re.M)
         assert len(envs) == len(re.findall(r"^\s+shell:", text, re.M)), path.name  # one per rule that runs
         assert all((path.parent / env).resolve() == ENV_FILE.resolve() for env in envs), (path.name, envs)
+
+
+def test_the_readmes_gpu_setup_installs_the_tested_versions():
+    """The Quick start pins torch as the tests run it, and its conda route the tested Snakemake."""
+    text = (REPO / "README.md").read_text()
+    quick_start = text[text.index("## Quick start"):text.index("## Using it on your videos")]
+    commands = re.findall(r"```bash\n(.*?)```", quick_start, re.S)
+    tested_torch = importlib.metadata.version("torch").split("+")[0]
+    venv, conda, _tests = commands
+    assert f"pip install torch=={tested_torch} -e ." in venv
+    assert f"snakemake=={importlib.metadata.version('snakemake')}" in conda and "--sdm conda" in conda
+    assert f"torch {tested_torch}" in " ".join(quick_start.split())  # what the environment holds, as said
