@@ -14,7 +14,7 @@ rule edit:
         # Only this edit's own entry: changing another edit's strength leaves this job alone.
         edit=edit_entry,
     resources:
-        models_dir=MODELS_DIR,  # where the job looks for a direction file (common.smk: resources)
+        models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
         "results/{video}/logs/edit_{edit}.log",
     benchmark:

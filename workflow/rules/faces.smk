@@ -28,7 +28,7 @@ rule landmarks:
     threads: 2  # decoding (an ffmpeg process) beside the detector
     resources:
         gpu=1 if config["landmarks"]["detector"] == "fan" else 0,
-        models_dir=MODELS_DIR,
+        models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
         "results/{video}/logs/landmarks.log",
     benchmark:

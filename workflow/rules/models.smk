@@ -13,7 +13,7 @@ rule download_model:
         filename="|".join(re.escape(entry.filename) for entry in REGISTRY.values()),
     localrule: True
     resources:
-        models_dir=MODELS_DIR,  # (common.smk: resources)
+        models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
         f"{MODELS_DIR}/logs/{{filename}}.log",
     conda:

@@ -18,7 +18,7 @@ rule pti:
         settings=cli_settings("pti", skip=PTI_EXECUTION_KEYS + ("enabled",)),
     resources:
         gpu=1,
-        checkpoint_every=config["pti"]["checkpoint_every"],  # how the job runs (common.smk)
+        checkpoint_every=config["pti"]["checkpoint_every"],  # how, not what: a resource (common.smk)
     log:
         "results/{video}/logs/pti.log",
     benchmark:
