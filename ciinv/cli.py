@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def cmd_landmarks(args) -> None:
     from ciinv.faces.landmarks import detect_video, save_landmarks
     from ciinv.io.meta import read_meta
 
+    use_threads(args.threads)
     result = detect_video(
         args.video, detector=args.detector, max_gap=args.max_gap,
         # dlib runs on the CPU: it must not hold a GPU that an invert job is waiting for.
@@ -65,6 +67,7 @@ def cmd_align(args) -> None:
     from ciinv.faces.align import align_video
     from ciinv.io.meta import read_meta
 
+    use_threads(args.threads)
     align_video(
         args.video, args.landmarks, args.out, args.crops, resolution=args.resolution,
         center_sigma=args.center_sigma, axes_sigma=args.axes_sigma, meta=read_meta(args.meta) if args.meta else None,
@@ -77,9 +80,7 @@ def cmd_invert(args) -> None:
     from ciinv.inversion.settings import InvertSettings
     from ciinv.io.meta import read_meta
 
-    settings = InvertSettings.from_dict(
-        json.loads(args.settings) | {"windows_per_batch": args.windows_per_batch, "checkpoint_every": args.checkpoint_every}
-    )
+    settings = InvertSettings.from_dict(section_values(args, "invert"))
     meta = read_meta(args.meta)
     invert_shard(
         args.crops, meta["frames"], int(args.shard), settings, generator_path=args.generator, flow_path=args.flow,
@@ -128,7 +129,7 @@ def cmd_pti(args) -> None:
     from ciinv.inversion.pti import pti_video
     from ciinv.inversion.settings import PTISettings
 
-    settings = PTISettings.from_dict(json.loads(args.settings) | {"checkpoint_every": args.checkpoint_every})
+    settings = PTISettings.from_dict(section_values(args, "pti"))
     pti_video(args.crops, args.latents, args.generator, args.vgg16, settings, args.out, noise_path=args.noise,
               lpips_path=args.lpips, device=claim_device(args.device))
 
@@ -138,6 +139,7 @@ def cmd_assemble(args) -> None:
     from ciinv.faces.render import load_renderer
     from ciinv.io.meta import read_meta
 
+    use_threads(args.threads)
     generator, device = _renderer_generator(args)
     faces = load_renderer(args.codes, generator, args.noise, device=device, batch=args.batch,
                           rerun="rerun the edit stage for this video and edit")
@@ -271,14 +273,113 @@ def _subcommand(subparsers, name: str, summary: str) -> argparse.ArgumentParser:
     return subparsers.add_parser(name, help=summary, description=summary)
 
 
-def config_option(parser: argparse.ArgumentParser, key: str, **kwargs) -> None:
-    """``--name`` for the config key ``section.name``: its default, help and choices are the schema's."""
+# --- settings: one option per config key -------------------------------------------------------
+# Every setting reaches a subcommand as its own option, named after its config key (invert.max_gap is
+# --max-gap), with the schema's default, help and allowed values: `ciinv <stage> --help` lists
+# them, a command typed by hand names only what differs from the defaults, and the workflow's
+# rules pass their config blocks through config_arguments below, which writes the same options.
+
+
+def config_flag(key: str) -> str:
+    """The option of a config key: ``invert.windows_per_batch`` -> ``--windows-per-batch``."""
+    return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def _count_or(word: str):
+    """argparse type for a setting that is a whole number or one word (``auto``)."""
+
+    def parse(text: str):
+        return text if text == word else int(text)
+
+    parse.__name__ = f"integer or {word}"  # what argparse names in its error
+    return parse
+
+
+def _parse_as(entry: dict) -> dict:
+    """argparse keywords that read an option's words as the schema entry's type."""
+    kind = entry.get("type")
+    if kind == "boolean":
+        return {"action": argparse.BooleanOptionalAction}
+    if kind == "array":
+        return {"nargs": entry["minItems"], "type": _parse_as(entry["items"])["type"]}
+    if kind in ("integer", "number"):
+        return {"type": int if kind == "integer" else finite_float}
+    forms = entry.get("oneOf", [])
+    words = [form["const"] for form in forms if "const" in form]
+    if words and any(form.get("type") == "integer" for form in forms):
+        return {"type": _count_or(words[0])}
+    return {"choices": entry["enum"]} if "enum" in entry else {}
+
+
+def config_option(parser: argparse.ArgumentParser, key: str) -> None:
+    """``--name`` for the config key ``section.name``: its default, help, type and choices are the schema's."""
     entry = setting(key)
-    kwargs.setdefault("help", entry["description"])
-    if "enum" in entry:
-        kwargs.setdefault("choices", entry["enum"])
-    flag = "--" + key.rsplit(".", 1)[-1].replace("_", "-")
-    parser.add_argument(flag, default=entry["default"], **kwargs)
+    parser.add_argument(config_flag(key), default=entry["default"], help=entry["description"], **_parse_as(entry))
+
+
+def config_options(parser: argparse.ArgumentParser, section: str, skip: tuple[str, ...] = ()) -> None:
+    """``config_option`` for every key of the config block ``section`` but ``skip``."""
+    for name in setting(section)["properties"]:
+        if name not in skip:
+            config_option(parser, f"{section}.{name}")
+
+
+def config_arguments(section: str, block: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    """The words that give ``block`` (a config block such as ``config["invert"]``) to a subcommand
+    made with ``config_options(parser, section)``: ``--name value`` per key but ``skip``, a boolean
+    as ``--name`` or ``--no-name``, a list as its items. The workflow's rules pass their settings so."""
+    words = []
+    for name, value in block.items():
+        if name in skip:
+            continue
+        flag = config_flag(f"{section}.{name}")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (list, tuple)):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, str(value)]
+    return words
+
+
+def section_values(args: argparse.Namespace, section: str) -> dict:
+    """``{name: value}`` of the options ``config_options(parser, section)`` made, as parsed."""
+    return {name: getattr(args, name) for name in setting(section)["properties"] if hasattr(args, name)}
+
+
+# --- CPU threads ----------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is less than 1")
+    return value
+
+
+def threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: the CPU threads a stage may use (in the workflow, its rule's ``threads:``)."""
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for decoding, encoding, OpenCV and "
+                        "torch (default: each tool's own choice, about one per core)")
+
+
+def use_threads(count: int | None) -> None:
+    """Hold this process to ``count`` CPU threads: torch's, OpenCV's and those of every ffmpeg it
+    starts (None: leave each tool to its own choice)."""
+    if count is None:
+        return
+    import cv2
+
+    from ciinv.io.ffmpeg import set_ffmpeg_threads
+
+    # torch sizes its thread pool from OMP_NUM_THREADS when it loads (not every stage loads it);
+    # one loaded already is told directly.
+    os.environ["OMP_NUM_THREADS"] = str(count)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(count)
+    cv2.setNumThreads(count)
+    set_ffmpeg_threads(count)
 
 
 def _render_options(p: argparse.ArgumentParser) -> None:
@@ -306,9 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="the video file")
     p.add_argument("--meta", help="meta.json from probe (else the video is probed again)")
     p.add_argument("--out", required=True, help="landmarks.npz to write")
-    config_option(p, "landmarks.detector")
-    config_option(p, "landmarks.max_gap", type=int)
+    config_options(p, "landmarks")
     config_option(p, "models_dir")
+    threads_option(p)
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_landmarks)
 
@@ -318,22 +419,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landmarks", required=True, help="landmarks.npz from `ciinv landmarks`")
     p.add_argument("--out", required=True, help="align.npz")
     p.add_argument("--crops", required=True, help="crops file to write (.mkv: one lossless FFV1 stream)")
-    config_option(p, "align.resolution", type=int)
-    config_option(p, "align.center_sigma", type=finite_float)
-    config_option(p, "align.axes_sigma", type=finite_float)
+    config_options(p, "align")
+    threads_option(p)
     p.set_defaults(func=cmd_align)
 
     p = _subcommand(sub, "invert", "joint MAC+ICC inversion of one shard of windows -> shard .pt")
     p.add_argument("--crops", required=True, help="aligned crops file from `ciinv align`")
     p.add_argument("--meta", required=True, help="meta.json from probe")
     p.add_argument("--shard", required=True, help="shard index (0-based)")
-    p.add_argument("--settings", default="{}", help="JSON object of invert settings (config.yaml `invert:`)")
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt)")
     p.add_argument("--flow", required=True, help="flow estimator: a model file, or dis[:preset] (no file)")
     p.add_argument("--vgg16", required=True, help="VGG16 weights for the perceptual loss")
     p.add_argument("--encoder", default="", help="e4e encoder checkpoint, for init e4e (empty: none)")
-    config_option(p, "invert.windows_per_batch")
-    config_option(p, "invert.checkpoint_every", type=int)
+    config_options(p, "invert")
     p.add_argument("--out", required=True, help="shard .pt to write")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_invert)
@@ -354,8 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vgg16", required=True, help="VGG16 weights (LPIPS' backbone, or the vgg perceptual term)")
     p.add_argument("--lpips", nargs="?", const=None, default=None,
                    help="the lpips wheel (or its vgg.pth); needed with perceptual: lpips")
-    p.add_argument("--settings", default="{}", help="JSON object of pti settings (config.yaml `pti:`)")
-    config_option(p, "pti.checkpoint_every", type=int)
+    config_options(p, "pti", skip=("enabled",))  # the workflow's switch: running the stage is enabling it
     p.add_argument("--out", required=True, help="generator_pti.pt to write")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_pti)
@@ -377,9 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codes", required=True, help="the edited codes from `ciinv edit` (or latents.npy: no edit)")
     _render_options(p)
     p.add_argument("--out", required=True, help=".mp4 to write")
-    config_option(p, "assemble.feather", type=finite_float)
-    config_option(p, "assemble.crf", type=int)
-    config_option(p, "assemble.preset")
+    config_options(p, "assemble")
+    threads_option(p)
     p.set_defaults(func=cmd_assemble)
 
     p = _subcommand(sub, "report-assets", "the pictures and metrics of one video for `snakemake --report`: "

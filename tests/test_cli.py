@@ -67,3 +67,113 @@ def test_invert_help_describes_the_options_the_issue_names(capsys):
     for option, words in {"--crops": "aligned crops", "--generator": "generator checkpoint", "--flow": "flow",
                           "--vgg16": "VGG16", "--device": "CUDA"}.items():
         assert option in text and words in text, option
+
+
+# --- settings: one option per config key (the workflow's rules pass their config blocks so) ---------
+
+STAGE_SECTIONS = {"landmarks": ("landmarks", ()), "align": ("align", ()), "invert": ("invert", ()),
+                  "pti": ("pti", ("enabled",)), "assemble": ("assemble", ())}
+
+
+def _subparsers():
+    import argparse
+
+    from ciinv.cli import build_parser
+
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _changed(section: str, block: dict) -> dict:
+    """Every value of a config block changed, each kept of its kind (what the rules' words must carry)."""
+    from ciinv.config import setting
+
+    changed = {}
+    for name, value in block.items():
+        choices = setting(f"{section}.{name}").get("enum", [])
+        if isinstance(value, bool):
+            changed[name] = not value
+        elif isinstance(value, list):
+            changed[name] = [v / 2 for v in value]
+        elif isinstance(value, float):
+            changed[name] = value / 3 if value else 1e-08
+        elif isinstance(value, int):
+            changed[name] = value + 3
+        elif choices:
+            changed[name] = choices[(choices.index(value) + 1) % len(choices)]
+        else:  # windows_per_batch: auto
+            changed[name] = 2
+    return changed
+
+
+def test_every_setting_of_a_stage_is_one_option_and_the_rules_words_read_back_to_the_same_values():
+    import argparse
+
+    from ciinv.cli import config_arguments, config_options, section_values
+    from ciinv.config import defaults, setting
+
+    subparsers = _subparsers()
+    for command, (section, skip) in STAGE_SECTIONS.items():
+        keys = [k for k in setting(section)["properties"] if k not in skip]
+        dests = {a.dest for a in subparsers[command]._actions}
+        assert set(keys) <= dests, (command, set(keys) - dests)
+        block = {k: v for k, v in defaults(section).items() if k not in skip}
+        for values in (block, _changed(section, block)):
+            parser = argparse.ArgumentParser()
+            config_options(parser, section, skip)
+            words = config_arguments(section, values)
+            assert section_values(parser.parse_args(words), section) == values, (section, words)
+            assert section_values(parser.parse_args([]), section) == block  # the schema's defaults
+
+
+def test_the_options_give_the_settings_of_the_config():
+    from ciinv.cli import build_parser, config_arguments, section_values
+    from ciinv.inversion.settings import InvertSettings, PTISettings
+
+    parser = build_parser()
+    invert = ["invert", "--crops", "c", "--meta", "m", "--shard", "0", "--generator", "g", "--flow", "dis",
+              "--vgg16", "v", "--out", "o"]
+    assert InvertSettings.from_dict(section_values(parser.parse_args(invert), "invert")) == InvertSettings()
+    # A number of windows per batch is a number (it was the string "2", which the schema refused).
+    args = parser.parse_args(invert + config_arguments("invert", {"windows_per_batch": 2, "warm_start": False}))
+    settings = InvertSettings.from_dict(section_values(args, "invert"))
+    assert (settings.windows_per_batch, settings.warm_start) == (2, False)
+    assert parser.parse_args(invert + ["--windows-per-batch", "auto"]).windows_per_batch == "auto"
+    pti = ["pti", "--crops", "c", "--latents", "l", "--generator", "g", "--vgg16", "v", "--out", "o"]
+    assert PTISettings.from_dict(section_values(parser.parse_args(pti), "pti")) == PTISettings()
+
+
+def test_a_bad_setting_on_the_command_line_is_refused_with_the_option_named(capsys):
+    import pytest
+
+    from ciinv.cli import main
+
+    for words in (["--windows-per-batch", "many"], ["--lr", "nan"], ["--variant", "fulll"]):
+        with pytest.raises(SystemExit):
+            main(["invert", "--crops", "c", "--meta", "m", "--shard", "0", "--generator", "g", "--flow", "dis",
+                  "--vgg16", "v", "--out", "o", *words])
+        assert words[0] in capsys.readouterr().err
+
+
+def test_threads_hold_torch_opencv_and_ffmpeg_to_the_count():
+    """--threads N (the rule's `threads:`) caps torch, OpenCV and every ffmpeg the stage starts.
+    In a fresh process: the caps hold for the whole process."""
+    code = ("import sys, cv2\n"
+            "from ciinv.cli import use_threads\n"
+            "from ciinv.io.ffmpeg import ffmpeg_threads\n"
+            "assert ffmpeg_threads() == []\n"
+            "use_threads(1)\n"
+            "import torch\n"
+            "print(torch.get_num_threads(), cv2.getNumThreads(), ffmpeg_threads())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "1 1 ['-threads', '1']"
+
+
+def test_threads_must_be_one_or_more(capsys):
+    import pytest
+
+    from ciinv.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["align", "v.mp4", "--landmarks", "l.npz", "--out", "a.npz", "--crops", "c.mkv", "--threads", "0"])
+    assert "--threads" in capsys.readouterr().err

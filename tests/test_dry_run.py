@@ -134,3 +134,18 @@ def test_the_invert_rule_reads_the_encoder_only_with_init_e4e(tmp_path, init):
     downloads = snakemake(tmp_path, "--dry-run", "download_models", configfiles=[overlay])
     assert downloads.returncode == 0, downloads.stderr
     assert ("e4e_ffhq_encode.pt" in downloads.stdout) == (init == "e4e")
+
+
+def test_the_cpu_heavy_stages_run_with_their_rules_threads(tmp_path):
+    """landmarks, align and assemble decode and encode video: each gets its rule's `threads:` as
+    --threads (capped by --cores; --set-threads changes one); the other stages keep one thread."""
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    result = snakemake(tmp_path, "--dry-run", "--printshellcmds", "--cores", "8", "--set-threads", "align=3")
+    assert result.returncode == 0, result.stderr
+    shells = {line.split("ciinv ")[1].split()[0]: line for line in result.stdout.splitlines() if "ciinv " in line}
+    assert {"landmarks", "align", "assemble", "probe", "edit"} <= set(shells), sorted(shells)
+    assert "--threads 2 " in shells["landmarks"] and "--threads 3 " in shells["align"]
+    assert "--threads 4 " in shells["assemble"]
+    assert "--threads" not in shells["probe"] + shells["edit"]
+    capped = snakemake(tmp_path, "--dry-run", "--printshellcmds")  # --cores 2
+    assert "--threads 2 " in next(line for line in capped.stdout.splitlines() if "ciinv assemble" in line)

@@ -170,15 +170,12 @@ def test_the_settings_defaults_are_the_configs_and_the_schemas():
 
 
 def test_the_cli_writes_a_generator_the_rendering_stages_render_with(video, tmp_path):
-    from ciinv.cli import main
+    from ciinv.cli import config_arguments, main
 
     out = tmp_path / "generator_pti.pt"
-    settings = {k: v for k, v in SMALL.items() if k != "checkpoint_every"}
-    import json
-
     assert main(["pti", "--crops", str(video / "crops"), "--latents", str(video / "latents.npy"), "--noise",
                  str(video / "noise.pt"), "--generator", str(video / "g.pt"), "--vgg16", str(video / "vgg.pth"),
-                 "--settings", json.dumps(settings), "--out", str(out), "--device", "cpu"]) == 0
+                 *config_arguments("pti", SMALL), "--out", str(out), "--device", "cpu"]) == 0
     from ciinv.models import load_generator
     from ciinv.faces.render import load_renderer
 

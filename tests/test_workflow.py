@@ -105,6 +105,22 @@ def test_changing_an_inversion_setting_reruns_inversion_onwards_not_alignment(sm
     assert planned["invert"] >= len(GOOD)
 
 
+def test_changing_how_jobs_run_reruns_nothing(smoke_run, smoke_dir, tmp_path):
+    """Settings that say where or how a job runs (the rules' resources: models_dir, invert's
+    windows_per_batch and checkpoint_every) and the jobs' threads are not what a job computes."""
+    work, _ = smoke_run
+    for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:
+        (work / "videos" / bad).unlink(missing_ok=True)
+    overlay = yaml.safe_load((smoke_dir / "smoke.yaml").read_text())
+    overlay["invert"] |= {"windows_per_batch": 1, "checkpoint_every": 3}
+    overlay["models_dir"] = str(tmp_path / "elsewhere")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(overlay))
+    result = snakemake(work, "--dry-run", "--set-threads", "align=1", "assemble=1", configfiles=[changed])
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout
+
+
 def test_a_new_video_plans_only_its_own_jobs(smoke_run, smoke_dir):
     work, _ = smoke_run
     for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:

@@ -30,7 +30,7 @@ from typing import Iterator
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.io.ffmpeg import PipeReader, PipeWriter, banner, ffmpeg_exe, last_message
+from ciinv.io.ffmpeg import PipeReader, PipeWriter, banner, ffmpeg_exe, ffmpeg_threads, last_message
 from ciinv.io.files import atomic_path
 
 FORMAT_VERSION = 1
@@ -68,8 +68,8 @@ class CropWriter(PipeWriter):
             side = f"{self.resolution}x{self.resolution}"
             args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y",
                     "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", side, "-framerate", "1", "-i", "pipe:",
-                    *_FFV1, "-metadata", f"CIINV_CROPS={FORMAT_VERSION}", "-metadata", f"CIINV_FRAMES={self.frames}",
-                    "-f", "matroska", str(self._tmp)]
+                    *_FFV1, *ffmpeg_threads(), "-metadata", f"CIINV_CROPS={FORMAT_VERSION}",
+                    "-metadata", f"CIINV_FRAMES={self.frames}", "-f", "matroska", str(self._tmp)]
             self._start(args)
         except BaseException:
             self.abort()

@@ -2,6 +2,7 @@
 
 - ``ffmpeg_exe``: the binary (``ffmpeg`` on PATH, else imageio-ffmpeg's); ``input_arg`` writes a
   file name so that ffmpeg cannot take it for an option or a protocol.
+- ``set_ffmpeg_threads`` / ``ffmpeg_threads``: the process's cap on each ffmpeg's codec threads.
 - ``banner``: what ``ffmpeg -i FILE`` prints about a file (there may be no ffprobe); the callers
   parse it (``ciinv.io.video``, ``ciinv.io.crops``).
 - ``stderr_tail`` and ``last_message``: the end of what ffmpeg said, for error messages.
@@ -35,6 +36,29 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+# CPU threads that each ffmpeg this process starts may decode or encode with (None: ffmpeg's own
+# choice, about one per core): a job's budget, set once per process like torch's
+# (`ciinv <stage> --threads N`, which the workflow's rules give their `threads:`).
+_threads: int | None = None
+
+
+def set_ffmpeg_threads(count: int | None) -> None:
+    """Cap the codec threads of every ffmpeg started from now on at ``count`` (None: no cap)."""
+    global _threads
+    _threads = count
+
+
+def ffmpeg_thread_cap() -> int | None:
+    """The cap set by `set_ffmpeg_threads` (None: no cap)."""
+    return _threads
+
+
+def ffmpeg_threads() -> list[str]:
+    """``["-threads", "N"]`` under the cap of `set_ffmpeg_threads`, else ``[]``. ffmpeg takes it per
+    file: before ``-i`` it sizes the decoder, before the output name the encoder."""
+    return [] if _threads is None else ["-threads", str(_threads)]
 
 
 def input_arg(path: str | os.PathLike) -> str:

@@ -33,7 +33,16 @@ import ffmpeg
 import numpy as np
 
 from ciinv.errors import CiinvError
-from ciinv.io.ffmpeg import PipeReader, PipeWriter, banner, ffmpeg_exe, input_arg, stderr_tail
+from ciinv.io.ffmpeg import (
+    PipeReader,
+    PipeWriter,
+    banner,
+    ffmpeg_exe,
+    ffmpeg_thread_cap,
+    ffmpeg_threads,
+    input_arg,
+    stderr_tail,
+)
 from ciinv.io.files import atomic_path, tmp_sibling, tool_write_error
 
 _MOV_SUFFIXES = {".mp4", ".m4v", ".mov"}
@@ -423,7 +432,7 @@ class VideoReader:
         # Every frame as decoded (no frame rate conversion), counted from the first: exact indices.
         trim = ["-vf", f"trim=start_frame={start}:end_frame={stop}"] if start else []
         args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-noautorotate",
-                "-i", input_arg(self.path),
+                *ffmpeg_threads(), "-i", input_arg(self.path),
                 "-map", "0:v:0", *trim, "-frames:v", str(stop - start), "-fps_mode", "passthrough",
                 "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
         index = start
@@ -538,6 +547,8 @@ class VideoWriter(PipeWriter):
         )
         # Input and output rates are equal, so ffmpeg neither drops nor duplicates frames.
         options = dict(vcodec="libx264", crf=self.crf, preset=self.preset, pix_fmt=pix_fmt, r=str(self.fps))
+        if ffmpeg_thread_cap() is not None:
+            options["threads"] = ffmpeg_thread_cap()  # the encoder's (an output option)
         if self.timing:
             # Each frame at its own time: a 90 kHz clock (MPEG's), passed through to the file as it is.
             frames = frames.filter("settb", "1/90000").filter("setpts", f"({_timing_expression(self.timing)})/TB")

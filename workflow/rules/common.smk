@@ -2,11 +2,13 @@
 
 import json
 import os
+import shlex
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from ciinv.cli import config_arguments
 from ciinv.config import SCHEMA as CONFIG_SCHEMA, validate_config
 from ciinv.edits.spec import EditSpec
 from ciinv.errors import CiinvError
@@ -34,12 +36,23 @@ VIDEOS, _skipped = find_videos(config["input_dir"])
 for _warning in _skipped:
     logger.warning(f"ciinv: {_warning}")
 
-# Settings that say where or how a job runs, not what it computes (models_dir, invert's
-# INVERT_EXECUTION_KEYS: windows_per_batch and checkpoint_every; PTI_EXECUTION_KEYS: pti's
-# checkpoint_every), are read from config in shell lines rather than passed as params: Snakemake
-# tracks params, and a change there must not rerun finished work.
 EDITS = {"recon": {"name": "recon"}} | {e["name"]: e for e in config["edits"]}
 MODELS_DIR = config["models_dir"]
+
+
+# How the settings reach a job. What a job computes comes from `params:` (Snakemake records them,
+# and a changed one reruns the job and what follows). Settings that say only where or how a job
+# runs (models_dir; invert's INVERT_EXECUTION_KEYS, windows_per_batch and checkpoint_every; pti's
+# PTI_EXECUTION_KEYS, checkpoint_every) are `resources:` entries instead, which Snakemake passes on
+# without recording: changing them reruns nothing. (No scheduler limits them: only resources named
+# in --resources are counted, and the SLURM executor turns only the names it knows into sbatch
+# options.) A job's CPU threads are its rule's `threads:` (--set-threads RULE=N changes them).
+
+
+def cli_settings(section, skip=()):
+    """The config block `section`, but `skip`, as the `ciinv` options that take it (one per key,
+    ciinv/cli.py config_arguments), quoted for the shell."""
+    return shlex.join(config_arguments(section, config[section], skip))
 
 
 wildcard_constraints:
@@ -127,9 +140,10 @@ def configured_models():
 
 
 def video_generator(wildcards):
-    """The generator file every rendering rule of a video uses (assemble, report_video): its pivotally
-    tuned copy (results/{video}/generator_pti.pt, rule pti) when pti.enabled, else the configured
-    generator. The edit rule keeps the configured one: its codes and sefa:K directions belong to it."""
+    """The generator file that renders a video's codes in assemble and report_video: its pivotally
+    tuned copy (results/{video}/generator_pti.pt, made by the pti job) when pti.enabled, else the
+    configured generator. Edit jobs keep the configured one, since their codes and sefa:K
+    directions belong to it."""
     if config["pti"]["enabled"]:
         return f"results/{wildcards.video}/generator_pti.pt"
     return model_path(config["models"]["generator"])

@@ -13,6 +13,8 @@ rule edit:
     params:
         # Only this edit's own entry: changing another edit's strength leaves this job alone.
         edit=edit_entry,
+    resources:
+        models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
         "results/{video}/logs/edit_{edit}.log",
     benchmark:
@@ -21,7 +23,7 @@ rule edit:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv edit --latents {input.latents:q} --generator {input.generator:q}"
-        " --edit {params.edit:q} --models-dir {config[models_dir]:q} --out {output:q} 2> {log:q}"
+        " --edit {params.edit:q} --models-dir {resources.models_dir:q} --out {output:q} 2> {log:q}"
 
 
 rule assemble:
@@ -35,9 +37,8 @@ rule assemble:
     output:
         "results/{video}.{edit}.mp4",
     params:
-        feather=config["assemble"]["feather"],
-        crf=config["assemble"]["crf"],
-        preset=config["assemble"]["preset"],
+        settings=cli_settings("assemble"),
+    threads: 4  # decoding, pasting back and the H.264 encoding, beside the rendering
     resources:
         gpu=1,  # renders the codes (on the CPU when there is no GPU)
     log:
@@ -48,5 +49,5 @@ rule assemble:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv assemble {input.video:q} --meta {input.meta:q} --align {input.align:q} --codes {input.codes:q}"
-        " --noise {input.noise:q} --generator {input.generator:q} --out {output:q} --feather {params.feather}"
-        " --crf {params.crf} --preset {params.preset} 2> {log:q}"
+        " --noise {input.noise:q} --generator {input.generator:q} --out {output:q} {params.settings}"
+        " --threads {threads} 2> {log:q}"

@@ -24,10 +24,11 @@ rule landmarks:
     output:
         "results/{video}/landmarks.npz",
     params:
-        detector=config["landmarks"]["detector"],
-        max_gap=config["landmarks"]["max_gap"],
+        settings=cli_settings("landmarks"),
+    threads: 2  # decoding (an ffmpeg process) beside the detector
     resources:
         gpu=1 if config["landmarks"]["detector"] == "fan" else 0,
+        models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
         "results/{video}/logs/landmarks.log",
     benchmark:
@@ -35,8 +36,8 @@ rule landmarks:
     conda:
         "../../envs/ciinv.yaml"
     shell:
-        "ciinv landmarks {input.video:q} --meta {input.meta:q} --out {output:q}"
-        " --detector {params.detector} --max-gap {params.max_gap} --models-dir {config[models_dir]:q} 2> {log:q}"
+        "ciinv landmarks {input.video:q} --meta {input.meta:q} --out {output:q} {params.settings}"
+        " --models-dir {resources.models_dir:q} --threads {threads} 2> {log:q}"
 
 
 rule align:
@@ -48,9 +49,8 @@ rule align:
         npz="results/{video}/align.npz",
         crops="results/{video}/crops.mkv",
     params:
-        resolution=config["align"]["resolution"],
-        center_sigma=config["align"]["center_sigma"],
-        axes_sigma=config["align"]["axes_sigma"],
+        settings=cli_settings("align"),
+    threads: 2  # decoding, cropping (OpenCV) and the crops' lossless encoding, side by side
     log:
         "results/{video}/logs/align.log",
     benchmark:
@@ -59,5 +59,4 @@ rule align:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv align {input.video:q} --meta {input.meta:q} --landmarks {input.landmarks:q}"
-        " --out {output.npz:q} --crops {output.crops:q} --resolution {params.resolution}"
-        " --center-sigma {params.center_sigma} --axes-sigma {params.axes_sigma} 2> {log:q}"
+        " --out {output.npz:q} --crops {output.crops:q} {params.settings} --threads {threads} 2> {log:q}"

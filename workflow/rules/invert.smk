@@ -12,11 +12,12 @@ rule invert:
         "results/{video}/latents/shard_{shard}.pt",
     params:
         flow=flow_spec,
-        settings=json.dumps(
-            {k: v for k, v in config["invert"].items() if k not in INVERT_EXECUTION_KEYS}, sort_keys=True
-        ),
+        settings=cli_settings("invert", skip=INVERT_EXECUTION_KEYS),
     resources:
         gpu=1,
+        # How the job runs, not what it computes (common.smk): never a reason to rerun it.
+        windows_per_batch=config["invert"]["windows_per_batch"],
+        checkpoint_every=config["invert"]["checkpoint_every"],
     log:
         "results/{video}/logs/invert_{shard}.log",
     benchmark:
@@ -25,9 +26,9 @@ rule invert:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv invert --crops {input.crops:q} --meta {input.meta:q} --shard {wildcards.shard}"
-        " --settings {params.settings:q} --generator {input.generator:q} --flow {params.flow:q}"
-        " --vgg16 {input.vgg16:q} --encoder={input.encoder:q} --windows-per-batch {config[invert][windows_per_batch]}"
-        " --checkpoint-every {config[invert][checkpoint_every]} --out {output:q} 2> {log:q}"
+        " --generator {input.generator:q} --flow {params.flow:q} --vgg16 {input.vgg16:q}"
+        " --encoder={input.encoder:q} {params.settings} --windows-per-batch {resources.windows_per_batch}"
+        " --checkpoint-every {resources.checkpoint_every} --out {output:q} 2> {log:q}"
 
 
 rule merge:

@@ -12,9 +12,11 @@ rule download_model:
     wildcard_constraints:
         filename="|".join(re.escape(entry.filename) for entry in CATALOGUE.values()),
     localrule: True
+    resources:
+        models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
         f"{MODELS_DIR}/logs/{{filename}}.log",
     conda:
         "../../envs/ciinv.yaml"
     shell:
-        "ciinv models fetch --file {wildcards.filename:q} --models-dir {config[models_dir]:q} 2> {log:q}"
+        "ciinv models fetch --file {wildcards.filename:q} --models-dir {resources.models_dir:q} 2> {log:q}"

@@ -14,12 +14,11 @@ rule pti:
     output:
         "results/{video}/generator_pti.pt",
     params:
-        # Only the pti settings (checkpoint_every, which changes nothing computed, is read in the shell line).
-        settings=json.dumps(
-            {k: v for k, v in config["pti"].items() if k not in PTI_EXECUTION_KEYS}, sort_keys=True
-        ),
+        # `enabled` is the workflow's switch for this rule, not a setting of the job.
+        settings=cli_settings("pti", skip=PTI_EXECUTION_KEYS + ("enabled",)),
     resources:
         gpu=1,
+        checkpoint_every=config["pti"]["checkpoint_every"],  # how, not what: a resource (common.smk)
     log:
         "results/{video}/logs/pti.log",
     benchmark:
@@ -29,5 +28,4 @@ rule pti:
     shell:
         "ciinv pti --crops {input.crops:q} --latents {input.latents:q} --noise {input.noise:q}"
         " --generator {input.generator:q} --vgg16 {input.vgg16:q} --lpips {input.lpips:q}"
-        " --settings {params.settings:q} --checkpoint-every {config[pti][checkpoint_every]}"
-        " --out {output:q} 2> {log:q}"
+        " {params.settings} --checkpoint-every {resources.checkpoint_every} --out {output:q} 2> {log:q}"
