@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from ciinv.faces.align import align_video, crop_face, crop_transform, ffhq_quads, load_align
+from ciinv.faces.align import align_video, antialias, border_padding, crop_face, crop_transform, ffhq_quads, load_align
 from ciinv.io.crops import open_crops
 from ciinv.errors import CiinvError
 from ciinv.io.video import VideoReader
@@ -117,6 +118,157 @@ def test_crop_of_a_large_face_is_antialiased():
     frame = np.random.default_rng(2).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     crop = crop_face(frame, np.array([[-0.5, -0.5], [-0.5, 511.5], [511.5, 511.5], [511.5, -0.5]]), 64)
     assert crop.std() < 15, crop.std()
+
+
+# ---------------------------------------------------------------------------------------------
+# Padding where the quad runs past the frame's edge
+
+
+def ffhq_recipe_crop(image: np.ndarray, quad: np.ndarray, output_size: int, transform_size: int) -> np.ndarray:
+    """The FFHQ recipe's crop of an H×W×3 uint8 image: NVlabs ffhq-dataset ``recreate_aligned_images``
+    re-implemented step by step (shrink, crop, pad, transform, resize) with PIL, numpy and scipy as it
+    does, for the quad it computes (ciinv's quads equal it; tested above). The reference for the tests.
+    """
+    import PIL.Image
+    import scipy.ndimage
+
+    img = PIL.Image.fromarray(image)
+    quad = np.array(quad, np.float64)
+    qsize = np.hypot(*(quad[3] - quad[0]))
+    # Shrink.
+    shrink = int(np.floor(qsize / output_size * 0.5))
+    if shrink > 1:
+        img = img.resize((int(np.rint(img.size[0] / shrink)), int(np.rint(img.size[1] / shrink))), PIL.Image.LANCZOS)
+        quad /= shrink
+        qsize /= shrink
+    # Crop.
+    border = max(int(np.rint(qsize * 0.1)), 3)
+    low, high = np.floor(quad.min(axis=0)).astype(int), np.ceil(quad.max(axis=0)).astype(int)
+    crop = (max(low[0] - border, 0), max(low[1] - border, 0), min(high[0] + border, img.size[0]),
+            min(high[1] + border, img.size[1]))
+    if crop[2] - crop[0] < img.size[0] or crop[3] - crop[1] < img.size[1]:
+        img = img.crop(crop)
+        quad -= crop[0:2]
+    # Pad.
+    low, high = np.floor(quad.min(axis=0)).astype(int), np.ceil(quad.max(axis=0)).astype(int)
+    pad = (max(-low[0] + border, 0), max(-low[1] + border, 0), max(high[0] - img.size[0] + border, 0),
+           max(high[1] - img.size[1] + border, 0))
+    if max(pad) > border - 4:
+        pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
+        img = np.pad(np.float32(img), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
+        h, w, _ = img.shape
+        y, x, _ = np.ogrid[:h, :w, :1]
+        mask = np.maximum(1.0 - np.minimum(np.float32(x) / pad[0], np.float32(w - 1 - x) / pad[2]),
+                          1.0 - np.minimum(np.float32(y) / pad[1], np.float32(h - 1 - y) / pad[3]))
+        blur = qsize * 0.02
+        img += (scipy.ndimage.gaussian_filter(img, [blur, blur, 0]) - img) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+        img += (np.median(img, axis=(0, 1)) - img) * np.clip(mask, 0.0, 1.0)
+        img = PIL.Image.fromarray(np.uint8(np.clip(np.rint(img), 0, 255)), "RGB")
+        quad += pad[:2]
+    # Transform.
+    img = img.transform((transform_size, transform_size), PIL.Image.QUAD, (quad + 0.5).flatten(), PIL.Image.BILINEAR)
+    if output_size < transform_size:
+        img = img.resize((output_size, output_size), PIL.Image.LANCZOS)
+    return np.asarray(img)
+
+
+def mirror_crop(frame: np.ndarray, quad: np.ndarray, resolution: int) -> np.ndarray:
+    """The crop as ciinv cut it before the recipe's padding: the frame mirrored sharply past its edge."""
+    crop_to_frame, _ = crop_transform(quad, resolution)
+    image, crop_to_image = antialias(frame, crop_to_frame)
+    return cv2.warpAffine(image, crop_to_image[:2], (resolution, resolution),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101)
+
+
+# The FFHQ quad of dlib's 68 landmarks on skimage.data.astronaut() (512×512): a 175-pixel square
+# around the face, 14 pixels below the photo's top edge.
+ASTRONAUT_QUAD = np.array([[142.28452, 14.354407], [132.62941, 189.04048], [307.3155, 198.69559], [316.97058, 24.009523]])
+
+
+def frame_regions(quad: np.ndarray, resolution: int, frame_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """[R, R] masks of the crop's pixels (in frame, out of frame).
+
+    In frame: the pixel's centre maps inside the frame's pixel centres (the face and whatever of
+    its surroundings the frame shows). Out of frame: it maps more than one frame pixel outside
+    the frame (the padding alone; the pixels in between mix both).
+    """
+    crop_to_frame, _ = crop_transform(quad, resolution)
+    u = np.arange(resolution, dtype=np.float64)
+    x = crop_to_frame[0, 0] * u[None, :] + crop_to_frame[0, 1] * u[:, None] + crop_to_frame[0, 2]
+    y = crop_to_frame[1, 0] * u[None, :] + crop_to_frame[1, 1] * u[:, None] + crop_to_frame[1, 2]
+    width, height = frame_size
+    in_frame = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    out_of_frame = (x < -1) | (x > width) | (y < -1) | (y > height)
+    return in_frame, out_of_frame
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    error = (a.astype(np.float64) - b.astype(np.float64))[where]
+    return float(10 * np.log10(255.0**2 / np.mean(error**2)))
+
+
+def astronaut_at_the_edge(cut: int, upscale: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(frame, quad): astronaut() (enlarged ``upscale``× by bicubic) with its ``cut``·upscale left columns
+    removed, so the face's quad runs past the frame's left edge (and, enlarged, near its top)."""
+    from skimage.data import astronaut
+
+    image = astronaut()
+    if upscale > 1:
+        image = cv2.resize(image, (512 * upscale, 512 * upscale), interpolation=cv2.INTER_CUBIC)
+    quad = (ASTRONAUT_QUAD + 0.5) * upscale - 0.5  # pixel centres on integers, before and after
+    return np.ascontiguousarray(image[:, cut * upscale:]), quad - [cut * upscale, 0]
+
+
+@pytest.mark.parametrize("cut,upscale,resolution", [
+    (180, 1, 256),  # 47 of the quad's 175 pixels past the left edge; a close-up: the crop enlarges the frame
+    (180, 3, 128),  # the same face 3× larger: the recipe first shrinks the frame 2× (quad > 4× the crop)
+])
+def test_crop_at_the_frame_edge_is_padded_as_the_ffhq_recipe(cut, upscale, resolution):
+    frame, quad = astronaut_at_the_edge(cut, upscale)
+    reference = ffhq_recipe_crop(frame, quad, resolution, 4 * resolution)
+    in_frame, out_of_frame = frame_regions(quad, resolution, (frame.shape[1], frame.shape[0]))
+    assert in_frame.mean() > 0.5 and out_of_frame.mean() > 0.1
+
+    crop = crop_face(frame, quad, resolution)
+    before = mirror_crop(frame, quad, resolution)
+    figures = {name: (psnr_db(image, reference, in_frame), psnr_db(image, reference, out_of_frame))
+               for name, image in [("mirror (before)", before), ("ffhq padding", crop)]}
+    for name, (inside, outside) in figures.items():
+        print(f"cut {cut} upscale {upscale} R {resolution}: {name}: in frame {inside:.1f} dB, out of frame {outside:.1f} dB")
+    assert psnr_db(crop, reference, out_of_frame) >= 35
+    assert psnr_db(before, reference, out_of_frame) < 25  # the sharp mirrored half-face the padding removes
+    if upscale == 1:
+        assert psnr_db(crop, reference, in_frame) >= 44
+    else:
+        # Shrinking a large face, the recipe (Lanczos, bilinear at 4×, Lanczos) and ciinv (area, then
+        # bilinear) resample differently everywhere: the padding must cost nothing on top of that.
+        inside = frame_regions(ASTRONAUT_QUAD * upscale, resolution, (512 * upscale,) * 2)[0]
+        full, whole_quad = astronaut_at_the_edge(0, upscale)
+        resampling = psnr_db(crop_face(full, whole_quad, resolution), ffhq_recipe_crop(full, whole_quad, resolution,
+                                                                                   4 * resolution), inside)
+        assert psnr_db(crop, reference, in_frame) >= resampling - 0.5
+
+
+def test_crop_inside_the_frame_is_not_padded_and_padding_changes_only_near_the_edge():
+    from skimage.data import astronaut
+
+    frame = astronaut()
+    # The quad comes 14 pixels from the top, more than 4 inside the recipe's margin (18): no padding.
+    assert border_padding(ASTRONAUT_QUAD, (512, 512), 256) is None
+    np.testing.assert_array_equal(crop_face(frame, ASTRONAUT_QUAD, 256), mirror_crop(frame, ASTRONAUT_QUAD, 256))
+    # 12 pixels closer to the top (2 from it) the recipe pads, and softens a band inside the edge. Past the
+    # band (a third of the padding's reach) the frame is sampled as it is.
+    frame, quad = astronaut_at_the_edge(0)
+    frame, quad = np.ascontiguousarray(frame[12:]), quad - [0, 12]
+    padding = border_padding(quad, (512, 500), 256)
+    assert padding is not None and padding.content[1] == 0
+    crop, before = crop_face(frame, quad, 256), mirror_crop(frame, quad, 256)
+    crop_to_frame, _ = crop_transform(quad, 256)
+    rows_y = crop_to_frame[1, 1] * np.arange(256) + crop_to_frame[1, 2]  # frame y of each crop row (upright quad, roughly)
+    changed = np.flatnonzero((crop != before).any(axis=(1, 2)))
+    assert changed.size and rows_y[changed].min() < 0 + padding.reach[1] / 3 + 2
+    far = rows_y > padding.reach[1] / 3 + 10
+    np.testing.assert_array_equal(crop[far], before[far])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ Per frame, the face's 68 landmarks give an oriented square, the *quad*, by the r
 built the FFHQ data set (so crops look like the generator's training images). Over time the
 quads are smoothed, so the crops do not jitter with the landmarks' noise. ``crop_face`` samples
 the quad into a resolution×resolution image; ``ciinv.faces.paste.paste_back`` does the reverse
-with the same geometry (``crop_transform``, ``antialias``).
+with the same geometry (``crop_transform``, ``antialias``). Where the quad runs past the frame's
+edge, the crop is padded as the FFHQ recipe pads (``border_padding``): the mirrored frame, blurred,
+faded towards the image's median colour, with a softened band inside the edge, so the generator
+sees the kind of border it was trained on rather than a crisp mirrored half-face.
 
 Coordinates: frame pixels with the centre of the top-left pixel at (0, 0), x right, y down
 (the landmarks' convention). A quad is float32 [4, 2]: the corners that the crop's top-left,
@@ -15,6 +18,7 @@ used by the FFHQ script).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -25,6 +29,16 @@ from ciinv.io.files import atomic_path, read_npz
 
 # Bilinear sampling alone aliases when one output pixel spans more than this many input pixels.
 _AREA_ABOVE = 1.25
+
+# The FFHQ recipe's padding (NVlabs ffhq-dataset, recreate_aligned_images), as fractions of the
+# quad's side: the margin kept around the quad's bounding box, the least padding on every side
+# once any side needs some, and the σ of the blur applied to the padded image.
+_PAD_MARGIN = 0.1
+_PAD_LEAST = 0.3
+_PAD_BLUR = 0.02
+# The padding's smooth parts are computed on a grid this many grid pixels per blur σ (cheap, and
+# the bilinear resampling onto the crop adds well under a grey level).
+_GRID_PER_BLUR = 3.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -111,6 +125,122 @@ def antialias(image: np.ndarray, transform: np.ndarray) -> tuple[np.ndarray, np.
 
 
 # ----------------------------------------------------------------------------------------------
+# Padding at the frame's edge
+
+
+@dataclass(frozen=True)
+class BorderPadding:
+    """How the FFHQ recipe pads the frame around one quad, in frame pixels.
+
+    content: (x0, y0, x1, y1), the frame pixels the recipe keeps (columns x0..x1-1, rows y0..y1-1);
+    its edge pixels' centres are where the padding starts. reach: (left, top, right, bottom), how far
+    beyond those centres the padded image extends. blur: the Gaussian σ of the padded image.
+    """
+
+    content: tuple[int, int, int, int]
+    reach: tuple[float, float, float, float]
+    blur: float
+
+    def depth(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """How far frame points (x, y) (broadcast together) lie in the padding, as a fraction of its reach.
+
+        0 on the content's edge pixels, 1 at the padded image's outer edge, negative inside: the
+        largest of four affine functions of (x, y), one per side.
+        """
+        x0, y0, x1, y1 = self.content
+        left, top, right, bottom = self.reach
+        return np.maximum(np.maximum((x0 - x) / left, (x - (x1 - 1)) / right),
+                          np.maximum((y0 - y) / top, (y - (y1 - 1)) / bottom))
+
+    def weights(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The recipe's blend weights at frame points (x, y): (blur, median).
+
+        With m = ``depth(x, y)``, the blurred image is mixed in with clip(3m + 1) (fully from the
+        edge outwards, fading over a band of a third of the reach inside) and the median colour
+        with clip(m). Where m ≤ −⅓ the frame is left as it is.
+        """
+        m = self.depth(x, y)
+        return np.clip(3 * m + 1, 0, 1, dtype=m.dtype), np.clip(m, 0, 1, dtype=m.dtype)
+
+
+def border_padding(quad: np.ndarray, frame_size: tuple[int, int], resolution: int) -> BorderPadding | None:
+    """The FFHQ recipe's padding for a quad in a frame of ``frame_size`` (width, height), or None.
+
+    The recipe works on the frame shrunk by an integer factor when the quad is over 4× the
+    output ``resolution``, keeps the quad's bounding box plus a margin of 0.1 quad sides, and pads
+    only when the quad comes within 4 pixels of what it kept; then every side gets at least 0.3
+    quad sides. Rounding follows the recipe in its shrunk pixels; the result is in frame pixels.
+    """
+    quad = np.asarray(quad, np.float64)
+    size = float(np.hypot(*(quad[3] - quad[0])))
+    frame = np.array(frame_size, np.int64)
+    shrink = int(np.floor(size / resolution * 0.5))
+    scale = shrink if shrink > 1 else 1
+    work = np.rint(frame / scale).astype(np.int64) if scale > 1 else frame  # the recipe's image size
+    quad, size = quad / scale, size / scale
+    margin = max(int(np.rint(size * _PAD_MARGIN)), 3)
+    low, high = np.floor(quad.min(axis=0)).astype(np.int64), np.ceil(quad.max(axis=0)).astype(np.int64)
+    start, stop = np.maximum(low - margin, 0), np.minimum(high + margin, work)
+    start, stop = np.minimum(start, work - 1), np.maximum(stop, start + 1)  # a quad all outside: keep a pixel
+    need = np.concatenate([np.maximum(start - low + margin, 0), np.maximum(high - stop + margin, 0)])
+    if need.max() <= margin - 4:
+        return None
+    reach = np.maximum(need, int(np.rint(size * _PAD_LEAST)))
+    to_frame = frame / work  # frame pixels per pixel of the recipe's image, (x, y)
+    first = np.floor(start * to_frame).astype(np.int64)
+    last = np.minimum(np.ceil(stop * to_frame).astype(np.int64), frame)
+    return BorderPadding(
+        content=(int(first[0]), int(first[1]), int(last[0]), int(last[1])),
+        reach=tuple(float(r) for r in reach * np.tile(to_frame, 2)),
+        blur=size * scale * _PAD_BLUR,
+    )
+
+
+def padding_grid(frame: np.ndarray, padding: BorderPadding) -> tuple[np.ndarray, np.ndarray]:
+    """The padding's smooth parts on a coarse grid over the padded image: (grid, frame → grid).
+
+    grid: float32 [h, w, 4]; channels 0-2 are what the padding adds (the blurred, mirrored content
+    and the median colour, each times its weight), channel 3 the weight left to the sharp frame,
+    so that the padded image is ``sharp · grid[3] + grid[:3]``. frame → grid: 3×3 matrix for
+    homogeneous pixel coordinates. The content is area-averaged to _GRID_PER_BLUR grid pixels per
+    blur σ, mirrored (edge pixel not repeated, like the recipe's reflect), blurred, and mixed with
+    the median colour of the whole padded image as the recipe does.
+    """
+    x0, y0, x1, y1 = padding.content
+    step = max(1, int(padding.blur / _GRID_PER_BLUR))  # frame pixels per grid pixel (whole: cv2's fast path)
+    # Mirrored at full resolution (so about the edge pixels' centres, as the recipe mirrors) two grid
+    # pixels past the padded image, so that bilinear sampling of its outer edge stays supported, and
+    # to a whole number of grid pixels.
+    before = [int(np.ceil(r)) + 2 * step for r in padding.reach[:2]]
+    after = [int(np.ceil(r)) + 2 * step + (-(n + b + int(np.ceil(r)) + 2 * step) % step)
+             for r, n, b in zip(padding.reach[2:], (x1 - x0, y1 - y0), before)]
+    mirrored = cv2.copyMakeBorder(np.ascontiguousarray(frame[y0:y1, x0:x1]), before[1], after[1], before[0], after[0],
+                                  cv2.BORDER_REFLECT_101)
+    size = (mirrored.shape[1] // step, mirrored.shape[0] // step)
+    image = cv2.resize(mirrored, size, interpolation=cv2.INTER_AREA) if step > 1 else mirrored
+    image = image.astype(np.float32)
+    # Area averaging already blurred by a box of one grid pixel (variance 1/12): blur the rest.
+    sigma = float(np.sqrt(max((padding.blur / step) ** 2 - (1 / 12 if step > 1 else 0), 0.0)))
+    blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+
+    # Grid pixel i's centre is at (i + ½)·step − ½ in the mirrored image, whose origin is frame (x0, y0) − before.
+    frame_to_grid = np.array([[1 / step, 0, (0.5 + before[0] - x0) / step - 0.5],
+                              [0, 1 / step, (0.5 + before[1] - y0) / step - 0.5], [0, 0, 1]])
+    x = ((np.arange(size[0]) - frame_to_grid[0, 2]) * step).astype(np.float32)  # grid pixel centres, frame pixels
+    y = ((np.arange(size[1]) - frame_to_grid[1, 2]) * step).astype(np.float32)
+    blur_weight, median_weight = padding.weights(x[None, :], y[:, None])
+    blur_weight, median_weight = blur_weight[..., None], median_weight[..., None]
+    softened = image + (blurred - image) * blur_weight
+    left, top, right, bottom = padding.reach
+    columns = slice(*np.searchsorted(x, [x0 - left, x1 - 1 + right], side="left"))  # the recipe's padded image
+    rows = slice(*np.searchsorted(y, [y0 - top, y1 - 1 + bottom], side="left"))
+    median = np.median(softened[rows, columns].reshape(-1, 3), axis=0)
+    added = (1 - median_weight) * blur_weight * blurred + median_weight * median.astype(np.float32)
+    sharp_weight = (1 - median_weight) * (1 - blur_weight)
+    return np.dstack([added, sharp_weight]).astype(np.float32), frame_to_grid
+
+
+# ----------------------------------------------------------------------------------------------
 # Crop
 
 
@@ -118,18 +248,57 @@ def crop_face(frame: np.ndarray, quad: np.ndarray, resolution: int) -> np.ndarra
     """Sample the quad of an H×W×3 uint8 frame into a resolution×resolution×3 uint8 crop.
 
     Bilinear, after area-averaging the frame when the face is more than 1.25× the crop's size
-    (so a large face does not alias); outside the frame the image is mirrored (as in the FFHQ
-    script's reflect padding).
+    (so a large face does not alias). Where the quad comes near or past the frame's edge the
+    frame is padded as the FFHQ recipe pads (``border_padding``, ``padding_grid``): mirrored,
+    blurred with σ = 0.02 quad sides, faded to the median colour away from the edge, and blurred
+    progressively over a band inside it. A quad well inside the frame is sampled as is.
     """
     crop_to_frame, _ = crop_transform(quad, resolution)
-    image, crop_to_frame = antialias(np.ascontiguousarray(frame), crop_to_frame)
-    return cv2.warpAffine(
+    image, crop_to_image = antialias(np.ascontiguousarray(frame), crop_to_frame)
+    sharp = cv2.warpAffine(
         image,
-        crop_to_frame[:2],
+        crop_to_image[:2],
         (resolution, resolution),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REFLECT_101,
     )
+    padding = border_padding(quad, (frame.shape[1], frame.shape[0]), resolution)
+    if padding is None:
+        return sharp
+    grid, frame_to_grid = padding_grid(frame, padding)
+    crop_to_grid = frame_to_grid @ crop_to_frame
+    for rows, columns in _padded_bands(padding, crop_to_frame, resolution):
+        # The grid's fields sampled on this band of the crop, then the recipe's blend (the bands are disjoint).
+        band_to_grid = crop_to_grid @ np.array([[1, 0, columns.start], [0, 1, rows.start], [0, 0, 1]])
+        fields = cv2.warpAffine(grid, band_to_grid[:2], (columns.stop - columns.start, rows.stop - rows.start),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        padded = sharp[rows, columns] * fields[..., 3:] + fields[..., :3]
+        sharp[rows, columns] = np.clip(np.rint(padded), 0, 255)
+    return sharp
+
+
+def _padded_bands(padding: BorderPadding, crop_to_frame: np.ndarray, resolution: int,
+                  tile: int = 32) -> list[tuple[slice, slice]]:
+    """The parts of the crop that the padding changes, as (rows, columns) slices, one per band of ``tile`` rows.
+
+    The padding leaves the frame as it is where its depth m ≤ −⅓ (``BorderPadding.weights``). m is
+    a maximum of affine functions, so over a tile of the crop it is largest at one of the corners:
+    a tile is left out when all four are at m ≤ −⅓.
+    """
+    starts = np.arange(0, resolution, tile)
+    ends = np.minimum(starts + tile, resolution) - 1  # the tiles' last pixels
+    changed = np.zeros((len(starts), len(starts)), bool)
+    for v in (starts, ends):
+        for u in (starts, ends):
+            x = crop_to_frame[0, 0] * u[None, :] + crop_to_frame[0, 1] * v[:, None] + crop_to_frame[0, 2]
+            y = crop_to_frame[1, 0] * u[None, :] + crop_to_frame[1, 1] * v[:, None] + crop_to_frame[1, 2]
+            changed |= padding.depth(x, y) > -1 / 3
+    bands = []
+    for row, tiles in enumerate(changed):
+        if tiles.any():
+            first, last = np.flatnonzero(tiles)[[0, -1]]
+            bands.append((slice(starts[row], ends[row] + 1), slice(starts[first], ends[last] + 1)))
+    return bands
 
 
 # ----------------------------------------------------------------------------------------------
