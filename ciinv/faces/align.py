@@ -38,7 +38,7 @@ _PAD_LEAST = 0.3
 _PAD_BLUR = 0.02
 # The padding's smooth parts are computed on a grid this many grid pixels per blur σ (cheap, and
 # the bilinear resampling onto the crop adds well under a grey level).
-_GRID_PER_BLUR = 3.0
+_GRID_PER_BLUR = 2.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,9 +235,10 @@ def padding_grid(frame: np.ndarray, padding: BorderPadding) -> tuple[np.ndarray,
     columns = slice(*np.searchsorted(x, [x0 - left, x1 - 1 + right], side="left"))  # the recipe's padded image
     rows = slice(*np.searchsorted(y, [y0 - top, y1 - 1 + bottom], side="left"))
     median = np.median(softened[rows, columns].reshape(-1, 3), axis=0)
-    added = (1 - median_weight) * blur_weight * blurred + median_weight * median.astype(np.float32)
-    sharp_weight = (1 - median_weight) * (1 - blur_weight)
-    return np.dstack([added, sharp_weight]).astype(np.float32), frame_to_grid
+    grid = np.empty((size[1], size[0], 4), np.float32)
+    grid[..., :3] = (1 - median_weight) * blur_weight * blurred + median_weight * median.astype(np.float32)
+    grid[..., 3:] = (1 - median_weight) * (1 - blur_weight)
+    return grid, frame_to_grid
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,8 +273,10 @@ def crop_face(frame: np.ndarray, quad: np.ndarray, resolution: int) -> np.ndarra
         band_to_grid = crop_to_grid @ np.array([[1, 0, columns.start], [0, 1, rows.start], [0, 0, 1]])
         fields = cv2.warpAffine(grid, band_to_grid[:2], (columns.stop - columns.start, rows.stop - rows.start),
                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-        padded = sharp[rows, columns] * fields[..., 3:] + fields[..., :3]
-        sharp[rows, columns] = np.clip(np.rint(padded), 0, 255)
+        padded = sharp[rows, columns].astype(np.float32)
+        padded *= fields[..., 3:]
+        padded += fields[..., :3]
+        sharp[rows, columns] = np.rint(np.clip(padded, 0, 255, out=padded), out=padded)
     return sharp
 
 
