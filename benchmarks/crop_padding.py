@@ -25,7 +25,8 @@ import numpy as np
 from ciinv.faces.align import antialias, border_padding, crop_face, crop_transform
 
 # The FFHQ quad of dlib's landmarks on astronaut() (as in tests/test_align.py).
-ASTRONAUT_QUAD = np.array([[142.28452, 14.354407], [132.62941, 189.04048], [307.3155, 198.69559], [316.97058, 24.009523]])
+ASTRONAUT_QUAD = np.array([[142.28452, 14.354407], [132.62941, 189.04048], [307.3155, 198.69559],
+                           [316.97058, 24.009523]])
 
 
 def mirror_crop(frame: np.ndarray, quad: np.ndarray, resolution: int) -> np.ndarray:

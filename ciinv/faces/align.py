@@ -223,7 +223,7 @@ def padding_grid(frame: np.ndarray, padding: BorderPadding) -> tuple[np.ndarray,
     sigma = float(np.sqrt(max((padding.blur / step) ** 2 - (1 / 12 if step > 1 else 0), 0.0)))
     blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
-    # Grid pixel i's centre is at (i + ½)·step − ½ in the mirrored image, whose origin is frame (x0, y0) − before.
+    # Grid pixel i's centre is at (i + ½)·step − ½ in the mirrored image; its origin is frame (x0, y0) − before.
     frame_to_grid = np.array([[1 / step, 0, (0.5 + before[0] - x0) / step - 0.5],
                               [0, 1 / step, (0.5 + before[1] - y0) / step - 0.5], [0, 0, 1]])
     x = ((np.arange(size[0]) - frame_to_grid[0, 2]) * step).astype(np.float32)  # grid pixel centres, frame pixels
