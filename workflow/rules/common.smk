@@ -85,6 +85,16 @@ def encoder_files(wildcards):
     return [model_path(config["models"]["encoder"])] if uses_encoder() else []
 
 
+def uses_parser():
+    """The face parser (models.parser) is read, and fetched, only with paste.mask: parser. (Until the
+    `paste:` section is in the schema, a config without it uses no parser.)"""
+    return config.get("paste", {}).get("mask") == "parser"
+
+
+def parser_files(wildcards):
+    return [model_path(config["models"]["parser"])] if uses_parser() else []
+
+
 def video_path(wildcards):
     return VIDEOS[wildcards.video]
 
@@ -127,7 +137,8 @@ def direction_spec(edit):
 
 def configured_models():
     """Registry files the current config uses (paths given directly are not ours to fetch)."""
-    models = {key: name for key, name in config["models"].items() if key != "encoder" or uses_encoder()}
+    used = {"encoder": uses_encoder(), "parser": uses_parser()}
+    models = {key: name for key, name in config["models"].items() if used.get(key, True)}
     names = list(models.values()) + [direction_spec(e) for e in config["edits"] if EditSpec.from_entry(e).direction]
     names = [n for n in names if n is not None]
     if config["landmarks"]["detector"] == "fan":
