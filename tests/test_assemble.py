@@ -21,6 +21,8 @@ from ciinv.dev.sample import make_clip
 from ciinv.dev.tiny import write_tiny_stylegan2
 from ciinv.io.video import VideoReader, VideoWriter, probe
 
+MASKS = ["ellipse", "landmarks"]
+
 
 @pytest.fixture(scope="module")
 def aligned(tmp_path_factory):
@@ -149,19 +151,27 @@ def test_a_generator_rendering_nan_leaves_no_video(aligned, edited, tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
-def test_the_command_renders_the_codes_into_the_video(aligned, edited, tmp_path):
+@pytest.mark.parametrize("mask", MASKS)
+def test_the_command_renders_the_codes_into_the_video_with_each_mask(aligned, edited, tmp_path, mask):
     from ciinv.cli import main
     from ciinv.io.files import write_json
 
     folder, video, meta = aligned
     work, _ = edited
     write_json(tmp_path / "meta.json", meta)
+    reads = {"parser": ["--parser", str(work / "parser.pth"), "--crops", str(folder / "crops.mkv")],
+             "landmarks": ["--landmarks", str(folder / "landmarks.npz")], "ellipse": []}[mask]
     assert main(["assemble", str(video), "--meta", str(tmp_path / "meta.json"), "--align", str(folder / "align.npz"),
                  "--codes", str(work / "age.npy"), "--noise", str(work / "noise.pt"), "--generator",
-                 str(work / "g.pt"), "--device", "cpu", "--preset", "ultrafast", "--out",
+                 str(work / "g.pt"), "--device", "cpu", "--preset", "ultrafast", "--mask", mask, *reads, "--out",
                  str(tmp_path / "age.mp4")]) == 0
     assert probe(tmp_path / "age.mp4")["frames"] == 8
+    if mask != "ellipse":  # what the mask needs is asked for by name
+        assert main(["assemble", str(video), "--meta", str(tmp_path / "meta.json"), "--align",
+                     str(folder / "align.npz"), "--codes", str(work / "age.npy"), "--generator", str(work / "g.pt"),
+                     "--device", "cpu", "--mask", mask, "--out", str(tmp_path / "no.mp4")]) == 1
+        assert not (tmp_path / "no.mp4").exists()
     missing = main(["assemble", str(video), "--meta", str(tmp_path / "meta.json"), "--align",
                     str(folder / "align.npz"), "--codes", str(tmp_path / "gone.npy"), "--generator",
-                    str(work / "g.pt"), "--device", "cpu", "--out", str(tmp_path / "gone.mp4")])
+                    str(work / "g.pt"), "--device", "cpu", "--mask", "ellipse", "--out", str(tmp_path / "gone.mp4")])
     assert missing == 1 and not (tmp_path / "gone.mp4").exists()

@@ -9,7 +9,7 @@ from scipy.ndimage import binary_erosion
 from skimage import data
 
 from ciinv.faces.align import crop_face, crop_transform, ffhq_quads
-from ciinv.faces.paste import face_mask, paste_back
+from ciinv.faces.paste import ellipse_mask, paste_back
 
 ASTRONAUT = data.astronaut()
 
@@ -39,13 +39,13 @@ def astronaut_scene():
 def test_unedited_crop_pastes_back_to_the_frame(astronaut_scene, resolution):
     frame, quad = astronaut_scene
     crop = crop_face(frame, quad, resolution)
-    out = paste_back(frame, crop, quad, feather=0.1)
+    out = paste_back(frame, crop, quad)
 
     u, v = frame_to_crop_coords(quad, resolution, frame.shape)
     in_crop = (u > -0.5) & (u < resolution - 0.5) & (v > -0.5) & (v < resolution - 0.5)
     iu = np.clip(np.rint(u), 0, resolution - 1).astype(int)
     iv = np.clip(np.rint(v), 0, resolution - 1).astype(int)
-    mask = face_mask(resolution, 0.1)
+    mask = ellipse_mask(resolution, 0.1)
 
     face = in_crop & (mask[iv, iu] > 0.99)
     assert face.sum() > 15_000
@@ -65,7 +65,7 @@ def test_unedited_crop_pastes_back_to_the_frame(astronaut_scene, resolution):
 def test_paste_back_puts_the_edited_face_in_and_leaves_the_rest(astronaut_scene):
     frame, quad = astronaut_scene
     white = np.full((256, 256, 3), 255, np.uint8)
-    out = paste_back(frame, white, quad, feather=0.1)
+    out = paste_back(frame, white, quad)
     u, v = frame_to_crop_coords(quad, 256, frame.shape)
     centre = (np.abs(u - 128) < 40) & (np.abs(v - 138) < 40)
     assert (out[centre] == 255).all()
