@@ -19,9 +19,10 @@ The masks (config ``paste:``, ``PasteSettings``), each a batch [N, R, R] from ``
 - ``ellipse``: the old fixed ellipse, for comparison (``ellipse_mask``).
 
 Pixel sizes are given at 1024² and scaled to the crop's resolution. The soft edge is a truncated
-Gaussian (kernel 2r+1): the weight is exactly 0 farther than ``dilate - erode + feather`` pixels from
-the face region (50 with the defaults) and exactly 1 on the region itself while
-``dilate - erode >= feather``.
+Gaussian (a square kernel of side 2r+1): the weight is exactly 0 farther than about
+``dilate - erode + feather`` pixels from the face region (50 with the defaults; up to √2·feather
+more towards the kernel's corners, and more in notches that growing then shrinking fills), and 1 on
+the region itself while ``dilate - erode >= feather`` (above 0.98 at its corners).
 
 ``TemporalSmoother`` then averages each frame's mask with its neighbours' (a Gaussian over time,
 in crop space: the crops are aligned, so a mask's pixel is the same face point from frame to frame),
@@ -144,8 +145,8 @@ def landmark_polygon(points: np.ndarray, quad: np.ndarray, resolution: int) -> n
 def soften(region: np.ndarray, dilate: int, erode: int, feather: int) -> np.ndarray:
     """A hard region (bool [R, R]) grown by ``dilate`` pixels, shrunk by ``erode`` (both Euclidean
     distances: round structuring elements) and blurred with a (2·feather+1)² Gaussian (σ as OpenCV
-    picks for that kernel, STIT's choice): float32 [R, R] in [0, 1], exactly 0 farther than
-    ``dilate - erode + feather`` pixels from the region."""
+    picks for that kernel, STIT's choice): float32 [R, R] in [0, 1], exactly 0 wherever the blur
+    kernel around a pixel misses the grown-then-shrunk region."""
     region = region.astype(bool)
     if dilate > 0 and region.any():
         # Distance of every pixel to the region: within `dilate` is in.
