@@ -136,6 +136,15 @@ def test_the_invert_rule_reads_the_encoder_only_with_init_e4e(tmp_path, init):
     assert ("e4e_ffhq_encode.pt" in downloads.stdout) == (init == "e4e")
 
 
+def test_download_models_leaves_the_face_parser_out_unless_a_mask_uses_it(tmp_path):
+    """models.parser is fetched only with paste.mask: parser; the default config blends without it."""
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    downloads = snakemake(tmp_path, "--dry-run", "download_models")
+    assert downloads.returncode == 0, downloads.stderr
+    assert "e4e_ffhq_encode.pt" not in downloads.stdout and "vgg16-397923af.pth" in downloads.stdout
+    assert "parsing_bisenet.pth" not in downloads.stdout
+
+
 def test_the_cpu_heavy_stages_run_with_their_rules_threads(tmp_path):
     """landmarks, align and assemble decode and encode video: each gets its rule's `threads:` as
     --threads (capped by --cores; --set-threads changes one); the other stages keep one thread."""
