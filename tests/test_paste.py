@@ -274,3 +274,10 @@ def test_paste_settings_come_from_the_schema():
         PasteSettings.from_dict({"exclude": ["skin", "fur"]})
     with pytest.raises(CiinvError, match="paste/mask"):
         PasteSettings(mask="circle")
+
+
+def test_the_excluded_classes_are_named_as_the_parser_labels_them():
+    from ciinv.faces.paste import PARSER_CLASSES
+    from ciinv.models.parser import PARSER_LABELS
+
+    assert PARSER_CLASSES == PARSER_LABELS

@@ -49,7 +49,8 @@ from ciinv.faces.align import antialias, crop_transform
 
 DEFAULTS = defaults("paste")
 
-# The parser's classes in index order (ciinv.models.parser.PARSER_LABELS; a test checks they agree).
+# The parser's classes in index order, as the schema names them for paste.exclude (a test checks
+# they are ciinv.models.parser.PARSER_LABELS; that module loads torch, this one need not).
 PARSER_CLASSES: tuple[str, ...] = tuple(setting("paste.exclude")["items"]["enum"])
 
 # Sizes in the settings are crop pixels at this resolution.

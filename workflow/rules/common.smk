@@ -85,16 +85,6 @@ def encoder_files(wildcards):
     return [model_path(config["models"]["encoder"])] if uses_encoder() else []
 
 
-def uses_parser():
-    """The face parser (models.parser) is read, and fetched, only with paste.mask: parser. (Until the
-    `paste:` section is in the schema, a config without it uses no parser.)"""
-    return config.get("paste", {}).get("mask") == "parser"
-
-
-def parser_files(wildcards):
-    return [model_path(config["models"]["parser"])] if uses_parser() else []
-
-
 def video_path(wildcards):
     return VIDEOS[wildcards.video]
 
@@ -160,6 +150,7 @@ PASTE_UNUSED = {
 
 
 def uses_parser():
+    """The face parser (models.parser) is read, and fetched, only with paste.mask: parser."""
     return config["paste"]["mask"] == "parser"
 
 
