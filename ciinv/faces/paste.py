@@ -194,26 +194,27 @@ def parser_regions(parser, images, excluded: list[int], size: int):
     return face
 
 
-def face_masks(settings: PasteSettings, rendered, *, source=None, points: np.ndarray | None = None,
-               quads: np.ndarray | None = None, parser=None) -> np.ndarray:
-    """The paste masks of a batch of frames, before the smoothing over time: float32 [N, R, R] in [0, 1].
+def face_regions(settings: PasteSettings, rendered, *, source=None, points: np.ndarray | None = None,
+                 quads: np.ndarray | None = None, parser=None) -> np.ndarray:
+    """The hard face regions of a batch of frames, before any growing or blurring: bool [N, R, R].
 
     rendered: the rendered crops, uint8 tensor [N, 3, R, R] RGB (on the parser's device with the
     ``parser`` mask). What each kind reads besides:
 
     - ``parser``: ``source``, the source crops (uint8 tensor [N, 3, r, r], any side r: they are
       parsed at ``settings.parser_size`` like the render), and ``parser`` (``load_parser``'s module);
+      the region is the union of the source's and the render's faces;
     - ``landmarks``: ``points`` [N, 68, 2] in frame pixels and the frames' ``quads`` [N, 4, 2];
-    - ``ellipse``: nothing.
+    - ``ellipse``: nothing (the ellipse's inside).
     """
     count, resolution = rendered.shape[0], rendered.shape[-1]
     if settings.mask == "ellipse":
-        return np.broadcast_to(ellipse_mask(resolution), (count, resolution, resolution)).copy()
+        return np.broadcast_to(ellipse_mask(resolution, 0) > 0, (count, resolution, resolution)).copy()
     if settings.mask == "landmarks":
         if points is None or quads is None:
             raise ValueError("the landmarks mask needs the frames' landmarks and quads")
-        regions = [landmark_polygon(p, q, resolution) for p, q in zip(points, quads)]
-    elif settings.mask == "parser":
+        return np.stack([landmark_polygon(p, q, resolution) for p, q in zip(points, quads)])
+    if settings.mask == "parser":
         if source is None or parser is None:
             raise ValueError("the parser mask needs the source crops and the parser")
         import torch
@@ -221,9 +222,21 @@ def face_masks(settings: PasteSettings, rendered, *, source=None, points: np.nda
         # One parser call for both: the render's regions first, the source's after.
         both = torch.cat([rendered, _resized(source.to(rendered.device), resolution)])
         found = parser_regions(parser, both, settings.excluded_classes(), settings.parser_size).cpu().numpy()
-        regions = list(found[:count] | found[count:])
-    else:
-        raise ValueError(f"unknown paste mask {settings.mask!r}")
+        return found[:count] | found[count:]
+    raise ValueError(f"unknown paste mask {settings.mask!r}")
+
+
+def face_masks(settings: PasteSettings, rendered, *, source=None, points: np.ndarray | None = None,
+               quads: np.ndarray | None = None, parser=None) -> np.ndarray:
+    """The paste masks of a batch of frames, before the smoothing over time: float32 [N, R, R] in [0, 1].
+
+    ``face_regions`` (same arguments) grown, shrunk and blurred (``soften``) with the settings'
+    radii; the ellipse is the old paste-back weight (``ellipse_mask``).
+    """
+    count, resolution = rendered.shape[0], rendered.shape[-1]
+    if settings.mask == "ellipse":
+        return np.broadcast_to(ellipse_mask(resolution), (count, resolution, resolution)).copy()
+    regions = face_regions(settings, rendered, source=source, points=points, quads=quads, parser=parser)
     radii = settings.radii(resolution)
     return np.stack([soften(region, *radii) for region in regions])
 
