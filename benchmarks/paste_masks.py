@@ -7,8 +7,10 @@ Default: the smoke models (`ciinv smoke-models`: a 64² StyleGAN2 and the tiny f
 `ciinv sample-clip` of 50 frames at 256², dlib landmarks: the CPU smoke run's assemble. The parser
 reads the crops at paste.parser_size (512², the default). --full-size: random networks of the real
 sizes instead (config F at 1024², BiSeNet with 79999_iter.pth's widths; for a GPU). Each command
-runs --repeat times, the kinds interleaved; the best time of each is reported. Run from the
-repository root with the package's environment active.
+runs --repeat times, the kinds interleaved; the best time of each is reported. Then, in this
+process, one render batch against its parser masks (best of --repeat): the parser's cost beside
+the generator's, free of the encoder's and the machine's noise. Run from the repository root with
+the package's environment active.
 """
 
 from __future__ import annotations
@@ -68,6 +70,33 @@ def command(work: Path, files: dict, kind: str, device: str, threads: int) -> li
             "--out", str(work / f"{kind}.mp4")]
 
 
+def components(work: Path, files: dict, device: str, threads: int, repeat: int) -> tuple[float, float]:
+    """Seconds per frame (best of ``repeat``, interleaved) of rendering a batch and of its parser masks
+    (``face_masks``: both crops parsed, the union softened; the source crops already decoded), in
+    this process: what the parser adds to the render thread, without the encoder's noise."""
+    from ciinv.faces.paste import PasteSettings, face_masks
+    from ciinv.faces.render import load_renderer
+    from ciinv.io.crops import open_crops
+    from ciinv.models import load_generator, load_parser
+
+    torch.set_num_threads(threads)
+    generator = load_generator(files["generator"]).to(device).eval().requires_grad_(False)
+    renderer = load_renderer(work / "codes.npy", generator, device=device)
+    parser = load_parser(files["parser"], device=device)
+    frames = range(renderer.batch)
+    source = torch.from_numpy(open_crops(work / "crops.mkv").read(0, len(frames))).permute(0, 3, 1, 2)
+    render_best = masks_best = float("inf")
+    for round in range(repeat + 1):  # the first round warms up
+        start = time.perf_counter()
+        pixels = renderer.render_pixels(frames)
+        rendered = time.perf_counter()
+        face_masks(PasteSettings(mask="parser"), pixels, source=source, parser=parser)
+        done = time.perf_counter()
+        if round:
+            render_best, masks_best = min(render_best, rendered - start), min(masks_best, done - rendered)
+    return render_best / len(frames), masks_best / len(frames)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=50)
@@ -94,6 +123,9 @@ def main() -> None:
     for kind in KINDS:
         print(f"  mask {kind:9s} {best[kind]:7.2f} s  {best[kind] / best['ellipse']:.3f}× ellipse")
     print(f"parser adds {100 * (best['parser'] / best['ellipse'] - 1):.1f} % to assemble against ellipse")
+    render, masks = components(work, files, args.device, args.threads, args.repeat)
+    print(f"per frame, in one process: render {1000 * render:.1f} ms, parser mask (source and render "
+          f"parsed, softened) {1000 * masks:.1f} ms: {masks / render:.3f}× the render")
 
 
 if __name__ == "__main__":
