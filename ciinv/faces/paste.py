@@ -100,11 +100,6 @@ class PasteSettings:
         scale = resolution / REFERENCE_RESOLUTION
         return tuple(int(round(value * scale)) for value in (self.dilate, self.erode, self.feather))
 
-    @property
-    def look_ahead(self) -> int:
-        """Frames the temporal smoothing reads past the current one."""
-        return temporal_radius(self.temporal_sigma)
-
 
 # ----------------------------------------------------------------------------------------------
 # The masks of one frame
@@ -168,30 +163,24 @@ def soften(region: np.ndarray, dilate: int, erode: int, feather: int) -> np.ndar
     return weight
 
 
-def parser_regions(parser, images, excluded: list[int], size: int):
-    """The face regions that ``parser`` finds in a batch of crops: bool tensor [N, R, R].
+def parser_regions(parser, crops: list, excluded: list[int], size: int, resolution: int):
+    """The face regions that ``parser`` finds in batches of crops, in one parser call: bool tensor
+    [ΣN, resolution, resolution], the batches' crops in order.
 
-    images: uint8 tensor [N, 3, R, R] (RGB) on the parser's device. The crops are resized to
-    ``size``² (area-averaged when shrinking), labelled (argmax of the logits), and the face region
-    (every class but ``excluded``) resized back to R² bilinearly and thresholded at one half.
+    crops: uint8 tensors [N, 3, r, r] (RGB, any side r per batch) on the parser's device. Each is
+    resized to ``size``² (area-averaged when shrinking, bilinear when growing), labelled (the
+    highest logit), and the face region (every class but ``excluded``) resized to ``resolution``²
+    bilinearly and thresholded at one half.
     """
     import torch
-    import torch.nn.functional as F
 
-    resolution = images.shape[-1]
-    pixels = images.float() / 255.0
-    if size != resolution:
-        mode = "area" if size < resolution else "bilinear"
-        pixels = F.interpolate(pixels, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+    pixels = torch.cat([_resized(batch.float() / 255.0, size) for batch in crops])
     with torch.no_grad():
-        labels = parser(pixels).max(dim=1).indices  # on the CPU 5× faster than argmax over the classes
+        labels = parser(pixels).max(dim=1).indices  # on the CPU 3× faster than argmax over the classes
     face = torch.ones_like(labels, dtype=torch.bool)
     for cls in excluded:
         face &= labels != cls
-    if size != resolution:
-        face = F.interpolate(face[:, None].float(), size=(resolution, resolution), mode="bilinear",
-                             align_corners=False)[:, 0] > 0.5
-    return face
+    return _resized(face[:, None].float(), resolution)[:, 0] > 0.5
 
 
 def face_regions(settings: PasteSettings, rendered, *, source=None, points: np.ndarray | None = None,
@@ -217,11 +206,8 @@ def face_regions(settings: PasteSettings, rendered, *, source=None, points: np.n
     if settings.mask == "parser":
         if source is None or parser is None:
             raise ValueError("the parser mask needs the source crops and the parser")
-        import torch
-
-        # One parser call for both: the render's regions first, the source's after.
-        both = torch.cat([rendered, _resized(source.to(rendered.device), resolution)])
-        found = parser_regions(parser, both, settings.excluded_classes(), settings.parser_size).cpu().numpy()
+        found = parser_regions(parser, [rendered, source.to(rendered.device)], settings.excluded_classes(),
+                               settings.parser_size, resolution).cpu().numpy()
         return found[:count] | found[count:]
     raise ValueError(f"unknown paste mask {settings.mask!r}")
 
@@ -241,15 +227,15 @@ def face_masks(settings: PasteSettings, rendered, *, source=None, points: np.nda
     return np.stack([soften(region, *radii) for region in regions])
 
 
-def _resized(images, resolution: int):
-    """uint8 [N, 3, r, r] → uint8 [N, 3, R, R] (bilinear; area-averaged when shrinking)."""
+def _resized(images, size: int):
+    """float images [N, C, r, r] -> [N, C, size, size]: area-averaged when shrinking, bilinear when growing."""
     import torch.nn.functional as F
 
-    if images.shape[-1] == resolution:
+    if images.shape[-1] == size:
         return images
-    mode = "area" if images.shape[-1] > resolution else "bilinear"
-    kwargs = {} if mode == "area" else {"align_corners": False}
-    return F.interpolate(images.float(), size=(resolution, resolution), mode=mode, **kwargs).round().clamp(0, 255).byte()
+    if images.shape[-1] > size:
+        return F.interpolate(images, size=(size, size), mode="area")
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
 # ----------------------------------------------------------------------------------------------
