@@ -85,16 +85,6 @@ def encoder_files(wildcards):
     return [model_path(config["models"]["encoder"])] if uses_encoder() else []
 
 
-def uses_parser():
-    """The face parser (models.parser) is read, and fetched, only with paste.mask: parser. (Until the
-    `paste:` section is in the schema, a config without it uses no parser.)"""
-    return config.get("paste", {}).get("mask") == "parser"
-
-
-def parser_files(wildcards):
-    return [model_path(config["models"]["parser"])] if uses_parser() else []
-
-
 def video_path(wildcards):
     return VIDEOS[wildcards.video]
 
@@ -145,6 +135,39 @@ def configured_models():
         names += FAN_MODELS
     names += [LPIPS_MODEL] if pti_needs_lpips() else []
     return sorted({model_path(n) for n in names if n in CATALOGUE})
+
+
+# --- the paste-back mask (config paste:) --------------------------------------------------------
+# What each mask reads besides the render: the parser's weights and the source crops (parser), the
+# landmarks (landmarks), nothing (ellipse). The assemble jobs declare only those, and get only the
+# settings their mask uses: changing another reruns nothing.
+
+PASTE_UNUSED = {
+    "parser": (),
+    "landmarks": ("parser_size", "exclude", "hair"),
+    "ellipse": ("parser_size", "exclude", "hair", "dilate", "erode", "feather", "temporal_sigma"),
+}
+
+
+def uses_parser():
+    """The face parser (models.parser) is read, and fetched, only with paste.mask: parser."""
+    return config["paste"]["mask"] == "parser"
+
+
+def paste_settings():
+    return cli_settings("paste", skip=PASTE_UNUSED[config["paste"]["mask"]])
+
+
+def parser_files(wildcards):
+    return [model_path(config["models"]["parser"])] if uses_parser() else []
+
+
+def paste_crops(wildcards):
+    return [f"results/{wildcards.video}/crops.mkv"] if uses_parser() else []
+
+
+def paste_landmarks(wildcards):
+    return [f"results/{wildcards.video}/landmarks.npz"] if config["paste"]["mask"] == "landmarks" else []
 
 
 # --- the generator a video is rendered with (pivotal tuning) --------------------------------
