@@ -154,12 +154,16 @@ def cmd_report_assets(args) -> None:
     from ciinv.errors import CiinvError
     from ciinv.metrics import load_lpips
     from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
+    from ciinv.faces.align import load_align
+    from ciinv.faces.landmarks import load_landmarks
     from ciinv.faces.render import load_renderer
-    from ciinv.report import report_assets
+    from ciinv.frame_metrics import FaceEmbedder
+    from ciinv.report import FullFrames, report_assets
     from ciinv.io.meta import read_meta
 
-    if len(args.edits) != len(args.names):
-        raise CiinvError(f"report-assets: {len(args.edits)} --edits files but {len(args.names)} --names")
+    if not len(args.edits) == len(args.names) == len(args.outputs):
+        raise CiinvError(f"report-assets: {len(args.edits)} --edits files, {len(args.outputs)} --outputs videos "
+                         f"but {len(args.names)} --names")
     generator, device = _renderer_generator(args)
     edits = {name: load_renderer(path, generator, args.noise, device=device, batch=args.batch,
                                  name=f"edit {name!r} ({path})", rerun="rerun the edit stage for this video and edit")
@@ -175,10 +179,16 @@ def cmd_report_assets(args) -> None:
     else:
         note = (f"its weights are missing (`ciinv models fetch {LPIPS_MODEL}` puts them in "
                 f"models/{CATALOGUE[LPIPS_MODEL].filename})")
-    from fractions import Fraction
-
-    report_assets(args.crops, edits, args.shards, Fraction(read_meta(args.meta)["fps"]), args.out,
-                  flow_net, device=device, lpips=lpips, lpips_note=note)
+    embedder, embedder_note = None, None
+    try:
+        embedder = FaceEmbedder()
+    except CiinvError as exc:  # face_recognition_models missing: leave TL-ID/TG-ID out, say why
+        embedder_note = str(exc)
+        log.info(f"report-assets: TL-ID and TG-ID left out: {embedder_note}")
+    frames = FullFrames(Path(args.video), read_meta(args.meta), load_align(args.align)["quads"],
+                        load_landmarks(args.landmarks)["points"], dict(zip(args.names, map(Path, args.outputs))))
+    report_assets(args.crops, edits, args.shards, frames, args.out, flow_net, device=device, lpips=lpips,
+                  lpips_note=note, embedder=embedder, embedder_note=embedder_note)
 
 
 def cmd_models(args) -> None:
@@ -480,8 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "report-assets", "the pictures and metrics of one video for `snakemake --report`: "
                     "stills.png, preview.png (animated), losses.png and metrics.html in --out")
+    p.add_argument("--video", required=True, help="the source video")
     p.add_argument("--crops", required=True, help="the aligned crops file (align stage)")
-    p.add_argument("--meta", required=True, help="meta.json of the video (probe stage): its frame rate")
+    p.add_argument("--meta", required=True, help="meta.json of the video (probe stage)")
+    p.add_argument("--align", required=True, help="align.npz of the video (align stage): where the face is")
+    p.add_argument("--landmarks", required=True, help="landmarks.npz of the video (landmarks stage): for TL-ID/TG-ID")
+    p.add_argument("--outputs", nargs="+", required=True, help="the assembled videos, one per edit in the order "
+                   "of --names (assemble stage)")
     p.add_argument("--edits", nargs="+", required=True, help="edited codes, one .npy per edit (edit stage), "
                    "rendered here")
     p.add_argument("--names", nargs="+", required=True, help="the edits' names, in the order of --edits")

@@ -60,18 +60,30 @@ def face_box(quads: np.ndarray, frame_size: tuple[int, int], margin: float = FAC
     return x0, y0, x1, y1
 
 
-def crop_in_frame(frame: np.ndarray, crop: np.ndarray, quad: np.ndarray) -> np.ndarray:
+def cut(frames: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The face box of frames [..., H, W, 3] -> [..., y1 - y0, x1 - x0, 3] (a view)."""
+    x0, y0, x1, y1 = box
+    return frames[..., y0:y1, x0:x1, :]
+
+
+def crop_in_frame(frame: np.ndarray, crop: np.ndarray, quad: np.ndarray,
+                  box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """The render as it lands in the frame with nothing masked: the R×R×3 crop warped onto its quad
-    (the geometry of ``ciinv.faces.paste.paste_back``), the H×W×3 frame where the quad does not reach.
-    Both uint8; returns float32 [H, W, 3] in 0..255."""
+    (the geometry of ``ciinv.faces.paste.paste_back``), the frame where the quad does not reach.
+
+    frame: the H×W×3 frame, or only its ``box`` (``cut(frame, box)``) when a box is given; crop:
+    R×R×3; both uint8. Returns float32 in 0..255 of the frame's shape (the box's, with a box).
+    """
     height, width = frame.shape[:2]
+    x0, y0 = (box[0], box[1]) if box is not None else (0, 0)
     _, frame_to_crop = crop_transform(quad, crop.shape[0])
-    source, frame_to_source = antialias(np.ascontiguousarray(crop).astype(np.float32), frame_to_crop)
-    cover, _ = antialias(np.ones(crop.shape[:2], np.float32), frame_to_crop)
+    box_to_crop = frame_to_crop @ np.array([[1.0, 0, x0], [0, 1, y0], [0, 0, 1]])
+    source, box_to_source = antialias(np.ascontiguousarray(crop).astype(np.float32), box_to_crop)
+    cover, _ = antialias(np.ones(crop.shape[:2], np.float32), box_to_crop)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpAffine(source, frame_to_source[:2], (width, height), flags=flags,
+    warped = cv2.warpAffine(source, box_to_source[:2], (width, height), flags=flags,
                             borderMode=cv2.BORDER_REPLICATE)
-    weight = cv2.warpAffine(cover, frame_to_source[:2], (width, height), flags=flags,
+    weight = cv2.warpAffine(cover, box_to_source[:2], (width, height), flags=flags,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
     base = frame.astype(np.float32)
     return base + weight * (warped - base)
@@ -170,11 +182,17 @@ def identity_consistency(source: np.ndarray, output: np.ndarray) -> dict[str, fl
     source, output = np.asarray(source, np.float64), np.asarray(output, np.float64)
     if source.shape != output.shape or source.ndim != 2 or len(source) < 2:
         raise ValueError(f"need embeddings [F >= 2, D] of equal shape, got {list(source.shape)} and {list(output.shape)}")
-    upper = np.triu_indices(len(source), k=1)
-    similarity = {name: e @ e.T for name, e in (("src", source), ("out", output))}
-    local = {name: np.mean(np.diagonal(s, offset=1)) for name, s in similarity.items()}
-    whole = {name: np.mean(s[upper]) for name, s in similarity.items()}
-    return {"tl_id": float(local["out"] / local["src"]), "tg_id": float(whole["out"] / whole["src"])}
+    count = len(source)
+
+    def local(e: np.ndarray) -> float:
+        return float(np.mean(np.sum(e[:-1] * e[1:], axis=1)))
+
+    def whole(e: np.ndarray) -> float:
+        # Σ_{i≠j} e_i·e_j = |Σ e_i|² − Σ |e_i|²: no F×F matrix for a long clip.
+        total = e.sum(axis=0)
+        return float((total @ total - np.sum(e * e)) / (count * (count - 1)))
+
+    return {"tl_id": local(output) / local(source), "tg_id": whole(output) / whole(source)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,42 +207,36 @@ def to_tensor(frames: np.ndarray) -> Tensor:
 class ClipMeasure:
     """The full-frame metrics of several outputs of one clip, fed a chunk of frames at a time.
 
-    box: the face's neighbourhood (``face_box``), where everything is measured; flow_fn: a flow
-    function with FlowNet2's convention (``ciinv.models.load_flow``) on ``device``; embedder: a
-    ``FaceEmbedder``, or None to leave TL-ID and TG-ID out. Feed ``add`` consecutive chunks of
-    full frames; ``result`` gives, per output label, {'rel_warp', 'seam', 'tl_id', 'tg_id'}.
+    Everything is measured on the face's neighbourhood: feed ``add`` consecutive chunks of the
+    frames' face box (``cut(frames, face_box(...))``, the same box for the whole clip). flow_fn: a
+    flow function with FlowNet2's convention (``ciinv.models.load_flow``) on ``device``;
+    embedder: a ``FaceEmbedder``, or None to leave TL-ID and TG-ID out. ``result`` gives, per
+    output label, {'rel_warp', 'seam', 'tl_id', 'tg_id'}.
     """
 
-    def __init__(self, box: tuple[int, int, int, int], flow_fn, embedder: FaceEmbedder | None = None,
-                 device="cpu"):
-        self.box, self.flow_fn, self.embedder, self.device = box, flow_fn, embedder, device
+    def __init__(self, flow_fn, embedder: FaceEmbedder | None = None, device="cpu"):
+        self.flow_fn, self.embedder, self.device = flow_fn, embedder, device
         self.last: dict | None = None  # the previous chunk's last frame: {"source", label: output}
         self.pairs: dict[str, list[Tensor]] = {"source": []}
         self.seams: dict[str, list[Tensor]] = {}
         self.embeddings: dict[str, list[np.ndarray]] = {"source": []}
 
-    def cut(self, frames: np.ndarray) -> np.ndarray:
-        x0, y0, x1, y1 = self.box
-        return frames[:, y0:y1, x0:x1]
-
     @torch.no_grad()
     def add(self, source: np.ndarray, points: np.ndarray, outputs: dict[str, np.ndarray],
             renders: dict[str, np.ndarray] | None = None) -> None:
-        """source: full frames [N, H, W, 3] uint8; points: their 68 landmarks [N, 68, 2];
-        outputs: label -> the composited frames [N, H, W, 3] uint8; renders: label -> the render
-        unmasked in the frame (``crop_in_frame``, [N, H, W, 3] in 0..255) for the seam, or None
-        (no seam for that label)."""
+        """source: the source frames' box [N, h, w, 3] uint8; points: their 68 landmarks in box
+        pixels [N, 68, 2]; outputs: label -> the composited frames' box [N, h, w, 3] uint8;
+        renders: label -> the render unmasked in the box (``crop_in_frame``, [N, h, w, 3] in 0..255)
+        for the seam (a label without one has no seam)."""
         renders = renders or {}
-        real = to_tensor(self.cut(source))
-        made = {label: to_tensor(self.cut(frames)) for label, frames in outputs.items()}
+        real = to_tensor(source)
+        made = {label: to_tensor(frames) for label, frames in outputs.items()}
         for label, frames in renders.items():
-            self.seams.setdefault(label, []).append(excess_edges(made[label], real, to_tensor(self.cut(frames))))
+            self.seams.setdefault(label, []).append(excess_edges(made[label], real, to_tensor(frames)))
         if self.embedder is not None:
-            shift = np.array(self.box[:2], np.float64)
-            marks = np.asarray(points, np.float64) - shift
-            self.embeddings["source"].append(self.embedder(self.cut(source), marks))
+            self.embeddings["source"].append(self.embedder(source, points))
             for label, frames in outputs.items():
-                self.embeddings.setdefault(label, []).append(self.embedder(self.cut(frames), marks))
+                self.embeddings.setdefault(label, []).append(self.embedder(frames, points))
         if self.last is not None:  # the pair across the chunk boundary
             real = torch.cat([self.last["source"], real])
             made = {label: torch.cat([self.last[label], images]) for label, images in made.items()}

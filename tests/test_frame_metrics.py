@@ -31,6 +31,9 @@ def test_crop_in_frame_puts_a_crop_back_on_its_quad_and_leaves_the_rest():
     inside = (slice(70, 110), slice(70, 110))
     assert np.abs(back[inside] - frame[inside]).mean() < 8  # bilinear twice, on 16-pixel blocks
     assert (back[:40] == 0).all() and (back[:, 140:] == 0).all()
+    box = (30, 40, 150, 170)
+    in_box = fm.crop_in_frame(fm.cut(np.zeros_like(frame), box), crop, quad, box)
+    np.testing.assert_allclose(in_box, fm.cut(back, box), atol=1e-3)
 
 
 def test_excess_edges_is_zero_for_constant_weights_and_grows_with_a_hard_seam():
@@ -59,6 +62,11 @@ def test_identity_consistency_known_answers():
     result = fm.identity_consistency(source, turned)
     assert result["tl_id"] == pytest.approx(0.6)  # adjacent pairs: 0.6, 0.6
     assert result["tg_id"] == pytest.approx((0.6 + 1 + 0.6) / 3)
+    rng = np.random.default_rng(0)
+    a, b = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in rng.normal(size=(2, 7, 5)) + 2)
+    upper = np.triu_indices(7, k=1)
+    expected = (b @ b.T)[upper].mean() / (a @ a.T)[upper].mean()
+    assert fm.identity_consistency(a, b)["tg_id"] == pytest.approx(expected)
     with pytest.raises(ValueError):
         fm.identity_consistency(e[:1], e[:1])
 
@@ -91,12 +99,13 @@ def test_clip_measure_streams_chunks_and_scores_the_source_as_one(clip):
 
     frames, points, quads = clip
     box = fm.face_box(quads, (192, 192))
+    frames, points = fm.cut(frames, box), points - np.array(box[:2])
     flow = load_flow("dis")
     rng = np.random.default_rng(0)
     flicker = np.clip(frames + rng.normal(0, 12, frames.shape), 0, 255).astype(np.uint8)
-    whole = fm.ClipMeasure(box, flow, fm.FaceEmbedder())
+    whole = fm.ClipMeasure(flow, fm.FaceEmbedder())
     whole.add(frames, points, {"same": frames, "flicker": flicker}, renders={"same": frames.astype(np.float32)})
-    chunked = fm.ClipMeasure(box, flow, fm.FaceEmbedder())
+    chunked = fm.ClipMeasure(flow, fm.FaceEmbedder())
     for part in (slice(0, 3), slice(3, 4)):  # a one-frame chunk still adds its pair
         chunked.add(frames[part], points[part], {"same": frames[part], "flicker": flicker[part]},
                     renders={"same": frames[part].astype(np.float32)})
