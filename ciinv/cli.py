@@ -135,18 +135,32 @@ def cmd_pti(args) -> None:
 
 
 def cmd_assemble(args) -> None:
-    from ciinv.faces.assemble import assemble_video
+    from ciinv.faces.align import load_align
+    from ciinv.faces.assemble import ClipMasks, assemble_video
+    from ciinv.faces.paste import PasteSettings, require_inputs
     from ciinv.faces.render import load_renderer
     from ciinv.io.meta import read_meta
 
     use_threads(args.threads)
+    settings = PasteSettings.from_dict(section_values(args, "paste"))
+    require_inputs(settings, parser_path=args.parser, crops_path=args.crops, landmarks_path=args.landmarks)
     generator, device = _renderer_generator(args)
     faces = load_renderer(args.codes, generator, args.noise, device=device, batch=args.batch,
                           rerun="rerun the edit stage for this video and edit")
-    assemble_video(
-        args.video, read_meta(args.meta), args.align, faces, args.out, feather=args.feather, crf=args.crf,
-        preset=args.preset, name=str(args.codes),
-    )
+    parser = crops = points = None
+    if settings.mask == "parser":
+        from ciinv.io.crops import open_crops
+        from ciinv.models import load_parser
+
+        parser, crops = load_parser(args.parser, device=device), open_crops(args.crops)
+    elif settings.mask == "landmarks":
+        from ciinv.faces.landmarks import load_landmarks
+
+        points = load_landmarks(args.landmarks)["points"]
+    masks = ClipMasks(settings, load_align(args.align)["quads"], parser=parser, crops=crops, points=points,
+                      landmarks_path=args.landmarks)
+    assemble_video(args.video, read_meta(args.meta), args.align, faces, args.out, masks=masks, crf=args.crf,
+                   preset=args.preset, name=str(args.codes))
 
 
 def cmd_report_assets(args) -> None:
@@ -311,7 +325,8 @@ def _parse_as(entry: dict) -> dict:
     if kind == "boolean":
         return {"action": argparse.BooleanOptionalAction}
     if kind == "array":
-        return {"nargs": entry["minItems"], "type": _parse_as(entry["items"])["type"]}
+        fixed = "minItems" in entry and entry["minItems"] == entry.get("maxItems")
+        return {"nargs": entry["minItems"] if fixed else "*", **_parse_as(entry["items"])}
     if kind in ("integer", "number"):
         return {"type": int if kind == "integer" else finite_float}
     forms = entry.get("oneOf", [])
@@ -483,7 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", required=True, help="align.npz from `ciinv align`")
     p.add_argument("--codes", required=True, help="the edited codes from `ciinv edit` (or latents.npy: no edit)")
     _render_options(p)
+    p.add_argument("--parser", default="", help="the face parser's weights, for --mask parser (empty: none)")
+    p.add_argument("--crops", default="", help="the source crops (align stage), for --mask parser (empty: none)")
+    p.add_argument("--landmarks", default="", help="landmarks.npz (landmarks stage), for --mask landmarks "
+                   "(empty: none)")
     p.add_argument("--out", required=True, help=".mp4 to write")
+    config_options(p, "paste")
     config_options(p, "assemble")
     threads_option(p)
     p.set_defaults(func=cmd_assemble)

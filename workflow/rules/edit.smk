@@ -34,9 +34,13 @@ rule assemble:
         codes="results/{video}/edits/{edit}.npy",
         noise="results/{video}/noise.pt",
         generator=video_generator,
+        parser=parser_files,
+        crops=paste_crops,
+        landmarks=paste_landmarks,
     output:
         "results/{video}.{edit}.mp4",
     params:
+        paste=paste_settings(),
         settings=cli_settings("assemble"),
     threads: 4  # decoding, pasting back and the H.264 encoding, beside the rendering
     resources:
@@ -49,5 +53,6 @@ rule assemble:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv assemble {input.video:q} --meta {input.meta:q} --align {input.align:q} --codes {input.codes:q}"
-        " --noise {input.noise:q} --generator {input.generator:q} --out {output:q} {params.settings}"
+        " --noise {input.noise:q} --generator {input.generator:q} --parser={input.parser:q}"
+        " --crops={input.crops:q} --landmarks={input.landmarks:q} --out {output:q} {params.paste} {params.settings}"
         " --threads {threads} 2> {log:q}"
