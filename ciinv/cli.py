@@ -279,6 +279,20 @@ def cmd_bench_speed(args) -> None:
     print(speedup_line(rows))
 
 
+def cmd_bench_blend(args) -> None:
+    import logging
+
+    from ciinv.bench.blend import bench_blend
+    from ciinv.config import load_config
+    from ciinv.gpu import pick_device
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _, line = bench_blend(load_config(args.config), args.out, clips=args.clips, frames=args.frames, size=args.size,
+                          resolution=args.resolution, masks=args.masks.split(","), device=pick_device(args.device))
+    print((Path(args.out) / "blend.md").read_text().rstrip("\n").removesuffix(line).rstrip())
+    print(line)
+
+
 def cmd_bench_stages(args) -> None:
     import logging
 
@@ -602,6 +616,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_speed)
+
+    p = _subcommand(which, "blend", "the paste-back masks on synthesized full frames whose ideal output is known")
+    p.add_argument("--config", nargs="+", required=True, help="config files, merged in order (config.yaml overlay...)")
+    p.add_argument("--out", required=True, help="folder for blend.csv, blend.md, blend.png")
+    p.add_argument("--clips", type=int, default=3, help="number of clips (seeds 0, 1, ...)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip")
+    p.add_argument("--size", type=int, default=256, help="frame side in pixels")
+    p.add_argument("--resolution", type=int, default=256, help="side of the aligned crops the render is cut into")
+    p.add_argument("--masks", default="ellipse,landmarks,parser",
+                   help="comma-separated mask kinds (ellipse always; parser only with its weights in models_dir)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_bench_blend)
 
     p = _subcommand(which, "stages", "seconds and bytes per frame of the CPU stages next to a plain ffmpeg transcode")
     p.add_argument("videos", nargs="+", help="video files")
