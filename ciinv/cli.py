@@ -280,13 +280,10 @@ def cmd_bench_speed(args) -> None:
 
 
 def cmd_bench_blend(args) -> None:
-    import logging
-
     from ciinv.bench.blend import bench_blend
     from ciinv.config import load_config
     from ciinv.gpu import pick_device
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     _, line = bench_blend(load_config(args.config), args.out, clips=args.clips, frames=args.frames, size=args.size,
                           resolution=args.resolution, masks=args.masks.split(","), device=pick_device(args.device))
     print((Path(args.out) / "blend.md").read_text().rstrip("\n").removesuffix(line).rstrip())
