@@ -216,6 +216,7 @@ class ClipMeasure:
 
     def __init__(self, flow_fn, embedder: FaceEmbedder | None = None, device="cpu"):
         self.flow_fn, self.embedder, self.device = flow_fn, embedder, device
+        self.labels: dict[str, None] = {}  # the outputs' labels, in the order first seen
         self.last: dict | None = None  # the previous chunk's last frame: {"source", label: output}
         self.pairs: dict[str, list[Tensor]] = {"source": []}
         self.seams: dict[str, list[Tensor]] = {}
@@ -229,6 +230,7 @@ class ClipMeasure:
         renders: label -> the render unmasked in the box (``crop_in_frame``, [N, h, w, 3] in 0..255)
         for the seam (a label without one has no seam)."""
         renders = renders or {}
+        self.labels |= dict.fromkeys(outputs)
         real = to_tensor(source)
         made = {label: to_tensor(frames) for label, frames in outputs.items()}
         for label, frames in renders.items():
@@ -255,10 +257,9 @@ class ClipMeasure:
         """{'source_warp': the source's own warping error on the box (None for one frame),
         label: {'rel_warp', 'seam', 'tl_id', 'tg_id'}}; a value that cannot be had is None."""
         base = torch.cat(self.pairs["source"]).mean().item() if self.pairs["source"] else None
-        labels = [label for label in self.pairs if label != "source"] or list(self.seams)
         out: dict = {"source_warp": base}
         source_ids = np.concatenate(self.embeddings["source"]) if self.embeddings["source"] else None
-        for label in dict.fromkeys(labels + list(self.seams)):
+        for label in self.labels:
             row: dict = {"rel_warp": None, "seam": None, "tl_id": None, "tg_id": None}
             if base is not None and base > 1e-12 and self.pairs.get(label):
                 row["rel_warp"] = torch.cat(self.pairs[label]).mean().item() / base

@@ -141,7 +141,13 @@ def make_clip(frames: int, size: int, seed: int) -> dict:
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float pictures in [0, 1] -> uint8 (rounded)."""
     return np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
+
+
+def channels_first(images: np.ndarray) -> torch.Tensor:
+    """uint8 pictures [N, H, W, 3] -> a uint8 tensor [N, 3, H, W], as ``face_masks`` takes them."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
 def composite(clip: dict, settings: PasteSettings, resolution: int, parser=None) -> tuple[np.ndarray, np.ndarray]:
@@ -150,9 +156,8 @@ def composite(clip: dict, settings: PasteSettings, resolution: int, parser=None)
     render = to_uint8(clip["render"])
     crops = np.stack([crop_face(r, q, resolution) for r, q in zip(render, clip["quads"])])
     source_crops = np.stack([crop_face(s, q, resolution) for s, q in zip(clip["source"], clip["quads"])])
-    as_tensor = lambda images: torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # noqa: E731
     device = next(parser.parameters()).device if parser is not None else "cpu"
-    masks = face_masks(settings, as_tensor(crops).to(device), source=as_tensor(source_crops).to(device),
+    masks = face_masks(settings, channels_first(crops).to(device), source=channels_first(source_crops).to(device),
                        points=clip["points"], quads=clip["quads"], parser=parser)
     masks = smooth_over_time(masks, settings.temporal_sigma)
     out = np.stack([paste_back(s, c, q, m) for s, c, q, m in zip(clip["source"], crops, clip["quads"], masks)])
