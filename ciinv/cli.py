@@ -168,12 +168,16 @@ def cmd_report_assets(args) -> None:
     from ciinv.errors import CiinvError
     from ciinv.metrics import load_lpips
     from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
+    from ciinv.faces.align import load_align
+    from ciinv.faces.landmarks import load_landmarks
     from ciinv.faces.render import load_renderer
-    from ciinv.report import report_assets
+    from ciinv.frame_metrics import FaceEmbedder
+    from ciinv.report import FullFrames, report_assets
     from ciinv.io.meta import read_meta
 
-    if len(args.edits) != len(args.names):
-        raise CiinvError(f"report-assets: {len(args.edits)} --edits files but {len(args.names)} --names")
+    if not len(args.edits) == len(args.names) == len(args.outputs):
+        raise CiinvError(f"report-assets: {len(args.edits)} --edits files, {len(args.outputs)} --outputs videos "
+                         f"but {len(args.names)} --names")
     generator, device = _renderer_generator(args)
     edits = {name: load_renderer(path, generator, args.noise, device=device, batch=args.batch,
                                  name=f"edit {name!r} ({path})", rerun="rerun the edit stage for this video and edit")
@@ -189,10 +193,16 @@ def cmd_report_assets(args) -> None:
     else:
         note = (f"its weights are missing (`ciinv models fetch {LPIPS_MODEL}` puts them in "
                 f"models/{CATALOGUE[LPIPS_MODEL].filename})")
-    from fractions import Fraction
-
-    report_assets(args.crops, edits, args.shards, Fraction(read_meta(args.meta)["fps"]), args.out,
-                  flow_net, device=device, lpips=lpips, lpips_note=note)
+    embedder, embedder_note = None, None
+    try:
+        embedder = FaceEmbedder()
+    except CiinvError as exc:  # face_recognition_models missing: leave TL-ID/TG-ID out, say why
+        embedder_note = str(exc)
+        log.info(f"report-assets: TL-ID and TG-ID left out: {embedder_note}")
+    frames = FullFrames(Path(args.video), read_meta(args.meta), load_align(args.align)["quads"],
+                        load_landmarks(args.landmarks)["points"], dict(zip(args.names, map(Path, args.outputs))))
+    report_assets(args.crops, edits, args.shards, frames, args.out, flow_net, device=device, lpips=lpips,
+                  lpips_note=note, embedder=embedder, embedder_note=embedder_note)
 
 
 def cmd_models(args) -> None:
@@ -267,6 +277,17 @@ def cmd_bench_speed(args) -> None:
                        seed=args.seed)
     print((Path(args.out) / "speed.md").read_text())
     print(speedup_line(rows))
+
+
+def cmd_bench_blend(args) -> None:
+    from ciinv.bench.blend import bench_blend
+    from ciinv.config import load_config
+    from ciinv.gpu import pick_device
+
+    _, line = bench_blend(load_config(args.config), args.out, clips=args.clips, frames=args.frames, size=args.size,
+                          resolution=args.resolution, masks=args.masks.split(","), device=pick_device(args.device))
+    print((Path(args.out) / "blend.md").read_text().rstrip("\n").removesuffix(line).rstrip())
+    print(line)
 
 
 def cmd_bench_stages(args) -> None:
@@ -500,8 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "report-assets", "the pictures and metrics of one video for `snakemake --report`: "
                     "stills.png, preview.png (animated), losses.png and metrics.html in --out")
+    p.add_argument("--video", required=True, help="the source video")
     p.add_argument("--crops", required=True, help="the aligned crops file (align stage)")
-    p.add_argument("--meta", required=True, help="meta.json of the video (probe stage): its frame rate")
+    p.add_argument("--meta", required=True, help="meta.json of the video (probe stage)")
+    p.add_argument("--align", required=True, help="align.npz of the video (align stage): where the face is")
+    p.add_argument("--landmarks", required=True, help="landmarks.npz of the video (landmarks stage): for TL-ID/TG-ID")
+    p.add_argument("--outputs", nargs="+", required=True, help="the assembled videos, one per edit in the order "
+                   "of --names (assemble stage)")
     p.add_argument("--edits", nargs="+", required=True, help="edited codes, one .npy per edit (edit stage), "
                    "rendered here")
     p.add_argument("--names", nargs="+", required=True, help="the edits' names, in the order of --edits")
@@ -587,6 +613,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_speed)
+
+    p = _subcommand(which, "blend", "the paste-back masks on synthesized full frames whose ideal output is known")
+    p.add_argument("--config", nargs="+", required=True, help="config files, merged in order (config.yaml overlay...)")
+    p.add_argument("--out", required=True, help="folder for blend.csv, blend.md, blend.png")
+    p.add_argument("--clips", type=int, default=3, help="number of clips (seeds 0, 1, ...)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip")
+    p.add_argument("--size", type=int, default=256, help="frame side in pixels")
+    p.add_argument("--resolution", type=int, default=256, help="side of the aligned crops the render is cut into")
+    p.add_argument("--masks", default="ellipse,landmarks,parser",
+                   help="comma-separated mask kinds (ellipse always; parser only with its weights in models_dir)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_bench_blend)
 
     p = _subcommand(which, "stages", "seconds and bytes per frame of the CPU stages next to a plain ffmpeg transcode")
     p.add_argument("videos", nargs="+", help="video files")

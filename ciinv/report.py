@@ -1,42 +1,50 @@
-"""The pictures and the table of one video for Snakemake's report (``snakemake --report``).
+"""The pictures and the tables of one video for Snakemake's report (``snakemake --report``).
 
 ``report_assets`` writes four files into a folder, from the files the pipeline already made:
 
-stills.png    a labelled grid: rows source crop, ``recon`` and each edit; columns a few frames
-              spread evenly over the clip (``STILL_FRAMES``), each cell ``CELL`` pixels wide
+stills.png    a labelled grid of full frames around the face (what the user watches): rows the
+              source video and each output video (``recon`` and each edit, as assembled); columns a
+              few frames spread evenly over the clip (``STILL_FRAMES``); each cell the face's
+              neighbourhood (``ciinv.frame_metrics.face_box``) ``CELL`` pixels high
 preview.png   an animated PNG (Snakemake's report shows PNGs inline, not videos or GIFs): the
-              first ``PREVIEW_FRAMES`` frames, source | recon | each edit side by side, at the
-              clip's frame rate
+              first ``PREVIEW_FRAMES`` frames, the same cells, source | recon | each edit side by
+              side, at the clip's frame rate, in one shared 256-colour palette (under 2 MB)
 losses.png    the loss curves of every invert shard: one panel per loss term (total, icc, mse,
               perceptual), one line per window, log10 of the loss over the Adam steps
-metrics.html  a table: reconstruction PSNR (dB, mean over frames) and LPIPS (when its weights
-              are given) against the aligned crops; for every output (recon and each edit) the
-              flow-warping error relative to the input crops' own (1: as steady as the input;
-              ``metrics.relative_warping_error``, flows between the input crops)
+metrics.html  two tables. Full frames (the output videos against the source video, on the face's
+              neighbourhood): the flow-warping error relative to the source's own, the seam
+              (excess edge energy), TL-ID and TG-ID (``ciinv.frame_metrics``). Aligned crops:
+              reconstruction PSNR (dB, mean over frames) and LPIPS (when its weights are given);
+              for every output the warping error relative to the input crops' own
+              (``metrics.relative_warping_error``, flows between the input crops)
 
-The source row is the align stage's crops, read through ``ciinv.io.crops.open_crops``. ``recon`` and
-the edits are the edit stage's codes, rendered here as they are needed
-(``ciinv.faces.render.CodeRenderer``), a chunk of frames at a time: nothing rendered is stored but the
-four files.
+The full frames are the source video and the assemble stage's videos, decoded once, a chunk at a
+time; the unmasked render the seam needs is the edit's codes rendered again
+(``ciinv.faces.render.CodeRenderer``). The crop table renders the codes once more beside the align
+stage's crops (``ciinv.io.crops.open_crops``). Nothing rendered is stored but the four files.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import logging
 import math
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ciinv import metrics
+from ciinv import frame_metrics, metrics
 from ciinv.io.crops import as_tensor, open_crops, read_crops
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path, read_torch
+from ciinv.io.video import VideoReader
 from ciinv.inversion.objective import LOSS_NAMES
 from ciinv.faces.render import CodeRenderer
 
@@ -46,7 +54,8 @@ Row = Path | CodeRenderer  # a folder of crops, or codes rendered on demand
 
 STILL_FRAMES = 4  # columns of stills.png
 PREVIEW_FRAMES = 50  # frames of preview.png (2 s at 25 fps)
-CELL = 160  # pixels per picture in stills.png and preview.png
+CELL = 160  # pixels high per picture in stills.png and preview.png
+PREVIEW_BYTES = 2_000_000  # preview.png at most (pictures scaled down to fit)
 LABEL_WIDTH = 90
 CHUNK = 16  # frames in memory at once while measuring
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -73,51 +82,138 @@ def read_row(row: Row, indices, size: int | None = None) -> torch.Tensor:
     return as_tensor(row.render([int(i) for i in indices]), size)
 
 
-def _to_image(picture: torch.Tensor) -> Image.Image:
-    """[3, H, W] in [0, 1] -> a Pillow RGB image."""
-    return Image.fromarray((picture.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+# --------------------------------------------------------------------------------------------
+# Full frames
+
+
+@dataclass
+class FullFrames:
+    """What the user watches of one video: the source and each output video, and where the face is.
+
+    video: the source file and its ``meta`` (probe stage); quads [F, 4, 2] (align stage); points
+    [F, 68, 2] (landmarks stage), frame pixels; outputs: label -> the assembled video of that edit
+    (``recon`` first), each of the source's frame count and size.
+    """
+
+    video: Path
+    meta: dict
+    quads: np.ndarray
+    points: np.ndarray
+    outputs: dict[str, Path]
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """The face's neighbourhood over the clip (``frame_metrics.face_box``)."""
+        return frame_metrics.face_box(self.quads, (self.meta["width"], self.meta["height"]))
+
+    def check(self) -> None:
+        """Every file covers the source's frames: a CiinvError naming the one that does not."""
+        frames = self.meta["frames"]
+        for what, count, advice in [("align.npz quads", len(self.quads), "the align stage"),
+                                    ("landmarks", len(self.points), "the landmarks stage")]:
+            if count != frames:
+                raise CiinvError(f"{self.video} has {frames} frames but its {what} cover {count}; rerun {advice}")
+        for label, path in self.outputs.items():
+            with VideoReader(path) as reader:
+                size = (reader.meta["width"], reader.meta["height"])
+                if len(reader) != frames or size != (self.meta["width"], self.meta["height"]):
+                    raise CiinvError(f"{path}: {len(reader)} frames of {size[0]}x{size[1]}, but {self.video} has "
+                                     f"{frames} of {self.meta['width']}x{self.meta['height']}; rerun the assemble "
+                                     f"stage for edit {label!r}")
+
+    def chunks(self, size: int = CHUNK) -> Iterator[tuple[range, np.ndarray, dict[str, np.ndarray]]]:
+        """(indices, the source's face box [N, h, w, 3], label -> each output's face box), ``size``
+        frames at a time, every video decoded once in step."""
+        box = self.box
+        readers = [VideoReader(self.video, self.meta)] + [VideoReader(path) for path in self.outputs.values()]
+        try:
+            streams = [reader.frames() for reader in readers]
+            for start in range(0, self.meta["frames"], size):
+                indices = range(start, min(start + size, self.meta["frames"]))
+                pictures = [np.stack([frame_metrics.cut(next(stream)[1], box) for _ in indices]) for stream in streams]
+                yield indices, pictures[0], dict(zip(self.outputs, pictures[1:]))
+        finally:
+            for reader in readers:
+                reader.close()
+
+
+def _cell(picture: np.ndarray, height: int = CELL) -> Image.Image:
+    """A face box [h, w, 3] uint8 -> a Pillow image ``height`` pixels high (antialiased)."""
+    image = Image.fromarray(np.ascontiguousarray(picture))
+    width = max(1, round(image.width * height / image.height))
+    return image.resize((width, height), Image.LANCZOS)
 
 
 # --------------------------------------------------------------------------------------------
 # Pictures
 
 
-def still_grid(rows: dict[str, Row], frames: int, out, columns: int = STILL_FRAMES, cell: int = CELL) -> None:
-    """stills.png: one row per entry of ``rows`` (label -> crops file or codes), ``columns`` frames spread
-    evenly over the ``frames`` frames of the clip, each ``cell`` pixels square, frame numbers on top."""
-    shown = sorted({int(i) for i in np.linspace(0, frames - 1, min(columns, frames)).round()})
+def still_grid(cells: dict[str, list[Image.Image]], shown: list[int], out) -> None:
+    """stills.png: one row per entry of ``cells`` (label -> its pictures of frames ``shown``), frame
+    numbers on top, the label on the left."""
+    width, height = next(iter(cells.values()))[0].size
     top, pad = 16, 2
-    sheet = Image.new("RGB", (LABEL_WIDTH + len(shown) * (cell + pad), top + len(rows) * (cell + pad)), "white")
+    sheet = Image.new("RGB", (LABEL_WIDTH + len(shown) * (width + pad), top + len(cells) * (height + pad)), "white")
     draw = ImageDraw.Draw(sheet)
     for c, index in enumerate(shown):
-        draw.text((LABEL_WIDTH + c * (cell + pad) + 4, 2), f"frame {index}", fill="black")
-    for r, (label, row) in enumerate(rows.items()):
-        y = top + r * (cell + pad)
-        draw.text((4, y + cell // 2 - 6), label, fill="black")
-        for c, picture in enumerate(read_row(row, shown, cell)):
-            sheet.paste(_to_image(picture), (LABEL_WIDTH + c * (cell + pad), y))
+        draw.text((LABEL_WIDTH + c * (width + pad) + 4, 2), f"frame {index}", fill="black")
+    for r, (label, pictures) in enumerate(cells.items()):
+        y = top + r * (height + pad)
+        draw.text((4, y + height // 2 - 6), label, fill="black")
+        for c, picture in enumerate(pictures):
+            sheet.paste(picture, (LABEL_WIDTH + c * (width + pad), y))
     with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
 
 
-def preview(rows: dict[str, Row], frames: int, fps: Fraction, out, length: int = PREVIEW_FRAMES,
-            cell: int = CELL) -> None:
-    """preview.png: an animated PNG of the first ``length`` frames, the entries of ``rows`` (label ->
-    crops file or codes) side by side with their labels above, looping, at ``fps`` frames per second."""
-    count = min(length, frames)
+def preview(cells: dict[str, list[Image.Image]], fps: Fraction, out, max_bytes: int = PREVIEW_BYTES) -> None:
+    """preview.png: an animated PNG of the pictures in ``cells`` (label -> one per frame), side by
+    side with their labels above, looping, at ``fps`` frames per second, at most ``max_bytes``.
+
+    Every frame is mapped to one 256-colour palette made from the first, middle and last frames
+    (median cut, no dithering: dither noise would not compress and would crawl from frame to
+    frame): about a third of the bytes of true colour, and the same colour for the same pixel
+    in every frame. Pictures of clean video take ~0.16 bytes a pixel, grainy ones up to ~0.7:
+    when the file would pass ``max_bytes``, the pictures are scaled down to fit (the frames
+    all stay).
+    """
+    scale = 1.0
+    for _ in range(6):
+        data = _animated_png(cells, fps, scale)
+        if len(data) <= max_bytes:
+            break
+        scale *= 0.95 * math.sqrt(max_bytes / len(data))  # bytes grow with the pixels
+    else:
+        raise CiinvError(f"{out}: the preview stays above {max_bytes} bytes however small its pictures")
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+
+
+def _animated_png(cells: dict[str, list[Image.Image]], fps: Fraction, scale: float) -> bytes:
+    """The bytes of ``preview``'s animated PNG with every picture scaled by ``scale``."""
+    width, height = next(iter(cells.values()))[0].size
+    width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    count = min(len(pictures) for pictures in cells.values())
     top, pad = 16, 2
-    pictures = {label: read_row(row, range(count), cell) for label, row in rows.items()}
     sheets = []
     for i in range(count):
-        sheet = Image.new("RGB", (len(rows) * (cell + pad), top + cell), "white")
+        sheet = Image.new("RGB", (len(cells) * (width + pad), top + height), "white")
         draw = ImageDraw.Draw(sheet)
-        for c, (label, images) in enumerate(pictures.items()):
-            draw.text((c * (cell + pad) + 4, 2), label, fill="black")
-            sheet.paste(_to_image(images[i]), (c * (cell + pad), top))
+        for c, (label, pictures) in enumerate(cells.items()):
+            draw.text((c * (width + pad) + 4, 2), label, fill="black")
+            picture = pictures[i] if scale == 1.0 else pictures[i].resize((width, height), Image.LANCZOS)
+            sheet.paste(picture, (c * (width + pad), top))
         sheets.append(sheet)
+    samples = [sheets[i] for i in sorted({0, count // 2, count - 1})]
+    mosaic = Image.new("RGB", (sheets[0].width, sheets[0].height * len(samples)))
+    for k, sample in enumerate(samples):
+        mosaic.paste(sample, (0, k * sheets[0].height))
+    palette = mosaic.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    frames = [sheet.quantize(palette=palette, dither=Image.Dither.NONE) for sheet in sheets]
     duration = max(20, round(1000 / float(fps)))  # milliseconds per frame
-    with atomic_path(out) as tmp:
-        sheets[0].save(tmp, format="PNG", save_all=True, append_images=sheets[1:], duration=duration, loop=0)
+    data = io.BytesIO()
+    frames[0].save(data, format="PNG", save_all=True, append_images=frames[1:], duration=duration, loop=0)
+    return data.getvalue()
 
 
 def read_losses(shard_paths) -> list[dict[str, np.ndarray]]:
@@ -237,10 +333,65 @@ def measure(source: Path, outputs: dict[str, Row], frames: int, flow_net, device
     return result
 
 
-def metrics_html(result: dict, notes: list[str]) -> str:
-    """metrics.html: the table of ``measure``'s result, and notes (e.g. why LPIPS is missing)."""
-    def cell(value) -> str:
-        return "–" if value is None else ("inf" if math.isinf(value) else f"{value:.4g}")
+@torch.no_grad()
+def measure_full_frames(frames: FullFrames, renderers: dict[str, CodeRenderer], flow_net, device,
+                        embedder: frame_metrics.FaceEmbedder | None, shown: list[int],
+                        preview_length: int = PREVIEW_FRAMES) -> tuple[dict, dict, dict]:
+    """One pass over the source and output videos: the full-frame metrics and the report's pictures.
+
+    renderers: label -> the codes of that output (for the seam's unmasked render; a label without
+    one has no seam). Returns (``ClipMeasure.result()``: {'source_warp', label: {'rel_warp', 'seam',
+    'tl_id', 'tg_id'}}, the still cells {label: [frames ``shown``]}, the preview cells {label:
+    [the first ``preview_length`` frames]}); labels 'source' then the outputs'.
+    """
+    box = frames.box
+    shift = np.array(box[:2], np.float64)
+    clip = frame_metrics.ClipMeasure(flow_net, embedder, device)
+    labels = ["source", *frames.outputs]
+    stills: dict[str, list[Image.Image]] = {label: [] for label in labels}
+    moving: dict[str, list[Image.Image]] = {label: [] for label in labels}
+    wanted = set(shown)
+    for indices, source, outputs in frames.chunks():
+        renders = {}
+        for label, renderer in renderers.items():
+            crops = renderer.render(list(indices))
+            renders[label] = np.stack([frame_metrics.crop_in_frame(picture, crop, frames.quads[i], box)
+                                       for picture, crop, i in zip(source, crops, indices)])
+        clip.add(source, frames.points[indices.start : indices.stop] - shift, outputs, renders)
+        for k, index in enumerate(indices):
+            if index in wanted or index < preview_length:
+                for label, pictures in [("source", source), *outputs.items()]:
+                    cell = _cell(pictures[k])
+                    if index in wanted:
+                        stills[label].append(cell)
+                    if index < preview_length:
+                        moving[label].append(cell)
+    return clip.result(), stills, moving
+
+
+def _cell_text(value) -> str:
+    return "–" if value is None else ("inf" if math.isinf(value) else f"{value:.4g}")
+
+
+def full_frame_table(result: dict, notes: list[str]) -> str:
+    """The full-frame table of metrics.html: one row per output of ``measure_full_frames``' result."""
+    def shown(values: dict) -> list:
+        seam = values.get("seam")
+        return [values.get("rel_warp"), None if seam is None else 1e3 * seam, values.get("tl_id"), values.get("tg_id")]
+
+    rows = [f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{_cell_text(v)}</td>" for v in shown(values)) + "</tr>"
+            for label, values in result.items() if label != "source_warp"]
+    return ("<h3>Full frames, around the face (what the user watches)</h3>\n"
+            "<table id=\"full-frame\"><tr><th>output video</th><th>warp error relative to the source video's "
+            "(1 = as steady)</th><th>seam: excess edge energy (×10⁻³)</th><th>TL-ID (1 = as consistent as the "
+            "source)</th><th>TG-ID</th></tr>\n" + "\n".join(rows) + "\n</table>\n"
+            + "".join(f"<p>{html.escape(note)}</p>\n" for note in notes))
+
+
+def metrics_html(result: dict, notes: list[str], full_frame: str = "") -> str:
+    """metrics.html: ``full_frame`` (the full-frame table's HTML, first), then the crop table of
+    ``measure``'s result, and notes (e.g. why LPIPS is missing)."""
+    cell = _cell_text
 
     rows = [f"<tr><td>{html.escape(label)}</td><td>{cell(result['psnr']) if label == 'recon' and 'psnr' in result else '–'}"
             f"</td><td>{cell(result.get('lpips')) if label == 'recon' else '–'}</td>"
@@ -250,7 +401,8 @@ def metrics_html(result: dict, notes: list[str]) -> str:
                      f"{cell(result.get('input_warp'))} (mean squared error per visible pixel, [0, 1] images)."]
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ciinv metrics</title>"
             "<style>table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px 8px;text-align:right}"
-            "td:first-child{text-align:left}</style></head><body>\n"
+            "td:first-child{text-align:left}</style></head><body>\n" + full_frame
+            + "<h3>Aligned crops (what the generator sees)</h3>\n"
             "<table id=\"metrics\"><tr><th>output</th><th>PSNR (dB) vs aligned crops</th><th>LPIPS vs aligned crops"
             "</th><th>warp error relative to the input's (1 = as steady)</th></tr>\n"
             + "\n".join(rows) + "\n</table>\n"
@@ -261,36 +413,56 @@ def metrics_html(result: dict, notes: list[str]) -> str:
 # All four
 
 
-def report_assets(crops: str | os.PathLike, edits: dict[str, CodeRenderer], shards, fps: Fraction, out_dir,
-                  flow_net, device="cpu", lpips=None, lpips_note: str | None = None) -> dict:
+def report_assets(crops: str | os.PathLike, edits: dict[str, CodeRenderer], shards, frames: FullFrames, out_dir,
+                  flow_net, device="cpu", lpips=None, lpips_note: str | None = None,
+                  embedder: frame_metrics.FaceEmbedder | None = None, embedder_note: str | None = None) -> dict:
     """Write stills.png, preview.png, losses.png and metrics.html of one video into ``out_dir``.
 
     crops: the aligned crops; edits: edit name -> its codes to render (``recon`` included);
-    shards: the invert shards; fps: the clip's frame rate; flow_net: a flow function with
-    FlowNet2's convention (``ciinv.models.load_flow``); lpips: an LPIPS net or None, with
-    ``lpips_note`` saying why. Returns ``measure``'s result.
+    shards: the invert shards; frames: the source and output videos (``FullFrames``, the same
+    edits); flow_net: a flow function with FlowNet2's convention (``ciinv.models.load_flow``);
+    lpips: an LPIPS net or None, with ``lpips_note`` saying why; embedder: dlib's face-recognition
+    network for TL-ID and TG-ID, or None with ``embedder_note`` saying why. Returns {'crops':
+    ``measure``'s result, 'full_frame': ``measure_full_frames``' result}.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frames = crop_count(crops)
-    if frames == 0:
+    count = crop_count(crops)
+    if count == 0:
         raise CiinvError(f"{crops}: holds no crops; rerun the align stage")
     for name, renderer in edits.items():
-        if len(renderer) != frames:
-            raise CiinvError(f"{renderer.name}: codes of {len(renderer)} frames but {crops} has {frames} crops; "
+        if len(renderer) != count:
+            raise CiinvError(f"{renderer.name}: codes of {len(renderer)} frames but {crops} has {count} crops; "
                              f"rerun the edit stage for edit {name!r}")
-    rows = {"source": Path(crops)} | dict(edits)
-    still_grid(rows, frames, out_dir / "stills.png")
+    if list(frames.outputs) != list(edits):
+        raise CiinvError(f"report-assets: output videos for {list(frames.outputs)} but codes for {list(edits)}")
+    frames.check()
+    if frames.meta["frames"] != count:
+        raise CiinvError(f"{frames.video} has {frames.meta['frames']} frames but {crops} has {count} crops; "
+                         "rerun the align stage")
+    shown = sorted({int(i) for i in np.linspace(0, count - 1, min(STILL_FRAMES, count)).round()})
+    full, stills, moving = measure_full_frames(frames, edits, flow_net, device, embedder, shown)
+    still_grid(stills, shown, out_dir / "stills.png")
     log.info(f"report: wrote {out_dir / 'stills.png'}")
-    preview(rows, frames, fps, out_dir / "preview.png")
+    preview(moving, Fraction(frames.meta["fps"]), out_dir / "preview.png")
     log.info(f"report: wrote {out_dir / 'preview.png'}")
     loss_plot(list(shards), out_dir / "losses.png")
     log.info(f"report: wrote {out_dir / 'losses.png'}")
-    result = measure(Path(crops), dict(edits), frames, flow_net, device, lpips)
+    result = measure(Path(crops), dict(edits), count, flow_net, device, lpips)
     notes = [] if lpips is not None else [f"LPIPS left out: {lpips_note or 'no LPIPS weights given'}"]
     if "input_warp" in result and "rel_warp" not in result:
         notes.append("Warp errors not relative: the input crops do not change between frames")
+    x0, y0, x1, y1 = frames.box
+    full_notes = [f"Measured on the face's neighbourhood, pixels x {x0}-{x1}, y {y0}-{y1} of every frame (the crop "
+                  f"quads' box grown by {frame_metrics.FACE_MARGIN:g} of the quad's side), after encoding. Source "
+                  f"video's own warping error there: {_cell_text(full.get('source_warp'))}. Seam: the mean over "
+                  "those pixels of the output's squared gradient beyond the larger of the source's and the unmasked "
+                  "render's ([0, 1] images): 0 for a blend with no edge of its own. TL-ID / TG-ID: STIT's identity "
+                  "consistency over adjacent / all pairs of frames relative to the source's, with dlib's "
+                  "face-recognition network at the source's landmarks (not comparable with ArcFace figures)."]
+    if embedder is None:
+        full_notes.append(f"TL-ID and TG-ID left out: {embedder_note or 'no face-recognition network given'}")
     with atomic_path(out_dir / "metrics.html") as tmp:
-        tmp.write_text(metrics_html(result, notes))
+        tmp.write_text(metrics_html(result, notes, full_frame_table(full, full_notes)))
     log.info(f"report: wrote {out_dir / 'metrics.html'}")
-    return result
+    return {"crops": result, "full_frame": full}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image
 from ciinv.errors import CiinvError
 from ciinv.models import load_flow, load_generator
 from ciinv.faces.render import load_renderer
-from ciinv.report import loss_plot, measure, read_losses, report_assets
+from ciinv.report import FullFrames, loss_plot, measure, preview, read_losses, report_assets
 from ciinv.dev.tiny import write_tiny_stylegan2
 
 
@@ -39,6 +40,41 @@ def write_codes(path, generator, frames: int = 6, seed: int = 0):
     steps = 0.1 * torch.randn(frames, generator.num_ws, 32, generator=torch.Generator().manual_seed(seed))
     np.save(path, (generator.w_avg + steps.cumsum(0)).numpy())
     return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """A 6-frame clip of the astronaut (160²), its meta, landmarks and align files, as the stages write them."""
+    from ciinv.dev.sample import make_clip
+    from ciinv.faces.align import align_video
+    from ciinv.faces.landmarks import detect_video, save_landmarks
+    from ciinv.io.files import write_json
+    from ciinv.io.video import probe
+
+    folder = tmp_path_factory.mktemp("video")
+    make_clip(folder / "clip.mp4", frames=6, fps="25", size=(160, 160), audio=False)
+    meta = probe(folder / "clip.mp4")
+    write_json(folder / "meta.json", meta)
+    save_landmarks(folder / "landmarks.npz", detect_video(folder / "clip.mp4", meta=meta))
+    align_video(folder / "clip.mp4", folder / "landmarks.npz", folder / "align.npz", folder / "crops.mkv",
+                resolution=32, meta=meta)
+    return folder
+
+
+def assembled(video, renderers: dict, out_dir) -> FullFrames:
+    """Each renderer's frames pasted into the clip as the assemble stage does: the FullFrames of the report."""
+    from ciinv.faces.align import load_align
+    from ciinv.faces.assemble import assemble_video
+    from ciinv.faces.landmarks import load_landmarks
+    from ciinv.io.meta import read_meta
+
+    meta = read_meta(video / "meta.json")
+    outputs = {}
+    for name, renderer in renderers.items():
+        outputs[name] = out_dir / f"clip.{name}.mp4"
+        assemble_video(video / "clip.mp4", meta, video / "align.npz", renderer, outputs[name])
+    return FullFrames(video / "clip.mp4", meta, load_align(video / "align.npz")["quads"],
+                      load_landmarks(video / "landmarks.npz")["points"], outputs)
 
 
 def write_shard(path, steps: list[int]):
@@ -81,47 +117,87 @@ def test_an_output_equal_to_the_input_scores_infinite_psnr_and_relative_warp_one
     assert result["rel_warp"]["flicker"] > 2  # brightness jumping every frame is far less steady
 
 
-def test_report_assets_renders_the_edits_codes_into_the_four_files(tmp_path, generator_path):
+def test_report_assets_shows_and_measures_the_full_frames(tmp_path, generator_path, video):
+    from ciinv.frame_metrics import FaceEmbedder
+
     generator = load_generator(generator_path)
-    source = write_crops(tmp_path / "crops")
     edits = {name: load_renderer(write_codes(tmp_path / f"{name}.npy", generator, seed=k), generator, batch=4)
              for k, name in enumerate(["recon", "edited"])}
+    frames = assembled(video, edits, tmp_path)
     shard = write_shard(tmp_path / "shard_0000.pt", [4, 4])
     out = tmp_path / "report"
-    report_assets(source, edits, [shard], Fraction(25), out, load_flow("dis"))
+    result = report_assets(video / "crops.mkv", edits, [shard], frames, out, load_flow("dis"),
+                           embedder=FaceEmbedder())
     assert sorted(p.name for p in out.iterdir()) == ["losses.png", "metrics.html", "preview.png", "stills.png"]
-    with Image.open(out / "preview.png") as preview:
-        assert preview.n_frames == 6
-        # The first frame: source | recon | edited, each 160 px wide; the recon cell is the rendered
-        # frame 0 of its codes, scaled up.
-        first = np.asarray(preview.convert("RGB")).astype(int)
-    rendered = np.asarray(Image.fromarray(edits["recon"].render([0])[0]).resize((160, 160), Image.BILINEAR))
-    cell = first[16 : 16 + 160, 162 : 162 + 160]
-    assert np.abs(cell - rendered.astype(int)).mean() < 8
+    x0, y0, x1, y1 = frames.box
+    with Image.open(out / "preview.png") as moving:
+        assert moving.n_frames == 6
+        # The first frame: source | recon | edited, each the face box 160 px high; the source cell
+        # is the source video's frame 0 there.
+        first = np.asarray(moving.convert("RGB")).astype(int)
+    from ciinv.io.video import VideoReader
+
+    with VideoReader(frames.video) as reader:
+        frame0 = next(reader.frames())[1][y0:y1, x0:x1]
+    width = round((x1 - x0) * 160 / (y1 - y0))
+    expected = np.asarray(Image.fromarray(frame0).resize((width, 160), Image.LANCZOS)).astype(int)
+    assert np.abs(first[16 : 16 + 160, :width] - expected).mean() < 6  # 256 colours
+    with Image.open(out / "stills.png") as stills:
+        assert stills.height == 16 + 3 * 162  # source, recon, edited
+    full = result["full_frame"]
+    assert list(full) == ["source_warp", "recon", "edited"]
+    for name in edits:  # a 32² render of random codes pasted in: a face that flickers, a seam, another identity
+        assert full[name]["rel_warp"] > 1 and full[name]["seam"] > 0
+        assert 0 < full[name]["tl_id"] <= 1.01 and full[name]["tg_id"] > 0
     table = (out / "metrics.html").read_text()
+    assert table.index('id="full-frame"') < table.index('id="metrics"')
     assert "<td>recon</td>" in table and "<td>edited</td>" in table and "LPIPS left out" in table
+    assert "TL-ID and TG-ID left out" not in table
 
 
-def test_edit_codes_of_another_length_are_an_error_naming_the_file(tmp_path, generator_path):
+def test_a_grainy_preview_of_fifty_frames_is_scaled_to_stay_under_two_megabytes(tmp_path):
+    from ciinv.dev.sample import render_frames
+
+    clip = render_frames(50, (256, 256), seed=3)
+    noise = np.random.default_rng(0).normal(0, 6, clip.shape)  # sensor noise: worst for PNG
+    cells = {label: [Image.fromarray(np.clip(f + k * noise[i], 0, 255).astype(np.uint8)).resize((200, 160))
+                     for i, f in enumerate(clip)] for k, label in enumerate(["source", "recon", "smile", "age"])}
+    preview(cells, Fraction(25), tmp_path / "preview.png")
+    size = (tmp_path / "preview.png").stat().st_size
+    assert size < 2_000_000, size
+    with Image.open(tmp_path / "preview.png") as moving:
+        assert moving.n_frames == 50 and moving.is_animated
+        assert moving.width < 4 * (200 + 2)  # grainy pictures: scaled down to fit, every frame kept
+
+
+def test_edit_codes_of_another_length_are_an_error_naming_the_file(tmp_path, generator_path, video):
     generator = load_generator(generator_path)
-    source = write_crops(tmp_path / "crops", frames=6)
     short = load_renderer(write_codes(tmp_path / "short.npy", generator, frames=4), generator)
-    with pytest.raises(CiinvError, match=r"short.npy: codes of 4 frames but .*crops has 6 crops; rerun the edit"):
-        report_assets(source, {"recon": short}, [], Fraction(25), tmp_path / "report", load_flow("dis"))
+    frames = FullFrames(video / "clip.mp4", {}, np.zeros((6, 4, 2)), np.zeros((6, 68, 2)), {"recon": tmp_path / "x"})
+    with pytest.raises(CiinvError, match=r"short.npy: codes of 4 frames but .*crops.mkv has 6 crops; rerun the edit"):
+        report_assets(video / "crops.mkv", {"recon": short}, [], frames, tmp_path / "report", load_flow("dis"))
 
 
-def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path, generator_path):
-    from ciinv.cli import main
-    from ciinv.io.files import write_json
-    from ciinv.dev.tiny import write_tiny_vgg16
+def test_an_output_video_of_another_length_is_an_error_naming_it(tmp_path, generator_path, video):
     from ciinv.dev.sample import make_clip
-    from ciinv.io.video import probe
 
-    make_clip(tmp_path / "clip.mp4", frames=6, fps="25", size=(64, 64), audio=False)
-    write_json(tmp_path / "meta.json", probe(tmp_path / "clip.mp4"))
-    # Source crops that are exactly what the recon codes render: no distance to measure.
+    generator = load_generator(generator_path)
+    recon = load_renderer(write_codes(tmp_path / "recon.npy", generator), generator)
+    frames = assembled(video, {"recon": recon}, tmp_path)
+    make_clip(frames.outputs["recon"], frames=4, fps="25", size=(160, 160), audio=False)
+    with pytest.raises(CiinvError, match=r"clip.recon.mp4: 4 frames of 160x160, but .*clip.mp4 has 6 .* assemble"):
+        report_assets(video / "crops.mkv", {"recon": recon}, [], frames, tmp_path / "report", load_flow("dis"))
+
+
+def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path, generator_path, video):
+    from ciinv.cli import main
+    from ciinv.dev.tiny import write_tiny_vgg16
+    from ciinv.io.crops import read_crops
+
     generator = load_generator(generator_path)
     codes = write_codes(tmp_path / "recon.npy", generator)
+    frames = assembled(video, {"recon": load_renderer(codes, generator)}, tmp_path)
+    # Source crops that are exactly what the recon codes render: no distance to measure.
     (tmp_path / "crops").mkdir()
     for i, crop in enumerate(load_renderer(codes, generator)):
         Image.fromarray(crop).save(tmp_path / "crops" / f"{i:06d}.png")
@@ -130,10 +206,13 @@ def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path, generat
     torch.save({f"lin{k}.model.1.weight": torch.ones(1, w, 1, 1) for k, w in enumerate([4, 8, 16, 32, 32])},
                tmp_path / "lin.pth")
     out = tmp_path / "report"
-    assert main(["report-assets", "--crops", str(tmp_path / "crops"), "--meta", str(tmp_path / "meta.json"),
+    assert main(["report-assets", "--video", str(video / "clip.mp4"), "--crops", str(tmp_path / "crops"),
+                 "--meta", str(video / "meta.json"), "--align", str(video / "align.npz"),
+                 "--landmarks", str(video / "landmarks.npz"), "--outputs", str(frames.outputs["recon"]),
                  "--edits", str(codes), "--names", "recon", "--generator", str(generator_path), "--shards", str(shard),
                  "--flow", "dis", "--vgg16", str(tmp_path / "vgg.pth"), "--lpips", str(tmp_path / "lin.pth"),
                  "--out", str(out), "--device", "cpu"]) == 0
     table = (out / "metrics.html").read_text()
     assert "<tr><td>recon</td><td>inf</td><td>0</td>" in table  # the crops themselves: no distance
     assert "LPIPS left out" not in table
+    assert re.search(r'id="full-frame".*<tr><td>recon</td>(<td>[0-9.e-]+</td>){4}</tr>', table, re.S)

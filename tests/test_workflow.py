@@ -183,3 +183,11 @@ def test_the_report_holds_stills_preview_loss_curves_and_metrics_of_each_video(s
     for edit in EDITS:
         assert float(re.findall(r"<td>([^<]+)</td>", rows[edit])[-1]) > 0
     assert "LPIPS left out" in table  # no LPIPS weights in the test environment, and the table says so
+    # The full-frame table first: per output video the warp ratio, seam, TL-ID and TG-ID, all measured.
+    full = table[table.index('id="full-frame"') : table.index('id="metrics"')]
+    full_rows = dict(re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", full))
+    assert list(full_rows) == EDITS
+    for edit in EDITS:
+        assert all(float(v) > 0 for v in re.findall(r"<td>([^<]+)</td>", full_rows[edit])), full_rows[edit]
+    preview_sizes = [info.file_size for info in archive.infolist() if info.filename.endswith("/preview.png")]
+    assert max(preview_sizes) < 2_000_000

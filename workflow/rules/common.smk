@@ -249,6 +249,11 @@ def edit_codes(wildcards):
     return [f"results/{wildcards.video}/edits/{edit}.npy" for edit in EDITS]
 
 
+def edit_videos(wildcards):
+    """The assembled video of every edit of one video, in the order of edit_codes."""
+    return [f"results/{wildcards.video}.{edit}.mp4" for edit in EDITS]
+
+
 def lpips_files(wildcards):
     """The LPIPS weights when they are in models_dir (`ciinv models fetch lpips-0.1.4-wheel`), else
     nothing: the metrics table then says LPIPS is left out. Fetching them later changes this

@@ -1,5 +1,6 @@
 # Pictures and metrics for `snakemake --report`: made only for the `report_assets` target, never by
-# the default one (the metrics run the flow network over every frame). README "Report".
+# the default one (the metrics run the flow network over every frame). README "Report". One video's
+# four items share its category and no subcategory: the report opens them together, in one table.
 
 
 rule report_assets:
@@ -10,8 +11,12 @@ rule report_assets:
 
 rule report_video:
     input:
+        video=video_path,
         crops="results/{video}/crops.mkv",
         meta="results/{video}/meta.json",
+        align="results/{video}/align.npz",
+        landmarks="results/{video}/landmarks.npz",
+        outputs=edit_videos,
         edits=edit_codes,
         noise="results/{video}/noise.pt",
         generator=video_generator,
@@ -21,13 +26,13 @@ rule report_video:
         lpips=lpips_files,
     output:
         stills=report("results/{video}/report/stills.png", caption="../report/stills.rst", category="{video}",
-                      subcategory="stills", labels={"video": "{video}", "figure": "stills"}),
+                      labels={"video": "{video}", "figure": "stills"}),
         preview=report("results/{video}/report/preview.png", caption="../report/preview.rst", category="{video}",
-                       subcategory="preview", labels={"video": "{video}", "figure": "preview"}),
+                       labels={"video": "{video}", "figure": "preview"}),
         losses=report("results/{video}/report/losses.png", caption="../report/losses.rst", category="{video}",
-                      subcategory="loss curves", labels={"video": "{video}", "figure": "loss curves"}),
+                      labels={"video": "{video}", "figure": "loss curves"}),
         metrics=report("results/{video}/report/metrics.html", caption="../report/metrics.rst", category="{video}",
-                       subcategory="metrics", labels={"video": "{video}", "figure": "metrics"}),
+                       labels={"video": "{video}", "figure": "metrics"}),
     params:
         names=list(EDITS),
         flow=flow_spec,
@@ -40,7 +45,8 @@ rule report_video:
     conda:
         "../../envs/ciinv.yaml"
     shell:
-        "ciinv report-assets --crops {input.crops:q} --meta {input.meta:q} --edits {input.edits:q}"
+        "ciinv report-assets --video {input.video:q} --crops {input.crops:q} --meta {input.meta:q}"
+        " --align {input.align:q} --landmarks {input.landmarks:q} --outputs {input.outputs:q} --edits {input.edits:q}"
         " --names {params.names} --noise {input.noise:q} --generator {input.generator:q}"
         " --shards {input.shards:q} --flow {params.flow:q} --vgg16 {input.vgg16:q}"
         " --lpips {input.lpips:q} --out results/{wildcards.video:q}/report 2> {log:q}"
