@@ -192,7 +192,6 @@ def test_an_output_video_of_another_length_is_an_error_naming_it(tmp_path, gener
 def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path, generator_path, video):
     from ciinv.cli import main
     from ciinv.dev.tiny import write_tiny_vgg16
-    from ciinv.io.crops import read_crops
 
     generator = load_generator(generator_path)
     codes = write_codes(tmp_path / "recon.npy", generator)
