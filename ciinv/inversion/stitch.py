@@ -1,0 +1,308 @@
+"""Stitching tuning: the optional ``stitch`` stage (Tzaban et al., "Stitch it in Time", SIGGRAPH Asia
+2022, ``edit_video_stitching_tuning.py``).
+
+An edited render pasted into the frame meets the source at the paste mask's edge, and whatever
+the generator renders there (hair, background, the cheek an edit widened) differs from the
+frame: a seam. Stitching tuning tunes, per frame, a copy of the generator that renders the video
+(the PTI copy when ``pti.enabled``) so that its render of the frame's edited code matches
+
+- the *original* aligned crop on the **border band**: the face region dilated by ``border_band``
+  pixels minus the face region, plus a band as wide along the crop's edge inside the face
+  (where the crop ends, the frame takes over); and
+- the *edited* render (the untuned generator's) inside the face region, with weight
+  ``content_weight``.
+
+Loss per step (images in [-1, 1], as STIT)::
+
+    L = border(G'(w), crop) + content_weight · content(G'(w), G(w))
+    masked(a, b, m) = Σ m · Σ_channels (a − b)² / Σ m
+
+Adam at ``lr``; the copy stops once ``border`` is below ``stop_loss`` (checked before each step,
+as STIT does), after at most ``steps`` steps. The face region is the paste mask above one half,
+so the edge where the paste mask falls from ½ to 0 lies in the band where the tuned render
+matches the source: the composite passes from the edit to the source without a seam.
+
+It lives beside ``pti`` because it is the same operation, tuning a copy of a generator's
+synthesis weights (``ciinv.inversion.pti.tuned_parameter_names``: everything but the mapping
+network), with the same resume machinery; only its masks come from the paste-back
+(``ciinv.faces.paste``).
+
+``frames_per_copy`` consecutive frames share one tuned copy, fitted on them as one batch (1:
+STIT's copy per frame); ``benchmarks/stitch_runs.py`` measures what each choice buys per FLOP.
+
+Output: ``results/<video>/stitched/<edit>.mkv``, one lossless crops file (``ciinv.io.crops``) of
+the tuned renders, which assemble pastes in place of rendering the codes. While it runs, finished
+frames go to lossless part files in ``<out>.parts/`` every ``checkpoint_every`` frames and the
+resume state (``<out>.resume``: frames done, each frame's steps and border losses) is saved under
+a key of the settings and the inputs' digests. Every copy starts from the untuned generator, so a
+killed job continues after its last part and, on a CPU, ends bit for bit where an uninterrupted
+one does.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ciinv import models
+from ciinv.errors import CiinvError
+from ciinv.faces.paste import face_mask
+from ciinv.gpu import autocast, uses_bf16
+from ciinv.inversion.pti import tuned_parameter_names
+from ciinv.inversion.resume import load_resume, resume_path, save_resume
+from ciinv.inversion.settings import StitchSettings
+from ciinv.io.codes import read_frame_noise, read_latents
+from ciinv.io.crops import CropWriter, as_tensor, open_crops
+
+log = logging.getLogger(__name__)
+
+BAND_SCALE = 1024  # border_band is given in crop pixels at this resolution
+PROGRESS_SECONDS = 30.0
+
+
+# --------------------------------------------------------------------------------------------
+# The regions
+
+
+def paste_masks(originals: Tensor, edited: Tensor, feather: float) -> Tensor:
+    """The paste-back masks of a run of frames: float32 [K, R, R] in [0, 1], crop space.
+
+    originals, edited: [K, 3, R, R] in [-1, 1] (the aligned crops and the untuned edited renders),
+    for masks that look at the pictures. Today the feathered ellipse of ``ciinv.faces.paste.face_mask``
+    (``feather`` as assemble's), the same for every frame.
+    """
+    count, resolution = originals.shape[0], originals.shape[-1]
+    mask = torch.from_numpy(face_mask(resolution, feather))
+    return mask.expand(count, resolution, resolution).to(originals.device)
+
+
+def band_pixels(border_band: float, resolution: int) -> int:
+    """``border_band`` (crop pixels at 1024²) in pixels at ``resolution``, rounded, at least 1."""
+    return max(1, round(border_band * resolution / BAND_SCALE))
+
+
+def stitch_regions(masks: Tensor, band: int) -> tuple[Tensor, Tensor]:
+    """(content, border): float {0, 1} [K, 1, R, R] each, from paste masks [K, R, R].
+
+    content: the face region, mask > ½. border: the face region dilated by ``band`` pixels (a square
+    of side 2·band+1, as STIT's) minus the face region, plus the face region's pixels within
+    ``band`` of the crop's edge.
+    """
+    content = (masks > 0.5).float()[:, None]
+    dilated = F.max_pool2d(content, kernel_size=2 * band + 1, stride=1, padding=band)
+    resolution = masks.shape[-1]
+    edge = torch.ones(resolution, resolution, device=masks.device)
+    edge[band:resolution - band, band:resolution - band] = 0
+    border = (dilated - content) + content * edge
+    return content, border
+
+
+def masked_l2(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
+    """Σ mask · Σ_channels (a − b)² / Σ mask over a batch (STIT's masked L2): a, b [K, 3, R, R],
+    mask [K, 1, R, R]; 0 for an empty mask."""
+    return ((a - b).square() * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_l2_per_frame(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
+    """``masked_l2`` of each frame: [K]."""
+    return ((a - b).square() * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=1)
+
+
+# --------------------------------------------------------------------------------------------
+# One tuned copy
+
+
+@dataclass
+class RunResult:
+    """What tuning one copy on a run of K frames gives."""
+
+    images: Tensor  # [K, 3, R, R] float32 in [-1, 1] (unclamped): the tuned copy's renders
+    steps: int  # Adam steps taken
+    border_before: Tensor  # [K]: the border loss of the untuned render
+    border_after: Tensor  # [K]: the border loss of ``images``
+
+
+def stitch_run(base, codes: Tensor, originals: Tensor, edited: Tensor, content: Tensor, border: Tensor,
+               settings: StitchSettings, noise: list[Tensor] | None = None) -> RunResult:
+    """Tune a copy of ``base`` (frozen, on its device) on one run of K frames.
+
+    codes [K, L, D]; originals (the aligned crops) and edited (``base``'s renders of ``codes``)
+    [K, 3, R, R] in [-1, 1]; content, border [K, 1, R, R] (``stitch_regions``); noise: the frames'
+    noise maps or None (the constant ones). Everything on ``base``'s device.
+    """
+    device = base.w_avg.device
+    amp = uses_bf16(device, settings.precision)
+    tuned = copy.deepcopy(base)
+    params = dict(tuned.named_parameters())
+    trainable = [params[name].requires_grad_(True) for name in tuned_parameter_names(tuned)]
+    optimizer = torch.optim.Adam(trainable, lr=settings.lr, betas=settings.betas)
+    border_before = None
+    steps = 0
+    while True:
+        with autocast(device, amp):
+            fake = tuned.synthesis(codes, noise=noise)
+        fake = fake.float()
+        border_loss = masked_l2(fake, originals, border)
+        if border_before is None:
+            border_before = masked_l2_per_frame(fake.detach(), originals, border)
+        if steps == settings.steps or border_loss.item() < settings.stop_loss:
+            break
+        loss = border_loss + settings.content_weight * masked_l2(fake, edited, content)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        steps += 1
+    images = fake.detach()
+    return RunResult(images=images, steps=steps, border_before=border_before.cpu(),
+                     border_after=masked_l2_per_frame(images, originals, border).cpu())
+
+
+# --------------------------------------------------------------------------------------------
+# The stage: one video and edit
+
+
+@dataclass
+class StitchState:
+    """Where a stitching job stands: frames 0 .. done-1 are stored in the part files."""
+
+    done: int
+    steps: Tensor  # [done] int64: Adam steps of each frame's copy
+    border_before: Tensor  # [done] float32
+    border_after: Tensor  # [done] float32
+
+
+def parts_dir(out_path: Path) -> Path:
+    """Where a job keeps the finished frames until its output is written: ``<out>.parts/``."""
+    return out_path.with_name(out_path.name + ".parts")
+
+
+def part_path(folder: Path, start: int) -> Path:
+    return folder / f"{start:06d}.mkv"
+
+
+def _file_digest(path) -> str | None:
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _pixels(images: Tensor) -> np.ndarray:
+    """[K, 3, R, R] in [-1, 1] -> uint8 [K, R, R, 3], as ``ciinv.faces.render`` rounds."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _write_crops(path: Path, frames: int, crops: Iterable[np.ndarray], resolution: int) -> None:
+    """Store ``frames`` uint8 [R, R, 3] crops in a lossless crops file (whole, or not at all)."""
+    with CropWriter(path, frames, resolution) as writer:
+        for crop in crops:
+            writer.write(crop)
+
+
+def stitch_video(crops_path, codes_path, generator_path, settings, out_path, *, noise_path=None,
+                 feather: float = 0.1, device="cpu", on_frames: Callable[[int], None] | None = None) -> dict:
+    """Stitch one video's edited codes; write ``out_path`` (a lossless crops file, one crop per frame).
+
+    crops_path: the aligned crops (``crops.mkv``); codes_path: the edited codes [F, L, D]
+    (``edits/<edit>.npy``); generator_path: the generator that renders the video (``generator_pti.pt``
+    with PTI); noise_path: the merge's ``noise.pt``; feather: the paste mask's (assemble's).
+    ``settings``: StitchSettings or the config's ``stitch:`` dict. ``on_frames(done)``: a test hook
+    called after each run of frames (raising from it simulates a killed job).
+    Returns {'steps' [F], 'border_before' [F], 'border_after' [F]}.
+    """
+    if not isinstance(settings, StitchSettings):
+        settings = StitchSettings.from_dict(settings)
+    out_path, device = Path(out_path), torch.device(device)
+    base = models.load_generator(generator_path).to(device).eval().requires_grad_(False)
+    codes = read_latents(codes_path, base, rerun="rerun the edit stage for this video and edit")
+    frame_count, resolution = codes.shape[0], base.resolution
+    maps, frame_window = read_frame_noise(noise_path, frame_count) if noise_path is not None else (None, None)
+    if maps is not None and [m.shape[-2:] for m in maps] != [m.shape[-2:] for m in base.noise_maps()]:
+        raise CiinvError(f"{noise_path}: its noise maps do not fit the generator {generator_path}; rerun the invert "
+                         "and merge stages")
+    crops = open_crops(crops_path)
+    if len(crops) != frame_count:
+        raise CiinvError(f"{crops_path} holds {len(crops)} crops but {codes_path} codes for {frame_count} frames: "
+                         "rerun the align and edit stages for this video")
+    band = band_pixels(settings.border_band, resolution)
+
+    key = {"settings": settings.result_key(), "feather": float(feather), "generator": _file_digest(generator_path),
+           "codes": _file_digest(codes_path), "noise": _file_digest(noise_path), "crops": _file_digest(crops_path)}
+    state_path, folder = resume_path(out_path), parts_dir(out_path)
+    state = load_resume(state_path, key, StitchState)
+    if state is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        state = StitchState(0, torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0))
+    else:
+        log.info("%s: resuming after frame %d", state_path, state.done)
+        for part in folder.glob("*.mkv"):  # stored after the last saved state: made again
+            if int(part.stem) >= state.done:
+                part.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    log.info("stitch: %d frames at %d², band %d px, at most %d steps per copy of %d frame(s), on %s", frame_count,
+             resolution, band, settings.steps, settings.frames_per_copy, device)
+
+    pending: list[np.ndarray] = []  # finished crops not yet in a part file
+    pending_start = state.done
+    steps, before, after = [state.steps], [state.border_before], [state.border_after]
+    began = last_report = time.monotonic()
+    stream = crops.frames(state.done)
+    for start in range(state.done, frame_count, settings.frames_per_copy):
+        stop = min(start + settings.frames_per_copy, frame_count)
+        run = np.stack([next(stream)[1] for _ in range(start, stop)])
+        originals = (as_tensor(run, resolution).to(device) * 2 - 1)
+        idx = torch.arange(start, stop)
+        noise = None if maps is None else [m[frame_window[idx]].to(device) for m in maps]
+        run_codes = codes[idx].to(device)
+        with torch.no_grad(), autocast(device, uses_bf16(device, settings.precision)):
+            edited = base.synthesis(run_codes, noise=noise).float()
+        if not torch.isfinite(edited).all():
+            raise CiinvError(f"{codes_path}: the generator rendered non-finite pixels for frames {start}-{stop - 1}; "
+                             "its codes or the generator's weights hold bad numbers")
+        content, border = stitch_regions(paste_masks(originals, edited, feather), band)
+        result = stitch_run(base, run_codes, originals, edited, content, border, settings, noise)
+        pending.append(_pixels(result.images))
+        steps.append(torch.full((stop - start,), result.steps, dtype=torch.long))
+        before.append(result.border_before.float())
+        after.append(result.border_after.float())
+
+        if stop < frame_count and sum(len(p) for p in pending) >= settings.checkpoint_every:
+            done = sum(len(p) for p in pending)
+            _write_crops(part_path(folder, pending_start), done, itertools.chain(*pending), resolution)
+            save_resume(state_path, key, StitchState(stop, torch.cat(steps), torch.cat(before), torch.cat(after)))
+            pending, pending_start = [], stop
+        now = time.monotonic()
+        if stop == frame_count or now - last_report >= PROGRESS_SECONDS:
+            log.info("stitch: frame %d/%d, %d steps, border loss %.5f -> %.5f", stop, frame_count, result.steps,
+                     result.border_before.mean().item(), result.border_after.mean().item())
+            last_report = now
+        if on_frames is not None:
+            on_frames(stop)
+
+    # The output: the part files' frames, streamed, then the last ones.
+    parts = [open_crops(part, rerun="delete it and rerun the stitch stage") for part in sorted(folder.glob("*.mkv"))]
+    if sum(len(p) for p in parts) != pending_start:
+        raise CiinvError(f"{folder}: its part files hold {sum(len(p) for p in parts)} frames, the resume state "
+                         f"{pending_start}; delete the folder and {state_path} and rerun the stitch stage")
+    _write_crops(out_path, frame_count, itertools.chain(*parts, *pending), resolution)
+    state_path.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    steps, before, after = torch.cat(steps), torch.cat(before), torch.cat(after)
+    log.info("stitch: wrote %s in %.0f s: %.1f steps per copy on average, border loss %.5f -> %.5f (mean over frames)",
+             out_path, time.monotonic() - began, steps.float().mean().item(), before.mean().item(), after.mean().item())
+    return {"steps": steps, "border_before": before, "border_after": after}
