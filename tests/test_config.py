@@ -156,11 +156,12 @@ def test_the_settings_objects_take_the_schemas_defaults():
 
     from ciinv.config import defaults
     from ciinv.inversion.objective import LossConfig
-    from ciinv.inversion.settings import InvertSettings, PTISettings
+    from ciinv.inversion.settings import InvertSettings, PTISettings, StitchSettings
 
     invert = defaults("invert")
     assert InvertSettings().to_dict() == invert
     assert PTISettings().to_dict() == defaults("pti")
+    assert StitchSettings().to_dict() == defaults("stitch")
     for field in dataclasses.fields(LossConfig):
         assert getattr(LossConfig(), field.name) == invert[field.name], field.name
 
@@ -176,6 +177,7 @@ def test_the_cli_options_that_mirror_config_keys_take_the_schemas_defaults_and_h
                 "invert": ["invert.windows_per_batch", "invert.checkpoint_every"],
                 "assemble": ["assemble.feather", "assemble.crf", "assemble.preset"],
                 "pti": ["pti.checkpoint_every"],
+                "stitch": ["stitch.steps", "stitch.border_band", "stitch.checkpoint_every", "assemble.feather"],
                 "models": ["models_dir"]}
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
