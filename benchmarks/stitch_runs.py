@@ -1,0 +1,120 @@
+"""Stitching tuning: one tuned copy per frame (STIT) or per run of K consecutive frames, which fits the
+border better per FLOP? Measured on the smoke models.
+
+    python benchmarks/stitch_runs.py                    # K = 1, 2, 4, 8 on 8 frames, STIT's settings
+    python benchmarks/stitch_runs.py --runs 1,4 --frames 16 --steps 50
+
+Protocol (synthesized, so every choice sees the same frames): the smoke generator (`ciinv
+smoke-models`, 64²); a clip of `--frames` codes drifting slowly from the mean latent (a random
+walk, as consecutive frames of one face); the "original crops" are rendered from codes a fixed
+offset away with one random draw of the noise maps (the render gets hair, background and detail
+wrong, as an inversion does, the same way in every frame); the edit adds the smoke direction with strength 2. Paste mask: today's
+ellipse (`ciinv.inversion.stitch.paste_masks`), band: `stitch.border_band`. Each K runs
+`ciinv.inversion.stitch.stitch_run` over consecutive runs of K frames with the config's stitch
+settings (`--steps` overrides the cap). FLOPs are torch's flop counter on the same generator
+(forward and backward counted once per image, times the images each copy renders).
+
+Prints, per K: mean steps per copy, GFLOP per frame, the border loss before and after (mean over
+frames), the content loss (tuned render against the edited render, inside the face), the
+frame-to-frame change of the stitched renders on the band against the originals' (1: as steady as
+the source), seconds; then the border loss reduction per GFLOP of the best K against K = 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from ciinv import models
+from ciinv.dev.smoke import write_smoke_models
+from ciinv.inversion.pti import tuned_parameter_names
+from ciinv.inversion.settings import StitchSettings
+from ciinv.inversion.stitch import band_pixels, masked_l2_per_frame, paste_masks, stitch_regions, stitch_run
+
+
+def image_flops(generator) -> tuple[int, int]:
+    """(forward, forward + backward) FLOPs of one image through ``generator.synthesis``."""
+    ws = generator.w_avg.expand(1, generator.num_ws, -1).clone()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        generator.synthesis(ws)
+    forward = counter.get_total_flops()
+    tuned = copy.deepcopy(generator)
+    params = dict(tuned.named_parameters())
+    for name in tuned_parameter_names(tuned):
+        params[name].requires_grad_(True)
+    with FlopCounterMode(display=False) as counter:
+        tuned.synthesis(ws).square().mean().backward()
+    return forward, counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--runs", default="1,2,4,8", help="comma-separated K: frames per tuned copy")
+    parser.add_argument("--steps", type=int, help="steps per copy at most (default: the config's stitch.steps)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    settings = StitchSettings(precision="fp32", **({"steps": args.steps} if args.steps else {}))
+    with tempfile.TemporaryDirectory() as tmp:
+        smoke = yaml.safe_load(write_smoke_models(tmp).read_text())
+        g = models.load_generator(smoke["models"]["generator"]).eval().requires_grad_(False)
+        direction = torch.from_numpy(np.load(Path(tmp) / "direction-w.npy"))
+    rng = torch.Generator().manual_seed(args.seed)
+    steps_walk = 0.15 * torch.randn(args.frames, 1, g.w_dim, generator=rng)
+    codes = g.w_avg + 0.5 * torch.randn(1, 1, g.w_dim, generator=rng) + steps_walk.cumsum(0)
+    codes = codes.expand(-1, g.num_ws, -1).contiguous()
+    offset = 0.25 * torch.randn(1, g.num_ws, g.w_dim, generator=rng)
+    with torch.no_grad():
+        noise = [torch.randn(1, 1, *m.shape[-2:], generator=rng) for m in g.noise_maps()]
+        originals = g.synthesis(codes + offset, noise=noise).clamp(-1, 1)
+        originals = ((originals + 1) * 127.5).round() / 127.5 - 1  # stored as 8-bit crops
+    edited_codes = codes + 2.0 * direction
+    with torch.no_grad():
+        edited = g.synthesis(edited_codes)
+    content, border = stitch_regions(paste_masks(originals, edited, 0.1), band_pixels(settings.border_band, g.resolution))
+    forward, step = image_flops(g)
+    source_change = masked_l2_per_frame(originals[1:], originals[:-1], border[1:] * border[:-1]).mean().item()
+
+    print(f"smoke generator {g.resolution}², {args.frames} frames, at most {settings.steps} steps per copy, "
+          f"lr {settings.lr}, stop below {settings.stop_loss}, band {band_pixels(settings.border_band, g.resolution)} px")
+    print("| frames per copy | steps per copy | GFLOP per frame | border before | border after | content | "
+          "band change ratio | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = {}
+    for k in (int(x) for x in args.runs.split(",")):
+        began = time.perf_counter()
+        images, steps, flops = [], [], 0
+        for start in range(0, args.frames, k):
+            idx = slice(start, min(start + k, args.frames))
+            count = idx.stop - idx.start
+            result = stitch_run(g, edited_codes[idx], originals[idx], edited[idx], content[idx], border[idx], settings)
+            images.append(result.images)
+            steps.append(result.steps)
+            flops += count * ((result.steps + 2) * forward + result.steps * (step - forward))
+        seconds = time.perf_counter() - began
+        stitched = torch.cat(images)
+        before = masked_l2_per_frame(edited, originals, border).mean().item()
+        after = masked_l2_per_frame(stitched, originals, border).mean().item()
+        inside = masked_l2_per_frame(stitched, edited, content).mean().item()
+        change = masked_l2_per_frame(stitched[1:], stitched[:-1], border[1:] * border[:-1]).mean().item()
+        gflop = flops / args.frames / 1e9
+        rows[k] = (before - after) / gflop
+        print(f"| {k} | {np.mean(steps):.1f} | {gflop:.2f} | {before:.4f} | {after:.4f} | {inside:.4f} | "
+              f"{change / source_change:.2f} | {seconds:.1f} |")
+    best = max(rows, key=rows.get)
+    if 1 in rows:
+        print(f"best K={best}: border loss reduction per GFLOP {rows[best] / rows[1]:.2f}x that of one copy per frame")
+
+
+if __name__ == "__main__":
+    main()
