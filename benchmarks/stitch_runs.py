@@ -37,7 +37,8 @@ from ciinv import models
 from ciinv.dev.smoke import write_smoke_models
 from ciinv.inversion.pti import tuned_parameter_names
 from ciinv.inversion.settings import StitchSettings
-from ciinv.inversion.stitch import band_pixels, masked_l2_per_frame, paste_masks, stitch_regions, stitch_run
+from ciinv.faces.paste import PasteSettings
+from ciinv.inversion.stitch import StitchMasks, band_pixels, masked_l2_per_frame, stitch_regions, stitch_run
 
 
 def image_flops(generator) -> tuple[int, int]:
@@ -81,7 +82,8 @@ def main() -> None:
     edited_codes = codes + 2.0 * direction
     with torch.no_grad():
         edited = g.synthesis(edited_codes)
-    content, border = stitch_regions(paste_masks(originals, edited, 0.1), band_pixels(settings.border_band, g.resolution))
+    masks = StitchMasks(PasteSettings(mask="ellipse"))(range(args.frames), originals, edited)
+    content, border = stitch_regions(masks, band_pixels(settings.border_band, g.resolution))
     forward, step = image_flops(g)
     source_change = masked_l2_per_frame(originals[1:], originals[:-1], border[1:] * border[:-1]).mean().item()
 

@@ -139,20 +139,31 @@ def cmd_stitch(args) -> None:
     from ciinv.inversion.settings import StitchSettings
     from ciinv.inversion.stitch import stitch_video
 
+    from ciinv.faces.paste import PasteSettings
+
     settings = StitchSettings.from_dict(section_values(args, "stitch"))
-    stitch_video(args.crops, args.codes, args.generator, settings, args.out, noise_path=args.noise,
-                 feather=args.feather, device=claim_device(args.device))
+    paste = PasteSettings.from_dict(section_values(args, "paste"))
+    stitch_video(args.crops, args.codes, args.generator, settings, args.out, noise_path=args.noise, paste=paste,
+                 parser_path=args.parser, landmarks_path=args.landmarks, align_path=args.align,
+                 device=claim_device(args.device))
 
 
 def cmd_assemble(args) -> None:
     from ciinv.errors import CiinvError
-    from ciinv.faces.assemble import assemble_video
+    from ciinv.faces.align import load_align
+    from ciinv.faces.assemble import ClipMasks, assemble_video
+    from ciinv.faces.paste import PasteSettings, require_inputs
     from ciinv.faces.render import load_renderer
     from ciinv.io.crops import open_crops
     from ciinv.io.meta import read_meta
 
     use_threads(args.threads)
+    settings = PasteSettings.from_dict(section_values(args, "paste"))
+    require_inputs(settings, parser_path=args.parser, crops_path=args.crops, landmarks_path=args.landmarks)
     if args.stitched:  # the stitch stage's crops: nothing to render
+        from ciinv.gpu import claim_device
+
+        device = claim_device(args.device)
         faces = open_crops(args.stitched, rerun="rerun the stitch stage for this video and edit")
         name = str(args.stitched)
     elif args.codes and args.generator:
@@ -163,10 +174,19 @@ def cmd_assemble(args) -> None:
     else:
         raise CiinvError("assemble: give --codes and --generator (render the codes), or --stitched (the stitch "
                          "stage's crops)")
-    assemble_video(
-        args.video, read_meta(args.meta), args.align, faces, args.out, feather=args.feather, crf=args.crf,
-        preset=args.preset, name=name,
-    )
+    parser = crops = points = None
+    if settings.mask == "parser":
+        from ciinv.models import load_parser
+
+        parser, crops = load_parser(args.parser, device=device), open_crops(args.crops)
+    elif settings.mask == "landmarks":
+        from ciinv.faces.landmarks import load_landmarks
+
+        points = load_landmarks(args.landmarks)["points"]
+    masks = ClipMasks(settings, load_align(args.align)["quads"], parser=parser, crops=crops, points=points,
+                      landmarks_path=args.landmarks)
+    assemble_video(args.video, read_meta(args.meta), args.align, faces, args.out, masks=masks, crf=args.crf,
+                   preset=args.preset, name=name)
 
 
 def cmd_report_assets(args) -> None:
@@ -321,7 +341,8 @@ def _parse_as(entry: dict) -> dict:
     if kind == "boolean":
         return {"action": argparse.BooleanOptionalAction}
     if kind == "array":
-        return {"nargs": entry["minItems"], "type": _parse_as(entry["items"])["type"]}
+        fixed = "minItems" in entry and entry["minItems"] == entry.get("maxItems")
+        return {"nargs": entry["minItems"] if fixed else "*", **_parse_as(entry["items"])}
     if kind in ("integer", "number"):
         return {"type": int if kind == "integer" else finite_float}
     forms = entry.get("oneOf", [])
@@ -485,7 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", required=True, help="the generator that renders the video (generator_pti.pt with "
                    "PTI): each frame tunes a copy of it")
     config_options(p, "stitch", skip=("enabled",))  # the workflow's switch: running the stage is enabling it
-    config_option(p, "assemble.feather")  # the paste mask, whose edge the band surrounds
+    config_options(p, "paste")  # the paste mask, whose edge the border band surrounds
+    p.add_argument("--parser", default="", help="the face parser's weights, for --mask parser (empty: none)")
+    p.add_argument("--landmarks", default="", help="landmarks.npz (landmarks stage), for --mask landmarks "
+                   "(empty: none)")
+    p.add_argument("--align", default="", help="align.npz (align stage), for --mask landmarks (empty: none)")
     p.add_argument("--out", required=True, help="stitched crops file to write (.mkv)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_stitch)
@@ -508,7 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     _render_options(p, required=False)
     p.add_argument("--stitched", help="instead of --codes and --generator: the faces as crops (the stitch stage's "
                    "stitched/<edit>.mkv), pasted as they are")
+    p.add_argument("--parser", default="", help="the face parser's weights, for --mask parser (empty: none)")
+    p.add_argument("--crops", default="", help="the source crops (align stage), for --mask parser (empty: none)")
+    p.add_argument("--landmarks", default="", help="landmarks.npz (landmarks stage), for --mask landmarks "
+                   "(empty: none)")
     p.add_argument("--out", required=True, help=".mp4 to write")
+    config_options(p, "paste")
     config_options(p, "assemble")
     threads_option(p)
     p.set_defaults(func=cmd_assemble)

@@ -18,8 +18,10 @@ from ciinv.faces.landmarks import detect_video, save_landmarks
 from ciinv.models import load_generator
 from ciinv.faces.render import load_renderer
 from ciinv.dev.sample import make_clip
-from ciinv.dev.tiny import write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_parser, write_tiny_stylegan2
 from ciinv.io.video import VideoReader, VideoWriter, probe
+
+MASKS = ["parser", "landmarks", "ellipse"]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,7 @@ def edited(tmp_path_factory, aligned):
     """A 64² generator, the clip's 'edited codes' near its mean, and the plus variant's noise maps."""
     folder = tmp_path_factory.mktemp("edited")
     write_tiny_stylegan2(folder / "g.pt", resolution=64, w_dim=32, n_mlp=2, max_channels=16)
+    write_tiny_parser(folder / "parser.pth")
     generator = load_generator(folder / "g.pt")
     codes = generator.w_avg + 0.5 * torch.randn(8, generator.num_ws, 32, generator=torch.Generator().manual_seed(0))
     np.save(folder / "age.npy", codes.numpy())
@@ -149,19 +152,56 @@ def test_a_generator_rendering_nan_leaves_no_video(aligned, edited, tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
-def test_the_command_renders_the_codes_into_the_video(aligned, edited, tmp_path):
+@pytest.mark.parametrize("mask", MASKS)
+def test_the_command_renders_the_codes_into_the_video_with_each_mask(aligned, edited, tmp_path, mask):
     from ciinv.cli import main
     from ciinv.io.files import write_json
 
     folder, video, meta = aligned
     work, _ = edited
     write_json(tmp_path / "meta.json", meta)
+    reads = {"parser": ["--parser", str(work / "parser.pth"), "--crops", str(folder / "crops.mkv"),
+                        "--parser-size", "128"],
+             "landmarks": ["--landmarks", str(folder / "landmarks.npz")], "ellipse": []}[mask]
     assert main(["assemble", str(video), "--meta", str(tmp_path / "meta.json"), "--align", str(folder / "align.npz"),
                  "--codes", str(work / "age.npy"), "--noise", str(work / "noise.pt"), "--generator",
-                 str(work / "g.pt"), "--device", "cpu", "--preset", "ultrafast", "--out",
+                 str(work / "g.pt"), "--device", "cpu", "--preset", "ultrafast", "--mask", mask, *reads, "--out",
                  str(tmp_path / "age.mp4")]) == 0
     assert probe(tmp_path / "age.mp4")["frames"] == 8
+    if mask != "ellipse":  # what the mask needs is asked for by name
+        assert main(["assemble", str(video), "--meta", str(tmp_path / "meta.json"), "--align",
+                     str(folder / "align.npz"), "--codes", str(work / "age.npy"), "--generator", str(work / "g.pt"),
+                     "--device", "cpu", "--mask", mask, "--out", str(tmp_path / "no.mp4")]) == 1
+        assert not (tmp_path / "no.mp4").exists()
     missing = main(["assemble", str(video), "--meta", str(tmp_path / "meta.json"), "--align",
                     str(folder / "align.npz"), "--codes", str(tmp_path / "gone.npy"), "--generator",
-                    str(work / "g.pt"), "--device", "cpu", "--out", str(tmp_path / "gone.mp4")])
+                    str(work / "g.pt"), "--device", "cpu", "--mask", "ellipse", "--out", str(tmp_path / "gone.mp4")])
     assert missing == 1 and not (tmp_path / "gone.mp4").exists()
+
+
+def test_each_frame_gets_its_own_smoothed_mask_through_the_look_ahead(aligned, tmp_path):
+    """The stream (masks a batch at a time, smoothed over time some frames behind) pastes frame i
+    with mask i: the same video as every mask computed for the whole clip first."""
+    from ciinv.faces.assemble import ClipMasks
+    from ciinv.faces.landmarks import load_landmarks
+    from ciinv.faces.paste import PasteSettings, face_masks, smooth_over_time
+
+    folder, video, meta = aligned
+    quads = load_align(folder / "align.npz")["quads"]
+    points = load_landmarks(folder / "landmarks.npz")["points"]
+    rng = np.random.default_rng(0)
+    crops = list(rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8))  # every frame's crop unlike the others
+    settings = PasteSettings(mask="landmarks", temporal_sigma=1.5)
+    encoding = dict(crf=18, preset="ultrafast")
+    assemble_video(video, meta, folder / "align.npz", crops, tmp_path / "stream.mp4",
+                   masks=ClipMasks(settings, quads, points=points), **encoding)
+
+    pixels = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+    masks = smooth_over_time(face_masks(settings, pixels, points=points, quads=quads), 1.5)
+    with VideoReader(video, meta) as reader, VideoWriter(
+        tmp_path / "whole.mp4", fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=video,
+        audio_tail=True, **encoding,
+    ) as writer:
+        for index, frame in reader.frames():
+            writer.write(paste_back(frame, crops[index], quads[index], masks[index]))
+    np.testing.assert_array_equal(decoded(tmp_path / "stream.mp4"), decoded(tmp_path / "whole.mp4"))

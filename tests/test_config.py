@@ -10,7 +10,7 @@ from ciinv.errors import CiinvError
 
 def test_every_non_finite_number_is_named_by_its_key():
     config = {"invert": {"lr": float("nan"), "betas": [0.9, float("inf")], "steps": 5},
-              "edits": [{"name": "a", "strength": -float("inf")}], "assemble": {"feather": 0.1}}
+              "edits": [{"name": "a", "strength": -float("inf")}], "paste": {"feather": 25.0}}
     assert nonfinite_numbers(config) == ["invert/lr", "invert/betas/1", "edits/0/strength"]
     with pytest.raises(CiinvError, match="invert/lr, invert/betas/1, edits/0/strength: are not a finite number"):
         check_config(config)
@@ -175,9 +175,10 @@ def test_the_cli_options_that_mirror_config_keys_take_the_schemas_defaults_and_h
     mirrored = {"landmarks": ["landmarks.detector", "landmarks.max_gap", "models_dir"],
                 "align": ["align.resolution", "align.center_sigma", "align.axes_sigma"],
                 "invert": ["invert.windows_per_batch", "invert.checkpoint_every"],
-                "assemble": ["assemble.feather", "assemble.crf", "assemble.preset"],
+                "assemble": ["assemble.crf", "assemble.preset", "paste.mask", "paste.exclude", "paste.hair", "paste.dilate",
+                             "paste.temporal_sigma"],
                 "pti": ["pti.checkpoint_every"],
-                "stitch": ["stitch.steps", "stitch.border_band", "stitch.checkpoint_every", "assemble.feather"],
+                "stitch": ["stitch.steps", "stitch.border_band", "stitch.checkpoint_every", "paste.mask", "paste.feather"],
                 "models": ["models_dir"]}
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices

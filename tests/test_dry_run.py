@@ -136,6 +136,32 @@ def test_the_invert_rule_reads_the_encoder_only_with_init_e4e(tmp_path, init):
     assert ("e4e_ffhq_encode.pt" in downloads.stdout) == (init == "e4e")
 
 
+@pytest.mark.parametrize("mask", ["parser", "landmarks", "ellipse"])
+def test_assemble_reads_and_download_models_fetches_only_what_the_mask_uses(tmp_path, mask):
+    """paste.mask: parser (the default) reads the face parser (fetched by download_models) and the
+    source crops; landmarks reads landmarks.npz; ellipse neither. Each gets only its own settings."""
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    overlay = tmp_path / "mask.yaml"
+    overlay.write_text(f"paste:\n  mask: {mask}\n")
+    downloads = snakemake(tmp_path, "--dry-run", "download_models", configfiles=[overlay])
+    assert downloads.returncode == 0, downloads.stderr
+    assert "e4e_ffhq_encode.pt" not in downloads.stdout and "vgg16-397923af.pth" in downloads.stdout
+    assert ("parsing_bisenet.pth" in downloads.stdout) == (mask == "parser")
+
+    result = snakemake(tmp_path, "--dry-run", "--printshellcmds", "results/sample.recon.mp4", configfiles=[overlay])
+    assert result.returncode == 0, result.stderr
+    job = result.stdout[result.stdout.index("rule assemble:"):]
+    job = job[: job.index("\n\n")]
+    inputs = next(line for line in job.splitlines() if line.strip().startswith("input:"))
+    shell = next(line for line in result.stdout.splitlines() if "ciinv assemble" in line)
+    assert ("parsing_bisenet.pth" in inputs) == ("--parser=models/parsing_bisenet.pth" in shell) == (mask == "parser")
+    assert ("crops.mkv" in inputs) == ("--crops=results/sample/crops.mkv" in shell) == (mask == "parser")
+    assert ("landmarks.npz" in inputs) == ("--landmarks=results/sample/landmarks.npz" in shell) == (mask == "landmarks")
+    assert f"--mask {mask}" in shell
+    assert ("--exclude background cloth hat --no-hair" in shell) == (mask == "parser")
+    assert ("--dilate 50.0" in shell) == ("--temporal-sigma 1.0" in shell) == (mask != "ellipse")
+
+
 def test_the_cpu_heavy_stages_run_with_their_rules_threads(tmp_path):
     """landmarks, align and assemble decode and encode video: each gets its rule's `threads:` as
     --threads (capped by --cores; --set-threads changes one); the other stages keep one thread."""

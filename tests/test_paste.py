@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
-from scipy.ndimage import binary_erosion
+import torch
+from scipy.ndimage import binary_dilation, binary_erosion, distance_transform_edt
 from skimage import data
 
 from ciinv.faces.align import crop_face, crop_transform, ffhq_quads
-from ciinv.faces.paste import face_mask, paste_back
+from ciinv.faces.paste import (PasteSettings, TemporalSmoother, ellipse_mask, face_masks, landmark_polygon,
+                               paste_back, smooth_over_time, soften)
 
 ASTRONAUT = data.astronaut()
 
@@ -39,13 +43,13 @@ def astronaut_scene():
 def test_unedited_crop_pastes_back_to_the_frame(astronaut_scene, resolution):
     frame, quad = astronaut_scene
     crop = crop_face(frame, quad, resolution)
-    out = paste_back(frame, crop, quad, feather=0.1)
+    out = paste_back(frame, crop, quad)
 
     u, v = frame_to_crop_coords(quad, resolution, frame.shape)
     in_crop = (u > -0.5) & (u < resolution - 0.5) & (v > -0.5) & (v < resolution - 0.5)
     iu = np.clip(np.rint(u), 0, resolution - 1).astype(int)
     iv = np.clip(np.rint(v), 0, resolution - 1).astype(int)
-    mask = face_mask(resolution, 0.1)
+    mask = ellipse_mask(resolution, 0.1)
 
     face = in_crop & (mask[iv, iu] > 0.99)
     assert face.sum() > 15_000
@@ -65,7 +69,7 @@ def test_unedited_crop_pastes_back_to_the_frame(astronaut_scene, resolution):
 def test_paste_back_puts_the_edited_face_in_and_leaves_the_rest(astronaut_scene):
     frame, quad = astronaut_scene
     white = np.full((256, 256, 3), 255, np.uint8)
-    out = paste_back(frame, white, quad, feather=0.1)
+    out = paste_back(frame, white, quad)
     u, v = frame_to_crop_coords(quad, 256, frame.shape)
     centre = (np.abs(u - 128) < 40) & (np.abs(v - 138) < 40)
     assert (out[centre] == 255).all()
@@ -79,3 +83,201 @@ def test_paste_back_of_a_quad_partly_outside_the_frame():
     quad = np.array([[60, -40], [60, 140], [240, 140], [240, -40]], float)
     out = paste_back(frame, np.full((64, 64, 3), 200, np.uint8), quad)
     assert out.shape == frame.shape and (out[:, :60] == 7).all() and (out[50, 119] > 7).all()
+
+
+# --------------------------------------------------------------------------------------------
+# The masks: parser, landmarks, ellipse; their soft edge; the smoothing over time
+
+
+class ColourParser(torch.nn.Module):
+    """A stand-in for the face parser with known answers: skin (1) where red outweighs blue, hair
+    (17) where green outweighs red, background (0) elsewhere. Logits [N, 19, H, W] at the input size."""
+
+    def forward(self, images):
+        red, green, blue = images[:, 0], images[:, 1], images[:, 2]
+        logits = torch.zeros(images.shape[0], 19, *images.shape[-2:])
+        logits[:, 0] = 0.5
+        logits[:, 1] = 4 * (red - blue)
+        logits[:, 17] = 4 * (green - red)
+        return logits
+
+
+def blobs(resolution, boxes, channel=0):
+    """uint8 tensor [N, 3, R, R]: per image one bright box (y0, y1, x0, x1) in ``channel``."""
+    images = torch.zeros(len(boxes), 3, resolution, resolution, dtype=torch.uint8)
+    for k, (y0, y1, x0, x1) in enumerate(boxes):
+        images[k, channel, y0:y1, x0:x1] = 255
+    return images
+
+
+def test_the_parser_mask_is_the_union_of_the_source_and_render_faces_grown_and_feathered():
+    settings = PasteSettings(mask="parser", parser_size=256, dilate=32, erode=16, feather=16, temporal_sigma=0)
+    resolution = 256  # radii at 1024² scale to 8, 4, 4 here
+    source = blobs(resolution, [(60, 140, 40, 120), (80, 160, 80, 160)])
+    rendered = blobs(resolution, [(80, 180, 100, 180), (80, 160, 80, 160)])
+    masks = face_masks(settings, rendered, source=source, parser=ColourParser())
+    assert masks.shape == (2, resolution, resolution) and masks.dtype == np.float32
+    assert masks.min() == 0.0 and masks.max() == 1.0
+    both = (source[:, 0] > 0).numpy() | (rendered[:, 0] > 0).numpy()
+    # Both faces are pasted whole (dilate - erode >= feather; the blur kernel's square corners
+    # take a little at the region's corners).
+    assert masks[both].min() > 0.98 and (masks[both] == 1.0).mean() > 0.95
+    # 0 beyond dilate - erode + feather = 8 px (Chebyshev: the kernel is square), and a little more
+    # in the notch where the two faces meet, which growing then shrinking fills.
+    far = binary_dilation(both, np.ones((1, 23, 23), bool))
+    assert (masks[~far] == 0.0).all()
+    assert masks[0].sum() > masks[1].sum()  # the first frame's two faces differ: its union is larger
+
+
+@pytest.mark.parametrize("hair", [False, True])
+def test_hair_is_pasted_only_when_asked(hair):
+    settings = PasteSettings(mask="parser", parser_size=64, hair=hair, dilate=0, erode=0, feather=0)
+    face = blobs(64, [(10, 30, 10, 30)])
+    hairy = face | blobs(64, [(40, 60, 10, 30)], channel=1)
+    masks = face_masks(settings, hairy, source=face, parser=ColourParser())
+    assert masks[0, 20, 20] == 1.0 and masks[0, 50, 20] == float(hair) and masks[0, 5, 50] == 0.0
+    assert (17 in settings.excluded_classes()) == (not hair)
+    assert settings.excluded_classes()[:1] == [0] and 16 in settings.excluded_classes()
+
+
+def test_the_parser_reads_crops_at_its_own_size_whatever_the_crops():
+    """A 256² render and 128² source crops, parsed at 64²: the mask is the render's size."""
+    settings = PasteSettings(mask="parser", parser_size=64, dilate=0, erode=0, feather=0)
+    rendered, source = blobs(256, [(64, 128, 64, 128)]), blobs(128, [(64, 96, 64, 96)])
+    masks = face_masks(settings, rendered, source=source, parser=ColourParser())
+    assert masks.shape == (1, 256, 256)
+    assert masks[0, 70:120, 70:120].all() and masks[0, 140:180, 140:180].all() and not masks[0, :50].any()
+
+
+def test_the_landmarks_polygon_covers_the_face(astronaut_scene):
+    from ciinv.faces.landmarks import dlib_detector
+
+    frame, quad = astronaut_scene
+    (faces,) = dlib_detector()([frame])
+    points = faces[0].points
+    region = landmark_polygon(points, quad, 256)
+    _, frame_to_crop = crop_transform(quad, 256)
+    inner = points[27:68] @ frame_to_crop[:2, :2].T + frame_to_crop[:2, 2]  # nose, eyes, mouth
+    u, v = np.rint(inner).astype(int).T
+    assert region[v, u].all()
+    assert 0.2 < region.mean() < 0.6  # the face, not the crop
+    assert not region[:20].any() and not region[:, :15].any() and not region[:, -15:].any()
+    settings = PasteSettings(mask="landmarks", temporal_sigma=0)
+    (mask,) = face_masks(settings, np.zeros((1, 3, 256, 256), np.uint8), points=points[None], quads=quad[None])
+    assert mask[region].min() > 0.99 and mask.mean() > region.mean() and mask[0, 0] == 0.0
+
+
+def test_the_ellipse_is_the_old_paste_back_region():
+    (mask,) = face_masks(PasteSettings(mask="ellipse"), np.zeros((1, 3, 64, 64), np.uint8))
+    np.testing.assert_array_equal(mask, ellipse_mask(64, 0.1))
+
+
+def test_the_soft_edge_falls_from_exactly_one_to_exactly_zero():
+    region = np.zeros((200, 200), bool)
+    region[80:120, 80:120] = True
+    mask = soften(region, dilate=12, erode=6, feather=6)
+    distance = distance_transform_edt(~region)
+    assert mask[region].min() > 0.99 and (mask[region] == 1.0).mean() > 0.95
+    # 0 beyond dilate - erode + feather (√2·feather at the blur kernel's square corners).
+    assert (mask[distance > 6 + 6 * np.sqrt(2)] == 0.0).all() and (mask[distance > 12] == 0.0).mean() > 0.99
+    assert 0 < mask[distance == 6].min() and mask[distance == 6].max() < 1
+    assert (mask >= 0).all() and (mask <= 1).all()
+
+
+def test_sizes_are_given_at_1024_and_scaled():
+    settings = PasteSettings(dilate=50, erode=25, feather=25)
+    assert settings.radii(1024) == (50, 25, 25) and settings.radii(512) == (25, 12, 12)
+    assert settings.radii(64) == (3, 2, 2)
+
+
+def test_smoothing_over_time_steadies_a_flickering_edge():
+    rng = np.random.default_rng(0)
+    masks = []
+    for _ in range(30):  # a face region whose edge jitters by a few pixels from frame to frame
+        region = np.zeros((64, 64), bool)
+        top, left = 16 + rng.integers(-3, 4, 2)
+        region[top:top + 32, left:left + 32] = True
+        masks.append(soften(region, 4, 2, 2))
+    masks = np.stack(masks)
+    smoothed = smooth_over_time(masks, sigma=1.0)
+    change = lambda m: np.abs(np.diff(m, axis=0)).mean()  # noqa: E731
+    assert change(smoothed) < 0.5 * change(masks), (change(smoothed), change(masks))
+    assert smoothed.shape == masks.shape and smoothed.dtype == np.float32
+    # Where every frame's mask is 0 the smoothed one is exactly 0; 1 everywhere stays 1.
+    assert (smoothed[:, masks.max(axis=0) == 0] == 0).all()
+    assert (smoothed[:, masks.min(axis=0) == 1] == 1).all()
+    np.testing.assert_array_equal(smooth_over_time(masks, 0), masks)
+
+
+def test_the_stream_smooths_as_the_whole_clip_and_holds_three_sigma_of_look_ahead():
+    rng = np.random.default_rng(1)
+    masks = rng.random((11, 8, 8)).astype(np.float32)
+    smoother = TemporalSmoother(1.0)
+    out, waited = [], []
+    for index, mask in enumerate(masks):
+        done = smoother.push(mask, index)
+        waited.append(len(done))
+        out += done
+    out += smoother.finish()
+    assert waited[:3] == [0, 0, 0] and waited[3:] == [1] * 8  # ceil(3σ) = 3 frames of look-ahead
+    assert [item for _, item in out] == list(range(11))
+    np.testing.assert_allclose(np.stack([m for m, _ in out]), smooth_over_time(masks, 1.0), rtol=0, atol=1e-7)
+    # Frame 5 (far from the ends) is the Gaussian average of frames 2..8.
+    weights = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    np.testing.assert_allclose(out[5][0], np.tensordot(weights / weights.sum(), masks[2:9], axes=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["parser", "landmarks", "ellipse"])
+def test_where_the_final_mask_is_zero_the_frame_is_the_sources_bit_for_bit(astronaut_scene, kind):
+    """The frame pixels whose (warped) final mask is 0 come back unchanged, for every mask kind."""
+    from ciinv.faces.landmarks import dlib_detector
+
+    frame, quad = astronaut_scene
+    resolution = 256
+    source = crop_face(frame, quad, resolution)
+    rng = np.random.default_rng(2)
+    # "Edits": the face moved a little, with noise everywhere (the render gets everything a bit wrong).
+    edited = np.stack([np.clip(np.roll(source, 6 * k, axis=1) + rng.normal(0, 8, source.shape), 0, 255)
+                       for k in range(3)]).astype(np.uint8)
+    (faces,) = dlib_detector()([frame])
+    points, quads = np.repeat(faces[0].points[None], 3, 0), np.repeat(quad[None], 3, 0)
+    as_tensor = lambda images: torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # noqa: E731
+    sources = as_tensor(np.repeat(source[None], 3, 0))
+    # The parser stand-in finds the face where the crop is reddish: a region with holes and islands.
+    masks = face_masks(PasteSettings(mask=kind, parser_size=128), as_tensor(edited), source=sources,
+                       points=points, quads=quads, parser=ColourParser())
+    masks = smooth_over_time(masks, 1.0)
+    assert 0 < (masks == 0).mean() < 1
+    # The mask is 0 outside the crop too: pad it, and look up every frame pixel's nearest mask pixel.
+    # A frame pixel reads the mask's 2×2 bilinear neighbours (after area-averaging, a few more).
+    margin = int(np.ceil(2 * resolution / np.linalg.norm(quad[3] - quad[0]) + 2))
+    u, v = frame_to_crop_coords(quad, resolution, frame.shape)
+    iu = np.clip(np.rint(u) + 2 * margin, 0, resolution + 4 * margin - 1).astype(int)
+    iv = np.clip(np.rint(v) + 2 * margin, 0, resolution + 4 * margin - 1).astype(int)
+    for crop, mask in zip(edited, masks):
+        out = paste_back(frame, crop, quad, mask)
+        padded = np.pad(mask, 2 * margin)
+        untouched = binary_erosion(padded == 0, iterations=margin, border_value=1)[iv, iu]
+        pasted = (padded == 1)[iv, iu]
+        assert untouched.sum() > 1000 and pasted.sum() > 1000
+        np.testing.assert_array_equal(out[untouched], frame[untouched])
+        assert not np.array_equal(out[pasted], frame[pasted])
+
+
+def test_paste_settings_come_from_the_schema():
+    from ciinv.config import defaults
+    from ciinv.errors import CiinvError
+
+    assert dataclasses.asdict(PasteSettings()) | {"exclude": list(PasteSettings().exclude)} == defaults("paste")
+    assert PasteSettings.from_dict({"mask": "landmarks"}).mask == "landmarks"
+    with pytest.raises(CiinvError, match="paste/exclude"):
+        PasteSettings.from_dict({"exclude": ["skin", "fur"]})
+    with pytest.raises(CiinvError, match="paste/mask"):
+        PasteSettings(mask="circle")
+
+
+def test_the_excluded_classes_are_named_as_the_parser_labels_them():
+    from ciinv.faces.paste import PARSER_CLASSES
+    from ciinv.models.parser import PARSER_LABELS
+
+    assert PARSER_CLASSES == PARSER_LABELS

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ciinv import models
-from ciinv.dev.tiny import write_tiny_stylegan2
+from ciinv.dev.tiny import write_tiny_parser, write_tiny_stylegan2
+from ciinv.errors import CiinvError
 from ciinv.inversion.resume import resume_path
 from ciinv.inversion.settings import StitchSettings
 from ciinv.inversion.stitch import band_pixels, parts_dir, stitch_regions, stitch_video
@@ -45,6 +46,7 @@ def video(tmp_path_factory):
 
 
 def run(video, out, settings=SMALL, **kwargs):
+    kwargs.setdefault("paste", {"mask": "ellipse"})
     return stitch_video(video / "crops.mkv", video / "edit.npy", video / "g.pt", settings, out,
                         noise_path=video / "noise.pt", **kwargs)
 
@@ -85,6 +87,15 @@ def test_a_copy_stops_once_its_border_loss_is_below_the_threshold(video, tmp_pat
         plain = g.synthesis(torch.from_numpy(np.load(video / "edit.npy")))
     pixels = ((plain.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     assert np.array_equal(open_crops(out).read(), pixels)  # what assemble renders without stitching
+
+
+def test_the_parser_mask_is_computed_as_assemble_computes_it(video, tmp_path):
+    write_tiny_parser(tmp_path / "parser.pth")
+    out = tmp_path / "parsed.mkv"
+    result = run(video, out, {**SMALL, "steps": 3}, paste={"mask": "parser"}, parser_path=tmp_path / "parser.pth")
+    assert len(open_crops(out)) == FRAMES and result["steps"].tolist() == [3] * FRAMES
+    with pytest.raises(CiinvError, match="paste.mask parser needs --parser"):
+        run(video, tmp_path / "none.mkv", paste={"mask": "parser"})
 
 
 def test_runs_of_frames_share_a_copy(video, tmp_path):

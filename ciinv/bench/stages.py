@@ -94,7 +94,7 @@ def bench_clip(config: dict, video: Path, work: Path, repeat: int = 1) -> dict:
 
     def run_assemble():
         assemble_video(video, state["meta"], files["align_npz"], open_crops(files["crops"]), files["assemble"],
-                       feather=assemble["feather"], crf=assemble["crf"], preset=assemble["preset"],
+                       crf=assemble["crf"], preset=assemble["preset"],
                        name=str(files["crops"]))
 
     steps = {"transcode": lambda: transcode(video, files["transcode"]), "probe": run_probe,

@@ -20,6 +20,7 @@ from ciinv.models.stylegan2 import config_f_channels
 from ciinv.dev.tiny import (
     write_tiny_e4e,
     write_tiny_flownet2,
+    write_tiny_parser,
     write_tiny_stylegan1,
     write_tiny_stylegan2,
     write_tiny_vgg16,
@@ -33,9 +34,9 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
     The e4e encoder (``models.encoder``, for ``invert.init: e4e``) embeds the generator as its
     decoder, as e4e's file does, so its latent_avg is the generator's mean latent.
 
-    ``full_size``: instead, random networks of the real sizes (StyleGAN2 config F at 1024²,
-    the whole FlowNet2, VGG16 and e4e's IR-SE-50 encoder; about 2.6 GB), and an overlay that keeps
-    the config's inversion settings: what a speed or memory measurement on a GPU needs, without the weights.
+    ``full_size``: instead, random networks of the real sizes (StyleGAN2 config F at 1024², the
+    whole FlowNet2, VGG16, e4e's IR-SE-50 encoder and the BiSeNet face parser; about 2.6 GB), and an
+    overlay that keeps the config's inversion settings: what a speed or memory measurement on a GPU needs, without the weights.
     """
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -48,6 +49,8 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
         encoder = out / "e4e-random.pt"  # IR-SE-50 and 18 styles of 512, e4e's real sizes
         write_tiny_e4e(encoder, num_ws=18, generator=generator, widths=(64, 128, 256, 512), units=(3, 4, 14, 3),
                        style_width=512)
+        face_parser = out / "parser-random.pth"  # 79999_iter.pth's sizes
+        write_tiny_parser(face_parser, width_divisor=1)
     else:
         generator, flow, vgg = out / "stylegan2-tiny.pt", out / "flownet2-tiny.pth.tar", out / "vgg16-tiny.pth"
         write_tiny_stylegan2(generator, resolution=resolution, w_dim=512, n_mlp=2, max_channels=32)
@@ -55,6 +58,8 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
         write_tiny_vgg16(vgg)
         encoder = out / "e4e-tiny.pt"
         write_tiny_e4e(encoder, num_ws=2 * int(np.log2(resolution)) - 2, generator=generator)
+        face_parser = out / "parser-tiny.pth"
+        write_tiny_parser(face_parser)
 
     # One direction in each accepted layout: a W vector (.npy) and a per-layer W+ direction (.pt).
     num_ws = 2 * int(np.log2(resolution)) - 2
@@ -65,7 +70,8 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
                out / "direction-wplus.pt")
 
     overlay = {
-        "models": {"generator": str(generator), "flow": str(flow), "vgg16": str(vgg), "encoder": str(encoder)},
+        "models": {"generator": str(generator), "flow": str(flow), "vgg16": str(vgg), "encoder": str(encoder),
+                   "parser": str(face_parser)},
         "landmarks": {"detector": "dlib", "max_gap": 5},
         "align": {"resolution": resolution},
         "invert": ({} if full_size else

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ciinv.io.files import atomic_path
-from ciinv.models import e4e, flownet2, inception, stylegan1, stylegan2, vgg16
+from ciinv.models import e4e, flownet2, inception, parser, stylegan1, stylegan2, vgg16
 
 
 @torch.no_grad()
@@ -222,3 +222,43 @@ def write_tiny_e4e(path, num_ws: int = 10, w_dim: int = 512, generator=None, wid
             "device": "cuda:0", "update_param_list": ["encoder"], "w_discriminator_lambda": 0.1}
     with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "latent_avg": latent_avg, "opts": opts}, tmp)
+
+
+@torch.no_grad()
+def write_tiny_parser(path, width_divisor: int = 16, seed: int = 0) -> None:
+    """Write a random face parser in the key layout of face-parsing.PyTorch's ``79999_iter.pth``
+    (``ciinv.models.parser``: a bare state dict, its 191 tensors, the auxiliary heads included),
+    every width divided by ``width_divisor`` (1: the real sizes), the 19 classes kept.
+    Deterministic for a seed.
+
+    Convs are drawn as the reference initialises them (Kaiming normal, a=1: std 1/sqrt(fan_in));
+    BatchNorm affine parameters and running statistics are drawn too, so that an eval-mode
+    BatchNorm is not the identity and a wrong statistic shows.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    full = parser.ParserWidths()
+
+    def narrow(width: int) -> int:
+        return max(width // width_divisor, 1)
+
+    widths = parser.ParserWidths(stem=narrow(full.stem), stages=tuple(narrow(c) for c in full.stages),
+                                 context=narrow(full.context), fusion=narrow(full.fusion),
+                                 attention=narrow(full.attention), head=narrow(full.head),
+                                 aux_head=narrow(full.aux_head), classes=full.classes)
+    model = parser.FaceParser(widths)
+
+    def randn(like: Tensor) -> Tensor:
+        return torch.randn(like.shape, generator=rng)
+
+    state = {}
+    for name, tensor in model.state_dict().items():
+        module, _, leaf = name.rpartition(".")
+        if isinstance(model.get_submodule(module), nn.BatchNorm2d):
+            value = {"weight": 1 + 0.1 * randn(tensor), "bias": 0.1 * randn(tensor),
+                     "running_mean": 0.1 * randn(tensor),
+                     "running_var": 0.5 + torch.rand(tensor.shape, generator=rng)}.get(leaf, tensor)
+        else:  # conv weights (no conv has a bias)
+            value = randn(tensor) / tensor[0].numel() ** 0.5
+        state[name] = value.clone()
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

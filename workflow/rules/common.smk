@@ -127,13 +127,53 @@ def direction_spec(edit):
 
 def configured_models():
     """Registry files the current config uses (paths given directly are not ours to fetch)."""
-    models = {key: name for key, name in config["models"].items() if key != "encoder" or uses_encoder()}
+    used = {"encoder": uses_encoder(), "parser": uses_parser()}
+    models = {key: name for key, name in config["models"].items() if used.get(key, True)}
     names = list(models.values()) + [direction_spec(e) for e in config["edits"] if EditSpec.from_entry(e).direction]
     names = [n for n in names if n is not None]
     if config["landmarks"]["detector"] == "fan":
         names += FAN_MODELS
     names += [LPIPS_MODEL] if pti_needs_lpips() else []
     return sorted({model_path(n) for n in names if n in CATALOGUE})
+
+
+# --- the paste-back mask (config paste:) --------------------------------------------------------
+# What each mask reads besides the render: the parser's weights and the source crops (parser), the
+# landmarks (landmarks), nothing (ellipse). The assemble jobs declare only those, and get only the
+# settings their mask uses: changing another reruns nothing.
+
+PASTE_UNUSED = {
+    "parser": (),
+    "landmarks": ("parser_size", "exclude", "hair"),
+    "ellipse": ("parser_size", "exclude", "hair", "dilate", "erode", "feather", "temporal_sigma"),
+}
+
+
+def uses_parser():
+    """The face parser (models.parser) is read, and fetched, only with paste.mask: parser."""
+    return config["paste"]["mask"] == "parser"
+
+
+def paste_settings():
+    return cli_settings("paste", skip=PASTE_UNUSED[config["paste"]["mask"]])
+
+
+def parser_files(wildcards):
+    return [model_path(config["models"]["parser"])] if uses_parser() else []
+
+
+def paste_crops(wildcards):
+    return [f"results/{wildcards.video}/crops.mkv"] if uses_parser() else []
+
+
+def paste_landmarks(wildcards):
+    return [f"results/{wildcards.video}/landmarks.npz"] if config["paste"]["mask"] == "landmarks" else []
+
+
+def paste_align(wildcards):
+    """The crops' quads, which map the landmarks into the crops (the stitch job's landmarks mask;
+    assemble reads align.npz anyway)."""
+    return [f"results/{wildcards.video}/align.npz"] if config["paste"]["mask"] == "landmarks" else []
 
 
 # --- the generator a video is rendered with (pivotal tuning) --------------------------------

@@ -34,10 +34,14 @@ rule assemble:
         video=video_path,
         meta="results/{video}/meta.json",
         align="results/{video}/align.npz",
+        parser=parser_files,
+        crops=paste_crops,
+        landmarks=paste_landmarks,
     output:
         "results/{video}.{edit}.mp4",
     params:
         faces=assemble_faces_options,  # --codes, --noise, --generator or --stitched: the inputs above
+        paste=paste_settings(),
         settings=cli_settings("assemble"),
     threads: 4  # decoding, pasting back and the H.264 encoding, beside the rendering
     resources:
@@ -50,4 +54,5 @@ rule assemble:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv assemble {input.video:q} --meta {input.meta:q} --align {input.align:q} {params.faces}"
-        " --out {output:q} {params.settings} --threads {threads} 2> {log:q}"
+        " --parser={input.parser:q} --crops={input.crops:q} --landmarks={input.landmarks:q} --out {output:q}"
+        " {params.paste} {params.settings} --threads {threads} 2> {log:q}"

@@ -10,13 +10,18 @@ rule stitch:
         codes="results/{video}/edits/{edit}.npy",
         noise="results/{video}/noise.pt",
         generator=video_generator,
+        # What the paste mask reads (common.smk): the parser's weights, or the landmarks and quads.
+        parser=parser_files,
+        landmarks=paste_landmarks,
+        align=paste_align,
     output:
         "results/{video}/stitched/{edit}.mkv",
     params:
         # `enabled` is the workflow's switch for this rule, not a setting of the job.
         settings=cli_settings("stitch", skip=STITCH_EXECUTION_KEYS + ("enabled",)),
-        # The paste mask, whose edge the border band surrounds.
-        feather=config["assemble"]["feather"],
+        # The paste mask, whose edge the border band surrounds: the settings its kind uses, but the
+        # smoothing over time (each frame is fitted to its own mask).
+        paste=cli_settings("paste", skip=PASTE_UNUSED[config["paste"]["mask"]] + ("temporal_sigma",)),
     resources:
         gpu=1,
         checkpoint_every=config["stitch"]["checkpoint_every"],  # how, not what: a resource (common.smk)
@@ -28,5 +33,6 @@ rule stitch:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv stitch --crops {input.crops:q} --codes {input.codes:q} --noise {input.noise:q}"
-        " --generator {input.generator:q} {params.settings} --feather {params.feather}"
+        " --generator {input.generator:q} --parser={input.parser:q} --landmarks={input.landmarks:q}"
+        " --align={input.align:q} {params.settings} {params.paste}"
         " --checkpoint-every {resources.checkpoint_every} --out {output:q} 2> {log:q}"
