@@ -155,3 +155,27 @@ def test_settings_default_to_stits():
     s = StitchSettings()
     assert (s.enabled, s.steps, s.lr, s.border_band, s.content_weight, s.stop_loss) == (
         False, 100, 3e-4, 50.0, 0.01, 0.005)
+
+
+def test_the_command_line_stitches_with_the_config_options(video, tmp_path):
+    from ciinv.cli import config_arguments, main
+
+    out = tmp_path / "cli.mkv"
+    assert main(["stitch", "--crops", str(video / "crops.mkv"), "--codes", str(video / "edit.npy"), "--noise",
+                 str(video / "noise.pt"), "--generator", str(video / "g.pt"), *config_arguments("stitch", SMALL),
+                 "--mask", "ellipse", "--out", str(out), "--device", "cpu"]) == 0
+    assert np.array_equal(open_crops(out).read(), open_crops(run_once(video, tmp_path)).read())
+
+
+def run_once(video, tmp_path):
+    out = tmp_path / "api.mkv"
+    run(video, out)
+    return out
+
+
+def test_assemble_needs_codes_or_stitched_crops(tmp_path, capsys):
+    from ciinv.cli import main
+
+    assert main(["assemble", str(tmp_path / "v.mp4"), "--meta", "m.json", "--align", "a.npz", "--mask", "ellipse",
+                 "--out", str(tmp_path / "o.mp4")]) == 1
+    assert "give --codes and --generator (render the codes), or --stitched" in capsys.readouterr().err
