@@ -179,3 +179,11 @@ def test_assemble_needs_codes_or_stitched_crops(tmp_path, capsys):
     assert main(["assemble", str(tmp_path / "v.mp4"), "--meta", "m.json", "--align", "a.npz", "--mask", "ellipse",
                  "--out", str(tmp_path / "o.mp4")]) == 1
     assert "give --codes and --generator (render the codes), or --stitched" in capsys.readouterr().err
+
+
+def test_codes_and_crops_of_different_lengths_are_refused_naming_both(video, tmp_path):
+    np.save(tmp_path / "short.npy", np.load(video / "edit.npy")[:4])
+    with pytest.raises(CiinvError, match=r"crops.mkv holds 5 crops but .*short.npy codes for 4 frames"):
+        stitch_video(video / "crops.mkv", tmp_path / "short.npy", video / "g.pt", SMALL, tmp_path / "out.mkv",
+                     noise_path=video / "noise.pt", paste={"mask": "ellipse"})
+    assert not (tmp_path / "out.mkv").exists()

@@ -84,8 +84,8 @@ class StitchMasks:
     ``masks(frames, originals, edited)``: frames a range of frame indices; originals (the aligned
     crops) and edited (the untuned renders), [K, 3, R, R] in [-1, 1] -> float32 [K, R, R] in [0, 1].
     The parser mask joins the source crop's face region and the edited render's, as assemble
-    does with its render. Not smoothed over time: each run is fitted on its own (the smoothing
-    moves the soft edge by a fraction of a pixel-band; the border band is far wider).
+    does with its render. Not smoothed over time: each run is fitted on its own, with no look-ahead
+    (assemble smooths the masks it pastes with).
 
     parser: ``load_parser``'s module (parser mask); points [F, 68, 2] and quads [F, 4, 2] (landmarks mask).
     """
@@ -311,37 +311,43 @@ def stitch_video(crops_path, codes_path, generator_path, settings, out_path, *, 
     steps, before, after = [state.steps], [state.border_before], [state.border_after]
     began = last_report = time.monotonic()
     stream = crops.frames(state.done)
-    for start in range(state.done, frame_count, settings.frames_per_copy):
-        stop = min(start + settings.frames_per_copy, frame_count)
-        run = np.stack([next(stream)[1] for _ in range(start, stop)])
-        originals = (as_tensor(run, resolution).to(device) * 2 - 1)
-        idx = torch.arange(start, stop)
-        noise = None if maps is None else [m[frame_window[idx]].to(device) for m in maps]
-        run_codes = codes[idx].to(device)
-        with torch.no_grad(), autocast(device, uses_bf16(device, settings.precision)):
-            edited = base.synthesis(run_codes, noise=noise).float()
-        if not torch.isfinite(edited).all():
-            raise CiinvError(f"{codes_path}: the generator rendered non-finite pixels for frames {start}-{stop - 1}; "
-                             "its codes or the generator's weights hold bad numbers")
-        content, border = stitch_regions(masks(range(start, stop), originals, edited), band)
-        result = stitch_run(base, run_codes, originals, edited, content, border, settings, noise)
-        pending.append(_pixels(result.images))
-        steps.append(torch.full((stop - start,), result.steps, dtype=torch.long))
-        before.append(result.border_before.float())
-        after.append(result.border_after.float())
+    try:
+        for start in range(state.done, frame_count, settings.frames_per_copy):
+            stop = min(start + settings.frames_per_copy, frame_count)
+            run = np.stack([next(stream)[1] for _ in range(start, stop)])
+            originals = (as_tensor(run, resolution).to(device) * 2 - 1)
+            idx = torch.arange(start, stop)
+            noise = None if maps is None else [m[frame_window[idx]].to(device) for m in maps]
+            run_codes = codes[idx].to(device)
+            with torch.no_grad(), autocast(device, uses_bf16(device, settings.precision)):
+                edited = base.synthesis(run_codes, noise=noise).float()
+            if not torch.isfinite(edited).all():
+                raise CiinvError(f"{codes_path}: the generator rendered non-finite pixels for frames {start}-{stop - 1}; "
+                                 "its codes or the generator's weights hold bad numbers")
+            content, border = stitch_regions(masks(range(start, stop), originals, edited), band)
+            result = stitch_run(base, run_codes, originals, edited, content, border, settings, noise)
+            if not torch.isfinite(result.images).all():
+                raise CiinvError(f"{out_path}: the tuning diverged (non-finite pixels) on frames {start}-{stop - 1}; "
+                                 "lower stitch.lr")
+            pending.append(_pixels(result.images))
+            steps.append(torch.full((stop - start,), result.steps, dtype=torch.long))
+            before.append(result.border_before.float())
+            after.append(result.border_after.float())
 
-        if stop < frame_count and sum(len(p) for p in pending) >= settings.checkpoint_every:
-            done = sum(len(p) for p in pending)
-            _write_crops(part_path(folder, pending_start), done, itertools.chain(*pending), resolution)
-            save_resume(state_path, key, StitchState(stop, torch.cat(steps), torch.cat(before), torch.cat(after)))
-            pending, pending_start = [], stop
-        now = time.monotonic()
-        if stop == frame_count or now - last_report >= PROGRESS_SECONDS:
-            log.info("stitch: frame %d/%d, %d steps, border loss %.5f -> %.5f", stop, frame_count, result.steps,
-                     result.border_before.mean().item(), result.border_after.mean().item())
-            last_report = now
-        if on_frames is not None:
-            on_frames(stop)
+            if stop < frame_count and sum(len(p) for p in pending) >= settings.checkpoint_every:
+                done = sum(len(p) for p in pending)
+                _write_crops(part_path(folder, pending_start), done, itertools.chain(*pending), resolution)
+                save_resume(state_path, key, StitchState(stop, torch.cat(steps), torch.cat(before), torch.cat(after)))
+                pending, pending_start = [], stop
+            now = time.monotonic()
+            if stop == frame_count or now - last_report >= PROGRESS_SECONDS:
+                log.info("stitch: frame %d/%d, %d steps, border loss %.5f -> %.5f", stop, frame_count, result.steps,
+                         result.border_before.mean().item(), result.border_after.mean().item())
+                last_report = now
+            if on_frames is not None:
+                on_frames(stop)
+    finally:
+        stream.close()  # ends its ffmpeg process
 
     # The output: the part files' frames, streamed, then the last ones.
     parts = [open_crops(part, rerun="delete it and rerun the stitch stage") for part in sorted(folder.glob("*.mkv"))]
