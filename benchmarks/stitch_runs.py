@@ -3,6 +3,7 @@ border better per FLOP? Measured on the smoke models.
 
     python benchmarks/stitch_runs.py                    # K = 1, 2, 4, 8 on 8 frames, STIT's settings
     python benchmarks/stitch_runs.py --runs 1,4 --frames 16 --steps 50
+    python benchmarks/stitch_runs.py --runs 1 --chains 4,8   # and chains of warm-started copies
 
 Protocol (synthesized, so every choice sees the same frames): the smoke generator (`ciinv
 smoke-models`, 64²); a clip of `--frames` codes drifting slowly from the mean latent (a random
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--runs", default="1,2,4,8", help="comma-separated K: frames per tuned copy")
     parser.add_argument("--steps", type=int, help="steps per copy at most (default: the config's stitch.steps)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chains", default="", help="comma-separated C: also warm-started chains, one copy per "
+                        "frame, each starting from the previous frame's tuned copy, from the generator every C frames")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -93,13 +96,20 @@ def main() -> None:
           "band change ratio | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     rows = {}
-    for k in (int(x) for x in args.runs.split(",")):
+    choices = [(int(x), 1) for x in args.runs.split(",") if x] + [(1, int(c)) for c in args.chains.split(",") if c]
+    for k, chain in choices:
         began = time.perf_counter()
         images, steps, flops = [], [], 0
+        start_from = g
         for start in range(0, args.frames, k):
             idx = slice(start, min(start + k, args.frames))
             count = idx.stop - idx.start
-            result = stitch_run(g, edited_codes[idx], originals[idx], edited[idx], content[idx], border[idx], settings)
+            if start % chain == 0:
+                start_from = g
+            tuned, result = stitch_run(start_from, edited_codes[idx], originals[idx], edited[idx], content[idx],
+                                       border[idx], settings, keep=True)
+            if chain > 1:  # the next frame's copy starts from this one
+                start_from = tuned
             images.append(result.images)
             steps.append(result.steps)
             flops += count * ((result.steps + 2) * forward + result.steps * (step - forward))
@@ -110,14 +120,16 @@ def main() -> None:
         inside = masked_l2_per_frame(stitched, edited, content).mean().item()
         change = masked_l2_per_frame(stitched[1:], stitched[:-1], border[1:] * border[:-1]).mean().item()
         gflop = flops / args.frames / 1e9
-        rows[k] = (after, gflop, seconds)
-        print(f"| {k} | {np.mean(steps):.1f} | {gflop:.2f} | {before:.4f} | {after:.4f} | {inside:.4f} | "
+        name = str(k) if chain == 1 else f"1, chains of {chain}"
+        rows[name] = (after, gflop, seconds)
+        print(f"| {name} | {np.mean(steps):.1f} | {gflop:.2f} | {before:.4f} | {after:.4f} | {inside:.4f} | "
               f"{change / source_change:.2f} | {seconds:.1f} |")
-    if 1 in rows:
-        for k, (after, gflop, seconds) in rows.items():
-            if k != 1:
-                print(f"K={k} against K=1: border loss after {after / rows[1][0]:.2f}x at {gflop / rows[1][1]:.2f}x "
-                      f"the FLOPs per frame, {seconds / rows[1][2]:.2f}x the seconds")
+    if "1" in rows:
+        one = rows["1"]
+        for name, (after, gflop, seconds) in rows.items():
+            if name != "1":
+                print(f"K={name} against K=1: border loss after {after / one[0]:.2f}x at {gflop / one[1]:.2f}x "
+                      f"the FLOPs per frame, {seconds / one[2]:.2f}x the seconds")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from ciinv.io.crops import CropWriter, open_crops
 
 FRAMES = 5
 RESOLUTION = 32
-SMALL = dict(steps=15, lr=3e-3, checkpoint_every=2, stop_loss=0.0, precision="fp32")
+SMALL = dict(steps=15, lr=3e-3, chain=2, checkpoint_every=2, stop_loss=0.0, precision="fp32")
 
 
 class Kill(Exception):
@@ -98,10 +98,13 @@ def test_the_parser_mask_is_computed_as_assemble_computes_it(video, tmp_path):
         run(video, tmp_path / "none.mkv", paste={"mask": "parser"})
 
 
-def test_runs_of_frames_share_a_copy(video, tmp_path):
-    result = run(video, tmp_path / "runs.mkv", {**SMALL, "frames_per_copy": 2})
-    assert result["steps"].tolist() == [15] * FRAMES
-    assert (result["border_after"] < result["border_before"]).all()
+def test_a_chain_starts_each_frame_from_the_previous_frames_copy(video, tmp_path):
+    fresh = run(video, tmp_path / "fresh.mkv", {**SMALL, "chain": 1})
+    chained = run(video, tmp_path / "chained.mkv", {**SMALL, "chain": FRAMES})
+    a, b = open_crops(tmp_path / "fresh.mkv").read(), open_crops(tmp_path / "chained.mkv").read()
+    assert np.array_equal(a[0], b[0])  # both start from the generator
+    assert all(not np.array_equal(a[i], b[i]) for i in range(1, FRAMES))
+    assert torch.equal(fresh["border_before"], chained["border_before"])  # the untuned render's, in both
 
 
 def test_a_killed_job_resumes_and_ends_exactly_like_an_uninterrupted_one(video, tmp_path):
@@ -123,7 +126,7 @@ def test_a_killed_job_resumes_and_ends_exactly_like_an_uninterrupted_one(video, 
         finally:
             firsts.append(reported[0])
 
-    for kill_at in (3, 5):  # parts every 2 frames: resumes after frame 2, then after frame 4
+    for kill_at in (3, 5):  # parts every 2 frames, at chain restarts: resumes after frame 2, then after frame 4
         with pytest.raises(Kill):
             start(kill_at)
         assert resume_path(out).exists() and not out.exists()
@@ -151,10 +154,11 @@ def test_a_resume_state_from_other_settings_is_not_used(video, tmp_path):
     assert np.array_equal(open_crops(expected).read(), open_crops(out).read())
 
 
-def test_settings_default_to_stits():
+def test_settings_default_to_stits_but_for_the_chain():
     s = StitchSettings()
     assert (s.enabled, s.steps, s.lr, s.border_band, s.content_weight, s.stop_loss) == (
         False, 100, 3e-4, 50.0, 0.01, 0.005)
+    assert s.chain == 16
 
 
 def test_the_command_line_stitches_with_the_config_options(video, tmp_path):

@@ -181,7 +181,8 @@ class StitchSettings(SchemaSettings):
     """Every knob of stitching tuning; ``setting("stitch.<name>")["description"]`` says what each means.
 
     Defaults are STIT's (``edit_video_stitching_tuning.py``): 100 steps at lr 3e-4, a 50-pixel band
-    at 1024², content weight 0.01, stop below a border loss of 0.005.
+    at 1024², content weight 0.01, stop below a border loss of 0.005; but for ``chain``
+    (``benchmarks/stitch_runs.py``).
     """
 
     enabled: bool = STITCH_DEFAULTS["enabled"]
@@ -191,7 +192,7 @@ class StitchSettings(SchemaSettings):
     border_band: float = STITCH_DEFAULTS["border_band"]
     content_weight: float = STITCH_DEFAULTS["content_weight"]
     stop_loss: float = STITCH_DEFAULTS["stop_loss"]
-    frames_per_copy: int = STITCH_DEFAULTS["frames_per_copy"]
+    chain: int = STITCH_DEFAULTS["chain"]
     precision: str = STITCH_DEFAULTS["precision"]
     checkpoint_every: int = STITCH_DEFAULTS["checkpoint_every"]
 

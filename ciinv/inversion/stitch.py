@@ -27,16 +27,19 @@ synthesis weights (``ciinv.inversion.pti.tuned_parameter_names``: everything but
 network), with the same resume machinery; only its masks come from the paste-back
 (``ciinv.faces.paste.face_masks``, the config's ``paste:`` mask, as assemble computes it).
 
-``frames_per_copy`` consecutive frames share one tuned copy, fitted on them as one batch (1:
-STIT's copy per frame); ``benchmarks/stitch_runs.py`` measures what each choice buys per FLOP.
+Each frame's copy starts from the previous frame's tuned copy (a warm start: consecutive frames
+need nearly the same correction) and from the untuned generator again every ``chain`` frames
+(``chain: 1``: a fresh copy per frame, as STIT). ``benchmarks/stitch_runs.py`` measured, on the
+smoke models and at equal FLOPs, a lower border loss for chains than for fresh copies, and for
+fresh copies than for one copy fitted to a run of frames at once (``stitch_run`` takes a batch).
 
 Output: ``results/<video>/stitched/<edit>.mkv``, one lossless crops file (``ciinv.io.crops``) of
 the tuned renders, which assemble pastes in place of rendering the codes. While it runs, finished
-frames go to lossless part files in ``<out>.parts/`` every ``checkpoint_every`` frames and the
-resume state (``<out>.resume``: frames done, each frame's steps and border losses) is saved under
-a key of the settings and the inputs' digests. Every copy starts from the untuned generator, so a
-killed job continues after its last part and, on a CPU, ends bit for bit where an uninterrupted
-one does.
+frames go to lossless part files in ``<out>.parts/`` at the first chain restart after every
+``checkpoint_every`` frames, and the resume state (``<out>.resume``: frames done, each frame's
+steps and border losses) is saved under a key of the settings and the inputs' digests. A chain
+restarts from the untuned generator, so a killed job continues after its last part with no tuned
+weights to restore and, on a CPU, ends bit for bit where an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -148,17 +151,20 @@ class RunResult:
 
     images: Tensor  # [K, 3, R, R] float32 in [-1, 1] (unclamped): the tuned copy's renders
     steps: int  # Adam steps taken
-    border_before: Tensor  # [K]: the border loss of the untuned render
+    border_before: Tensor  # [K]: the border loss of ``edited``, the untuned render
     border_after: Tensor  # [K]: the border loss of ``images``
 
 
 def stitch_run(base, codes: Tensor, originals: Tensor, edited: Tensor, content: Tensor, border: Tensor,
-               settings: StitchSettings, noise: list[Tensor] | None = None) -> RunResult:
-    """Tune a copy of ``base`` (frozen, on its device) on one run of K frames.
+               settings: StitchSettings, noise: list[Tensor] | None = None, keep: bool = False):
+    """Tune a copy of ``base`` (frozen, on its device: the generator, or the previous frame's tuned
+    copy in a chain) on one run of K frames together.
 
-    codes [K, L, D]; originals (the aligned crops) and edited (``base``'s renders of ``codes``)
+    codes [K, L, D]; originals (the aligned crops) and edited (the untuned renders of ``codes``)
     [K, 3, R, R] in [-1, 1]; content, border [K, 1, R, R] (``stitch_regions``); noise: the frames'
-    noise maps or None (the constant ones). Everything on ``base``'s device.
+    noise maps or None (the constant ones). Everything on ``base``'s device. Returns a RunResult,
+    and with ``keep`` (tuned copy, RunResult): what ``benchmarks/stitch_runs.py`` starts the next
+    frame's copy from when it measures warm-started chains.
     """
     device = base.w_avg.device
     amp = uses_bf16(device, settings.precision)
@@ -166,15 +172,12 @@ def stitch_run(base, codes: Tensor, originals: Tensor, edited: Tensor, content: 
     params = dict(tuned.named_parameters())
     trainable = [params[name].requires_grad_(True) for name in tuned_parameter_names(tuned)]
     optimizer = torch.optim.Adam(trainable, lr=settings.lr, betas=settings.betas)
-    border_before = None
     steps = 0
     while True:
         with autocast(device, amp):
             fake = tuned.synthesis(codes, noise=noise)
         fake = fake.float()
         border_loss = masked_l2(fake, originals, border)
-        if border_before is None:
-            border_before = masked_l2_per_frame(fake.detach(), originals, border)
         if steps == settings.steps or border_loss.item() < settings.stop_loss:
             break
         loss = border_loss + settings.content_weight * masked_l2(fake, edited, content)
@@ -183,8 +186,9 @@ def stitch_run(base, codes: Tensor, originals: Tensor, edited: Tensor, content: 
         optimizer.step()
         steps += 1
     images = fake.detach()
-    return RunResult(images=images, steps=steps, border_before=border_before.cpu(),
-                     border_after=masked_l2_per_frame(images, originals, border).cpu())
+    result = RunResult(images=images, steps=steps, border_before=masked_l2_per_frame(edited, originals, border).cpu(),
+                       border_after=masked_l2_per_frame(images, originals, border).cpu())
+    return (tuned.eval().requires_grad_(False), result) if keep else result
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,8 +266,7 @@ def stitch_video(crops_path, codes_path, generator_path, settings, out_path, *, 
     with PTI); noise_path: the merge's ``noise.pt``. ``settings``: StitchSettings or the config's
     ``stitch:`` dict; ``paste``: PasteSettings or the ``paste:`` dict (None: the defaults), with what
     its mask reads: parser_path (``paste.mask: parser``), landmarks_path and align_path (``landmarks``).
-    ``on_frames(done)``: a test hook called after each run of frames (raising from it simulates a
-    killed job). Returns {'steps' [F], 'border_before' [F], 'border_after' [F]}.
+    ``on_frames(done)``: a test hook called after each frame (raising from it simulates a killed job). Returns {'steps' [F], 'border_before' [F], 'border_after' [F]}.
     """
     if not isinstance(settings, StitchSettings):
         settings = StitchSettings.from_dict(settings)
@@ -303,46 +306,48 @@ def stitch_video(crops_path, codes_path, generator_path, settings, out_path, *, 
             if int(part.stem) >= state.done:
                 part.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    log.info("stitch: %d frames at %d², band %d px, at most %d steps per copy of %d frame(s), on %s", frame_count,
-             resolution, band, settings.steps, settings.frames_per_copy, device)
+    log.info("stitch: %d frames at %d², band %d px, at most %d steps per frame, chains of %d frames, on %s",
+             frame_count, resolution, band, settings.steps, settings.chain, device)
 
-    pending: list[np.ndarray] = []  # finished crops not yet in a part file
+    pending: list[np.ndarray] = []  # finished crops [1, R, R, 3] not yet in a part file
     pending_start = state.done
     steps, before, after = [state.steps], [state.border_before], [state.border_after]
     began = last_report = time.monotonic()
     stream = crops.frames(state.done)
+    previous = base  # the copy the next frame's tuning starts from
     try:
-        for start in range(state.done, frame_count, settings.frames_per_copy):
-            stop = min(start + settings.frames_per_copy, frame_count)
-            run = np.stack([next(stream)[1] for _ in range(start, stop)])
-            originals = (as_tensor(run, resolution).to(device) * 2 - 1)
-            idx = torch.arange(start, stop)
-            noise = None if maps is None else [m[frame_window[idx]].to(device) for m in maps]
-            run_codes = codes[idx].to(device)
+        for start, (_, crop) in zip(range(state.done, frame_count), stream):
+            stop = start + 1
+            if start % settings.chain == 0:  # a chain restarts from the generator (and a resume starts here)
+                previous = base
+            originals = as_tensor(np.array(crop[None]), resolution).to(device) * 2 - 1  # (a writable copy)
+            noise = None if maps is None else [m[frame_window[start:stop]].to(device) for m in maps]
+            frame_code = codes[start:stop].to(device)
             with torch.no_grad(), autocast(device, uses_bf16(device, settings.precision)):
-                edited = base.synthesis(run_codes, noise=noise).float()
+                edited = base.synthesis(frame_code, noise=noise).float()
             if not torch.isfinite(edited).all():
-                raise CiinvError(f"{codes_path}: the generator rendered non-finite pixels for frames {start}-{stop - 1}; "
-                                 "its codes or the generator's weights hold bad numbers")
+                raise CiinvError(f"{codes_path}: the generator rendered non-finite pixels for frame {start}; its codes "
+                                 "or the generator's weights hold bad numbers")
             content, border = stitch_regions(masks(range(start, stop), originals, edited), band)
-            result = stitch_run(base, run_codes, originals, edited, content, border, settings, noise)
+            previous, result = stitch_run(previous, frame_code, originals, edited, content, border, settings, noise,
+                                          keep=True)
             if not torch.isfinite(result.images).all():
-                raise CiinvError(f"{out_path}: the tuning diverged (non-finite pixels) on frames {start}-{stop - 1}; "
-                                 "lower stitch.lr")
+                raise CiinvError(f"{out_path}: the tuning diverged (non-finite pixels) on frame {start}; lower "
+                                 "stitch.lr")
             pending.append(_pixels(result.images))
-            steps.append(torch.full((stop - start,), result.steps, dtype=torch.long))
+            steps.append(torch.tensor([result.steps]))
             before.append(result.border_before.float())
             after.append(result.border_after.float())
 
-            if stop < frame_count and sum(len(p) for p in pending) >= settings.checkpoint_every:
-                done = sum(len(p) for p in pending)
-                _write_crops(part_path(folder, pending_start), done, itertools.chain(*pending), resolution)
+            restart = stop % settings.chain == 0
+            if restart and stop < frame_count and len(pending) >= settings.checkpoint_every:
+                _write_crops(part_path(folder, pending_start), len(pending), itertools.chain(*pending), resolution)
                 save_resume(state_path, key, StitchState(stop, torch.cat(steps), torch.cat(before), torch.cat(after)))
                 pending, pending_start = [], stop
             now = time.monotonic()
             if stop == frame_count or now - last_report >= PROGRESS_SECONDS:
                 log.info("stitch: frame %d/%d, %d steps, border loss %.5f -> %.5f", stop, frame_count, result.steps,
-                         result.border_before.mean().item(), result.border_after.mean().item())
+                         result.border_before.item(), result.border_after.item())
                 last_report = now
             if on_frames is not None:
                 on_frames(stop)
