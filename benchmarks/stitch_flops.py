@@ -5,8 +5,9 @@
 Per copy of `ciinv.inversion.stitch.stitch_run` on K frames taking s steps: the untuned render of the
 edited codes (assemble's own render, one forward), s forward-and-backward passes (gradients for every
 synthesis weight), and the final forward whose border loss stops the loop or whose render is kept:
-(s + 2) forwards and s backwards of K images. Per frame that is the same whatever K is, so
-`frames_per_copy` changes the cost per frame only through the steps a copy takes. The masked losses
+(s + 2) forwards and s backwards of K images (the stage tunes one frame per copy, K = 1). Per frame
+that is the same whatever K is and wherever the copy started (`stitch.chain`): only the steps taken
+change it. The masked losses
 and Adam's element-wise update are not counted (torch's flop counter counts matrix products and
 convolutions). No data, no weights, no time: any machine.
 """
