@@ -12,9 +12,10 @@ norm over the whole tensor), with PASS when the relative error is below 1e-4.
         --flownet2    ~/src/flownet2-pytorch                        # NVIDIA/flownet2-pytorch
         --torchvision-vgg ~/src/vision/torchvision/models/vgg.py    # torchvision <= 0.12 layout
         --e4e         ~/src/encoder4editing                         # omertov/encoder4editing
+        --face-parsing ~/src/face-parsing.PyTorch                   # zllrunning/face-parsing.PyTorch
 
 A network whose reference is not given is skipped. ``--checkpoint NET=PATH`` (NET one of
-stylegan2, stylegan1, flownet2, vgg16, e4e) compares on a real checkpoint instead of random weights;
+stylegan2, stylegan1, flownet2, vgg16, e4e, parser) compares on a real checkpoint instead of random weights;
 the architecture is then the checkpoint's. Exit status 1 if any row fails.
 
 Networks, files and inputs
@@ -48,6 +49,13 @@ e4e        ``models.encoders.psp_encoders.Encoder4Editing(50, 'ir_se', opts(styl
            random images in [0, 1] at 256² (so e4e's PIL resize is not involved); reference
            ``E((x - 0.5) / 0.5) + latent_avg`` (pSp's forward with start_from_latent_avg), ours
            ``load_encoder(file)(x)``. BatchNorm running statistics are drawn at random (eval mode).
+parser     face-parsing.PyTorch ``model.BiSeNet(n_classes=19)`` at full size (ResNet-18 context path,
+           13.3 M parameters with its two auxiliary heads); file = its bare state dict, the layout of
+           ``79999_iter.pth`` (191 tensors) -> ``ciinv.models.load_parser``. Inputs: random images in
+           [0, 1] at ``--parser-size``² (512, the training size) and at a size that is no multiple of
+           32 (the context path's nearest upsampling to odd sizes); reference
+           ``net(normalize(x))[0]`` with the ImageNet mean and std (its ``test.py``), ours
+           ``load_parser(file)(x)``. BatchNorm running statistics are drawn at random (eval mode).
 
 The mappings (z -> w) are compared too; so are the op stand-ins (rows "op ...": the reference's
 upfirdn2d against this script's, NVIDIA's op modules running the stand-ins against ciinv's ops).
@@ -101,6 +109,11 @@ NVIDIA ``correlation_cuda``, ``resample2d_cuda``, ``channelnorm_cuda`` (the comp
 e4e's ``models/stylegan2/op`` compiles its CUDA ops when imported; as for rosinality's, ``load`` is
     stubbed while it is imported. The encoder uses only ``EqualLinear`` without activation
     (``F.linear``), so no op is ever called.
+face-parsing.PyTorch's ``resnet.Resnet18.init_weight`` downloads torchvision's ImageNet ResNet-18
+    (``model_zoo.load_url``) in the constructor; it is replaced, in the reference module only, by
+    a no-op (PyTorch's default init stays), and nothing is downloaded. Its ``model.py`` imports
+    torchvision without using it; an empty stand-in module is put in its place when torchvision is
+    not installed.
 torchvision ``vgg.py`` imports ``from .utils import load_state_dict_from_url``; the file is
     imported as a module of a package whose path is the file's folder, so a sibling ``utils.py``
     is used (torchvision's own, or a one-function shim); nothing is downloaded.
@@ -133,11 +146,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ciinv.models import load_encoder, load_flow, load_generator, load_vgg16
+from ciinv.models import load_encoder, load_flow, load_generator, load_parser, load_vgg16
 
 TOLERANCE = 1e-4
 SAME_FUNCTION = 1e-10  # float64 agreement that means 'the same function'
-NETWORKS = ("stylegan2", "stylegan1", "flownet2", "vgg16", "e4e")
+NETWORKS = ("stylegan2", "stylegan1", "flownet2", "vgg16", "e4e", "parser")
+# face-parsing.PyTorch's test.py: transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+# written here rather than imported from ciinv, so that a wrong constant there shows.
+REFERENCE_PARSER_MEAN, REFERENCE_PARSER_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -419,6 +435,18 @@ def import_e4e(root: Path) -> types.ModuleType:
         sys.path.remove(str(root))
 
 
+def import_face_parsing(root: Path) -> types.ModuleType:
+    """face-parsing.PyTorch's model.py; its resnet.py's ImageNet download replaced by a no-op."""
+    if not (root / "model.py").is_file() or not (root / "resnet.py").is_file():
+        raise SystemExit(f"--face-parsing {root}: expected a checkout of zllrunning/face-parsing.PyTorch "
+                         "(model.py, resnet.py)")
+    if importlib.util.find_spec("torchvision") is None:
+        sys.modules["torchvision"] = types.ModuleType("torchvision")  # imported by model.py, never used
+    resnet = load_file_as_module("resnet", root / "resnet.py")  # model.py does `from resnet import Resnet18`
+    resnet.Resnet18.init_weight = lambda self: None  # instead of model_zoo.load_url(resnet18_url)
+    return load_file_as_module("face_parsing_model", root / "model.py")
+
+
 # ----------------------------------------------------------------------------------------------
 # Building the reference models
 
@@ -568,6 +596,25 @@ def build_e4e(encoders_module, checkpoint: Path | None, workdir: Path):
     return ref.eval(), latent_avg, path, what
 
 
+@torch.no_grad()
+def build_parser(model_module, checkpoint: Path | None, workdir: Path):
+    """-> (reference BiSeNet(n_classes=19), path of its state dict, description)."""
+    ref = model_module.BiSeNet(n_classes=19)
+    if checkpoint is None:
+        perturb_constant_parameters(ref)
+        for module in ref.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+        path = workdir / "79999_iter-random.pth"
+        torch.save(ref.state_dict(), path)
+        what = "random (the reference's init without the ImageNet ResNet, random BatchNorm statistics)"
+    else:
+        ref.load_state_dict(_checkpoint_state(checkpoint))
+        path, what = checkpoint, f"checkpoint {checkpoint.name}"
+    return ref.eval(), path, what
+
+
 # ----------------------------------------------------------------------------------------------
 # Comparisons, one per network
 
@@ -710,6 +757,26 @@ def run_e4e(encoders_module, args, checkpoint, workdir, dtype) -> tuple[list[Row
     return rows, f"e4e: {what}; {params:,} parameters, {ref.style_count} styles, input {args.batch}x3x256x256"
 
 
+def run_parser(model_module, args, checkpoint, workdir, dtype) -> tuple[list[Row], str]:
+    ref, path, what = build_parser(model_module, checkpoint, workdir)
+    ours = load_parser(path).to(dtype)
+    ref = ref.to(dtype)
+    mean = torch.tensor(REFERENCE_PARSER_MEAN, dtype=dtype).view(1, 3, 1, 1)
+    std = torch.tensor(REFERENCE_PARSER_STD, dtype=dtype).view(1, 3, 1, 1)
+    size = args.parser_size
+    rows, flips = [], []
+    for height, width in ((size, size), (size * 3 // 4 + 4, size // 2 - 4)):
+        x = torch.rand(args.batch, 3, height, width, dtype=dtype)
+        with torch.no_grad():
+            logits_ref = ref((x - mean) / std)[0]
+            logits_ours = ours(x)
+        rows.append(compare("BiSeNet parser", f"logits at {height}x{width}", logits_ours, logits_ref))
+        flips.append(f"{int((logits_ours.argmax(1) != logits_ref.argmax(1)).sum())} of {logits_ref[:, 0].numel():,}")
+    params = count_parameters(ref)
+    return rows, (f"BiSeNet parser: {what}; {params:,} parameters, {len(ref.state_dict())} tensors, batch {args.batch}; "
+                  f"class-map pixels that differ: {', '.join(flips)}")
+
+
 def upfirdn2d_rows(op_module, dtype) -> list[Row]:
     """The reference's upfirdn2d (as used above) against this script's upfirdn2d_math."""
     x = torch.randn(2, 3, 16, 16, dtype=dtype)
@@ -781,6 +848,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flownet2", type=Path, help="checkout of NVIDIA/flownet2-pytorch")
     parser.add_argument("--torchvision-vgg", type=Path, help="torchvision's models/vgg.py")
     parser.add_argument("--e4e", type=Path, help="checkout of omertov/encoder4editing")
+    parser.add_argument("--face-parsing", type=Path, help="checkout of zllrunning/face-parsing.PyTorch")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NET=PATH",
                         help=f"compare on a real checkpoint instead of random weights; NET in {', '.join(NETWORKS)}")
     parser.add_argument("--sg2-size", type=int, default=256)
@@ -788,6 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sg1-size", type=int, default=128)
     parser.add_argument("--flow-size", type=int, default=128, help="side of the FlowNet2 test images (multiple of 64)")
     parser.add_argument("--vgg-size", type=int, default=64)
+    parser.add_argument("--parser-size", type=int, default=512, help="side of the parser's square test images")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--seed", type=int, default=0)
@@ -802,6 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         "flownet2": (args.flownet2, import_flownet2, run_flownet2),
         "vgg16": (args.torchvision_vgg, import_torchvision_vgg, run_vgg16),
         "e4e": (args.e4e, import_e4e, run_e4e),
+        "parser": (args.face_parsing, import_face_parsing, run_parser),
     }
     print(f"# compare_reference.py, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
     print(f"torch {torch.__version__}, python {platform.python_version()}, {cpu_name()}, "

@@ -205,3 +205,20 @@ def test_each_frame_gets_its_own_smoothed_mask_through_the_look_ahead(aligned, t
         for index, frame in reader.frames():
             writer.write(paste_back(frame, crops[index], quads[index], masks[index]))
     np.testing.assert_array_equal(decoded(tmp_path / "stream.mp4"), decoded(tmp_path / "whole.mp4"))
+
+
+def test_mask_inputs_of_another_length_are_refused_naming_the_file(aligned, edited):
+    from ciinv.faces.assemble import ClipMasks
+    from ciinv.faces.landmarks import load_landmarks
+    from ciinv.faces.paste import PasteSettings
+    from ciinv.models import load_parser
+
+    folder, _, _ = aligned
+    work, _ = edited
+    quads = load_align(folder / "align.npz")["quads"]
+    with pytest.raises(CiinvError, match=r"crops.mkv holds 8 crops but the clip has 9 frames.*align stage"):
+        ClipMasks(PasteSettings(mask="parser"), np.concatenate([quads, quads[:1]]),
+                  parser=load_parser(work / "parser.pth"), crops=open_crops(folder / "crops.mkv"))
+    points = load_landmarks(folder / "landmarks.npz")["points"]
+    with pytest.raises(CiinvError, match=r"landmarks.npz holds 7 frames but the clip has 8.*landmarks and align"):
+        ClipMasks(PasteSettings(mask="landmarks"), quads, points=points[:7], landmarks_path=folder / "landmarks.npz")

@@ -121,6 +121,14 @@ def test_an_older_file_without_batch_counters_loads(tiny_parser, tmp_path):
     torch.testing.assert_close(load_parser(older)(images), load_parser(tiny_parser)(images))
 
 
+def test_a_file_in_torchs_legacy_format_loads(tiny_parser, tmp_path):
+    """79999_iter.pth dates from 2019 (torch 1.x, before the zip format): the legacy pickle layout."""
+    legacy = tmp_path / "legacy.pth"
+    torch.save(torch.load(tiny_parser, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    images = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(load_parser(legacy)(images), load_parser(tiny_parser)(images), rtol=0, atol=0)
+
+
 def test_missing_and_unreadable_files_are_named(tmp_path):
     with pytest.raises(CiinvError, match=re.escape(str(tmp_path / "absent.pth")) + ".*not found.*download_models"):
         load_parser(tmp_path / "absent.pth")

@@ -105,6 +105,22 @@ def test_changing_an_inversion_setting_reruns_inversion_onwards_not_alignment(sm
     assert planned["invert"] >= len(GOOD)
 
 
+@pytest.mark.parametrize("paste", [{"mask": "landmarks"}, {"mask": "ellipse"}, {"dilate": 40.0}])
+def test_changing_the_paste_mask_reruns_only_the_assemblies(smoke_run, smoke_dir, tmp_path, paste):
+    """The smoke run pasted with the parser mask (the default); another mask or mask setting plans
+    every assembly again and nothing else (the report does not paste)."""
+    work, _ = smoke_run
+    for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:
+        (work / "videos" / bad).unlink(missing_ok=True)
+    overlay = yaml.safe_load((smoke_dir / "smoke.yaml").read_text())
+    overlay["paste"] = paste
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(overlay))
+    result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[changed])
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout) == {"assemble": len(GOOD) * len(EDITS), "all": 1}, result.stdout
+
+
 def test_changing_how_jobs_run_reruns_nothing(smoke_run, smoke_dir, tmp_path):
     """Settings that say where or how a job runs (the rules' resources: models_dir, invert's
     windows_per_batch and checkpoint_every) and the jobs' threads are not what a job computes."""

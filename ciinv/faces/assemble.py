@@ -137,17 +137,18 @@ def assemble_video(
     if masks is None:
         masks = ClipMasks(PasteSettings(mask="ellipse", temporal_sigma=0.0), quads)
     audio = video_path if meta["audio"] else None
+    # The ellipse is the same every frame: nothing to smooth.
+    sigma = 0.0 if masks.settings.mask == "ellipse" else masks.settings.temporal_sigma
+    pasted = smoothed_stream(_crops_with_masks(faces, masks), sigma)
     try:
         with VideoReader(video_path, meta) as reader, VideoWriter(
             out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf,
             preset=preset, audio_tail=True, timing=meta.get("timing"),
         ) as writer:
-            # The ellipse is the same every frame: nothing to smooth.
-            sigma = 0.0 if masks.settings.mask == "ellipse" else masks.settings.temporal_sigma
-            pasted = smoothed_stream(_crops_with_masks(faces, masks), sigma)
             for (index, frame), (mask, crop) in zip(reader.frames(), pasted):
                 writer.write(paste_back(frame, crop, quads[index], mask))
                 if index % 50 == 0:
                     log.info("assemble: frame %d/%d", index + 1, meta["frames"])
     finally:
+        pasted.close()  # waits for a batch still rendering (and reading source crops) in the background
         masks.close()

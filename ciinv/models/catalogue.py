@@ -278,8 +278,10 @@ CATALOGUE: dict[str, ModelFile] = {
         # independent uploads (ManyOtherFunctions/face-parse-bisent, AI2lab/face-parsing.PyTorch,
         # waveydaveygravy/swap-mukham), the huggingface.co/bes-dev/face_parsing file page and the
         # clibdev/face-parsing.PyTorch README all give this digest. facexlib's `parsing_bisenet.pth`
-        # (GitHub release xinntao/facexlib v0.2.0) is the same file under another name: a stable
-        # non-Drive URL; clibdev's release asset (same digest in its README) is the mirror.
+        # (GitHub release xinntao/facexlib v0.2.0) is the same file under another name (a public
+        # model-card note records that asset as byte-identical: this sha256, 53,289,463 bytes): a
+        # stable non-Drive URL. Mirrors: vivym/face-parsing-bisenet on HF pinned to a commit (pinned
+        # elsewhere with this digest), and clibdev's release asset (this digest in its README).
         ModelFile(
             name="face-parsing-bisenet",
             filename="parsing_bisenet.pth",  # the URL's name (as every entry's); the bytes of 79999_iter.pth
@@ -295,7 +297,11 @@ CATALOGUE: dict[str, ModelFile] = {
             "paste.mask: parser. Original: Google Drive 154JgKpzCPW82qINcVieuPH3fZ2e0P812; sha256/size from "
             "the HF LFS pointers of three independent uploads. A 79999_iter.pth of your own is the same file: "
             "put it at this name, or point models.parser at it.",
-            mirrors=("https://github.com/clibdev/face-parsing.PyTorch/releases/latest/download/face-parsing-bisenet.pth",),
+            mirrors=(
+                "https://huggingface.co/vivym/face-parsing-bisenet/resolve/"
+                "768606b84908769d31ddd78b2e1105319839edfa/79999_iter.pth",
+                "https://github.com/clibdev/face-parsing.PyTorch/releases/latest/download/face-parsing-bisenet.pth",
+            ),
         ),
         # Metrics (ciinv/metrics.py, `ciinv bench`). Both are PyPI release files, used as archives:
         # the metric code reads one member from them and never imports the package. sha256 and

@@ -157,10 +157,10 @@ class ContextPath(nn.Module):
         global_context = self.conv_avg(feat32.mean(dim=(2, 3), keepdim=True))  # [N, c, 1, 1]
         # The reference upsamples the 1x1 context to the 1/32 size (nearest) before adding: a broadcast.
         sum32 = self.arm32(feat32) + global_context
-        up32 = self.conv_head32(F.interpolate(sum32, feat16.shape[2:], mode="nearest"))
-        sum16 = self.arm16(feat16) + up32
-        up16 = self.conv_head16(F.interpolate(sum16, feat8.shape[2:], mode="nearest"))
-        return feat8, up16, up32
+        context16 = self.conv_head32(F.interpolate(sum32, feat16.shape[2:], mode="nearest"))  # 1/32 -> 1/16
+        sum16 = self.arm16(feat16) + context16
+        context8 = self.conv_head16(F.interpolate(sum16, feat8.shape[2:], mode="nearest"))  # 1/16 -> 1/8
+        return feat8, context8, context16
 
 
 class FeatureFusion(nn.Module):

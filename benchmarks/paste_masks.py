@@ -1,0 +1,132 @@
+"""What each paste mask costs the assemble stage: `ciinv assemble` timed with paste.mask parser,
+landmarks and ellipse on the same clip and codes, in one run, and the ratios to ellipse.
+
+    python benchmarks/paste_masks.py [--frames 50] [--size 256] [--repeat 3] [--full-size] [--device cpu]
+
+Default: the smoke models (`ciinv smoke-models`: a 64² StyleGAN2 and the tiny face parser) on a
+`ciinv sample-clip` of 50 frames at 256², dlib landmarks: the CPU smoke run's assemble. The parser
+reads the crops at paste.parser_size (512², the default). --full-size: random networks of the real
+sizes instead (config F at 1024², BiSeNet with 79999_iter.pth's widths; for a GPU). Each command
+runs --repeat times, the kinds interleaved; the best time of each is reported. Then, in this
+process, one render batch against its parser masks (best of --repeat): the parser's cost beside
+the generator's, free of the encoder's and the machine's noise. Run from the repository root with
+the package's environment active.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+KINDS = ("ellipse", "landmarks", "parser")
+
+
+def prepare(work: Path, frames: int, size: int, full_size: bool) -> dict:
+    from ciinv.dev.sample import make_clip
+    from ciinv.dev.tiny import write_tiny_parser, write_tiny_stylegan2
+    from ciinv.faces.align import align_video
+    from ciinv.faces.landmarks import detect_video, save_landmarks
+    from ciinv.io.files import write_json
+    from ciinv.io.video import probe
+    from ciinv.models import load_generator
+    from ciinv.models.stylegan2 import config_f_channels
+
+    # The two networks assemble runs, as `ciinv smoke-models` writes them (with --full-size: the real sizes).
+    models = {"generator": work / "generator.pt", "parser": work / "parser.pth"}
+    if full_size:
+        write_tiny_stylegan2(models["generator"], resolution=1024, w_dim=512, n_mlp=8,
+                             channels=config_f_channels(1024))
+        write_tiny_parser(models["parser"], width_divisor=1)
+    else:
+        write_tiny_stylegan2(models["generator"], resolution=64, w_dim=512, n_mlp=2, max_channels=32)
+        write_tiny_parser(models["parser"])
+    generator = load_generator(models["generator"])
+    video = work / "clip.mp4"
+    make_clip(video, frames=frames, size=(size, size), audio=True)
+    meta = probe(video)
+    write_json(work / "meta.json", meta)
+    save_landmarks(work / "landmarks.npz", detect_video(video, detector="dlib", meta=meta))
+    align_video(video, work / "landmarks.npz", work / "align.npz", work / "crops.mkv",
+                resolution=generator.resolution, meta=meta)
+    codes = generator.w_avg + 0.3 * torch.randn(frames, generator.num_ws, generator.w_avg.shape[-1],
+                                                 generator=torch.Generator().manual_seed(0))
+    np.save(work / "codes.npy", codes.numpy().astype(np.float32))
+    return {"video": video, **models}
+
+
+def command(work: Path, files: dict, kind: str, device: str, threads: int) -> list[str]:
+    reads = {"parser": [f"--parser={files['parser']}", f"--crops={work / 'crops.mkv'}"],
+             "landmarks": [f"--landmarks={work / 'landmarks.npz'}"], "ellipse": []}[kind]
+    return [sys.executable, "-m", "ciinv.cli", "assemble", str(files["video"]), "--meta", str(work / "meta.json"),
+            "--align", str(work / "align.npz"), "--codes", str(work / "codes.npy"), "--generator",
+            str(files["generator"]), "--device", device, "--mask", kind, *reads, "--threads", str(threads),
+            "--out", str(work / f"{kind}.mp4")]
+
+
+def components(work: Path, files: dict, device: str, threads: int, repeat: int) -> tuple[float, float]:
+    """Seconds per frame (best of ``repeat``, interleaved) of rendering a batch and of its parser masks
+    (``face_masks``: both crops parsed, the union softened; the source crops already decoded), in
+    this process: what the parser adds to the render thread, without the encoder's noise."""
+    from ciinv.faces.paste import PasteSettings, face_masks
+    from ciinv.faces.render import load_renderer
+    from ciinv.io.crops import open_crops
+    from ciinv.models import load_generator, load_parser
+
+    torch.set_num_threads(threads)
+    generator = load_generator(files["generator"]).to(device).eval().requires_grad_(False)
+    renderer = load_renderer(work / "codes.npy", generator, device=device)
+    parser = load_parser(files["parser"], device=device)
+    frames = range(renderer.batch)
+    source = torch.from_numpy(open_crops(work / "crops.mkv").read(0, len(frames))).permute(0, 3, 1, 2)
+    render_best = masks_best = float("inf")
+    for round in range(repeat + 1):  # the first round warms up
+        start = time.perf_counter()
+        pixels = renderer.render_pixels(frames)
+        rendered = time.perf_counter()
+        face_masks(PasteSettings(mask="parser"), pixels, source=source, parser=parser)
+        done = time.perf_counter()
+        if round:
+            render_best, masks_best = min(render_best, rendered - start), min(masks_best, done - rendered)
+    return render_best / len(frames), masks_best / len(frames)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--size", type=int, default=256, help="the clip's width and height")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--full-size", action="store_true")
+    parser.add_argument("--work", help="work folder (default: a new temporary one)")
+    args = parser.parse_args()
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="paste-masks."))
+    work.mkdir(parents=True, exist_ok=True)
+    files = prepare(work, args.frames, args.size, args.full_size)
+    best = {kind: float("inf") for kind in KINDS}
+    for _ in range(args.repeat):
+        for kind in KINDS:
+            start = time.perf_counter()
+            subprocess.run(command(work, files, kind, args.device, args.threads), check=True,
+                           stderr=subprocess.DEVNULL)
+            best[kind] = min(best[kind], time.perf_counter() - start)
+    print(f"assemble of {args.frames} frames at {args.size}², {'full-size' if args.full_size else 'smoke'} models, "
+          f"{args.device}, {args.threads} threads, best of {args.repeat} (work: {work})")
+    for kind in KINDS:
+        print(f"  mask {kind:9s} {best[kind]:7.2f} s  {best[kind] / best['ellipse']:.3f}× ellipse")
+    print(f"parser adds {100 * (best['parser'] / best['ellipse'] - 1):.1f} % to assemble against ellipse")
+    render, masks = components(work, files, args.device, args.threads, args.repeat)
+    print(f"per frame, in one process: render {1000 * render:.1f} ms, parser mask (source and render "
+          f"parsed, softened) {1000 * masks:.1f} ms: {masks / render:.3f}× the render")
+
+
+if __name__ == "__main__":
+    main()
