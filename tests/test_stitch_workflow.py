@@ -17,10 +17,11 @@ from .test_workflow import EDITS
 pytestmark = pytest.mark.slow
 
 
-def overlay(smoke_dir, path, stitch=None, pti=None):
+def overlay(smoke_dir, path, stitch=None, pti=None, paste=None):
     config = yaml.safe_load((smoke_dir / "smoke.yaml").read_text())
     config["stitch"] = config["stitch"] | {"enabled": True} | (stitch or {})
     config["pti"] = config["pti"] | (pti or {})
+    config["paste"] = config.get("paste", {}) | (paste or {})
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -56,6 +57,17 @@ def test_a_stitch_setting_reruns_the_stitching_and_the_assemblies_only(run, smok
     quiet = overlay(smoke_dir, tmp_path / "every.yaml", stitch={"checkpoint_every": 3})
     result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[quiet])
     assert "Nothing to be done" in result.stdout + result.stderr, result.stdout
+
+
+def test_the_paste_mask_reruns_the_stitching_but_its_smoothing_over_time_only_the_assemblies(run, smoke_dir,
+                                                                                             tmp_path):
+    work, _ = run
+    wider = overlay(smoke_dir, tmp_path / "dilate.yaml", paste={"dilate": 60.0})
+    result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[wider])
+    assert job_counts(result.stdout) == {"stitch": len(EDITS), "assemble": len(EDITS), "all": 1}
+    smoother = overlay(smoke_dir, tmp_path / "sigma.yaml", paste={"temporal_sigma": 2.0})
+    result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[smoother])
+    assert job_counts(result.stdout) == {"assemble": len(EDITS), "all": 1}
 
 
 def test_with_pti_the_stitching_starts_from_the_tuned_generator(run, smoke_dir, tmp_path):
