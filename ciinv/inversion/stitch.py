@@ -266,7 +266,8 @@ def stitch_video(crops_path, codes_path, generator_path, settings, out_path, *, 
     with PTI); noise_path: the merge's ``noise.pt``. ``settings``: StitchSettings or the config's
     ``stitch:`` dict; ``paste``: PasteSettings or the ``paste:`` dict (None: the defaults), with what
     its mask reads: parser_path (``paste.mask: parser``), landmarks_path and align_path (``landmarks``).
-    ``on_frames(done)``: a test hook called after each frame (raising from it simulates a killed job). Returns {'steps' [F], 'border_before' [F], 'border_after' [F]}.
+    ``on_frames(done)``: a test hook called after each frame (raising from it simulates a killed job).
+    Returns {'steps' [F], 'border_before' [F] (the untuned render's), 'border_after' [F]}.
     """
     if not isinstance(settings, StitchSettings):
         settings = StitchSettings.from_dict(settings)
