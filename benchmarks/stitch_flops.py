@@ -29,7 +29,8 @@ def main() -> None:
     defaults = StitchSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, default=1024)
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="steps a copy takes (the cap: the worst case)")
+    parser.add_argument("--steps", type=int, default=defaults.steps,
+                        help="steps a copy takes (the cap: the worst case)")
     args = parser.parse_args()
 
     meta = torch.device("meta")

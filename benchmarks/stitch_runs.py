@@ -1,24 +1,27 @@
-"""Stitching tuning: one tuned copy per frame (STIT) or per run of K consecutive frames, which fits the
-border better per FLOP? Measured on the smoke models.
+"""Stitching tuning: a fresh copy per frame (STIT), one copy fitted to a run of K consecutive frames,
+or chains of warm-started copies: which fits the border better per FLOP? Measured on the smoke models.
 
-    python benchmarks/stitch_runs.py                    # K = 1, 2, 4, 8 on 8 frames, STIT's settings
-    python benchmarks/stitch_runs.py --runs 1,4 --frames 16 --steps 50
-    python benchmarks/stitch_runs.py --runs 1 --chains 4,8   # and chains of warm-started copies
+    python benchmarks/stitch_runs.py --frames 16 --runs 1,2,4,8 --chains 4,16   # benchmarks/README.md
+    python benchmarks/stitch_runs.py --runs 1,4 --steps 50
 
 Protocol (synthesized, so every choice sees the same frames): the smoke generator (`ciinv
 smoke-models`, 64²); a clip of `--frames` codes drifting slowly from the mean latent (a random
 walk, as consecutive frames of one face); the "original crops" are rendered from codes a fixed
 offset away with one random draw of the noise maps (the render gets hair, background and detail
-wrong, as an inversion does, the same way in every frame); the edit adds the smoke direction with strength 2. Paste mask: today's
-ellipse (`ciinv.inversion.stitch.paste_masks`), band: `stitch.border_band`. Each K runs
-`ciinv.inversion.stitch.stitch_run` over consecutive runs of K frames with the config's stitch
-settings (`--steps` overrides the cap). FLOPs are torch's flop counter on the same generator
-(forward and backward counted once per image, times the images each copy renders).
+wrong, as an inversion does, the same way in every frame); the edit adds the smoke direction with
+strength 2. Paste mask: the ellipse (`paste.mask: ellipse`: the smoke models' random parser finds
+no face); band: `stitch.border_band`. Each choice runs `ciinv.inversion.stitch.stitch_run` with the
+config's stitch settings (`--steps` overrides the cap): over consecutive runs of K frames (`--runs`;
+K = 1 is a fresh copy per frame), or frame by frame with each copy starting from the previous
+frame's tuned copy and from the generator again every C frames (`--chains`, the stage's
+`stitch.chain`). FLOPs are torch's flop counter on the same generator (forward and backward
+counted once per image, times the images each copy renders).
 
-Prints, per K: mean steps per copy, GFLOP per frame, the border loss before and after (mean over
-frames), the content loss (tuned render against the edited render, inside the face), the
+Prints, per choice: mean steps per copy, GFLOP per frame, the border loss before and after (mean
+over frames), the content loss (tuned render against the edited render, inside the face), the
 frame-to-frame change of the stitched renders on the band against the originals' (1: as steady as
-the source), seconds; then each K against K = 1: the border loss left, the FLOPs and the seconds, as ratios.
+the source), seconds; then each choice against K = 1: the border loss left, the FLOPs and the
+seconds, as ratios.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def image_flops(generator) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--runs", default="1,2,4,8", help="comma-separated K: frames per tuned copy")
     parser.add_argument("--steps", type=int, help="steps per copy at most (default: the config's stitch.steps)")
     parser.add_argument("--seed", type=int, default=0)
@@ -90,8 +93,9 @@ def main() -> None:
     forward, step = image_flops(g)
     source_change = masked_l2_per_frame(originals[1:], originals[:-1], border[1:] * border[:-1]).mean().item()
 
+    band = band_pixels(settings.border_band, g.resolution)
     print(f"smoke generator {g.resolution}², {args.frames} frames, at most {settings.steps} steps per copy, "
-          f"lr {settings.lr}, stop below {settings.stop_loss}, band {band_pixels(settings.border_band, g.resolution)} px")
+          f"lr {settings.lr}, stop below {settings.stop_loss}, band {band} px")
     print("| frames per copy | steps per copy | GFLOP per frame | border before | border after | content | "
           "band change ratio | seconds |")
     print("|---|---|---|---|---|---|---|---|")
