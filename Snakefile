@@ -4,7 +4,7 @@
 #   snakemake --cores N --configfile config.yaml overlay.yaml ...
 #
 # Stages (DESIGN.md): probe -> landmarks -> align -> invert (per shard, GPU) -> merge [-> pti (GPU, optional)]
-#   -> edit (codes) -> assemble (renders the codes, GPU).
+#   -> edit (codes) [-> stitch (GPU, optional)] -> assemble (renders the codes, GPU; or pastes the stitched crops).
 # The rules only name files, params and resources and call the `ciinv` command line.
 
 from snakemake.utils import min_version
@@ -21,6 +21,7 @@ include: "workflow/rules/faces.smk"
 include: "workflow/rules/invert.smk"
 include: "workflow/rules/pti.smk"
 include: "workflow/rules/edit.smk"
+include: "workflow/rules/stitch.smk"
 include: "workflow/rules/report.smk"
 
 

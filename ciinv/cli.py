@@ -134,22 +134,48 @@ def cmd_pti(args) -> None:
               lpips_path=args.lpips, device=claim_device(args.device))
 
 
+def cmd_stitch(args) -> None:
+    from ciinv.gpu import claim_device
+    from ciinv.inversion.settings import StitchSettings
+    from ciinv.inversion.stitch import stitch_video
+
+    from ciinv.faces.paste import PasteSettings
+
+    settings = StitchSettings.from_dict(section_values(args, "stitch"))
+    paste = PasteSettings.from_dict(section_values(args, "paste"))
+    stitch_video(args.crops, args.codes, args.generator, settings, args.out, noise_path=args.noise, paste=paste,
+                 parser_path=args.parser, landmarks_path=args.landmarks, align_path=args.align,
+                 device=claim_device(args.device))
+
+
 def cmd_assemble(args) -> None:
+    from ciinv.errors import CiinvError
     from ciinv.faces.align import load_align
     from ciinv.faces.assemble import ClipMasks, assemble_video
     from ciinv.faces.paste import PasteSettings, require_inputs
     from ciinv.faces.render import load_renderer
+    from ciinv.io.crops import open_crops
     from ciinv.io.meta import read_meta
 
     use_threads(args.threads)
     settings = PasteSettings.from_dict(section_values(args, "paste"))
     require_inputs(settings, parser_path=args.parser, crops_path=args.crops, landmarks_path=args.landmarks)
-    generator, device = _renderer_generator(args)
-    faces = load_renderer(args.codes, generator, args.noise, device=device, batch=args.batch,
-                          rerun="rerun the edit stage for this video and edit")
+    if args.stitched:  # the stitch stage's crops: nothing to render
+        from ciinv.gpu import claim_device
+
+        device = claim_device(args.device)
+        faces = open_crops(args.stitched, rerun="rerun the stitch stage for this video and edit")
+        name = str(args.stitched)
+    elif args.codes and args.generator:
+        generator, device = _renderer_generator(args)
+        faces = load_renderer(args.codes, generator, args.noise, device=device, batch=args.batch,
+                              rerun="rerun the edit stage for this video and edit")
+        name = str(args.codes)
+    else:
+        raise CiinvError("assemble: give --codes and --generator (render the codes), or --stitched (the stitch "
+                         "stage's crops)")
     parser = crops = points = None
     if settings.mask == "parser":
-        from ciinv.io.crops import open_crops
         from ciinv.models import load_parser
 
         parser, crops = load_parser(args.parser, device=device), open_crops(args.crops)
@@ -160,7 +186,7 @@ def cmd_assemble(args) -> None:
     masks = ClipMasks(settings, load_align(args.align)["quads"], parser=parser, crops=crops, points=points,
                       landmarks_path=args.landmarks)
     assemble_video(args.video, read_meta(args.meta), args.align, faces, args.out, masks=masks, crf=args.crf,
-                   preset=args.preset, name=str(args.codes))
+                   preset=args.preset, name=name)
 
 
 def cmd_report_assets(args) -> None:
@@ -418,9 +444,9 @@ def use_threads(count: int | None) -> None:
     set_ffmpeg_threads(count)
 
 
-def _render_options(p: argparse.ArgumentParser) -> None:
+def _render_options(p: argparse.ArgumentParser, required: bool = True) -> None:
     """The options of a subcommand that renders codes with the generator (ciinv/faces/render.py)."""
-    p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt) that renders the codes")
+    p.add_argument("--generator", required=required, help="generator checkpoint (.pkl or .pt) that renders the codes")
     p.add_argument("--noise", help="noise.pt from merge: the video's own noise maps (plus variant); "
                    "without it, or when it holds none, the generator's constant noise")
     p.add_argument("--batch", type=int, help="frames per generator call (speed and memory only; default 8 on "
@@ -493,6 +519,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_pti)
 
+    p = _subcommand(sub, "stitch", "stitching tuning: per frame, a generator copy tuned so its render meets the "
+                    "original crop around the face -> stitched crops (.mkv, lossless)")
+    p.add_argument("--crops", required=True, help="aligned crops file from `ciinv align`")
+    p.add_argument("--codes", required=True, help="the edited codes from `ciinv edit` (or latents.npy: no edit)")
+    p.add_argument("--noise", help="noise.pt from merge (the plus variant's noise maps)")
+    p.add_argument("--generator", required=True, help="the generator that renders the video (generator_pti.pt with "
+                   "PTI): each frame tunes a copy of it")
+    config_options(p, "stitch", skip=("enabled",))  # the workflow's switch: running the stage is enabling it
+    # The paste mask, whose edge the border band surrounds (each frame's own: not smoothed over time).
+    config_options(p, "paste", skip=("temporal_sigma",))
+    p.add_argument("--parser", default="", help="the face parser's weights, for --mask parser (empty: none)")
+    p.add_argument("--landmarks", default="", help="landmarks.npz (landmarks stage), for --mask landmarks "
+                   "(empty: none)")
+    p.add_argument("--align", default="", help="align.npz (align stage), for --mask landmarks (empty: none)")
+    p.add_argument("--out", required=True, help="stitched crops file to write (.mkv)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_stitch)
+
     p = _subcommand(sub, "edit", "add one edit to the codes -> the edited codes (.npy [frames, layers, 512])")
     p.add_argument("--latents", required=True, help="latents.npy from merge")
     p.add_argument("--generator", required=True, help="generator checkpoint (.pkl or .pt): checks the codes, "
@@ -507,8 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="the source video file")
     p.add_argument("--meta", required=True, help="meta.json from probe")
     p.add_argument("--align", required=True, help="align.npz from `ciinv align`")
-    p.add_argument("--codes", required=True, help="the edited codes from `ciinv edit` (or latents.npy: no edit)")
-    _render_options(p)
+    p.add_argument("--codes", help="the edited codes from `ciinv edit` (or latents.npy: no edit), rendered here")
+    _render_options(p, required=False)
+    p.add_argument("--stitched", help="instead of --codes and --generator: the faces as crops (the stitch stage's "
+                   "stitched/<edit>.mkv), pasted as they are")
     p.add_argument("--parser", default="", help="the face parser's weights, for --mask parser (empty: none)")
     p.add_argument("--crops", default="", help="the source crops (align stage), for --mask parser (empty: none)")
     p.add_argument("--landmarks", default="", help="landmarks.npz (landmarks stage), for --mask landmarks "

@@ -58,7 +58,7 @@ def _subject(rule: str, log_path: str) -> str:
     if "results" in parts and len(parts) > parts.index("results") + 1:
         video = parts[parts.index("results") + 1]
         stem = Path(log_path).stem
-        for prefix in ("edit_", "assemble_"):
+        for prefix in ("edit_", "stitch_", "assemble_"):
             if stem.startswith(prefix):
                 return f"video {video}, edit {stem[len(prefix):]} ({rule})"
         return f"video {video} ({rule})"

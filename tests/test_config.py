@@ -156,11 +156,12 @@ def test_the_settings_objects_take_the_schemas_defaults():
 
     from ciinv.config import defaults
     from ciinv.inversion.objective import LossConfig
-    from ciinv.inversion.settings import InvertSettings, PTISettings
+    from ciinv.inversion.settings import InvertSettings, PTISettings, StitchSettings
 
     invert = defaults("invert")
     assert InvertSettings().to_dict() == invert
     assert PTISettings().to_dict() == defaults("pti")
+    assert StitchSettings().to_dict() == defaults("stitch")
     for field in dataclasses.fields(LossConfig):
         assert getattr(LossConfig(), field.name) == invert[field.name], field.name
 
@@ -177,6 +178,7 @@ def test_the_cli_options_that_mirror_config_keys_take_the_schemas_defaults_and_h
                 "assemble": ["assemble.crf", "assemble.preset", "paste.mask", "paste.exclude", "paste.hair", "paste.dilate",
                              "paste.temporal_sigma"],
                 "pti": ["pti.checkpoint_every"],
+                "stitch": ["stitch.steps", "stitch.border_band", "stitch.checkpoint_every", "paste.mask", "paste.feather"],
                 "models": ["models_dir"]}
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices

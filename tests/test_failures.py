@@ -71,5 +71,14 @@ def test_the_summary_names_each_failed_video_and_edit_and_says_the_download_fail
     assert "https://example.org/a.pt -> models/a.pt" in text and "https://example.org/b.pkl -> models/b.pkl" in text
 
 
+def test_a_failed_stitch_job_names_its_edit(tmp_path):
+    (tmp_path / "results/good/logs").mkdir(parents=True)
+    (tmp_path / "results/good/logs/stitch_smile.log").write_text(
+        "ciinv stitch: error: results/good/stitched/smile.mkv: the tuning diverged (non-finite pixels) on frame 3\n")
+    text = summary(f"Error in rule stitch:\n    log: {tmp_path}/results/good/logs/stitch_smile.log (check log file(s) "
+                   "for error details)\n")
+    assert "video good, edit smile (stitch): ciinv stitch: error:" in text
+
+
 def test_no_failure_no_summary():
     assert summary("Finished jobid: 0\n3 of 3 steps (100%) done\n") == ""

@@ -80,6 +80,8 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
         # tuning uses the inversion's VGG16 term (README "Pivotal tuning"); a few steps at PTI's lr.
         "pti": ({"perceptual": "vgg"} if full_size else
                 {"steps": 20, "perceptual": "vgg", "perceptual_size": resolution, "checkpoint_every": 5}),
+        # Stitching tuning (off unless an overlay turns it on): STIT's settings, fewer steps.
+        "stitch": {} if full_size else {"steps": 20, "checkpoint_every": 4},
         "edits": [
             {"name": "smile", "direction": str(out / "direction-w.npy"), "strength": 2.0, "layers": "all"},
             {"name": "age", "direction": str(out / "direction-wplus.pt"), "strength": 1.5, "layers": [0, 1, 2, 3]},

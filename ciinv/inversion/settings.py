@@ -1,12 +1,13 @@
-"""The inversion's settings (the config's ``invert:`` block, key for key, typed), and pivotal
-tuning's (``pti:``, ``PTISettings`` at the end).
+"""The inversion's settings (the config's ``invert:`` block, key for key, typed), pivotal
+tuning's (``pti:``, ``PTISettings``) and stitching tuning's (``stitch:``, ``StitchSettings``, at the end).
 
 Every default, allowed value and range comes from the schema (``ciinv/config.schema.yaml``):
 ``InvertSettings`` is built from it, and checked against it when it is made, so callers that do
 not go through the workflow (the CLI, the benchmarks, the tests) get the same settings and the
 same short errors as the workflow.
 
-Keys that say how a job runs, not what it computes (``EXECUTION_KEYS``, ``PTI_EXECUTION_KEYS``)
+Keys that say how a job runs, not what it computes (``EXECUTION_KEYS``, ``PTI_EXECUTION_KEYS``,
+``STITCH_EXECUTION_KEYS``)
 are left out of the workflow rule's params and of the resume key, so changing them reruns nothing.
 """
 
@@ -167,3 +168,36 @@ class PTISettings(SchemaSettings):
     def result_key(self) -> dict:
         """The settings that decide the tuned weights: all but ``PTI_EXECUTION_KEYS`` (and ``enabled``)."""
         return {k: v for k, v in self.to_dict().items() if k not in PTI_EXECUTION_KEYS + ("enabled",)}
+
+
+# --- stitching tuning ---------------------------------------------------------------------------
+
+STITCH_DEFAULTS = defaults("stitch")
+STITCH_EXECUTION_KEYS = ("checkpoint_every",)
+
+
+@dataclass
+class StitchSettings(SchemaSettings):
+    """Every knob of stitching tuning; ``setting("stitch.<name>")["description"]`` says what each means.
+
+    Defaults are STIT's (``edit_video_stitching_tuning.py``): 100 steps at lr 3e-4, a 50-pixel band
+    at 1024², content weight 0.01, stop below a border loss of 0.005; but for ``chain``
+    (``benchmarks/stitch_runs.py``).
+    """
+
+    enabled: bool = STITCH_DEFAULTS["enabled"]
+    steps: int = STITCH_DEFAULTS["steps"]
+    lr: float = STITCH_DEFAULTS["lr"]
+    betas: tuple = tuple(STITCH_DEFAULTS["betas"])
+    border_band: float = STITCH_DEFAULTS["border_band"]
+    content_weight: float = STITCH_DEFAULTS["content_weight"]
+    stop_loss: float = STITCH_DEFAULTS["stop_loss"]
+    chain: int = STITCH_DEFAULTS["chain"]
+    precision: str = STITCH_DEFAULTS["precision"]
+    checkpoint_every: int = STITCH_DEFAULTS["checkpoint_every"]
+
+    SECTION = "stitch"
+
+    def result_key(self) -> dict:
+        """The settings that decide the stitched crops: all but ``STITCH_EXECUTION_KEYS`` (and ``enabled``)."""
+        return {k: v for k, v in self.to_dict().items() if k not in STITCH_EXECUTION_KEYS + ("enabled",)}

@@ -16,7 +16,7 @@ from ciinv.io.folder import find_videos
 from ciinv.models import is_weightless_flow
 from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
 from ciinv.models.registry import resolve, resolve_direction
-from ciinv.inversion.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS, PTI_EXECUTION_KEYS
+from ciinv.inversion.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS, PTI_EXECUTION_KEYS, STITCH_EXECUTION_KEYS
 from ciinv.io.meta import read_meta
 from ciinv.inversion.windows import shard_count
 
@@ -43,7 +43,7 @@ MODELS_DIR = config["models_dir"]
 # How the settings reach a job. What a job computes comes from `params:` (Snakemake records them,
 # and a changed one reruns the job and what follows). Settings that say only where or how a job
 # runs (models_dir; invert's INVERT_EXECUTION_KEYS, windows_per_batch and checkpoint_every; pti's
-# PTI_EXECUTION_KEYS, checkpoint_every) are `resources:` entries instead, which Snakemake passes on
+# PTI_EXECUTION_KEYS and stitch's STITCH_EXECUTION_KEYS, checkpoint_every) are `resources:` entries instead, which Snakemake passes on
 # without recording: changing them reruns nothing. (No scheduler limits them: only resources named
 # in --resources are counted, and the SLURM executor turns only the names it knows into sbatch
 # options.) A job's CPU threads are its rule's `threads:` (--set-threads RULE=N changes them).
@@ -170,6 +170,12 @@ def paste_landmarks(wildcards):
     return [f"results/{wildcards.video}/landmarks.npz"] if config["paste"]["mask"] == "landmarks" else []
 
 
+def paste_align(wildcards):
+    """The crops' quads, which map the landmarks into the crops (the stitch job's landmarks mask;
+    assemble reads align.npz anyway)."""
+    return [f"results/{wildcards.video}/align.npz"] if config["paste"]["mask"] == "landmarks" else []
+
+
 # --- the generator a video is rendered with (pivotal tuning) --------------------------------
 
 
@@ -181,6 +187,24 @@ def video_generator(wildcards):
     if config["pti"]["enabled"]:
         return f"results/{wildcards.video}/generator_pti.pt"
     return model_path(config["models"]["generator"])
+
+
+# --- the faces assemble pastes (stitching tuning) ------------------------------------------
+
+
+def assemble_faces(wildcards):
+    """What assemble pastes for one video and edit: with stitch.enabled the stitch job's crops
+    (results/{video}/stitched/{edit}.mkv), else the edited codes with what renders them (the noise
+    maps and video_generator)."""
+    if config["stitch"]["enabled"]:
+        return {"stitched": f"results/{wildcards.video}/stitched/{wildcards.edit}.mkv"}
+    return {"codes": f"results/{wildcards.video}/edits/{wildcards.edit}.npy",
+            "noise": f"results/{wildcards.video}/noise.pt", "generator": video_generator(wildcards)}
+
+
+def assemble_faces_options(wildcards, input):
+    """The options of `ciinv assemble` that name the inputs assemble_faces gave, quoted for the shell."""
+    return shlex.join([word for name in assemble_faces(wildcards) for word in (f"--{name}", input[name])])
 
 
 def pti_needs_lpips():

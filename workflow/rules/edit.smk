@@ -28,18 +28,19 @@ rule edit:
 
 rule assemble:
     input:
+        # The edited codes, the noise and the generator that renders them; with stitch.enabled the
+        # stitched crops instead (common.smk).
+        unpack(assemble_faces),
         video=video_path,
         meta="results/{video}/meta.json",
         align="results/{video}/align.npz",
-        codes="results/{video}/edits/{edit}.npy",
-        noise="results/{video}/noise.pt",
-        generator=video_generator,
         parser=parser_files,
         crops=paste_crops,
         landmarks=paste_landmarks,
     output:
         "results/{video}.{edit}.mp4",
     params:
+        faces=assemble_faces_options,  # --codes, --noise, --generator or --stitched: the inputs above
         paste=paste_settings(),
         settings=cli_settings("assemble"),
     threads: 4  # decoding, pasting back and the H.264 encoding, beside the rendering
@@ -52,7 +53,6 @@ rule assemble:
     conda:
         "../../envs/ciinv.yaml"
     shell:
-        "ciinv assemble {input.video:q} --meta {input.meta:q} --align {input.align:q} --codes {input.codes:q}"
-        " --noise {input.noise:q} --generator {input.generator:q} --parser={input.parser:q}"
-        " --crops={input.crops:q} --landmarks={input.landmarks:q} --out {output:q} {params.paste} {params.settings}"
-        " --threads {threads} 2> {log:q}"
+        "ciinv assemble {input.video:q} --meta {input.meta:q} --align {input.align:q} {params.faces}"
+        " --parser={input.parser:q} --crops={input.crops:q} --landmarks={input.landmarks:q} --out {output:q}"
+        " {params.paste} {params.settings} --threads {threads} 2> {log:q}"
