@@ -1,9 +1,13 @@
-"""Shared fixtures: the tiny smoke models and one finished smoke run (each made once per session),
-the repository root, and the way tests call Snakemake."""
+"""Shared fixtures: the tiny smoke models and one finished smoke run (each made once per test
+session, also when pytest-xdist runs it in several workers), the repository root, and the way
+tests call Snakemake."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,14 +29,30 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """The folder `name`, filled by `make(folder)` once per test session. pytest-xdist's workers
+    (`pytest -n 2`, the README's test command) share the parent of their temporary folders: the
+    first worker to ask makes it under a lock, the others wait for it and read it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def smoke_dir(tmp_path_factory) -> Path:
     """A folder with `ciinv smoke-models` output: tiny random checkpoints and `smoke.yaml`."""
     from ciinv.dev.smoke import write_smoke_models
 
-    folder = tmp_path_factory.mktemp("smoke")
-    write_smoke_models(folder)
-    return folder
+    return made_once(tmp_path_factory, "smoke", write_smoke_models)
 
 
 def snakemake(workdir: Path, *args: str, configfiles=()) -> subprocess.CompletedProcess:
@@ -66,26 +86,31 @@ GOOD = {
     "ntsc": dict(frames=10, fps="30000/1001", size=(320, 240), audio=False, seed=1),
     "rotated": dict(frames=9, fps="25", size=(240, 320), audio=True, rotation=90, seed=2),
 }
-BAD = ["broken", "short", "faceless"]  # not a video, shorter than a window, no face
 
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, smoke_dir):
-    """One full workflow run with the smoke models over GOOD and BAD clips (--keep-going), made
+    """One full workflow run with the smoke models over GOOD clips and bad ones (not a video, shorter
+    than a window, no face) with --keep-going, made
     once per session and read by every test that checks a finished run: (its folder, the result).
     Tests that plan on it may take the bad videos out of videos/; none changes a result file."""
     from ciinv.dev.sample import make_clip
     from ciinv.io.video import VideoWriter
 
-    work = tmp_path_factory.mktemp("workflow")
-    videos = work / "videos"
-    videos.mkdir()
-    for name, kwargs in GOOD.items():
-        make_clip(videos / f"{name}.mp4", **kwargs)
-    (videos / "broken.mp4").write_text("this is not a video\n")
-    make_clip(videos / "short.mp4", frames=3, fps="25", size=(192, 192), audio=False)
-    with VideoWriter(videos / "faceless.mp4", fps="25", width=128, height=128) as writer:
-        for i in range(8):
-            writer.write(np.full((128, 128, 3), 40 + i, np.uint8))
-    result = snakemake(work, "--keep-going", configfiles=[smoke_dir / "smoke.yaml"])
+    def run(work: Path) -> None:
+        videos = work / "videos"
+        videos.mkdir()
+        for name, kwargs in GOOD.items():
+            make_clip(videos / f"{name}.mp4", **kwargs)
+        (videos / "broken.mp4").write_text("this is not a video\n")
+        make_clip(videos / "short.mp4", frames=3, fps="25", size=(192, 192), audio=False)
+        with VideoWriter(videos / "faceless.mp4", fps="25", width=128, height=128) as writer:
+            for i in range(8):
+                writer.write(np.full((128, 128, 3), 40 + i, np.uint8))
+        result = snakemake(work, "--keep-going", configfiles=[smoke_dir / "smoke.yaml"])
+        (work / "run.json").write_text(json.dumps({"returncode": result.returncode, "stdout": result.stdout,
+                                                    "stderr": result.stderr}))
+
+    work = made_once(tmp_path_factory, "workflow", run)
+    result = subprocess.CompletedProcess(args=["snakemake"], **json.loads((work / "run.json").read_text()))
     return work, result
