@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import zipfile
 
 import numpy as np
@@ -191,3 +192,28 @@ def test_the_report_holds_stills_preview_loss_curves_and_metrics_of_each_video(s
         assert all(float(v) > 0 for v in re.findall(r"<td>([^<]+)</td>", full_rows[edit])), full_rows[edit]
     preview_sizes = [info.file_size for info in archive.infolist() if info.filename.endswith("/preview.png")]
     assert max(preview_sizes) < 2_000_000
+
+
+@pytest.mark.parametrize("mask", ["landmarks", "ellipse"])
+def test_each_paste_mask_runs_the_workflow_end_to_end(smoke_run, smoke_dir, tmp_path, mask):
+    """The smoke run was pasted with the parser mask (the default); on a copy of it, another mask
+    reassembles every video and edit, and nothing else runs."""
+    work = tmp_path / "work"
+    shutil.copytree(smoke_run[0], work, symlinks=True)  # file times and Snakemake's records kept
+    for video in (work / "videos").iterdir():
+        if video.stem not in GOOD:
+            video.unlink()
+    overlay = yaml.safe_load((smoke_dir / "smoke.yaml").read_text())
+    overlay["paste"] = overlay.get("paste", {}) | {"mask": mask}
+    changed = tmp_path / "mask.yaml"
+    changed.write_text(yaml.safe_dump(overlay))
+    result = snakemake(work, configfiles=[changed])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert job_counts(result.stderr) == {"assemble": len(GOOD) * len(EDITS), "all": 1}
+    for name in GOOD:
+        source = probe(work / "videos" / f"{name}.mp4")
+        for edit in EDITS:
+            made = probe(work / "results" / f"{name}.{edit}.mp4")
+            assert (made["frames"], made["fps"], made["audio"]) == (source["frames"], source["fps"], source["audio"])
+        log = (work / "results" / name / "logs" / f"assemble_{EDITS[1]}.log").read_text()
+        assert "Traceback" not in log
