@@ -574,15 +574,22 @@ def build_vgg16(vgg_module, checkpoint: Path | None, workdir: Path):
 
 
 @torch.no_grad()
+def randomize_batchnorm_statistics(model: nn.Module) -> None:
+    """Random running statistics in every BatchNorm2d, so that eval-mode normalisation is tested
+    with values other than PyTorch's 0 and 1."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+
+
+@torch.no_grad()
 def build_e4e(encoders_module, checkpoint: Path | None, workdir: Path):
     """-> (reference Encoder4Editing, latent_avg [18, 512], path of the e4e-format file, description)."""
     ref = encoders_module.Encoder4Editing(50, "ir_se", argparse.Namespace(stylegan_size=1024))
     if checkpoint is None:
         perturb_constant_parameters(ref)
-        for module in ref.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
+        randomize_batchnorm_statistics(ref)
         latent_avg = torch.randn(1, 512).repeat(ref.style_count, 1)
         path = workdir / "e4e_random.pt"
         torch.save({"state_dict": {f"encoder.{k}": v for k, v in ref.state_dict().items()}, "latent_avg": latent_avg,
@@ -602,10 +609,7 @@ def build_parser(model_module, checkpoint: Path | None, workdir: Path):
     ref = model_module.BiSeNet(n_classes=19)
     if checkpoint is None:
         perturb_constant_parameters(ref)
-        for module in ref.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
+        randomize_batchnorm_statistics(ref)
         path = workdir / "79999_iter-random.pth"
         torch.save(ref.state_dict(), path)
         what = "random (the reference's init without the ImageNet ResNet, random BatchNorm statistics)"

@@ -53,6 +53,7 @@ class SchemaSettings:
     whose fields default to the schema's and names its block in ``SECTION``."""
 
     SECTION = ""
+    NOT_IN_RESULT: tuple[str, ...] = ()  # keys that do not change what the job computes
 
     def __post_init__(self):
         check_section(self.SECTION, self.to_dict())
@@ -79,6 +80,10 @@ class SchemaSettings:
     def replace(self, **changes):
         """A copy with some settings changed (checked like any other)."""
         return type(self)(**{**self.to_dict(), **changes})
+
+    def result_key(self) -> dict:
+        """The settings that decide the result (a resume key): all but ``NOT_IN_RESULT``."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.NOT_IN_RESULT}
 
 
 @dataclass
@@ -114,6 +119,7 @@ class InvertSettings(SchemaSettings):
     seed: int = DEFAULTS["seed"]
 
     SECTION = "invert"
+    NOT_IN_RESULT = EXECUTION_KEYS
 
     def __post_init__(self):
         super().__post_init__()
@@ -121,10 +127,6 @@ class InvertSettings(SchemaSettings):
         if self.stride > self.window:
             raise CiinvError(f"config invert/stride: {self.stride} is more than invert.window ({self.window}); "
                              "windows would skip frames")
-
-    def result_key(self) -> dict:
-        """The settings that decide the result: all but ``EXECUTION_KEYS``."""
-        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_KEYS}
 
     def loss_config(self) -> "LossConfig":
         from ciinv.inversion.objective import LossConfig
@@ -164,10 +166,7 @@ class PTISettings(SchemaSettings):
     seed: int = PTI_DEFAULTS["seed"]
 
     SECTION = "pti"
-
-    def result_key(self) -> dict:
-        """The settings that decide the tuned weights: all but ``PTI_EXECUTION_KEYS`` (and ``enabled``)."""
-        return {k: v for k, v in self.to_dict().items() if k not in PTI_EXECUTION_KEYS + ("enabled",)}
+    NOT_IN_RESULT = PTI_EXECUTION_KEYS + ("enabled",)
 
 
 # --- stitching tuning ---------------------------------------------------------------------------
@@ -197,7 +196,4 @@ class StitchSettings(SchemaSettings):
     checkpoint_every: int = STITCH_DEFAULTS["checkpoint_every"]
 
     SECTION = "stitch"
-
-    def result_key(self) -> dict:
-        """The settings that decide the stitched crops: all but ``STITCH_EXECUTION_KEYS`` (and ``enabled``)."""
-        return {k: v for k, v in self.to_dict().items() if k not in STITCH_EXECUTION_KEYS + ("enabled",)}
+    NOT_IN_RESULT = STITCH_EXECUTION_KEYS + ("enabled",)

@@ -37,6 +37,14 @@ def key_mismatch(expected: Iterable[str], found: Iterable[str]) -> str | None:
     return "; ".join(parts) or None
 
 
+def shape_mismatch(ours: dict, state: dict, shown: int | None = None) -> str | None:
+    """'wrong shapes: key [file's] (expected [ours]), ...' for the keys both state dicts hold with
+    different shapes (the first ``shown`` of them, all when None); None when every shape agrees."""
+    wrong = [f"{key} {list(state[key].shape)} (expected {list(ours[key].shape)})"
+             for key in ours if key in state and tuple(state[key].shape) != tuple(ours[key].shape)]
+    return f"wrong shapes: {', '.join(wrong[:shown])}" if wrong else None
+
+
 def state_dict_mismatch(model: torch.nn.Module, state: dict) -> str | None:
     """Why ``model.load_state_dict(state, strict=False)`` would not give the whole model: its
     parameters missing, keys it does not have (``key_mismatch``), and shapes that differ; None
@@ -45,11 +53,7 @@ def state_dict_mismatch(model: torch.nn.Module, state: dict) -> str | None:
     ours = model.state_dict()
     parameters = dict(model.named_parameters())
     loaded = [key for key in state if key in parameters or key not in ours]  # buffers left out
-    problems = [key_mismatch(parameters, loaded)]
-    wrong = [f"{key} {list(state[key].shape)} (expected {list(ours[key].shape)})"
-             for key in ours if key in state and tuple(state[key].shape) != tuple(ours[key].shape)]
-    if wrong:
-        problems.append(f"wrong shapes: {', '.join(wrong)}")
+    problems = [key_mismatch(parameters, loaded), shape_mismatch(ours, state)]
     return "; ".join(p for p in problems if p) or None
 
 

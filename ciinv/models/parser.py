@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
 from ciinv.models.catalogue import CATALOGUE
-from ciinv.models.checkpoint import key_mismatch, load_weights
+from ciinv.models.checkpoint import key_mismatch, load_weights, shape_mismatch
 
 PARSER_WEIGHTS = CATALOGUE["face-parsing-bisenet"]  # named in the errors
 
@@ -266,11 +266,7 @@ def _layout_mismatch(model: FaceParser, state: dict) -> str | None:
     a missing running mean or variance would silently change the output."""
     ours = model.state_dict()
     expected = [key for key in ours if not key.endswith(".num_batches_tracked") or key in state]
-    problems = [key_mismatch(expected, state)]
-    wrong = [f"{key} {list(state[key].shape)} (expected {list(ours[key].shape)})"
-             for key in ours if key in state and tuple(state[key].shape) != tuple(ours[key].shape)]
-    if wrong:
-        problems.append(f"wrong shapes: {', '.join(wrong[:4])}")
+    problems = [key_mismatch(expected, state), shape_mismatch(ours, state, shown=4)]
     return "; ".join(p for p in problems if p) or None
 
 
