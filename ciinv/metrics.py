@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.models.catalogue import LPIPS_MODEL
 from ciinv.models.vgg16 import VGG16_CFG
 from ciinv.models.warp import warp
 
@@ -319,7 +320,7 @@ def load_lpips(vgg_path: str | os.PathLike, lin_path: str | os.PathLike) -> LPIP
     for path in (vgg_path, lin_path):
         if not path.is_file():
             raise CiinvError(f"{path}: LPIPS weights not found; fetch them with `ciinv models fetch vgg16 "
-                             "lpips-0.1.4-wheel`")
+                             f"{LPIPS_MODEL}`")
     raw = _read_member(lin_path, LPIPS_WHEEL_MEMBER) if lin_path.suffix == ".whl" else lin_path.read_bytes()
     try:
         vgg = torch.load(vgg_path, map_location="cpu", weights_only=True)

@@ -58,6 +58,7 @@ from ciinv.gpu import autocast, uses_bf16
 from ciinv.inversion.objective import perceptual_features
 from ciinv.io.codes import read_frame_noise, read_latents
 from ciinv.io.crops import read_crops
+from ciinv.models.catalogue import LPIPS_MODEL
 from ciinv.inversion.settings import PTISettings
 from ciinv.inversion.resume import load_resume, resume_path, save_resume
 
@@ -117,7 +118,7 @@ def load_perceptual(settings: PTISettings, vgg_path, lpips_path=None) -> Percept
 
     if lpips_path is None or not Path(lpips_path).is_file():
         raise CiinvError(f"pti.perceptual is lpips, but the LPIPS weights {lpips_path or '(none given)'} are missing: "
-                         "fetch them with `ciinv models fetch lpips-0.1.4-wheel`, or set pti.perceptual: vgg "
+                         f"fetch them with `ciinv models fetch {LPIPS_MODEL}`, or set pti.perceptual: vgg "
                          "(the inversion's VGG16 perceptual term, which needs no LPIPS weights)")
     return PerceptualDistance("lpips", load_lpips(vgg_path, lpips_path), settings.perceptual_size)
 

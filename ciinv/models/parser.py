@@ -246,7 +246,7 @@ def _read_state_dict(path: Path) -> dict:
     return state
 
 
-def _check_keys(path: Path, state: dict) -> ParserWidths:
+def _checked_widths(path: Path, state: dict) -> ParserWidths:
     """The widths of the file's network, or a CiinvError naming the file and the keys that differ."""
     try:
         widths = parser_widths(state)
@@ -278,7 +278,7 @@ def load_parser(path, *, device: str | torch.device = "cpu") -> FaceParser:
     """
     path = Path(path)
     state = _read_state_dict(path)
-    model = FaceParser(_check_keys(path, state))
+    model = FaceParser(_checked_widths(path, state))
     problem = _layout_mismatch(model, state)
     if problem is not None:
         raise CiinvError(f"{path}: does not fit face-parsing.PyTorch's BiSeNet: {problem}; "
