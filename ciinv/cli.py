@@ -97,6 +97,7 @@ def cmd_merge(args) -> None:
 
 
 def cmd_edit(args) -> None:
+    from ciinv.edits.directions import check_direction
     from ciinv.edits.stage import write_edit
     from ciinv.edits.spec import EditSpec
     from ciinv.errors import CiinvError
@@ -107,6 +108,8 @@ def cmd_edit(args) -> None:
     spec = EditSpec.from_entry(edit)
     generator = load_generator(args.generator)  # on the CPU: only its shape and SeFa weights are needed
     direction = None
+    if spec.needs_direction_file:  # a misspelled name, a folder or /dev/zero: said as such, not "not found"
+        check_direction(spec.name, spec.direction, args.generator, args.models_dir)
     try:
         if spec.needs_direction_file:
             direction = require(resolve_direction(spec.direction, args.generator, args.models_dir), args.models_dir)
@@ -252,6 +255,24 @@ def cmd_models(args) -> None:
     for family in dict.fromkeys(GENERATOR_FAMILY.values()):
         print(f"edits: `direction: NAME` with a {family} generator: NAME is one of "
               f"{', '.join(direction_attributes(family))} (interfacegan-{family}-NAME above)")
+
+
+def cmd_check_config(args) -> None:
+    from ciinv.config import load_config
+    from ciinv.edits.directions import check_direction, strength_warning
+    from ciinv.edits.spec import EditSpec
+
+    config = load_config(args.configs)
+    for entry in config.get("edits") or []:
+        spec = EditSpec.from_entry(entry)
+        if spec.needs_direction_file:
+            warning = check_direction(spec.name, spec.direction, config["models"]["generator"], config["models_dir"],
+                                      missing_ok=True)
+            if warning:
+                log.warning(f"warning: {warning}")
+        if strength_warning(spec):
+            log.warning(f"warning: {strength_warning(spec)}")
+    print(f"{', '.join(args.configs)}: ok ({len(config.get('edits') or [])} edit(s))")
 
 
 def cmd_smoke_models(args) -> None:
@@ -594,6 +615,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", action="append", default=[], help="fetch the registry entry with this file name")
     config_option(p, "models_dir")
     p.set_defaults(func=cmd_models)
+
+    p = _subcommand(sub, "check-config", "check config files as the workflow would, naming the file and key "
+                    "(Snakemake's own messages name neither for an empty file or a !!python tag)")
+    p.add_argument("configs", nargs="+", help="config.yaml and the overlays, in the order given to --configfile")
+    p.set_defaults(func=cmd_check_config)
 
     p = _subcommand(sub, "smoke-models", "tiny random checkpoints in the real formats + a config overlay")
     p.add_argument("dir", help="folder for the checkpoints and smoke.yaml")

@@ -136,8 +136,31 @@ def _describe(error) -> str:
         if details:
             line += f" ({'; or '.join(details[:4])})"
     else:
-        line = f"{where}: {_show(value)}: {error.message}"
+        line = f"{where}: {_show(value)}: {error.message}{_number_hint(error)}"
     return line
+
+
+def _number_hint(error) -> str:
+    """For a number YAML read as text: how to write it. YAML 1.1 (PyYAML, Snakemake) takes a float
+    only with a dot and a signed exponent: `1e308` and `1.5E3` are strings, `1.0e+308` a number."""
+    if error.validator != "type" or not isinstance(error.instance, str):
+        return ""
+    try:
+        number = float(error.instance)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    return f"; YAML reads {error.instance} as text: write it as {yaml_number(number)}"
+
+
+def yaml_number(number: float) -> str:
+    """``number`` written so that YAML 1.1 reads a float: ``1.0e+308``, ``0.0003``."""
+    text = repr(float(number))
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{int(exponent):+d}"
 
 
 def schema_error(config: dict, schema: str | os.PathLike = SCHEMA) -> str | None:
@@ -173,6 +196,36 @@ def _merge(base: dict, overlay: dict) -> dict:
     return out
 
 
+def read_config_file(path: Path):
+    """One config file's YAML, read safely; CiinvError naming the file when it is missing, empty, not
+    YAML, or asks for a Python object (a ``!!python/...`` tag, which Snakemake's safe loader refuses
+    with a message about tab indentation)."""
+    import yaml
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CiinvError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise CiinvError(f"{path}: is a folder, not a config file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        tag = str(exc.problem or "").partition("tag ")[2].strip().strip("'").replace("tag:yaml.org,2002:", "!!")
+        line = f" line {exc.problem_mark.line + 1}:" if exc.problem_mark else ""
+        what = "asks YAML to build a Python object" if "python/" in tag else "is a tag YAML's safe loader does not know"
+        raise CiinvError(f"{path}:{line} `{tag or '!tag'}` {what}; a config file holds plain values only (numbers, "
+                         "text, lists, mappings): remove the tag") from None
+    except yaml.YAMLError as exc:
+        tabs = "; indent with spaces, not tabs" if "\t" in text else ""
+        raise CiinvError(f"{path}: not valid YAML ({' '.join(str(exc).split())}){tabs}") from None
+    if data is None:
+        raise CiinvError(f"{path}: the config file is empty (or holds only comments); give it at least one key, "
+                         "or leave it off the command line (Snakemake says: Config file must be given as JSON "
+                         "or YAML with keys at top level)")
+    return data
+
+
 def load_config(paths, schema: str | os.PathLike = SCHEMA) -> dict:
     """Merge YAML config files in order (later ones win, as Snakemake's --configfile) and
     validate the result against the workflow's schema. CiinvError names the bad file or key."""
@@ -180,12 +233,7 @@ def load_config(paths, schema: str | os.PathLike = SCHEMA) -> dict:
 
     config: dict = {}
     for path in [Path(p) for p in paths]:
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise CiinvError(f"{path}: config file not found") from None
-        except yaml.YAMLError as exc:
-            raise CiinvError(f"{path}: not valid YAML ({exc})") from None
+        data = read_config_file(path)
         if not isinstance(data, dict):
             raise CiinvError(f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}")
         config = _merge(config, data)

@@ -61,6 +61,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ciinv.edits.directions import step_warning
 from ciinv.edits.operations import apply_direction, apply_morph, apply_transfer, layer_mask, sefa_direction
 from ciinv.edits.spec import EditSpec, sefa_index
 from ciinv.errors import CiinvError
@@ -177,7 +178,12 @@ def write_edit(
     ``sefa:K`` directions are computed from it.
     direction_path, other_path: see ``edit_codes``.
     """
-    codes = edit_codes(read_latents(latents_path, generator), edit, generator, direction_path, other_path)
+    source = read_latents(latents_path, generator)
+    codes = edit_codes(source, edit, generator, direction_path, other_path)
+    if EditSpec.from_entry(edit).strength is not None:  # a direction or a transfer: how far it went
+        warning = step_warning(edit.get("name"), float((codes.double() - source.double()).norm(dim=-1).max()))
+        if warning:
+            log.warning(warning)
     codes = codes.float().contiguous().numpy()
     bad = ~np.isfinite(codes)
     if bad.any():  # finite inputs can still overflow (a huge strength): say so here, not as a black face later

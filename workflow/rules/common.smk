@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from ciinv.cli import config_arguments
 from ciinv.config import SCHEMA as CONFIG_SCHEMA, validate_config
+from ciinv.edits.directions import check_direction, strength_warning
 from ciinv.edits.spec import EditSpec
 from ciinv.errors import CiinvError
 from ciinv.io.folder import find_videos
@@ -238,6 +239,22 @@ for _spec in EDIT_SPECS.values():
             f"has no video named {_spec.other_video!r} (videos: {', '.join(sorted(VIDEOS)) or 'none'}); name one "
             "of them, without its suffix"
         )
+
+
+# Each direction checked now, not after the inversion: a name that names nothing (`smlie`), a
+# folder or a device stops the run with the choices and a "did you mean"; a missing file and a
+# strength beyond any direction's observed range are warnings (ciinv/edits/directions.py).
+for _spec in EDIT_SPECS.values():
+    if _spec.needs_direction_file:
+        try:
+            _warning = check_direction(_spec.name, _spec.direction, config["models"]["generator"], MODELS_DIR,
+                                       missing_ok=True)
+        except CiinvError as error:
+            raise WorkflowError(f"config edits: {error}") from None
+        if _warning:
+            logger.warning(f"ciinv: {_warning}")
+    if strength_warning(_spec):
+        logger.warning(f"ciinv: {strength_warning(_spec)}")
 
 
 def edit_inputs(wildcards):
