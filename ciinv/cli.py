@@ -47,7 +47,7 @@ def cmd_probe(args) -> None:
 
 
 def cmd_landmarks(args) -> None:
-    from ciinv.gpu import claim_device
+    from ciinv.gpu import job_device
     from ciinv.faces.landmarks import detect_video, save_landmarks
     from ciinv.io.meta import read_meta
 
@@ -55,7 +55,7 @@ def cmd_landmarks(args) -> None:
     result = detect_video(
         args.video, detector=args.detector, max_gap=args.max_gap,
         # dlib runs on the CPU: it must not hold a GPU that an invert job is waiting for.
-        device=claim_device(args.device) if args.detector == "fan" else "cpu",
+        device=job_device(args.device) if args.detector == "fan" else "cpu",
         models_dir=args.models_dir, meta=read_meta(args.meta) if args.meta else None,
     )
     save_landmarks(args.out, result)
@@ -75,7 +75,7 @@ def cmd_align(args) -> None:
 
 
 def cmd_invert(args) -> None:
-    from ciinv.gpu import claim_device
+    from ciinv.gpu import job_device
     from ciinv.inversion.invert import invert_shard
     from ciinv.inversion.settings import InvertSettings
     from ciinv.io.meta import read_meta
@@ -84,7 +84,7 @@ def cmd_invert(args) -> None:
     meta = read_meta(args.meta)
     invert_shard(
         args.crops, meta["frames"], int(args.shard), settings, generator_path=args.generator, flow_path=args.flow,
-        vgg_path=args.vgg16, out_path=args.out, device=claim_device(args.device),
+        vgg_path=args.vgg16, out_path=args.out, device=job_device(args.device),
         source=meta.get("path", args.crops), encoder_path=args.encoder or None,
     )
 
@@ -120,25 +120,25 @@ def cmd_edit(args) -> None:
 
 def _renderer_generator(args):
     """The generator of ``--generator`` on the claimed device, in eval mode: (generator, device)."""
-    from ciinv.gpu import claim_device
+    from ciinv.gpu import job_device
     from ciinv.models import load_generator
 
-    device = claim_device(args.device)
+    device = job_device(args.device)
     return load_generator(args.generator).to(device).eval().requires_grad_(False), device
 
 
 def cmd_pti(args) -> None:
-    from ciinv.gpu import claim_device
+    from ciinv.gpu import job_device
     from ciinv.inversion.pti import pti_video
     from ciinv.inversion.settings import PTISettings
 
     settings = PTISettings.from_dict(section_values(args, "pti"))
     pti_video(args.crops, args.latents, args.generator, args.vgg16, settings, args.out, noise_path=args.noise,
-              lpips_path=args.lpips, device=claim_device(args.device))
+              lpips_path=args.lpips, device=job_device(args.device))
 
 
 def cmd_stitch(args) -> None:
-    from ciinv.gpu import claim_device
+    from ciinv.gpu import job_device
     from ciinv.inversion.settings import StitchSettings
     from ciinv.inversion.stitch import stitch_video
 
@@ -148,7 +148,7 @@ def cmd_stitch(args) -> None:
     paste = PasteSettings.from_dict(section_values(args, "paste"))
     stitch_video(args.crops, args.codes, args.generator, settings, args.out, noise_path=args.noise, paste=paste,
                  parser_path=args.parser, landmarks_path=args.landmarks, align_path=args.align,
-                 device=claim_device(args.device))
+                 device=job_device(args.device))
 
 
 def cmd_assemble(args) -> None:
@@ -164,9 +164,9 @@ def cmd_assemble(args) -> None:
     settings = PasteSettings.from_dict(section_values(args, "paste"))
     require_inputs(settings, parser_path=args.parser, crops_path=args.crops, landmarks_path=args.landmarks)
     if args.stitched:  # the stitch stage's crops: nothing to render
-        from ciinv.gpu import claim_device
+        from ciinv.gpu import job_device
 
-        device = claim_device(args.device)
+        device = job_device(args.device)
         faces = open_crops(args.stitched, rerun="rerun the stitch stage for this video and edit")
         name = str(args.stitched)
     elif args.codes and args.generator:

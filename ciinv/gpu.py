@@ -197,6 +197,29 @@ def _safe(name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+def job_device(requested: str = "auto") -> str:
+    """``claim_device`` for a ``ciinv`` job, which says in its log which device it runs on."""
+    device = claim_device(requested)
+    log.info(f"device: {describe_device(device)}")
+    return device
+
+
+def describe_device(device) -> str:
+    """``"cuda:0 (NVIDIA H100 80GB HBM3, 79.1 GiB)"`` or ``"cpu (4 threads)"``: what a job ran on."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        properties = torch.cuda.get_device_properties(index)
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        where = f"; CUDA_VISIBLE_DEVICES={visible}" if visible is not None else ""
+        return f"cuda:{index} ({properties.name}, {properties.total_memory / 2**30:.1f} GiB{where})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
+
+
 # The device policy of a computation, once the device is chosen
 
 

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ciinv.errors import CiinvError
+from ciinv.io.files import torch_load_reason
 from ciinv.models.catalogue import LPIPS_MODEL
 from ciinv.models.vgg16 import VGG16_CFG
 from ciinv.models.warp import warp
@@ -332,7 +333,7 @@ def load_lpips(vgg_path: str | os.PathLike, lin_path: str | os.PathLike) -> LPIP
         raise CiinvError(f"{vgg_path} or {lin_path}: missing {exc}; expected torchvision's VGG16 state dict "
                          "and lpips' v0.1 vgg.pth") from None
     except Exception as exc:
-        raise CiinvError(f"{vgg_path} or {lin_path}: cannot be read ({type(exc).__name__}: {exc})") from None
+        raise CiinvError(f"{vgg_path} or {lin_path}: cannot be read ({torch_load_reason(exc)})") from None
     tap_widths = [widths[i] for i in (1, 3, 6, 9, 12)]
     if [w.shape[1] for w in lin] != tap_widths:
         raise CiinvError(f"{lin_path}: linear layers for {[w.shape[1] for w in lin]} channels, but {vgg_path} "

@@ -174,5 +174,5 @@ def _remux(video: Path, out: Path, fps: str, frames: int, audio: bool, rotation:
         if result.returncode != 0 and "display_rotation" in result.stderr:
             result = run([], ["-metadata:s:v:0", f"rotate={rotation}"])
     if result.returncode != 0:
-        raise tool_write_error(final, result.stderr) or CiinvError(
+        raise tool_write_error(final, result.stderr, result.returncode) or CiinvError(
             f"{out}: ffmpeg failed while adding audio/rotation:\n{result.stderr.strip()[-2000:]}")

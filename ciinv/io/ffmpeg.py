@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -80,9 +81,15 @@ def banner(path: str | os.PathLike) -> str:
     return result.stderr
 
 
+# ffmpeg's log folds repeats into this line: it says nothing about the failure.
+_REPEATED = re.compile(r"\s*(\[[^]]*\]\s*)?Last message repeated \d+ times?\s*")
+
+
 def stderr_tail(text: str, lines: int = 15) -> str:
-    """The last ``lines`` lines of what ffmpeg said (surrounding blank lines dropped)."""
-    return "\n".join(text.strip().splitlines()[-lines:])
+    """The last ``lines`` lines of what ffmpeg said (surrounding blank lines and its "Last message
+    repeated N times" dropped)."""
+    said = [line for line in text.strip().splitlines() if not _REPEATED.fullmatch(line)]
+    return "\n".join(said[-lines:])
 
 
 def last_message(text: str) -> str:
@@ -191,7 +198,7 @@ class PipeWriter:
         the usual words (``tool_write_error``), anything else in the subclass's (`_failure`)."""
         self._log.seek(0)
         said = self._log.read().decode(errors="replace")
-        return tool_write_error(self.path, said) or self._failure(what, said)
+        return tool_write_error(self.path, said, self._proc.returncode) or self._failure(what, said)
 
     def _failure(self, what: str, said: str) -> CiinvError:
         """The error for ffmpeg failing while doing ``what``, having said ``said``."""

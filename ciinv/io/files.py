@@ -79,35 +79,102 @@ def write_error(path: str | os.PathLike, error: BaseException) -> CiinvError | N
         return None  # about some other file (an input), not this output
     code = getattr(error, "errno", None)
     if code not in _NO_SPACE | _NO_PERMISSION:
-        if not isinstance(error, (OSError, RuntimeError)):
+        code = _silent_write_cause(error, path)
+        if code is None:
             return None
-        try:
-            if shutil.disk_usage(_existing(path.parent)).free >= _NEARLY_FULL:
-                return None
-        except OSError:
-            return None
-        code = errno.ENOSPC
+    return cannot_write(path, code)
+
+
+def cannot_write(path: str | os.PathLike, code: int) -> CiinvError:
+    """The one-line error for a write of ``path`` that failed with errno ``code`` (space or permission)."""
     return CiinvError(f"cannot write {path}: {os.strerror(code)}; {os_advice(code, path)}")
+
+
+def file_size_limit() -> int | None:
+    """This process's file-size limit in bytes (``ulimit -f``), None when there is none."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _silent_write_cause(error: BaseException, path: Path) -> int | None:
+    """The errno of a failed write whose library did not pass one on (numpy's tofile, torch.save's
+    "file write failed" from inline_container.cc): ENOSPC when the disk is nearly full, EFBIG when a
+    file-size limit is set and the error is about writing; None when neither explains it."""
+    if not isinstance(error, (OSError, RuntimeError)):
+        return None
+    try:
+        if shutil.disk_usage(_existing(path.parent)).free < _NEARLY_FULL:
+            return errno.ENOSPC
+    except OSError:
+        return None
+    limit = file_size_limit()
+    if limit is not None and ("writ" in str(error).lower() or _reached(tmp_sibling(path), limit)):
+        return errno.EFBIG
+    return None
+
+
+def _reached(tmp: Path, limit: int) -> bool:
+    """Whether the temporary file ``tmp`` grew to within 1 MiB of the file-size limit (torch.save
+    then fails with "unexpected pos ... inline_container.cc", nothing about writing)."""
+    try:
+        return tmp.stat().st_size >= limit - 2**20
+    except OSError:
+        return False
 
 
 def os_advice(code: int | None, path: str | os.PathLike) -> str | None:
     """What to do about an OSError with errno ``code`` on ``path``: free space or fix permissions
     (None for other errors)."""
     folder = _existing(Path(path).parent)
+    if code == errno.EROFS:
+        return (f"the file system holding {folder} is mounted read-only: remount it writable, or run the "
+                "workflow in a writable folder (snakemake --directory DIR, with the videos there), then rerun")
     if code in _NO_PERMISSION:
         return f"check the permissions of {path} and its folder (ls -ld '{folder}'), then rerun"
+    if code == errno.EFBIG:
+        limit = file_size_limit()
+        now = f" (now {limit // 1024} KiB)" if limit is not None else ""
+        return (f"the file-size limit{now} stops it: raise it (`ulimit -f unlimited`, or ask for a larger one) in "
+                f"the shell that runs snakemake, or free space on the disk holding {folder}, then rerun")
     if code in _NO_SPACE:
-        limit = " or raise the file-size limit (ulimit -f)" if code == errno.EFBIG else ""
-        return f"free space on the disk holding {folder} (df -h '{folder}'){limit}, then rerun"
+        return f"free space on the disk holding {folder} (df -h '{folder}'), then rerun"
     return None
 
 
-def tool_write_error(path: str | os.PathLike, said: str) -> CiinvError | None:
-    """A one-line CiinvError when another program's error text (ffmpeg's) says that writing
-    ``path`` failed for want of space or permission; None otherwise."""
+def tool_write_error(path: str | os.PathLike, said: str, returncode: int | None = None) -> CiinvError | None:
+    """A one-line CiinvError when another program (ffmpeg) failed writing ``path`` for want of space
+    or permission, by its error text ``said`` or by its ``returncode``: a child killed by SIGXFSZ
+    went past the file-size limit, saying nothing; None otherwise."""
+    import signal
+
+    if returncode == -signal.SIGXFSZ:
+        return cannot_write(path, errno.EFBIG)
     for code in sorted(_NO_SPACE | _NO_PERMISSION):
         if os.strerror(code) in said:
             return CiinvError(f"cannot write {path}: {os.strerror(code)}; {os_advice(code, path)}")
+    return None
+
+
+def unwritable_folder(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be made in ``folder`` (or, while it does not exist, in the nearest folder
+    above it) with the fix, as one line; None when they can. Tried by making and removing a file
+    there: permissions (root ignores them) and a read-only mount both show."""
+    import tempfile
+
+    folder = Path(folder)
+    existing = _existing(folder)
+    try:
+        handle, name = tempfile.mkstemp(prefix=".tmp-ciinv-", dir=existing)
+    except OSError as exc:
+        code = exc.errno if exc.errno in _NO_SPACE | _NO_PERMISSION else errno.EACCES
+        advice = (f"make it writable (ls -ld '{existing}'; chmod u+w), or run the workflow in a writable folder "
+                  "(snakemake --directory DIR), then rerun") if code in _NO_PERMISSION - {errno.EROFS} \
+            else os_advice(code, folder / "x")
+        return f"cannot write in {existing}/: {os.strerror(code)}; {advice}"
+    os.close(handle)
+    os.unlink(name)
     return None
 
 
@@ -207,7 +274,31 @@ def _readable(path: Path, rerun: str | None) -> None:
         raise CiinvError(f"{path}: no such file; {_advice(rerun, delete=False)}")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def torch_load_reason(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in a few words, without PyTorch's advice to
+    load with ``weights_only=False`` (that would run code from the file: ciinv never does) or to
+    allowlist globals. ``"TypeName: first line"`` otherwise."""
+    text = _ANSI.sub("", str(exc))
+    found = _UNSUPPORTED_GLOBAL.search(text)
+    if found:
+        return (f"it holds a pickled Python object ({found.group(1)}), which a weights file may not: "
+                "loading it would run code from the file")
+    if "Weights only load failed" in text:
+        detail = next((line.split("error:", 1)[-1].strip() for line in text.splitlines()
+                       if "WeightsUnpickler error" in line), "")
+        detail = detail.split(" Please ")[0].split(" Check the documentation")[0]
+        return f"it holds something other than tensors and plain values{' (' + detail + ')' if detail else ''}"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}{': ' + first if first else ''}"
+
+
 def _unreadable(path: Path, kind: str, exc: BaseException, rerun: str | None) -> CiinvError:
+    if kind == "torch file":
+        return CiinvError(f"{path}: not a readable {kind} ({torch_load_reason(exc)}); {_advice(rerun)}")
     detail = str(exc).splitlines()[0] if str(exc) else ""
     return CiinvError(f"{path}: not a readable {kind} ({type(exc).__name__}{': ' + detail if detail else ''}); "
                       f"{_advice(rerun)}")

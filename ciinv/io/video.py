@@ -596,6 +596,6 @@ class VideoWriter(PipeWriter):
         )
         result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
         if result.returncode != 0:
-            raise tool_write_error(self.path, result.stderr) or CiinvError(
+            raise tool_write_error(self.path, result.stderr, result.returncode) or CiinvError(
                 f"{self.path}: ffmpeg failed adding the audio of {self.audio_from}:\n{stderr_tail(result.stderr)}"
             )

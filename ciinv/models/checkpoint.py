@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ciinv.errors import CiinvError
+from ciinv.io.files import torch_load_reason
 
 
 def load_weights(path: str | os.PathLike, fix: str = "re-download it", safe_globals: Iterable = ()):
@@ -22,7 +23,7 @@ def load_weights(path: str | os.PathLike, fix: str = "re-download it", safe_glob
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or a pickle that needs code to load
-        raise CiinvError(f"{path}: cannot be read as a torch checkpoint ({type(exc).__name__}: {exc}); {fix}") from exc
+        raise CiinvError(f"{path}: cannot be read as a torch checkpoint ({torch_load_reason(exc)}); {fix}") from exc
 
 
 def key_mismatch(expected: Iterable[str], found: Iterable[str]) -> str | None:

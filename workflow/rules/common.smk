@@ -13,6 +13,7 @@ from ciinv.config import SCHEMA as CONFIG_SCHEMA, validate_config
 from ciinv.edits.directions import check_direction, strength_warning
 from ciinv.edits.spec import EditSpec
 from ciinv.errors import CiinvError
+from ciinv.io.files import unwritable_folder
 from ciinv.io.folder import find_videos
 from ciinv.models import is_weightless_flow
 from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
@@ -36,6 +37,13 @@ validate(config, str(CONFIG_SCHEMA))
 VIDEOS, _skipped = find_videos(config["input_dir"])
 for _warning in _skipped:
     logger.warning(f"ciinv: {_warning}")
+
+# A read-only results/ would fail the first job in Snakemake's own words, with no summary.
+if VIDEOS and unwritable_folder("results"):
+    if workflow.dryrun:
+        logger.warning(f"ciinv: {unwritable_folder('results')}")
+    else:
+        raise WorkflowError(f"ciinv: {unwritable_folder('results')}")
 
 EDITS = {"recon": {"name": "recon"}} | {e["name"]: e for e in config["edits"]}
 MODELS_DIR = config["models_dir"]
