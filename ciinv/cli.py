@@ -246,12 +246,27 @@ def cmd_models(args) -> None:
             raise CiinvError(f"name what to fetch ({', '.join(CATALOGUE)}), or --all")
         fetch_models(names, args.models_dir)
         return
+    needed = None
+    if args.config:
+        from ciinv.config import load_config
+        from ciinv.models.registry import needed_models
+
+        config = load_config(args.config)
+        needed = needed_models(config)
+        args.models_dir = config["models_dir"]  # the folder this config reads them from
+        print(f"* = needed by {', '.join(args.config)} (models_dir {config['models_dir']})")
     width = max(map(len, CATALOGUE))
     for name, entry in CATALOGUE.items():
         state = status(name, args.models_dir)
-        print(f"{name:{width}s} {state:15s} {Path(args.models_dir) / entry.filename}")
-        if state != "present":
-            print(f"{'':{width}s} get it with: ciinv models fetch {name}   ({entry.url})")
+        mark = "" if needed is None else ("* " if name in needed else "  ")
+        why = f"   needed for {needed[name]}" if needed and name in needed else ""
+        print(f"{mark}{name:{width}s} {state:15s} {Path(args.models_dir) / entry.filename}{why}")
+        if state != "present" and (needed is None or name in needed):
+            print(f"{' ' * len(mark)}{'':{width}s} get it with: ciinv models fetch {name}   ({entry.url})")
+    if needed is not None:
+        missing = [name for name in needed if status(name, args.models_dir) == "missing"]
+        print(f"this config needs {len(needed)} of these files; {len(missing)} missing"
+              + (f": ciinv models fetch {' '.join(missing)}" if missing else ""))
     for family in dict.fromkeys(GENERATOR_FAMILY.values()):
         print(f"edits: `direction: NAME` with a {family} generator: NAME is one of "
               f"{', '.join(direction_attributes(family))} (interfacegan-{family}-NAME above)")
@@ -613,6 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="registry names to fetch")
     p.add_argument("--all", action="store_true", help="fetch every file in the registry")
     p.add_argument("--file", action="append", default=[], help="fetch the registry entry with this file name")
+    p.add_argument("--config", nargs="+", metavar="YAML",
+                   help="config.yaml and overlays: mark (*) the files this config needs, and say which are missing")
     config_option(p, "models_dir")
     p.set_defaults(func=cmd_models)
 

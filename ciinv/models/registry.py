@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path
-from ciinv.models.catalogue import CATALOGUE, DIRECTION_KIND, GENERATOR_FAMILY, ModelFile
+from ciinv.models.catalogue import CATALOGUE, DIRECTION_KIND, GENERATOR_FAMILY, LPIPS_MODEL, ModelFile
 
 _CHUNK = 1 << 20
 _SETTLED_NS = 2_000_000_000  # a file unmodified this long may have its digest cached
@@ -98,6 +98,34 @@ def resolve_direction(spec: str, generator: str | os.PathLike, models_dir: str |
                          f"directions for {family}: {', '.join(direction_attributes(family))}); use sefa:K or "
                          "a direction file of your own")
     return name
+
+
+def needed_models(config: dict) -> dict[str, str]:
+    """The catalogue files a merged config uses, each with the setting that needs it
+    (``{"stylegan2-ffhq-config-f": "models.generator", ...}``), in catalogue order. Paths given
+    directly are the user's, not listed; so is a direction that names nothing (its edit fails)."""
+    from ciinv.edits.spec import EditSpec
+
+    why: dict[str, str] = {}
+    skipped = {"encoder": config["invert"]["init"] != "e4e", "parser": config["paste"]["mask"] != "parser"}
+    for key, name in config["models"].items():
+        if not skipped.get(key):
+            why.setdefault(str(name), f"models.{key}")
+    for entry in config.get("edits") or []:
+        spec = EditSpec.from_entry(entry)
+        if spec.needs_direction_file:
+            try:
+                why.setdefault(resolve_direction(spec.direction, config["models"]["generator"], config["models_dir"]),
+                               f"edit {spec.name}")
+            except CiinvError:
+                pass
+    if config["landmarks"]["detector"] == "fan":
+        for name, entry in CATALOGUE.items():
+            if entry.used_by == "landmarks.detector=fan":
+                why.setdefault(name, "landmarks.detector: fan")
+    if config["pti"]["enabled"] and config["pti"]["perceptual"] == "lpips":
+        why.setdefault(LPIPS_MODEL, "pti.perceptual: lpips")
+    return {name: why[name] for name in CATALOGUE if name in why}
 
 
 def resolve(name_or_path: str | os.PathLike, models_dir: str | os.PathLike) -> Path:

@@ -17,7 +17,7 @@ from ciinv.io.files import unwritable_folder
 from ciinv.io.folder import find_videos
 from ciinv.models import is_weightless_flow
 from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
-from ciinv.models.registry import resolve, resolve_direction
+from ciinv.models.registry import needed_models, resolve, resolve_direction
 from ciinv.inversion.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS, PTI_EXECUTION_KEYS, STITCH_EXECUTION_KEYS
 from ciinv.io.meta import read_meta
 from ciinv.inversion.windows import shard_count
@@ -135,15 +135,9 @@ def direction_spec(edit):
 
 
 def configured_models():
-    """Registry files the current config uses (paths given directly are not ours to fetch)."""
-    used = {"encoder": uses_encoder(), "parser": uses_parser()}
-    models = {key: name for key, name in config["models"].items() if used.get(key, True)}
-    names = list(models.values()) + [direction_spec(e) for e in config["edits"] if EditSpec.from_entry(e).direction]
-    names = [n for n in names if n is not None]
-    if config["landmarks"]["detector"] == "fan":
-        names += FAN_MODELS
-    names += [LPIPS_MODEL] if pti_needs_lpips() else []
-    return sorted({model_path(n) for n in names if n in CATALOGUE})
+    """Registry files the current config uses (paths given directly are not ours to fetch); the
+    same list `ciinv models --config` marks (ciinv/models/registry.py needed_models)."""
+    return sorted({model_path(name) for name in needed_models(config)})
 
 
 # --- the paste-back mask (config paste:) --------------------------------------------------------
