@@ -18,7 +18,7 @@ import numpy as np
 
 from ciinv.errors import CiinvError
 from ciinv.io.files import atomic_path, tmp_sibling, tool_write_error
-from ciinv.io.ffmpeg import ffmpeg_exe
+from ciinv.io.ffmpeg import ffmpeg_exe, stderr_tail
 from ciinv.io.video import VideoWriter
 
 # Where the head is in astronaut(), in source pixels (x, y).
@@ -175,4 +175,4 @@ def _remux(video: Path, out: Path, fps: str, frames: int, audio: bool, rotation:
             result = run([], ["-metadata:s:v:0", f"rotate={rotation}"])
     if result.returncode != 0:
         raise tool_write_error(final, result.stderr, result.returncode) or CiinvError(
-            f"{out}: ffmpeg failed while adding audio/rotation:\n{result.stderr.strip()[-2000:]}")
+            f"{out}: ffmpeg failed while adding audio/rotation:\n{stderr_tail(result.stderr)}")
