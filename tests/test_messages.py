@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -232,6 +233,26 @@ def test_align_past_a_file_size_limit_ends_in_the_summary_with_the_fix(tmp_path)
     assert "video sample (align): ciinv align: error: cannot write results/sample/crops.mkv: File too large; the " \
            "file-size limit (now 2048 KiB) stops it: raise it (`ulimit -f unlimited`" in after
     assert "no message" not in text
+
+
+def test_an_ffmpeg_killed_without_a_word_is_said_to_be_killed(tmp_path):
+    import signal
+
+    from ciinv.io.crops import CropWriter
+
+    with pytest.raises(CiinvError, match=r"crops.mkv: ffmpeg failed .*: ffmpeg was killed by SIGKILL"):
+        with CropWriter(tmp_path / "crops.mkv", 3, 64) as writer:
+            writer.write(np.zeros((64, 64, 3), np.uint8))
+            # ffmpeg is this process's one child; its command line appears once it has started.
+            (pid,) = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+            for _ in range(500):
+                if "ffmpeg" in Path(f"/proc/{pid}/cmdline").read_text():
+                    break
+                time.sleep(0.01)
+            os.kill(int(pid), signal.SIGKILL)
+            for _ in range(2):
+                writer.write(np.zeros((64, 64, 3), np.uint8))
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_summary_carries_the_fix_of_a_failed_write(tmp_path):

@@ -20,6 +20,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -198,7 +199,10 @@ class PipeWriter:
         the usual words (``tool_write_error``), anything else in the subclass's (`_failure`)."""
         self._log.seek(0)
         said = self._log.read().decode(errors="replace")
-        return tool_write_error(self.path, said, self._proc.returncode) or self._failure(what, said)
+        code = self._proc.returncode
+        if code is not None and code < 0:  # killed: ffmpeg had no chance to say why
+            said += f"\nffmpeg was killed by {signal.Signals(-code).name}"
+        return tool_write_error(self.path, said, code) or self._failure(what, said)
 
     def _failure(self, what: str, said: str) -> CiinvError:
         """The error for ffmpeg failing while doing ``what``, having said ``said``."""
