@@ -88,6 +88,14 @@ def test_the_workflow_refuses_a_misspelled_direction_before_any_job(tmp_path):
     line = next(line for line in output.splitlines() if "names no direction" in line)
     assert line.startswith("config edits: edit 'smile': direction 'smlie'") and line.endswith("did you mean `smile`?")
     assert "model file" not in output and not (tmp_path / "results").exists()
+    # A missing file and a huge strength are warnings when the run starts; the plan goes on.
+    overlay.write_text("edits:\n  - {name: gone, direction: my/aeg.npy, strength: 2.0}\n"
+                       "  - {name: big, direction: 'sefa:0', strength: 1.0e+6}\n")
+    result = snakemake(tmp_path, "--dry-run", configfiles=[overlay])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "ciinv: edit 'gone': direction 'my/aeg.npy': the file my/aeg.npy does not exist" in output
+    assert "ciinv: edit 'big': it moves the codes by 1e+06 on a layer, beyond 10" in output
 
 
 def test_a_strength_past_every_directions_range_is_a_warning_at_planning_and_in_the_edit_job(tmp_path):
