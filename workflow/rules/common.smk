@@ -206,7 +206,8 @@ def configured_models():
     models = {key: name for key, name in config["models"].items() if used.get(key, True)}
     names = list(models.values()) + [direction_spec(e) for e in config["edits"] if EditSpec.from_entry(e).direction]
     names = [n for n in names if n is not None]
-    if config["landmarks"]["detector"] == "fan" or any(uses_fan(video) for video in SAMPLES):
+    # Each video's own detector (a sheet row may set it); with no video at all, the config's.
+    if any(uses_fan(video) for video in VIDEOS) if VIDEOS else config["landmarks"]["detector"] == "fan":
         names += FAN_MODELS
     names += [LPIPS_MODEL] if pti_needs_lpips() else []
     return sorted({model_path(n) for n in names if n in CATALOGUE})
