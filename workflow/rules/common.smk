@@ -80,6 +80,8 @@ def video_edits(video):
     """The edits one video gets, recon first: those its sheet row names (and recon), else every edit."""
     chosen = SAMPLES[video].edits if video in SAMPLES else None
     return [name for name in EDITS if chosen is None or name == "recon" or name in chosen]
+
+
 MODELS_DIR = config["models_dir"]
 
 
@@ -178,6 +180,7 @@ FAN_MODELS = [name for name, entry in CATALOGUE.items() if entry.used_by == "lan
 
 
 def uses_fan(video):
+    """Whether the video's landmarks come from FAN (its own detector: video_config)."""
     return video_config(video)["landmarks"]["detector"] == "fan"
 
 
@@ -207,7 +210,8 @@ def configured_models():
     names = list(models.values()) + [direction_spec(e) for e in config["edits"] if EditSpec.from_entry(e).direction]
     names = [n for n in names if n is not None]
     # Each video's own detector (a sheet row may set it); with no video at all, the config's.
-    if any(uses_fan(video) for video in VIDEOS) if VIDEOS else config["landmarks"]["detector"] == "fan":
+    fan = [uses_fan(video) for video in VIDEOS] or [config["landmarks"]["detector"] == "fan"]
+    if any(fan):
         names += FAN_MODELS
     names += [LPIPS_MODEL] if pti_needs_lpips() else []
     return sorted({model_path(n) for n in names if n in CATALOGUE})
