@@ -270,3 +270,14 @@ def test_colliding_result_folders_fail_the_run_naming_both_files_while_the_other
     files = "videos/twin.mp4, videos/twin.mkv" if inputs == "sheet" else "videos/twin.mkv, videos/twin.mp4"
     assert f"ciinv collision: error: {where}: {files} would all give results/twin/ and results/twin.*" in line
     assert line.count("Fix: ") == 1
+
+
+def test_download_models_fetches_fan_only_for_a_video_whose_own_detector_is_fan(tmp_path):
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    overlay = tmp_path / "sheet.yaml"
+    overlay.write_text("samples: videos.tsv\n")  # the config's detector: fan
+    for detector, fetched in [("dlib", False), ("", True)]:
+        (tmp_path / "videos.tsv").write_text(f"id\tfile\tdetector\na\tvideos/sample.mp4\t{detector}\n")
+        result = snakemake(tmp_path, "--dry-run", "download_models", configfiles=[overlay])
+        assert result.returncode == 0, result.stderr
+        assert ("2DFAN4" in result.stdout) == fetched, detector
