@@ -22,11 +22,12 @@ import functools
 import math
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
-from ciinv.config import SCHEMA as CONFIG_SCHEMA, schema_document
+from ciinv.config import SCHEMA as CONFIG_SCHEMA
+from ciinv.config import schema_document
 from ciinv.errors import CiinvError
 from ciinv.io.folder import Collision
 

@@ -186,9 +186,8 @@ TWO_EDITS = ("edits:\n  - {name: sefa0, direction: 'sefa:0', strength: 3.0}\n"
 def _job(stdout: str, rule: str, wildcards: str) -> str:
     """The dry run's block of one job (its input, output, resources, shell command)."""
     for block in stdout.split("\n\n"):
-        if f"rule {rule}:" in block or f"checkpoint {rule}:" in block:
-            if f"wildcards: {wildcards}\n" in block + "\n":
-                return block
+        if (f"rule {rule}:" in block or f"checkpoint {rule}:" in block) and f"wildcards: {wildcards}\n" in block + "\n":
+            return block
     raise AssertionError(f"no {rule} job for {wildcards}:\n{stdout}")
 
 

@@ -52,7 +52,8 @@ def trim(path: str | os.PathLike, out: str | os.PathLike, start: float | None = 
         args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", *ffmpeg_threads(),
                 *seek, "-i", input_arg(path), *span, "-map", "0:v:0", "-map", "0:a?", "-c:v", "ffv1", "-level", "3",
                 "-g", "1", "-c:a", "flac", *ffmpeg_threads(), "-f", "matroska", str(tmp)]
-        result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+        result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                                check=False)
         if result.returncode != 0:
             raise tool_write_error(out, result.stderr) or CiinvError(
                 f"{path}: ffmpeg failed cutting {begin:g}-{'end' if end is None else f'{end:g}'} s:\n"
