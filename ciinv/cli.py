@@ -59,7 +59,7 @@ def cmd_landmarks(args) -> None:
         models_dir=args.models_dir, meta=read_meta(args.meta) if args.meta else None, min_share=args.min_share,
     )
     save_landmarks(args.out, result)
-    log.info(f"landmarks: {int(result['faces'])} face track(s); the main face found in "
+    log.info(f"landmarks: {result['face_detected'].shape[1]} face track(s); the main face found in "
              f"{int(result['detected'].sum())}/{len(result['detected'])} frames")
 
 

@@ -27,6 +27,7 @@ top-left pixel at (0, 0).
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 import importlib.util
 import logging
 import os
@@ -58,9 +59,9 @@ _DLIB_DETECT_SIZE = 640
 _DLIB_UPSAMPLE_BELOW = 480
 # Tracking search (dlib_detector): the region around each face of the previous frame, this many
 # face sizes from its centre each way, scaled so that the face spans this many pixels (HOG's
-# window is 80). Every _DLIB_WHOLE_EVERY-th frame, and whenever a face of the previous frame is
-# not found again near where it was, the whole frame is searched: a person who comes into view is
-# seen within that many frames.
+# window is 80). Every _DLIB_WHOLE_EVERY-th frame, and whenever fewer faces are found than in one
+# of the last _DLIB_WHOLE_EVERY frames, the whole frame is searched: a person who comes into view
+# is seen within that many frames, one missed for a frame is looked for everywhere at once.
 _DLIB_TRACK_MARGIN = 1.0
 _DLIB_TRACK_FACE = 100.0
 _DLIB_WHOLE_EVERY = 5
@@ -167,8 +168,8 @@ def dlib_detector(track: bool = True) -> Detector:
     With ``track`` (frames given in order), a frame after one with faces is first searched only
     near each of them, on copies scaled so the face spans about _DLIB_TRACK_FACE pixels: a few
     times less HOG work than the whole downscaled frame. The whole frame is searched every
-    _DLIB_WHOLE_EVERY-th frame, and wherever a face of the previous frame is not found again
-    near it, so that every person in view is seen. Landmarks stay within about a pixel of the
+    _DLIB_WHOLE_EVERY-th frame, and in every frame that finds fewer faces than one of the last
+    _DLIB_WHOLE_EVERY did, so that every person in view is seen. Landmarks stay within about a pixel of the
     whole-frame search (``tests/test_landmarks.py`` states the bound).
     """
     import cv2
@@ -178,6 +179,7 @@ def dlib_detector(track: bool = True) -> Detector:
     predictor = dlib.shape_predictor(str(dlib_predictor_path()))
     last: list[np.ndarray] = []  # the boxes of the previous frame's faces
     searched = [0]  # frames searched so far
+    counts: deque[int] = deque(maxlen=_DLIB_WHOLE_EVERY)  # faces found in each of the last frames
     def refine(frame: np.ndarray, rects, scores, scale: float, offset) -> list[Face]:
         faces = []
         for rect, score in zip(rects, scores):
@@ -222,10 +224,12 @@ def dlib_detector(track: bool = True) -> Detector:
         faces: list[Face] = []
         for box in last if track else []:
             faces += [f for f in near(frame, box) if not any(_overlap(f.box, g.box) > 0.5 for g in faces)]
-        # The whole frame too: periodically, and wherever a face of the previous frame was not found again.
-        if not track or searched[0] % _DLIB_WHOLE_EVERY == 0 or len(faces) < len(last):
+        # The whole frame too: periodically, and while fewer faces are found than in one of the
+        # last _DLIB_WHOLE_EVERY frames (a face missed once is looked for everywhere at once).
+        if not track or searched[0] % _DLIB_WHOLE_EVERY == 0 or len(faces) < max(counts, default=0):
             faces += [f for f in whole_frame(frame) if not any(_overlap(f.box, g.box) > 0.5 for g in faces)]
         last[:] = [f.box for f in faces]
+        counts.append(len(faces))
         searched[0] += 1
         return faces
 
@@ -508,9 +512,9 @@ def detect_frames(
     person only if found in at least ``min_share`` of the frames.
 
     Returns ``fill_gaps`` of person 0 (the main face: 'points', 'score', 'box', 'detected',
-    'interpolated', 'edited'), plus 'faces' (int, the number of people kept, T) and 'face_points'
-    [T,F,68,2], 'face_score' [T,F], 'face_box' [T,F,4], 'face_detected' and 'face_edited' bool [T,F]:
-    every kept person's arrays in the same order (``face_landmarks`` picks one).
+    'interpolated', 'edited'), plus every kept person's (T of them) arrays, frame first like all
+    the others: 'face_points' [F,T,68,2], 'face_score' [F,T], 'face_box' [F,T,4], 'face_detected'
+    and 'face_edited' bool [F,T] (``face_landmarks`` picks one, ``face_count`` counts them).
     """
     detect = make_detector(detector, models_dir, device) if isinstance(detector, str) else detector
     if embedder is True:
@@ -540,22 +544,21 @@ def detect_frames(
         log.info(f"{source}: {len(people) - len(kept)} other face track(s) found in fewer than landmarks.min_share = "
                  f"{min_share} of the frames, left alone")
     result = dict(filled[0])
-    result["faces"] = np.int64(len(filled))
     for key in ("points", "score", "box", "detected", "edited"):
-        result[f"face_{key}"] = np.stack([person[key] for person in filled])
+        result[f"face_{key}"] = np.stack([person[key] for person in filled], axis=1)
     return result
 
 
 def face_landmarks(result: dict, face: int) -> dict:
     """Person ``face`` of a ``detect_frames`` result (or a loaded landmarks.npz) in the one-face
     format: {'points', 'score', 'box', 'detected', 'interpolated', 'edited'}."""
-    count = int(result.get("faces", 1))
+    count = result["face_detected"].shape[1] if "face_detected" in result else 1
     if not 0 <= face < count:
         raise CiinvError(f"face {face} asked for, but the landmarks hold {count} face track(s) (0-{count - 1}); "
                          "rerun the landmarks stage")
     if "face_points" not in result:  # a file from before face tracks: its one face
         return {key: result[key] for key in ("points", "score", "box", "detected", "interpolated", "edited")}
-    one = {key: result[f"face_{key}"][face] for key in ("points", "score", "box", "detected", "edited")}
+    one = {key: result[f"face_{key}"][:, face] for key in ("points", "score", "box", "detected", "edited")}
     one["interpolated"] = ~one["detected"]
     return one
 
@@ -592,7 +595,7 @@ def save_landmarks(path: str | os.PathLike, result: dict) -> None:
 
 def load_landmarks(path: str | os.PathLike) -> dict:
     """Read what save_landmarks wrote: {'points', 'score', 'box', 'detected', 'interpolated', 'edited'}
-    (the main face), and the 'faces' and 'face_*' arrays of every tracked person where written.
+    (the main face), and the 'face_*' arrays of every tracked person where written.
 
     A file from before 'edited' existed (a longer gap then failed the stage) is edited in every
     frame. A truncated or garbled file, or one holding NaN/inf, is a CiinvError naming it.
@@ -607,6 +610,11 @@ def face_count(path_or_file) -> int:
     """How many face tracks a landmarks.npz holds (1 for a file from before face tracks).
 
     ``path_or_file``: a path or an open binary file (the workflow reads the checkpoint's output
-    through Snakemake's ``.open()``). Light: numpy only, no detector."""
-    with np.load(path_or_file, allow_pickle=False) as data:
-        return int(data["faces"]) if "faces" in data.files else 1
+    through Snakemake's ``.open()``). Light: numpy only, no detector. An unreadable file is a
+    CiinvError naming it."""
+    name = getattr(path_or_file, "name", path_or_file)
+    try:
+        with np.load(path_or_file, allow_pickle=False) as data:
+            return data["face_detected"].shape[1] if "face_detected" in data.files else 1
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, ...: all mean "rerun the stage"
+        raise CiinvError(f"{name}: not a readable landmarks file ({exc}); rerun the landmarks stage for its video") from None
