@@ -252,8 +252,9 @@ def cmd_report_assets(args) -> None:
     except CiinvError as exc:  # face_recognition_models missing: leave TL-ID/TG-ID out, say why
         embedder_note = str(exc)
         log.info(f"report-assets: TL-ID and TG-ID left out: {embedder_note}")
-    frames = FullFrames(Path(args.video), read_meta(args.meta), load_align(args.align)["quads"],
-                        load_landmarks(args.landmarks)["points"], dict(zip(args.names, map(Path, args.outputs))))
+    align = load_align(args.align)
+    frames = FullFrames(Path(args.video), read_meta(args.meta), align["quads"], load_landmarks(args.landmarks)["points"],
+                        dict(zip(args.names, map(Path, args.outputs))), edited=align["edited"])
     report_assets(args.crops, edits, args.shards, frames, args.out, flow_net, device=device, lpips=lpips,
                   lpips_note=note, embedder=embedder, embedder_note=embedder_note)
 

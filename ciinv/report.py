@@ -92,7 +92,8 @@ class FullFrames:
 
     video: the source file and its ``meta`` (probe stage); quads [F, 4, 2] (align stage); points
     [F, 68, 2] (landmarks stage), frame pixels; outputs: label -> the assembled video of that edit
-    (``recon`` first), each of the source's frame count and size.
+    (``recon`` first), each of the source's frame count and size; edited: bool [F], the frames the
+    face was pasted in (align.npz's 'edited'; None: all).
     """
 
     video: Path
@@ -100,6 +101,7 @@ class FullFrames:
     quads: np.ndarray
     points: np.ndarray
     outputs: dict[str, Path]
+    edited: np.ndarray | None = None
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -462,6 +464,11 @@ def report_assets(crops: str | os.PathLike, edits: dict[str, CodeRenderer], shar
                   "face-recognition network at the source's landmarks (not comparable with ArcFace figures)."]
     if embedder is None:
         full_notes.append(f"TL-ID and TG-ID left out: {embedder_note or 'no face-recognition network given'}")
+    if frames.edited is not None and not np.all(frames.edited):
+        from ciinv.faces.landmarks import frame_ranges
+
+        full_notes.append("Frames left unedited (the face not found for longer than landmarks.max_gap; the source "
+                          f"passes through there, and is measured as the output): {frame_ranges(~frames.edited)}")
     with atomic_path(out_dir / "metrics.html") as tmp:
         tmp.write_text(metrics_html(result, notes, full_frame_table(full, full_notes)))
     log.info(f"report: wrote {out_dir / 'metrics.html'}")

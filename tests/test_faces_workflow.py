@@ -94,15 +94,17 @@ def test_each_face_has_its_own_folder_and_both_are_edited(run):
             for f in range(FRAMES):
                 rows, cols = box_of(align["quads"][f])
                 away[f, max(rows.start - 4, 0):rows.stop + 4, max(cols.start - 4, 0):cols.stop + 4] = False
-        assert difference[away].mean() < 1.5, edit  # only the encoder's rounding away from the faces
+        # Away from the faces only the encoder's rounding (the output is encoded again at CRF 18).
+        rounding = difference[away].mean()
+        assert rounding < 3.0, (edit, rounding)
         for number, align in enumerate(aligns):
             for f in range(FRAMES):
                 inside = difference[f][box_of(align["quads"][f])].mean()
                 if align["edited"][f]:
-                    assert inside > 5 * difference[away].mean() + 2, (edit, number, f, inside)
+                    assert inside > 4 * rounding + 4, (edit, number, f, inside, rounding)
         # Where face1 is hidden its side of the frame is the source's (face0's box lies left).
-        hidden = difference[list(HIDDEN)][:, :, SIDE + 8:]
-        assert hidden.mean() < 1.5, edit
+        hidden = difference[list(HIDDEN)][:, :, SIDE + 8:].mean()
+        assert hidden < 3.0, (edit, hidden)
 
 
 def test_the_landmarks_log_names_the_frames_left_unedited(run):
