@@ -253,8 +253,9 @@ def cmd_report_assets(args) -> None:
         embedder_note = str(exc)
         log.info(f"report-assets: TL-ID and TG-ID left out: {embedder_note}")
     align = load_align(args.align)
-    frames = FullFrames(Path(args.video), read_meta(args.meta), align["quads"], load_landmarks(args.landmarks)["points"],
-                        dict(zip(args.names, map(Path, args.outputs))), edited=align["edited"])
+    frames = FullFrames(Path(args.video), read_meta(args.meta), align["quads"],
+                        load_landmarks(args.landmarks)["points"], dict(zip(args.names, map(Path, args.outputs))),
+                        edited=align["edited"])
     report_assets(args.crops, edits, args.shards, frames, args.out, flow_net, device=device, lpips=lpips,
                   lpips_note=note, embedder=embedder, embedder_note=embedder_note)
 

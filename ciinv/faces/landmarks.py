@@ -27,11 +27,11 @@ top-left pixel at (0, 0).
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 import importlib.util
 import logging
 import os
 import tempfile
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -169,8 +169,8 @@ def dlib_detector(track: bool = True) -> Detector:
     near each of them, on copies scaled so the face spans about _DLIB_TRACK_FACE pixels: a few
     times less HOG work than the whole downscaled frame. The whole frame is searched every
     _DLIB_WHOLE_EVERY-th frame, and in every frame that finds fewer faces than one of the last
-    _DLIB_WHOLE_EVERY did, so that every person in view is seen. Landmarks stay within about a pixel of the
-    whole-frame search (``tests/test_landmarks.py`` states the bound).
+    _DLIB_WHOLE_EVERY did, so that every person in view is seen. Landmarks stay within about a
+    pixel of the whole-frame search (``tests/test_landmarks.py`` states the bound).
     """
     import cv2
     import dlib
@@ -180,6 +180,7 @@ def dlib_detector(track: bool = True) -> Detector:
     last: list[np.ndarray] = []  # the boxes of the previous frame's faces
     searched = [0]  # frames searched so far
     counts: deque[int] = deque(maxlen=_DLIB_WHOLE_EVERY)  # faces found in each of the last frames
+
     def refine(frame: np.ndarray, rects, scores, scale: float, offset) -> list[Face]:
         faces = []
         for rect, score in zip(rects, scores):
@@ -486,7 +487,8 @@ def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarra
         yield batch
 
 
-def describe_faces(frames: Sequence[np.ndarray], faces_per_frame: Sequence[Sequence[Face]], embedder: FaceEmbedder) -> None:
+def describe_faces(frames: Sequence[np.ndarray], faces_per_frame: Sequence[Sequence[Face]],
+                   embedder: FaceEmbedder) -> None:
     """Set every face's ``descriptor`` (raw, ``FaceEmbedder(unit=False)``) from its frame and 68 points."""
     for frame, faces in zip(frames, faces_per_frame):
         for face in faces:
@@ -617,4 +619,5 @@ def face_count(path_or_file) -> int:
         with np.load(path_or_file, allow_pickle=False) as data:
             return data["face_detected"].shape[1] if "face_detected" in data.files else 1
     except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, ...: all mean "rerun the stage"
-        raise CiinvError(f"{name}: not a readable landmarks file ({exc}); rerun the landmarks stage for its video") from None
+        raise CiinvError(f"{name}: not a readable landmarks file ({exc}); rerun the landmarks stage for its "
+                         "video") from None
