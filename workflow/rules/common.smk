@@ -323,7 +323,6 @@ def report_outputs(wildcards):
 
 wildcard_constraints:
     face="(face[0-9]+/)?",
-    k="[0-9]+",
 
 
 def face_dirs(video):

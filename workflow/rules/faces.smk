@@ -44,6 +44,8 @@ checkpoint landmarks:
 
 # One face of several (`faces: all`): its track of landmarks.npz on its own, in the one-face format.
 rule face_landmarks:
+    wildcard_constraints:
+        k="[0-9]+",
     input:
         "results/{video}/landmarks.npz",
     output:
