@@ -70,11 +70,17 @@ def cmd_landmarks(args) -> None:
         args.video, detector=args.detector, max_gap=args.max_gap,
         # dlib runs on the CPU: it must not hold a GPU that an invert job is waiting for.
         device=job_device(args.device) if args.detector == "fan" else "cpu",
-        models_dir=args.models_dir, meta=read_meta(args.meta) if args.meta else None,
+        models_dir=args.models_dir, meta=read_meta(args.meta) if args.meta else None, min_share=args.min_share,
     )
     save_landmarks(args.out, result)
-    log.info(f"landmarks: {int(result['detected'].sum())}/{len(result['detected'])} frames with a detected face,"
-             f" {int(result['interpolated'].sum())} interpolated")
+    log.info(f"landmarks: {result['face_detected'].shape[1]} face track(s); the main face found in "
+             f"{int(result['detected'].sum())}/{len(result['detected'])} frames")
+
+
+def cmd_face_landmarks(args) -> None:
+    from ciinv.faces.landmarks import face_landmarks, load_landmarks, save_landmarks
+
+    save_landmarks(args.out, face_landmarks(load_landmarks(args.landmarks), args.face))
 
 
 def cmd_align(args) -> None:
@@ -166,44 +172,65 @@ def cmd_stitch(args) -> None:
 
 
 def cmd_assemble(args) -> None:
+    """One face, or several (``faces: all``): the per-face options (--align, --codes, --noise,
+    --generator, --stitched, --crops, --landmarks) are given once per face, in the same order."""
     from ciinv.errors import CiinvError
     from ciinv.faces.align import load_align
-    from ciinv.faces.assemble import ClipMasks, assemble_video
+    from ciinv.faces.assemble import ClipMasks, PastedFace, assemble_faces
     from ciinv.faces.paste import PasteSettings, require_inputs
     from ciinv.faces.render import load_renderer
+    from ciinv.gpu import job_device
     from ciinv.io.crops import open_crops
     from ciinv.io.meta import read_meta
 
     use_threads(args.threads)
     settings = PasteSettings.from_dict(section_values(args, "paste"))
-    require_inputs(settings, parser_path=args.parser, crops_path=args.crops, landmarks_path=args.landmarks)
-    if args.stitched:  # the stitch stage's crops: nothing to render
-        from ciinv.gpu import job_device
+    count = len(args.align)
 
-        device = job_device(args.device)
-        faces = open_crops(args.stitched, rerun="rerun the stitch stage for this video and edit")
-        name = str(args.stitched)
-    elif args.codes and args.generator:
-        generator, device = _renderer_generator(args)
-        faces = load_renderer(args.codes, generator, args.noise, device=device, batch=args.batch,
-                              rerun="rerun the edit stage for this video and edit")
-        name = str(args.codes)
-    else:
+    def per_face(option: str, values: list[str] | None) -> list[str]:
+        values = [v for v in values or [] if v]
+        if values and len(values) != count:
+            raise CiinvError(f"assemble: {len(values)} {option} for {count} --align (one per face, in the same order)")
+        return values or [""] * count
+
+    codes, noise, generators = per_face("--codes", args.codes), per_face("--noise", args.noise), per_face(
+        "--generator", args.generator)
+    stitched, crops, landmarks = per_face("--stitched", args.stitched), per_face("--crops", args.crops), per_face(
+        "--landmarks", args.landmarks)
+    if not all(stitched) and not (all(codes) and all(generators)):
         raise CiinvError("assemble: give --codes and --generator (render the codes), or --stitched (the stitch "
                          "stage's crops)")
-    parser = crops = points = None
-    if settings.mask == "parser":
-        from ciinv.models import load_parser
+    device = job_device(args.device)
+    parser = None
+    loaded = {}  # generator path -> the generator (faces share it without pti)
+    pasted = []
+    for face in range(count):
+        require_inputs(settings, parser_path=args.parser, crops_path=crops[face], landmarks_path=landmarks[face])
+        if stitched[face]:  # the stitch stage's crops: nothing to render
+            faces = open_crops(stitched[face], rerun="rerun the stitch stage for this video and edit")
+            name = stitched[face]
+        else:
+            if generators[face] not in loaded:
+                from ciinv.models import load_generator
 
-        parser, crops = load_parser(args.parser, device=device), open_crops(args.crops)
-    elif settings.mask == "landmarks":
-        from ciinv.faces.landmarks import load_landmarks
+                loaded[generators[face]] = load_generator(generators[face]).to(device).eval().requires_grad_(False)
+            faces = load_renderer(codes[face], loaded[generators[face]], noise[face] or None, device=device,
+                                  batch=args.batch, rerun="rerun the edit stage for this video and edit")
+            name = codes[face]
+        source_crops = points = None
+        if settings.mask == "parser":
+            from ciinv.models import load_parser
 
-        points = load_landmarks(args.landmarks)["points"]
-    masks = ClipMasks(settings, load_align(args.align)["quads"], parser=parser, crops=crops, points=points,
-                      landmarks_path=args.landmarks)
-    assemble_video(args.video, read_meta(args.meta), args.align, faces, args.out, masks=masks, crf=args.crf,
-                   preset=args.preset, name=name)
+            parser = parser or load_parser(args.parser, device=device)
+            source_crops = open_crops(crops[face])
+        elif settings.mask == "landmarks":
+            from ciinv.faces.landmarks import load_landmarks
+
+            points = load_landmarks(landmarks[face])["points"]
+        masks = ClipMasks(settings, load_align(args.align[face])["quads"], parser=parser, crops=source_crops,
+                          points=points, landmarks_path=landmarks[face])
+        pasted.append(PastedFace(args.align[face], faces, masks, name))
+    assemble_faces(args.video, read_meta(args.meta), pasted, args.out, crf=args.crf, preset=args.preset)
 
 
 def cmd_report_assets(args) -> None:
@@ -214,7 +241,7 @@ def cmd_report_assets(args) -> None:
     from ciinv.faces.align import load_align
     from ciinv.faces.landmarks import load_landmarks
     from ciinv.faces.render import load_renderer
-    from ciinv.frame_metrics import FaceEmbedder
+    from ciinv.faces.identity import FaceEmbedder
     from ciinv.report import FullFrames, report_assets
     from ciinv.io.meta import read_meta
 
@@ -242,8 +269,10 @@ def cmd_report_assets(args) -> None:
     except CiinvError as exc:  # face_recognition_models missing: leave TL-ID/TG-ID out, say why
         embedder_note = str(exc)
         log.info(f"report-assets: TL-ID and TG-ID left out: {embedder_note}")
-    frames = FullFrames(Path(args.video), read_meta(args.meta), load_align(args.align)["quads"],
-                        load_landmarks(args.landmarks)["points"], dict(zip(args.names, map(Path, args.outputs))))
+    align = load_align(args.align)
+    frames = FullFrames(Path(args.video), read_meta(args.meta), align["quads"],
+                        load_landmarks(args.landmarks)["points"], dict(zip(args.names, map(Path, args.outputs))),
+                        edited=align["edited"])
     report_assets(args.crops, edits, args.shards, frames, args.out, flow_net, device=device, lpips=lpips,
                   lpips_note=note, embedder=embedder, embedder_note=embedder_note)
 
@@ -494,11 +523,15 @@ def use_threads(count: int | None) -> None:
     set_ffmpeg_threads(count)
 
 
-def _render_options(p: argparse.ArgumentParser, required: bool = True) -> None:
-    """The options of a subcommand that renders codes with the generator (ciinv/faces/render.py)."""
-    p.add_argument("--generator", required=required, help="generator checkpoint (.pkl or .pt) that renders the codes")
+def _render_options(p: argparse.ArgumentParser, required: bool = True, per_face: bool = False) -> None:
+    """The options of a subcommand that renders codes with the generator (ciinv/faces/render.py);
+    ``per_face``: --generator and --noise are given once per face (assemble)."""
+    repeat = {"action": "append"} if per_face else {}
+    once = " (once per face)" if per_face else ""
+    p.add_argument("--generator", required=required, help=f"generator checkpoint (.pkl or .pt) that renders the "
+                   f"codes{once}", **repeat)
     p.add_argument("--noise", help="noise.pt from merge: the video's own noise maps (plus variant); "
-                   "without it, or when it holds none, the generator's constant noise")
+                   f"without it, or when it holds none, the generator's constant noise{once}", **repeat)
     p.add_argument("--batch", type=int, help="frames per generator call (speed and memory only; default 8 on "
                    "a GPU, 2 on the CPU)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
@@ -531,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fix", required=True, help="what to change")
     p.set_defaults(func=cmd_collision)
 
-    p = _subcommand(sub, "landmarks", "68 face landmarks per frame, main face tracked -> landmarks.npz")
+    p = _subcommand(sub, "landmarks", "68 face landmarks per frame, every face tracked -> landmarks.npz")
     p.add_argument("video", help="the video file")
     p.add_argument("--meta", help="meta.json from probe (else the video is probed again)")
     p.add_argument("--out", required=True, help="landmarks.npz to write")
@@ -540,6 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
     threads_option(p)
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_landmarks)
+
+    p = _subcommand(sub, "face-landmarks", "one tracked face of landmarks.npz -> its own landmarks.npz (faces: all)")
+    p.add_argument("--landmarks", required=True, help="landmarks.npz from `ciinv landmarks`")
+    p.add_argument("--face", required=True, type=int, help="which face track: 0 (found in most frames), 1, ...")
+    p.add_argument("--out", required=True, help="the face's landmarks.npz to write")
+    p.set_defaults(func=cmd_face_landmarks)
 
     p = _subcommand(sub, "align", "smoothed FFHQ crops -> align.npz and crops.mkv (lossless)")
     p.add_argument("video", help="the video file")
@@ -616,15 +655,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "audio -> .mp4 (one stream, no crops on disk)")
     p.add_argument("video", help="the source video file")
     p.add_argument("--meta", required=True, help="meta.json from probe")
-    p.add_argument("--align", required=True, help="align.npz from `ciinv align`")
-    p.add_argument("--codes", help="the edited codes from `ciinv edit` (or latents.npy: no edit), rendered here")
-    _render_options(p, required=False)
-    p.add_argument("--stitched", help="instead of --codes and --generator: the faces as crops (the stitch stage's "
-                   "stitched/<edit>.mkv), pasted as they are")
+    # Per face (faces: all gives each once per face, in one order); one face: each once, as before.
+    p.add_argument("--align", required=True, action="append", help="align.npz from `ciinv align` (once per face)")
+    p.add_argument("--codes", action="append", help="the edited codes from `ciinv edit` (or latents.npy: no edit), "
+                   "rendered here (once per face)")
+    _render_options(p, required=False, per_face=True)
+    p.add_argument("--stitched", action="append", help="instead of --codes and --generator: the faces as crops (the "
+                   "stitch stage's stitched/<edit>.mkv), pasted as they are (once per face)")
     p.add_argument("--parser", default="", help="the face parser's weights, for --mask parser (empty: none)")
-    p.add_argument("--crops", default="", help="the source crops (align stage), for --mask parser (empty: none)")
-    p.add_argument("--landmarks", default="", help="landmarks.npz (landmarks stage), for --mask landmarks "
-                   "(empty: none)")
+    p.add_argument("--crops", action="append", help="the source crops (align stage), for --mask parser (once per face; "
+                   "empty: none)")
+    p.add_argument("--landmarks", action="append", help="landmarks.npz (landmarks stage), for --mask landmarks "
+                   "(once per face; empty: none)")
     p.add_argument("--out", required=True, help=".mp4 to write")
     config_options(p, "paste")
     config_options(p, "assemble")

@@ -24,17 +24,14 @@ box; points are pixels (x, y) of the full frame.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
 from ciinv import metrics
-from ciinv.errors import CiinvError
 from ciinv.faces.align import antialias, crop_transform
+from ciinv.faces.identity import FaceEmbedder
 
 FACE_MARGIN = 0.25  # the face's neighbourhood: the quads' box grown by this fraction of the quad's side
 
@@ -124,49 +121,6 @@ def excess_edges(output: Tensor, source: Tensor, render: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------------------------------
 # Identity over time (TL-ID, TG-ID)
-
-
-def dlib_recognition_path() -> Path:
-    """dlib's face-recognition ResNet, shipped in the face_recognition_models package.
-
-    Found without importing the package (its ``__init__`` needs pkg_resources), as
-    ``ciinv.faces.landmarks.dlib_predictor_path`` finds the 68-point predictor beside it."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise CiinvError("TL-ID and TG-ID need dlib's face-recognition network from the face_recognition_models "
-                         "package; install it (pip install face_recognition_models)")
-    path = Path(spec.submodule_search_locations[0]) / "models" / "dlib_face_recognition_resnet_model_v1.dat"
-    if not path.is_file():
-        raise CiinvError(f"{path} is missing; reinstall face_recognition_models")
-    return path
-
-
-class FaceEmbedder:
-    """dlib's face-recognition ResNet: a frame and its 68 landmarks -> a 128-d unit vector.
-
-    dlib aligns a 150² chip on the landmarks (padding 0.25) and embeds it; the chip may reach past
-    the picture (dlib fills with black), the same for the source and the output.
-    """
-
-    def __init__(self, path: str | Path | None = None):
-        import dlib
-
-        self.dlib = dlib
-        self.path = Path(path) if path is not None else dlib_recognition_path()
-        self.net = dlib.face_recognition_model_v1(str(self.path))
-
-    def __call__(self, images: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """images [N, H, W, 3] uint8 RGB; points [N, 68, 2] pixels of those images -> [N, 128] float64, unit norm."""
-        dlib = self.dlib
-        out = []
-        for image, marks in zip(images, np.asarray(points, np.float64)):
-            low, high = marks.min(axis=0), marks.max(axis=0)
-            rect = dlib.rectangle(*(int(round(v)) for v in (low[0], low[1], high[0], high[1])))
-            shape = dlib.full_object_detection(rect, dlib.points([dlib.point(int(round(x)), int(round(y)))
-                                                                  for x, y in marks]))
-            vector = np.asarray(self.net.compute_face_descriptor(np.ascontiguousarray(image), shape), np.float64)
-            out.append(vector / max(np.linalg.norm(vector), 1e-12))
-        return np.stack(out) if out else np.zeros((0, 128))
 
 
 def identity_consistency(source: np.ndarray, output: np.ndarray) -> dict[str, float]:

@@ -92,7 +92,8 @@ class FullFrames:
 
     video: the source file and its ``meta`` (probe stage); quads [F, 4, 2] (align stage); points
     [F, 68, 2] (landmarks stage), frame pixels; outputs: label -> the assembled video of that edit
-    (``recon`` first), each of the source's frame count and size.
+    (``recon`` first), each of the source's frame count and size; edited: bool [F], the frames the
+    face was pasted in (align.npz's 'edited'; None: all).
     """
 
     video: Path
@@ -100,6 +101,7 @@ class FullFrames:
     quads: np.ndarray
     points: np.ndarray
     outputs: dict[str, Path]
+    edited: np.ndarray | None = None
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -369,6 +371,17 @@ def measure_full_frames(frames: FullFrames, renderers: dict[str, CodeRenderer], 
     return clip.result(), stills, moving
 
 
+def unedited_note(edited: np.ndarray | None) -> str | None:
+    """The report's line naming the frames the face was left unedited in (bool [F], align.npz's
+    'edited'), or None when it was edited everywhere."""
+    from ciinv.faces.landmarks import frame_ranges
+
+    if edited is None or np.all(edited):
+        return None
+    return ("Frames left unedited (the face not found for longer than landmarks.max_gap; the source passes "
+            f"through there, and is measured as the output): {frame_ranges(~np.asarray(edited, bool))}")
+
+
 def _cell_text(value) -> str:
     return "–" if value is None else ("inf" if math.isinf(value) else f"{value:.4g}")
 
@@ -462,6 +475,8 @@ def report_assets(crops: str | os.PathLike, edits: dict[str, CodeRenderer], shar
                   "face-recognition network at the source's landmarks (not comparable with ArcFace figures)."]
     if embedder is None:
         full_notes.append(f"TL-ID and TG-ID left out: {embedder_note or 'no face-recognition network given'}")
+    if unedited_note(frames.edited):
+        full_notes.append(unedited_note(frames.edited))
     with atomic_path(out_dir / "metrics.html") as tmp:
         tmp.write_text(metrics_html(result, notes, full_frame_table(full, full_notes)))
     log.info(f"report: wrote {out_dir / 'metrics.html'}")

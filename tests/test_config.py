@@ -172,7 +172,7 @@ def test_the_cli_options_that_mirror_config_keys_take_the_schemas_defaults_and_h
     from ciinv.cli import build_parser
     from ciinv.config import setting
 
-    mirrored = {"landmarks": ["landmarks.detector", "landmarks.max_gap", "models_dir"],
+    mirrored = {"landmarks": ["landmarks.detector", "landmarks.max_gap", "landmarks.min_share", "models_dir"],
                 "align": ["align.resolution", "align.center_sigma", "align.axes_sigma"],
                 "invert": ["invert.windows_per_batch", "invert.checkpoint_every"],
                 "assemble": ["assemble.crf", "assemble.preset", "paste.mask", "paste.exclude", "paste.hair", "paste.dilate",

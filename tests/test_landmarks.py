@@ -21,9 +21,11 @@ from ciinv.faces.landmarks import (
     dlib_predictor_path,
     fan_model_files,
     fill_gaps,
+    frame_ranges,
     load_landmarks,
     make_detector,
     save_landmarks,
+    track_faces,
     track_main_face,
 )
 from ciinv.models.catalogue import CATALOGUE
@@ -170,9 +172,11 @@ def test_track_does_not_jump_to_another_face_when_the_main_one_is_missed():
     main = [fake_face(100 + 5 * i, 100, 80) for i in range(6)]
     other = [fake_face(400, 120, 60) for _ in range(6)]
     faces = [[main[0], other[0]], [other[1], main[1]], [other[2]], [other[3]], [main[4], other[4]], [main[5]]]
-    track = track_main_face(faces)
-    assert [t is not None for t in track] == [True, True, False, False, True, True]
-    assert all(track[i] is main[i] for i in (0, 1, 4, 5))
+    people = track_faces(faces)
+    assert len(people) == 2
+    # The other face is found in 5 frames, the first one in 4: the other is the main face now.
+    assert track_main_face(faces) == people[0] == [other[0], other[1], other[2], other[3], other[4], None]
+    assert people[1] == [main[0], main[1], None, None, main[4], main[5]]
 
 
 def test_track_rejects_a_face_of_a_very_different_size():
@@ -193,13 +197,17 @@ def test_fill_gaps_interpolates_inside_and_holds_at_the_ends():
     assert result["points"].dtype == np.float32 and result["points"].shape == (6, 68, 2)
 
 
-def test_long_gaps_are_reported_with_their_frames():
+def test_long_gaps_are_left_unedited_and_named():
+    """A run without the face longer than max_gap no longer fails the video: its frames keep
+    interpolated (or held) positions for the crops but are not edited, and frame_ranges names them."""
     track = [fake_face(10, 10, 50)] * 3 + [None] * 7 + [fake_face(10, 10, 50)] + [None] * 2 + [None] * 4
-    with pytest.raises(CiinvError) as error:
-        fill_gaps(track, max_gap=5, source="videos/my clip.mp4")
-    message = str(error.value)
-    assert "videos/my clip.mp4" in message
-    assert "3-9" in message and "11-16" in message and "max_gap" in message
+    result = fill_gaps(track, max_gap=5, source="videos/my clip.mp4")
+    expected = np.ones(17, bool)
+    expected[3:10] = expected[11:17] = False
+    np.testing.assert_array_equal(result["edited"], expected)
+    assert frame_ranges(~result["edited"]) == "3-9 (7 frames), 11-16 (6 frames)"
+    short = fill_gaps([fake_face(10, 10, 50)] + [None] * 5 + [fake_face(20, 10, 50)], max_gap=5)
+    assert short["edited"].all() and short["interpolated"][1:6].all()
 
 
 def test_no_face_anywhere_is_an_error():

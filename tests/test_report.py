@@ -215,3 +215,12 @@ def test_the_command_measures_lpips_when_its_weights_are_given(tmp_path, generat
     assert "<tr><td>recon</td><td>inf</td><td>0</td>" in table  # the crops themselves: no distance
     assert "LPIPS left out" not in table
     assert re.search(r'id="full-frame".*<tr><td>recon</td>(<td>[0-9.e-]+</td>){4}</tr>', table, re.S)
+
+
+def test_the_frames_left_unedited_are_named_in_the_report():
+    from ciinv.report import unedited_note
+
+    assert unedited_note(None) is None and unedited_note(np.ones(5, bool)) is None
+    edited = np.ones(40, bool)
+    edited[20:30] = False
+    assert unedited_note(edited).endswith("20-29 (10 frames)")

@@ -322,7 +322,9 @@ def align_video(
 
     Writes ``out_crops``, the crops in one lossless file (``ciinv.io.crops``: RGB, bit-exact; read it
     with ``ciinv.io.crops.open_crops``), and ``out_npz`` with 'quads' float32 [F, 4, 2], 'resolution'
-    (int), 'sigmas' float32 [center_sigma, axes_sigma] and 'frame_size' int [width, height], each
+    (int), 'sigmas' float32 [center_sigma, axes_sigma], 'frame_size' int [width, height] and
+    'edited' bool [F] (the landmarks' frames where the face is pasted back; elsewhere it was not
+    found for longer than landmarks.max_gap and the source frame passes through), each
     atomically. ``meta`` is the video's probe result (probed if None). The video is decoded once
     and streamed: memory does not grow with its length.
     """
@@ -351,11 +353,13 @@ def align_video(
             resolution=np.int64(resolution),
             sigmas=np.array([center_sigma, axes_sigma], np.float32),
             frame_size=np.array((meta["width"], meta["height"]), np.int64),
+            edited=np.asarray(landmarks["edited"], bool),
         )
 
 
 def load_align(path: str | os.PathLike) -> dict:
-    """Read what align_video wrote: {'quads' [F, 4, 2], 'resolution' (int), 'sigmas', 'frame_size'}.
+    """Read what align_video wrote: {'quads' [F, 4, 2], 'resolution' (int), 'sigmas', 'frame_size',
+    'edited' bool [F]} ('edited' all True in a file from before it was written).
 
     A truncated or garbled file, or one holding NaN/inf, is a CiinvError naming it.
     """
@@ -365,4 +369,5 @@ def load_align(path: str | os.PathLike) -> dict:
         raise CiinvError(f"{path}: 'quads' has shape {result['quads'].shape}, expected [frames, 4, 2]; "
                          "delete it and rerun the align stage for its video")
     result["resolution"] = int(result["resolution"])
+    result.setdefault("edited", np.ones(len(result["quads"]), bool))
     return result

@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from typing import TYPE_CHECKING, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
@@ -103,6 +104,22 @@ def _crops_with_masks(faces, masks: ClipMasks) -> Iterator[tuple[np.ndarray, np.
         start += len(batch)
 
 
+@dataclass
+class PastedFace:
+    """One face that assemble pastes into every frame where its track is edited.
+
+    align_path: its align.npz (the quads, and 'edited': the frames it is pasted in; elsewhere the
+    frame passes through); faces: its edited crops in frame order, each R×R×3 uint8 (any sized
+    iterable; a ``CodeRenderer`` renders them a batch ahead); masks: its paste masks (None: the
+    fixed ellipse); name: how an error calls ``faces`` (the codes file).
+    """
+
+    align_path: str | os.PathLike
+    faces: CodeRenderer | list[np.ndarray]
+    masks: ClipMasks | None = None
+    name: str = "the edited codes"
+
+
 def assemble_video(
     video_path: str | os.PathLike,
     meta: dict,
@@ -126,29 +143,52 @@ def assemble_video(
     The output keeps the source's frame count, rational fps (or, for unevenly spaced frames, each
     frame's presentation time), display size and orientation
     (frames are decoded upright and written without rotation metadata) and every audio track, whole.
-    Frames are streamed: memory does not grow with the clip's length.
+    Frames are streamed: memory does not grow with the clip's length. ``assemble_faces`` pastes
+    several faces.
     """
-    quads = load_align(align_path)["quads"]
-    if not len(faces) == len(quads) == meta["frames"]:
-        raise CiinvError(
-            f"{video_path} has {meta['frames']} frames but {align_path} holds {len(quads)} crop positions"
-            f" and {name} {len(faces)} frames: rerun the align and edit stages for this video"
-        )
-    if masks is None:
-        masks = ClipMasks(PasteSettings(mask="ellipse", temporal_sigma=0.0), quads)
-    audio = video_path if meta["audio"] else None
-    # The ellipse is the same every frame: nothing to smooth.
-    sigma = 0.0 if masks.settings.mask == "ellipse" else masks.settings.temporal_sigma
-    pasted = smoothed_stream(_crops_with_masks(faces, masks), sigma)
+    assemble_faces(video_path, meta, [PastedFace(align_path, faces, masks, name)], out_path, crf, preset)
+
+
+def assemble_faces(
+    video_path: str | os.PathLike,
+    meta: dict,
+    pasted: Sequence[PastedFace],
+    out_path: str | os.PathLike,
+    crf: int = 18,
+    preset: str = "medium",
+) -> None:
+    """``assemble_video`` for several faces (``faces: all``): each frame gets every face pasted in
+    turn, each with its own mask, in one decode and one encode. A face is pasted only in the
+    frames its align.npz marks 'edited'; a frame no face is edited in is the source's, as decoded."""
+    streams, aligns = [], []
     try:
+        for face in pasted:
+            align = load_align(face.align_path)
+            quads = align["quads"]
+            if not len(face.faces) == len(quads) == meta["frames"]:
+                raise CiinvError(
+                    f"{video_path} has {meta['frames']} frames but {face.align_path} holds {len(quads)} crop positions"
+                    f" and {face.name} {len(face.faces)} frames: rerun the align and edit stages for this video"
+                )
+            masks = face.masks or ClipMasks(PasteSettings(mask="ellipse", temporal_sigma=0.0), quads)
+            # The ellipse is the same every frame: nothing to smooth.
+            sigma = 0.0 if masks.settings.mask == "ellipse" else masks.settings.temporal_sigma
+            streams.append((smoothed_stream(_crops_with_masks(face.faces, masks), sigma), masks))
+            aligns.append(align)
+        audio = video_path if meta["audio"] else None
         with VideoReader(video_path, meta) as reader, VideoWriter(
             out_path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=audio, crf=crf,
             preset=preset, audio_tail=True, timing=meta.get("timing"),
         ) as writer:
-            for (index, frame), (mask, crop) in zip(reader.frames(), pasted):
-                writer.write(paste_back(frame, crop, quads[index], mask))
+            for index, frame in reader.frames():
+                for (stream, _), align in zip(streams, aligns):
+                    mask, crop = next(stream)
+                    if align["edited"][index]:
+                        frame = paste_back(frame, crop, align["quads"][index], mask)
+                writer.write(frame)
                 if index % 50 == 0:
                     log.info("assemble: frame %d/%d", index + 1, meta["frames"])
     finally:
-        pasted.close()  # waits for a batch still rendering (and reading source crops) in the background
-        masks.close()
+        for stream, masks in streams:
+            stream.close()  # waits for a batch still rendering (and reading source crops) in the background
+            masks.close()

@@ -10,10 +10,15 @@ Two detectors give 68 points per face in the iBUG-300W order (jaw 0-16, brows 17
 - ``dlib``: dlib's HOG frontal detector + the 68-point shape predictor that ships inside the
   ``face_recognition_models`` package (works offline on a CPU).
 
-Every frame may hold several faces, or none. ``track_main_face`` keeps one of them per frame:
-the largest face of the first frame that has any, then in each frame the face nearest to where
-the track was last seen. ``fill_gaps`` interpolates the frames where the main face was not found
-if the gap is short, and reports long gaps as errors.
+Every frame may hold several faces, or none, and every detection gets an identity descriptor
+(dlib's face-recognition network on its 68 points, ``ciinv.faces.identity``). ``track_faces``
+follows each person through the clip: a detection continues a track only if it lies near where
+the track's face should be (a gate that never grows past ``_MAX_REACH`` face sizes) *and* looks
+like that face (descriptor distance below dlib's same-person 0.6); tracks of one person broken by
+a long absence are joined again by appearance alone. People are ordered by the number of frames
+they are seen in: person 0 is the main face. ``fill_gaps`` interpolates a person's short gaps
+(at most ``max_gap`` frames, between detections of that person) and marks longer ones as left
+unedited: the source frames pass through there.
 
 Coordinates are pixels of the upright frame, x to the right, y down, with the centre of the
 top-left pixel at (0, 0).
@@ -23,8 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import tempfile
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -32,8 +39,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ciinv.errors import CiinvError
+from ciinv.faces.identity import SAME_PERSON, FaceEmbedder
 from ciinv.io.files import atomic_path, read_npz
 from ciinv.models.registry import resolve
+
+log = logging.getLogger(__name__)
 
 DETECTORS = ("fan", "dlib")
 
@@ -47,27 +57,43 @@ FAN_MODELS = ("s3fd", "2dfan4")
 # nothing was found, are searched again upsampled once (faces down to ~40 px).
 _DLIB_DETECT_SIZE = 640
 _DLIB_UPSAMPLE_BELOW = 480
-# Tracking search (dlib_detector): the region around the previous face, this many face sizes from
-# its centre each way, scaled so that the face spans this many pixels (HOG's window is 80).
+# Tracking search (dlib_detector): the region around each face of the previous frame, this many
+# face sizes from its centre each way, scaled so that the face spans this many pixels (HOG's
+# window is 80). Every _DLIB_WHOLE_EVERY-th frame, and whenever fewer faces are found than in one
+# of the last _DLIB_WHOLE_EVERY frames, the whole frame is searched: a person who comes into view
+# is seen within that many frames, one missed for a frame is looked for everywhere at once.
 _DLIB_TRACK_MARGIN = 1.0
 _DLIB_TRACK_FACE = 100.0
+_DLIB_WHOLE_EVERY = 5
 # HOG detections scoring below this are dropped: the astronaut's suit patch scores ~0.1, real
 # frontal faces score ~1 or more.
 _DLIB_MIN_SCORE = 0.3
 
-# Tracking gates, per frame elapsed since the main face was last seen: its box centre may move
-# by at most _MAX_SHIFT box sizes, and its size may change by at most a factor _MAX_SCALE.
+# Tracking gates (track_faces). From the track's predicted position (its last centre moved on at
+# its last velocity), a face may be at most _MAX_SHIFT face sizes away per frame elapsed since the
+# track was last seen, and never more than _MAX_REACH face sizes: after a few missed frames the
+# gate stops growing, so it never reaches a person standing beside. Its size may change by a
+# factor _MAX_SCALE per frame elapsed, at most _MAX_SCALE squared. A track not continued for
+# _TRACK_MEMORY frames ends (a later track of the same person is joined to it by appearance).
 _MAX_SHIFT = 1.0
+_MAX_REACH = 1.5
 _MAX_SCALE = 1.5
+_TRACK_MEMORY = 10
+# A track's appearance: the mean raw descriptor of its last this many detections (a face that
+# turns or changes light drifts slowly; the mean follows it).
+_APPEARANCE_FRAMES = 10
 
 
 @dataclass
 class Face:
-    """One detected face. box: float32 [4] (x0, y0, x1, y1); points: float32 [68, 2]; score: detector confidence."""
+    """One detected face. box: float32 [4] (x0, y0, x1, y1); points: float32 [68, 2]; score: detector
+    confidence; descriptor: float64 [128], dlib's raw face descriptor (``ciinv.faces.identity``), or
+    None where none was computed (then only the position decides the tracking)."""
 
     box: np.ndarray
     points: np.ndarray
     score: float
+    descriptor: np.ndarray | None = None
 
     @property
     def center(self) -> np.ndarray:
@@ -77,6 +103,14 @@ class Face:
     def size(self) -> float:
         """Geometric mean of the box's width and height, in pixels."""
         return float(np.sqrt(max(self.box[2] - self.box[0], 1e-3) * max(self.box[3] - self.box[1], 1e-3)))
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - width * height
+    return float(width * height / union) if union > 0 else 0.0
 
 
 # A detector takes a batch of frames (list of H×W×3 uint8 RGB) and returns the faces of each.
@@ -131,18 +165,21 @@ def _check_fan_files(models_dir: str | os.PathLike) -> list[Path]:
 def dlib_detector(track: bool = True) -> Detector:
     """HOG face detection on a downscaled copy, then the 68-point predictor at full resolution.
 
-    With ``track`` (frames given in order), a frame after one with a face is first searched only
-    near that face, on a copy scaled so the face spans about _DLIB_TRACK_FACE pixels: a few
-    times less HOG work than the whole downscaled frame. Where nothing is found there, the whole
-    frame is searched as without ``track``. Landmarks stay within about a pixel of the whole-frame
-    search (``tests/test_landmarks.py`` states the bound).
+    With ``track`` (frames given in order), a frame after one with faces is first searched only
+    near each of them, on copies scaled so the face spans about _DLIB_TRACK_FACE pixels: a few
+    times less HOG work than the whole downscaled frame. The whole frame is searched every
+    _DLIB_WHOLE_EVERY-th frame, and in every frame that finds fewer faces than one of the last
+    _DLIB_WHOLE_EVERY did, so that every person in view is seen. Landmarks stay within about a
+    pixel of the whole-frame search (``tests/test_landmarks.py`` states the bound).
     """
     import cv2
     import dlib
 
     hog = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(dlib_predictor_path()))
-    last: list[np.ndarray] = []  # the box of the previous frame's largest face, if it had one
+    last: list[np.ndarray] = []  # the boxes of the previous frame's faces
+    searched = [0]  # frames searched so far
+    counts: deque[int] = deque(maxlen=_DLIB_WHOLE_EVERY)  # faces found in each of the last frames
 
     def refine(frame: np.ndarray, rects, scores, scale: float, offset) -> list[Face]:
         faces = []
@@ -185,10 +222,16 @@ def dlib_detector(track: bool = True) -> Detector:
 
     def detect_one(frame: np.ndarray) -> list[Face]:
         frame = np.ascontiguousarray(frame)
-        faces = near(frame, last[0]) if track and last else []
-        if not faces:
-            faces = whole_frame(frame)
-        last[:] = [max(faces, key=lambda f: f.size).box] if faces else []
+        faces: list[Face] = []
+        for box in last if track else []:
+            faces += [f for f in near(frame, box) if not any(_overlap(f.box, g.box) > 0.5 for g in faces)]
+        # The whole frame too: periodically, and while fewer faces are found than in one of the
+        # last _DLIB_WHOLE_EVERY frames (a face missed once is looked for everywhere at once).
+        if not track or searched[0] % _DLIB_WHOLE_EVERY == 0 or len(faces) < max(counts, default=0):
+            faces += [f for f in whole_frame(frame) if not any(_overlap(f.box, g.box) > 0.5 for g in faces)]
+        last[:] = [f.box for f in faces]
+        counts.append(len(faces))
+        searched[0] += 1
         return faces
 
     return lambda frames: [detect_one(f) for f in frames]
@@ -261,34 +304,123 @@ def make_detector(detector: str = "dlib", models_dir: str | os.PathLike = "model
 # Tracking and gap filling (pure functions on detections)
 
 
-def track_main_face(faces_per_frame: Sequence[Sequence[Face]]) -> list[Face | None]:
-    """Pick the main face in every frame; None where it was not found.
+Tracklet = dict  # frame index -> Face, the detections of one stretch of one person, frames ascending
 
-    The main face starts as the largest face of the first frame that has one. In later frames
-    it is the face whose box centre is nearest to the last position of the track, among faces
-    within ``_MAX_SHIFT`` box sizes and a size ratio of ``_MAX_SCALE`` per frame elapsed since
-    then. A frame whose faces all fail these gates has no main face (another person is never
-    picked up just because the main face was missed).
+
+def _appearance(faces: Iterable[Face]) -> np.ndarray | None:
+    """The mean raw descriptor of faces (those that have one), or None."""
+    vectors = [f.descriptor for f in faces if f.descriptor is not None]
+    return np.mean(vectors, axis=0) if vectors else None
+
+
+def _match_cost(track: Tracklet, frame: int, face: Face) -> float | None:
+    """How well ``face`` in ``frame`` continues ``track`` (lower is better), or None if it cannot.
+
+    Gates (module constants): the distance from the track's predicted centre, in face sizes,
+    within min(_MAX_SHIFT × elapsed, _MAX_REACH); the size ratio within _MAX_SCALE ** min(elapsed, 2);
+    the descriptor distance to the track's appearance below SAME_PERSON (where both have
+    descriptors). The cost adds the two distances.
     """
-    track: list[Face | None] = []
-    last: Face | None = None
-    last_frame = 0
+    seen = list(track)
+    last_frame = seen[-1]
+    last = track[last_frame]
+    elapsed = frame - last_frame
+    predicted = last.center
+    if len(seen) >= 2:  # constant velocity from the last two detections
+        previous = seen[-2]
+        predicted = predicted + (last.center - track[previous].center) / (last_frame - previous) * elapsed
+    shift = float(np.linalg.norm(face.center - predicted)) / last.size
+    ratio = max(face.size / last.size, last.size / face.size)
+    if shift > min(_MAX_SHIFT * elapsed, _MAX_REACH) or ratio > _MAX_SCALE ** min(elapsed, 2):
+        return None
+    appearance = _appearance(track[f] for f in seen[-_APPEARANCE_FRAMES:])
+    if appearance is None or face.descriptor is None:
+        return shift
+    distance = float(np.linalg.norm(face.descriptor - appearance))
+    return shift + distance if distance < SAME_PERSON else None
+
+
+def tracklets(faces_per_frame: Sequence[Sequence[Face]]) -> list[Tracklet]:
+    """Detections linked frame to frame into tracklets (``_match_cost``), ordered by their first frame.
+
+    In each frame the cheapest admissible (track, face) pairs are taken first; a face no open
+    track can take starts a new tracklet; a tracklet not continued for _TRACK_MEMORY frames ends.
+    """
+    open_tracks: list[Tracklet] = []
+    ended: list[Tracklet] = []
     for frame, faces in enumerate(faces_per_frame):
-        chosen = None
-        if faces and last is None:
-            chosen = max(faces, key=lambda f: f.size)
-        elif faces:
-            elapsed = frame - last_frame
-            best = np.inf
-            for face in faces:
-                distance = float(np.linalg.norm(face.center - last.center))
-                ratio = max(face.size / last.size, last.size / face.size)
-                if distance <= _MAX_SHIFT * last.size * elapsed and ratio <= _MAX_SCALE ** elapsed and distance < best:
-                    chosen, best = face, distance
-        if chosen is not None:
-            last, last_frame = chosen, frame
-        track.append(chosen)
-    return track
+        for track in list(open_tracks):
+            if frame - next(reversed(track)) > _TRACK_MEMORY:
+                open_tracks.remove(track)
+                ended.append(track)
+        pairs = []
+        for t, track in enumerate(open_tracks):
+            for f, face in enumerate(faces):
+                cost = _match_cost(track, frame, face)
+                if cost is not None:
+                    pairs.append((cost, t, f))
+        taken_tracks, taken_faces = set(), set()
+        for _, t, f in sorted(pairs):
+            if t not in taken_tracks and f not in taken_faces:
+                open_tracks[t][frame] = faces[f]
+                taken_tracks.add(t)
+                taken_faces.add(f)
+        open_tracks += [{frame: face} for f, face in enumerate(faces) if f not in taken_faces]
+    return sorted(ended + open_tracks, key=lambda track: next(iter(track)))
+
+
+def join_by_appearance(pieces: Sequence[Tracklet]) -> list[Tracklet]:
+    """Tracklets of one person joined: repeatedly the two groups closest in mean descriptor (below
+    SAME_PERSON) that share no frame. A person who leaves the picture and comes back, or was
+    missed for longer than the gate allows, keeps one track; two people seen in the same frame are
+    never joined. (The distances and overlaps are kept in matrices, a row updated per join: a clip
+    with hundreds of short tracklets of false detections joins in well under a second.)"""
+    people = [dict(piece) for piece in pieces]
+    count = len(people)
+    looks = [_appearance(person.values()) for person in people]
+    weights = np.array([sum(f.descriptor is not None for f in person.values()) for person in people], float)
+    described = np.array([look is not None for look in looks])
+    vectors = np.stack([look if look is not None else np.zeros(128) for look in looks]) if count else np.zeros((0, 128))
+    distance = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1) if count else np.zeros((0, 0))
+    spans = [set(person) for person in people]
+    overlap = np.array([[bool(a & b) for b in spans] for a in spans], bool).reshape(count, count)
+    alive = np.ones(count, bool)
+    while True:
+        allowed = ~overlap & described[:, None] & described[None] & alive[:, None] & alive[None]
+        np.fill_diagonal(allowed, False)
+        candidates = np.where(allowed & (distance < SAME_PERSON), distance, np.inf)
+        if not count or not np.isfinite(candidates.min()):
+            return [people[i] for i in range(count) if alive[i]]
+        i, j = np.unravel_index(np.argmin(candidates), candidates.shape)
+        i, j = min(i, j), max(i, j)
+        people[i] = dict(sorted((people[i] | people[j]).items()))
+        vectors[i] = (weights[i] * vectors[i] + weights[j] * vectors[j]) / (weights[i] + weights[j])
+        weights[i] += weights[j]
+        alive[j] = False
+        overlap[i] |= overlap[j]
+        overlap[:, i] = overlap[i]
+        distance[i] = distance[:, i] = np.linalg.norm(vectors - vectors[i], axis=1)
+
+
+def track_faces(faces_per_frame: Sequence[Sequence[Face]]) -> list[list[Face | None]]:
+    """Every person through the clip: per person a list with their Face in each frame, None
+    where they were not found. People are ordered by the number of frames they are found in
+    (most first: person 0 is the main face), ties by the larger mean face size, then the earlier
+    first frame, then the box further left."""
+    frames = len(faces_per_frame)
+    people = join_by_appearance(tracklets(faces_per_frame))
+
+    def order(person: Tracklet):
+        first = next(iter(person))
+        return (-len(person), -np.mean([f.size for f in person.values()]), first, float(person[first].box[0]))
+
+    return [[person.get(frame) for frame in range(frames)] for person in sorted(people, key=order)]
+
+
+def track_main_face(faces_per_frame: Sequence[Sequence[Face]]) -> list[Face | None]:
+    """The main face in every frame (person 0 of ``track_faces``); None where it was not found."""
+    people = track_faces(faces_per_frame)
+    return people[0] if people else [None] * len(faces_per_frame)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -299,16 +431,17 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def fill_gaps(track: Sequence[Face | None], max_gap: int = 5, source: str = "the video") -> dict:
-    """Turn a track into per-frame arrays, interpolating frames without the face.
+    """Turn one person's track into per-frame arrays, interpolating frames without the face.
 
-    Gaps between two detections are filled linearly (points and box); a gap at the start or the
-    end holds the nearest detection. Gaps longer than ``max_gap`` frames raise CiinvError naming
-    ``source`` and the frame ranges (0-based, inclusive); no detection at all raises
-    "no face found in <source>". 'detected' is True where the main face was found (a frame
-    holding only other faces is part of a gap); interpolated frames get score 0.
+    Every frame gets points and a box (the crops need one): between two detections they are
+    interpolated linearly, before the first and after the last the nearest detection is held.
+    Only runs of at most ``max_gap`` frames without the face are *edited*; a longer run (the
+    person left, or was hidden) is left unedited: the source frames pass through there.
+    No detection at all raises "no face found in <source>". 'detected' is True where the face
+    was found; interpolated frames get score 0.
 
     Returns {'points': float32 [F,68,2], 'score': float32 [F], 'box': float32 [F,4],
-    'detected': bool [F], 'interpolated': bool [F]}.
+    'detected': bool [F], 'interpolated': bool [F], 'edited': bool [F]}.
     """
     frames = len(track)
     detected = np.array([f is not None for f in track], bool)
@@ -316,13 +449,10 @@ def fill_gaps(track: Sequence[Face | None], max_gap: int = 5, source: str = "the
         raise CiinvError(
             f"no face found in {source} ({frames} frames); the pipeline needs one face visible in the video"
         )
-    gaps = [(a, b) for a, b in _runs(~detected) if b - a > max_gap]
-    if gaps:
-        ranges = ", ".join(f"{a}-{b - 1} ({b - a} frames)" for a, b in gaps)
-        raise CiinvError(
-            f"{source}: no face in frames {ranges} (frames counted from 0); at most {max_gap} consecutive "
-            "frames without a face can be interpolated: trim the video, or raise landmarks.max_gap in config.yaml"
-        )
+    edited = detected.copy()
+    for start, stop in _runs(~detected):
+        if stop - start <= max_gap:
+            edited[start:stop] = True
 
     have = np.flatnonzero(detected)
     points = np.zeros((frames, 68, 2), np.float32)
@@ -339,7 +469,18 @@ def fill_gaps(track: Sequence[Face | None], max_gap: int = 5, source: str = "the
         for values in (flat_points, box):
             for column in range(values.shape[1]):
                 values[missing, column] = np.interp(missing, have, values[have, column])
-    return {"points": points, "score": score, "box": box, "detected": detected, "interpolated": ~detected}
+    return {"points": points, "score": score, "box": box, "detected": detected, "interpolated": ~detected,
+            "edited": edited}
+
+
+def frame_ranges(mask: np.ndarray) -> str:
+    """The runs of True in a per-frame mask, as '3-9 (7 frames), 12 (1 frame)' (0-based, inclusive)."""
+    parts = []
+    for start, stop in _runs(np.asarray(mask, bool)):
+        count = stop - start
+        span = f"{start}" if count == 1 else f"{start}-{stop - 1}"
+        parts.append(f"{span} ({count} frame{'s' if count > 1 else ''})")
+    return ", ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -357,6 +498,14 @@ def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarra
         yield batch
 
 
+def describe_faces(frames: Sequence[np.ndarray], faces_per_frame: Sequence[Sequence[Face]],
+                   embedder: FaceEmbedder) -> None:
+    """Set every face's ``descriptor`` (raw, ``FaceEmbedder(unit=False)``) from its frame and 68 points."""
+    for frame, faces in zip(frames, faces_per_frame):
+        for face in faces:
+            face.descriptor = embedder.one(frame, face.points)
+
+
 def detect_frames(
     frames: Iterable[np.ndarray],
     detector: str | Detector = "dlib",
@@ -365,16 +514,66 @@ def detect_frames(
     models_dir: str | os.PathLike = "models",
     batch: int = 16,
     source: str = "the video",
+    min_share: float = 0.25,
+    embedder: FaceEmbedder | None | bool = True,
 ) -> dict:
-    """Landmarks of the main face in a sequence of H×W×3 uint8 RGB frames (see ``fill_gaps``).
+    """Landmarks of every person tracked through a sequence of H×W×3 uint8 RGB frames.
 
-    ``detector`` is a name from DETECTORS or a ready Detector; ``source`` names the video in errors.
+    ``detector`` is a name from DETECTORS or a ready Detector; ``source`` names the video in errors
+    and in the log; ``embedder``: True builds dlib's descriptor network, False/None tracks by
+    position alone. Person 0 (the main face, found in most frames) is always kept, every other
+    person only if found in at least ``min_share`` of the frames.
+
+    Returns ``fill_gaps`` of person 0 (the main face: 'points', 'score', 'box', 'detected',
+    'interpolated', 'edited'), plus every kept person's (T of them) arrays, frame first like all
+    the others: 'face_points' [F,T,68,2], 'face_score' [F,T], 'face_box' [F,T,4], 'face_detected'
+    and 'face_edited' bool [F,T] (``face_landmarks`` picks one, ``face_count`` counts them).
     """
     detect = make_detector(detector, models_dir, device) if isinstance(detector, str) else detector
+    if embedder is True:
+        embedder = FaceEmbedder(unit=False)
     faces_per_frame: list[list[Face]] = []
     for chunk in _batches(frames, batch):
-        faces_per_frame.extend(detect(chunk))
-    return fill_gaps(track_main_face(faces_per_frame), max_gap, source)
+        found = detect(chunk)
+        if embedder:
+            describe_faces(chunk, found, embedder)
+        faces_per_frame.extend(found)
+    count = len(faces_per_frame)
+    people = track_faces(faces_per_frame) or [[None] * count]
+    found_in = [sum(face is not None for face in person) for person in people]
+    kept = [person for k, person in enumerate(people) if k == 0 or found_in[k] >= min_share * count]
+    filled = [fill_gaps(person, max_gap, source) for person in kept]
+    for k, person in enumerate(filled):
+        found, edited = person["detected"], person["edited"]
+        line = (f"{source}: face {k} found in {int(found.sum())}/{count} frames, "
+                f"{int((edited & ~found).sum())} interpolated")
+        if not edited.all():
+            line += (f"; left unedited (not found for more than landmarks.max_gap = {max_gap} frames): frames "
+                     f"{frame_ranges(~edited)} (counted from 0)")
+            log.warning(line)
+        else:
+            log.info(line)
+    if len(people) > len(kept):
+        log.info(f"{source}: {len(people) - len(kept)} other face track(s) found in fewer than landmarks.min_share = "
+                 f"{min_share} of the frames, left alone")
+    result = dict(filled[0])
+    for key in ("points", "score", "box", "detected", "edited"):
+        result[f"face_{key}"] = np.stack([person[key] for person in filled], axis=1)
+    return result
+
+
+def face_landmarks(result: dict, face: int) -> dict:
+    """Person ``face`` of a ``detect_frames`` result (or a loaded landmarks.npz) in the one-face
+    format: {'points', 'score', 'box', 'detected', 'interpolated', 'edited'}."""
+    count = result["face_detected"].shape[1] if "face_detected" in result else 1
+    if not 0 <= face < count:
+        raise CiinvError(f"face {face} asked for, but the landmarks hold {count} face track(s) (0-{count - 1}); "
+                         "rerun the landmarks stage")
+    if "face_points" not in result:  # a file from before face tracks: its one face
+        return {key: result[key] for key in ("points", "score", "box", "detected", "interpolated", "edited")}
+    one = {key: result[f"face_{key}"][:, face] for key in ("points", "score", "box", "detected", "edited")}
+    one["interpolated"] = ~one["detected"]
+    return one
 
 
 def detect_video(
@@ -385,8 +584,9 @@ def detect_video(
     models_dir: str | os.PathLike = "models",
     batch: int = 16,
     meta: dict | None = None,
+    min_share: float = 0.25,
 ) -> dict:
-    """Landmarks of the main face in every frame of a video (decoded upright; see ``fill_gaps``).
+    """Landmarks of every person tracked through a video (decoded upright; see ``detect_frames``).
 
     ``meta`` is the video's probe result (``ciinv.io.video.probe``); probed here if not given.
     The detector is built before decoding starts, so a missing model file fails fast.
@@ -397,19 +597,38 @@ def detect_video(
     meta = probe(video_path) if meta is None else meta
     reader = VideoReader(video_path, meta)
     frames = (frame for _, frame in reader.frames(batch=batch))
-    return detect_frames(frames, detect, max_gap, batch=batch, source=str(video_path))
+    return detect_frames(frames, detect, max_gap, batch=batch, source=str(video_path), min_share=min_share)
 
 
 def save_landmarks(path: str | os.PathLike, result: dict) -> None:
-    """Write a detect_video result as an .npz, atomically."""
+    """Write a detect_video result (or one ``face_landmarks``) as an .npz, atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **{key: np.asarray(value) for key, value in result.items()})
 
 
 def load_landmarks(path: str | os.PathLike) -> dict:
-    """Read what save_landmarks wrote: {'points', 'score', 'box', 'detected', 'interpolated'}.
+    """Read what save_landmarks wrote: {'points', 'score', 'box', 'detected', 'interpolated', 'edited'}
+    (the main face), and the 'face_*' arrays of every tracked person where written.
 
-    A truncated or garbled file, or one holding NaN/inf, is a CiinvError naming it.
+    A file from before 'edited' existed (a longer gap then failed the stage) is edited in every
+    frame. A truncated or garbled file, or one holding NaN/inf, is a CiinvError naming it.
     """
-    return read_npz(path, ["points", "score", "box", "detected", "interpolated"],
-                    rerun="rerun the landmarks stage for its video", per_frame=["points", "score", "box"])
+    result = read_npz(path, ["points", "score", "box", "detected", "interpolated"],
+                      rerun="rerun the landmarks stage for its video", per_frame=["points", "score", "box"])
+    result.setdefault("edited", np.ones(len(result["detected"]), bool))
+    return result
+
+
+def face_count(path_or_file) -> int:
+    """How many face tracks a landmarks.npz holds (1 for a file from before face tracks).
+
+    ``path_or_file``: a path or an open binary file (the workflow reads the checkpoint's output
+    through Snakemake's ``.open()``). Light: numpy only, no detector. An unreadable file is a
+    CiinvError naming it."""
+    name = getattr(path_or_file, "name", path_or_file)
+    try:
+        with np.load(path_or_file, allow_pickle=False) as data:
+            return data["face_detected"].shape[1] if "face_detected" in data.files else 1
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, ...: all mean "rerun the stage"
+        raise CiinvError(f"{name}: not a readable landmarks file ({exc}); rerun the landmarks stage for its "
+                         "video") from None

@@ -21,6 +21,7 @@ from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
 from ciinv.models.registry import needed_models, resolve, resolve_direction
 from ciinv.inversion.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS, PTI_EXECUTION_KEYS, STITCH_EXECUTION_KEYS
 from ciinv.io.meta import read_meta
+from ciinv.faces.landmarks import face_count
 from ciinv.inversion.windows import shard_count
 
 
@@ -174,7 +175,7 @@ def shard_files(wildcards):
         # A damaged meta.json, or too short for one window: plan one invert job, which fails with
         # a message naming the file. Raising here would stop the whole workflow, not just this video.
         count = 1
-    return [f"results/{wildcards.video}/latents/shard_{k:04d}.pt" for k in range(count)]
+    return [f"results/{wildcards.video}/{job_face(wildcards)}latents/shard_{k:04d}.pt" for k in range(count)]
 
 
 def all_outputs(wildcards):
@@ -246,17 +247,22 @@ def parser_files(wildcards):
 
 
 def paste_crops(wildcards):
-    return [f"results/{wildcards.video}/crops.mkv"] if uses_parser() else []
+    """The source crops of each face the job pastes (job_faces)."""
+    return [f"results/{wildcards.video}/{face}crops.mkv" for face in job_faces(wildcards)] if uses_parser() else []
 
 
 def paste_landmarks(wildcards):
-    return [f"results/{wildcards.video}/landmarks.npz"] if config["paste"]["mask"] == "landmarks" else []
+    if config["paste"]["mask"] != "landmarks":
+        return []
+    return [f"results/{wildcards.video}/{face}landmarks.npz" for face in job_faces(wildcards)]
 
 
 def paste_align(wildcards):
     """The crops' quads, which map the landmarks into the crops (the stitch job's landmarks mask;
     assemble reads align.npz anyway)."""
-    return [f"results/{wildcards.video}/align.npz"] if config["paste"]["mask"] == "landmarks" else []
+    if config["paste"]["mask"] != "landmarks":
+        return []
+    return [f"results/{wildcards.video}/{face}align.npz" for face in job_faces(wildcards)]
 
 
 # --- the generator a video is rendered with (pivotal tuning) --------------------------------
@@ -268,7 +274,7 @@ def video_generator(wildcards):
     configured generator. Edit jobs keep the configured one, since their codes and sefa:K
     directions belong to it."""
     if config["pti"]["enabled"]:
-        return f"results/{wildcards.video}/generator_pti.pt"
+        return f"results/{wildcards.video}/{job_face(wildcards)}generator_pti.pt"
     return model_path(config["models"]["generator"])
 
 
@@ -276,18 +282,36 @@ def video_generator(wildcards):
 
 
 def assemble_faces(wildcards):
-    """What assemble pastes for one video and edit: with stitch.enabled the stitch job's crops
-    (results/{video}/stitched/{edit}.mkv), else the edited codes with what renders them (the noise
-    maps and video_generator)."""
+    """What assemble pastes for one video and edit, a list with one file per face (face_dirs): with
+    stitch.enabled the stitch jobs' crops (results/{video}/{face}stitched/{edit}.mkv), else the
+    edited codes with what renders them (the noise maps and the generator, video_generator's)."""
+    video, edit, faces = wildcards.video, wildcards.edit, face_dirs(wildcards.video)
     if config["stitch"]["enabled"]:
-        return {"stitched": f"results/{wildcards.video}/stitched/{wildcards.edit}.mkv"}
-    return {"codes": f"results/{wildcards.video}/edits/{wildcards.edit}.npy",
-            "noise": f"results/{wildcards.video}/noise.pt", "generator": video_generator(wildcards)}
+        return {"stitched": [f"results/{video}/{face}stitched/{edit}.mkv" for face in faces]}
+    generators = [f"results/{video}/{face}generator_pti.pt" for face in faces] if config["pti"]["enabled"] else [
+        model_path(config["models"]["generator"])] * len(faces)
+    return {"codes": [f"results/{video}/{face}edits/{edit}.npy" for face in faces],
+            "noise": [f"results/{video}/{face}noise.pt" for face in faces], "generator": generators}
+
+
+def assemble_align(wildcards):
+    return [f"results/{wildcards.video}/{face}align.npz" for face in face_dirs(wildcards.video)]
 
 
 def assemble_faces_options(wildcards, input):
-    """The options of `ciinv assemble` that name the inputs assemble_faces gave, quoted for the shell."""
-    return shlex.join([word for name in assemble_faces(wildcards) for word in (f"--{name}", input[name])])
+    """The per-face options of `ciinv assemble` (each once per face, in face_dirs' order) naming the
+    inputs above, quoted for the shell. The paste mask's inputs, empty or not, as --crops=FILE."""
+    def files(name):
+        named = input[name]
+        return [named] if isinstance(named, str) else list(named)
+
+    words = []
+    for face in range(len(face_dirs(wildcards.video))):
+        words += ["--align", files("align")[face]]
+        for name in assemble_faces(wildcards):
+            words += [f"--{name}", files(name)[face]]
+        words += [f"--{name}={files(name)[face]}" for name in ("crops", "landmarks") if files(name)]
+    return shlex.join(words)
 
 
 def pti_needs_lpips():
@@ -310,7 +334,8 @@ EDIT_SPECS = {name: EditSpec.from_entry(entry) for name, entry in EDITS.items()}
 
 
 def other_latents(video):
-    return f"results/{video}/latents.npy"
+    """Another video's codes, for morph and transfer: its main face's (face_dirs)."""
+    return f"results/{video}/{face_dirs(video)[0]}latents.npy"
 
 
 # A name that is not a video here is an error now, not a missing-input error deep in the plan.
@@ -374,8 +399,8 @@ def edit_names(wildcards):
 
 
 def edit_codes(wildcards):
-    """The edited codes of every edit of one video, in the order of edit_names."""
-    return [f"results/{wildcards.video}/edits/{edit}.npy" for edit in video_edits(wildcards.video)]
+    """The edited codes of every edit of one video's main face, in the order of edit_names."""
+    return [f"results/{wildcards.video}/{job_face(wildcards)}edits/{edit}.npy" for edit in video_edits(wildcards.video)]
 
 
 def edit_videos(wildcards):
@@ -393,3 +418,50 @@ def lpips_files(wildcards):
 
 def report_outputs(wildcards):
     return [f"results/{video}/report/{name}" for video in VIDEOS for name in REPORT_FILES]
+
+
+# --- which faces (config faces:) -------------------------------------------------------------
+# With `faces: main` (or a video where one face is tracked) every file of a video sits in
+# results/{video}/ as it always has; with `faces: all` and several faces each face's files sit in
+# results/{video}/face<k>/, k = 0 the face found in most frames. Rules that work on one face write
+# results/{video}/{face}..., {face} being "" or face<k>/.
+
+wildcard_constraints:
+    face="(face[0-9]+/)?",
+
+
+def face_dirs(video):
+    """The folders of one video's edited faces under results/{video}/: [""] (one face), or
+    ["face0/", "face1/", ...] with faces: all and several faces tracked. How many is known once
+    the landmarks checkpoint has run (its file read through .open(), storage-clean); a damaged
+    file plans one face, whose align job then fails naming it."""
+    if video_config(video)["faces"] != "all":
+        return [""]
+    try:
+        with checkpoints.landmarks.get(video=video).output[0].open("rb") as f:
+            count = face_count(f)
+    except CiinvError:
+        count = 1
+    return [""] if count <= 1 else [f"face{k}/" for k in range(count)]
+
+
+def job_faces(wildcards):
+    """The faces one job works on: its own ({face} wildcard), or every face of the video for the
+    per-video jobs (assemble)."""
+    face = getattr(wildcards, "face", None)
+    return [face] if face is not None else face_dirs(wildcards.video)
+
+
+def job_face(wildcards):
+    """The one face a job works on: its {face}, or the main face for the per-video report."""
+    face = getattr(wildcards, "face", None)
+    return face if face is not None else face_dirs(wildcards.video)[0]
+
+
+def main_face_file(name):
+    """An input function: the main face's file `name` (results/{video}/{face_dirs[0]}name)."""
+
+    def path(wildcards):
+        return f"results/{wildcards.video}/{face_dirs(wildcards.video)[0]}{name}"
+
+    return path

@@ -5,20 +5,20 @@
 rule edit:
     input:
         unpack(edit_inputs),
-        latents="results/{video}/latents.npy",
+        latents="results/{video}/{face}latents.npy",
         # Checks the codes' shape and computes sefa:K directions; nothing is rendered here.
         generator=model_path(config["models"]["generator"]),
     output:
-        "results/{video}/edits/{edit}.npy",
+        "results/{video}/{face}edits/{edit}.npy",
     params:
         # Only this edit's own entry: changing another edit's strength leaves this job alone.
         edit=edit_entry,
     resources:
         models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
-        "results/{video}/logs/edit_{edit}.log",
+        "results/{video}/{face}logs/edit_{edit}.log",
     benchmark:
-        "results/{video}/benchmarks/edit_{edit}.tsv"
+        "results/{video}/{face}benchmarks/edit_{edit}.tsv"
     conda:
         "../../envs/ciinv.yaml"
     shell:
@@ -28,19 +28,19 @@ rule edit:
 
 rule assemble:
     input:
-        # The edited codes, the noise and the generator that renders them; with stitch.enabled the
-        # stitched crops instead (common.smk).
+        # Per face (one, or every face with faces: all): the edited codes, the noise and the generator
+        # that renders them, or with stitch.enabled the stitched crops (common.smk); the quads.
         unpack(assemble_faces),
         video=video_path,
         meta="results/{video}/meta.json",
-        align="results/{video}/align.npz",
+        align=assemble_align,
         parser=parser_files,
         crops=paste_crops,
         landmarks=paste_landmarks,
     output:
         "results/{video}.{edit}.mp4",
     params:
-        faces=assemble_faces_options,  # --codes, --noise, --generator or --stitched: the inputs above
+        faces=assemble_faces_options,  # per face --align, --codes, --noise, --generator or --stitched, --crops, --landmarks
         paste=paste_settings(),
         settings=cli_settings("assemble"),
     threads: 4  # decoding, pasting back and the H.264 encoding, beside the rendering
@@ -53,6 +53,6 @@ rule assemble:
     conda:
         "../../envs/ciinv.yaml"
     shell:
-        "ciinv assemble {input.video:q} --meta {input.meta:q} --align {input.align:q} {params.faces}"
-        " --parser={input.parser:q} --crops={input.crops:q} --landmarks={input.landmarks:q} --out {output:q}"
+        "ciinv assemble {input.video:q} --meta {input.meta:q} {params.faces}"
+        " --parser={input.parser:q} --out {output:q}"
         " {params.paste} {params.settings} --threads {threads} 2> {log:q}"

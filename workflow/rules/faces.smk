@@ -16,7 +16,9 @@ checkpoint probe:
         "ciinv probe {input.video:q} --out {output:q} 2> {log:q}"
 
 
-rule landmarks:
+# A checkpoint: with `faces: all` the number of faces (and so the jobs per face) is known only
+# once the landmarks are (face_dirs, common.smk).
+checkpoint landmarks:
     input:
         video=video_path,
         meta="results/{video}/meta.json",
@@ -40,21 +42,41 @@ rule landmarks:
         " --models-dir {resources.models_dir:q} --threads {threads} 2> {log:q}"
 
 
+# One face of several (`faces: all`): its track of landmarks.npz on its own, in the one-face format.
+rule face_landmarks:
+    wildcard_constraints:
+        k="[0-9]+",
+    input:
+        "results/{video}/landmarks.npz",
+    output:
+        "results/{video}/face{k}/landmarks.npz",
+    log:
+        "results/{video}/face{k}/logs/landmarks.log",
+    benchmark:
+        "results/{video}/face{k}/benchmarks/landmarks.tsv"
+    conda:
+        "../../envs/ciinv.yaml"
+    shell:
+        "ciinv face-landmarks --landmarks {input:q} --face {wildcards.k} --out {output:q} 2> {log:q}"
+
+
+# {face} is empty (one face: today's layout) or face<k>/ (faces: all, common.smk face_dirs); so in
+# every rule below that works on one face.
 rule align:
     input:
         video=video_path,
         meta="results/{video}/meta.json",
-        landmarks="results/{video}/landmarks.npz",
+        landmarks="results/{video}/{face}landmarks.npz",
     output:
-        npz="results/{video}/align.npz",
-        crops="results/{video}/crops.mkv",
+        npz="results/{video}/{face}align.npz",
+        crops="results/{video}/{face}crops.mkv",
     params:
         settings=cli_settings("align"),
     threads: 2  # decoding, cropping (OpenCV) and the crops' lossless encoding, side by side
     log:
-        "results/{video}/logs/align.log",
+        "results/{video}/{face}logs/align.log",
     benchmark:
-        "results/{video}/benchmarks/align.tsv"
+        "results/{video}/{face}benchmarks/align.tsv"
     conda:
         "../../envs/ciinv.yaml"
     shell:

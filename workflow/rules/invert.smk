@@ -2,14 +2,14 @@
 
 rule invert:
     input:
-        crops="results/{video}/crops.mkv",
+        crops="results/{video}/{face}crops.mkv",
         meta="results/{video}/meta.json",
         generator=model_path(config["models"]["generator"]),
         flow=flow_files,
         vgg16=model_path(config["models"]["vgg16"]),
         encoder=encoder_files,
     output:
-        "results/{video}/latents/shard_{shard}.pt",
+        "results/{video}/{face}latents/shard_{shard}.pt",
     params:
         flow=flow_spec,
         settings=cli_settings("invert", skip=INVERT_EXECUTION_KEYS),
@@ -19,9 +19,9 @@ rule invert:
         windows_per_batch=config["invert"]["windows_per_batch"],
         checkpoint_every=config["invert"]["checkpoint_every"],
     log:
-        "results/{video}/logs/invert_{shard}.log",
+        "results/{video}/{face}logs/invert_{shard}.log",
     benchmark:
-        "results/{video}/benchmarks/invert_{shard}.tsv"
+        "results/{video}/{face}benchmarks/invert_{shard}.tsv"
     conda:
         "../../envs/ciinv.yaml"
     shell:
@@ -36,12 +36,12 @@ rule merge:
         shards=shard_files,
         meta="results/{video}/meta.json",
     output:
-        latents="results/{video}/latents.npy",
-        noise="results/{video}/noise.pt",
+        latents="results/{video}/{face}latents.npy",
+        noise="results/{video}/{face}noise.pt",
     log:
-        "results/{video}/logs/merge.log",
+        "results/{video}/{face}logs/merge.log",
     benchmark:
-        "results/{video}/benchmarks/merge.tsv"
+        "results/{video}/{face}benchmarks/merge.tsv"
     conda:
         "../../envs/ciinv.yaml"
     shell:

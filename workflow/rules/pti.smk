@@ -5,14 +5,14 @@
 
 rule pti:
     input:
-        crops="results/{video}/crops.mkv",
-        latents="results/{video}/latents.npy",
-        noise="results/{video}/noise.pt",
+        crops="results/{video}/{face}crops.mkv",
+        latents="results/{video}/{face}latents.npy",
+        noise="results/{video}/{face}noise.pt",
         generator=model_path(config["models"]["generator"]),
         vgg16=model_path(config["models"]["vgg16"]),
         lpips=pti_lpips_files,
     output:
-        "results/{video}/generator_pti.pt",
+        "results/{video}/{face}generator_pti.pt",
     params:
         # `enabled` is the workflow's switch for this rule, not a setting of the job.
         settings=cli_settings("pti", skip=PTI_EXECUTION_KEYS + ("enabled",)),
@@ -20,9 +20,9 @@ rule pti:
         gpu=1,
         checkpoint_every=config["pti"]["checkpoint_every"],  # how, not what: a resource (common.smk)
     log:
-        "results/{video}/logs/pti.log",
+        "results/{video}/{face}logs/pti.log",
     benchmark:
-        "results/{video}/benchmarks/pti.tsv"
+        "results/{video}/{face}benchmarks/pti.tsv"
     conda:
         "../../envs/ciinv.yaml"
     shell:

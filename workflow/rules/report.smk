@@ -12,13 +12,14 @@ rule report_assets:
 rule report_video:
     input:
         video=video_path,
-        crops="results/{video}/crops.mkv",
+        # The main face's files (with faces: all, face0/; README "Every face").
+        crops=main_face_file("crops.mkv"),
         meta="results/{video}/meta.json",
-        align="results/{video}/align.npz",
-        landmarks="results/{video}/landmarks.npz",
+        align=main_face_file("align.npz"),
+        landmarks=main_face_file("landmarks.npz"),
         outputs=edit_videos,
         edits=edit_codes,
-        noise="results/{video}/noise.pt",
+        noise=main_face_file("noise.pt"),
         generator=video_generator,
         shards=shard_files,
         flow=flow_files,

@@ -6,16 +6,16 @@
 
 rule stitch:
     input:
-        crops="results/{video}/crops.mkv",
-        codes="results/{video}/edits/{edit}.npy",
-        noise="results/{video}/noise.pt",
+        crops="results/{video}/{face}crops.mkv",
+        codes="results/{video}/{face}edits/{edit}.npy",
+        noise="results/{video}/{face}noise.pt",
         generator=video_generator,
         # What the paste mask reads (common.smk): the parser's weights, or the landmarks and quads.
         parser=parser_files,
         landmarks=paste_landmarks,
         align=paste_align,
     output:
-        "results/{video}/stitched/{edit}.mkv",
+        "results/{video}/{face}stitched/{edit}.mkv",
     params:
         # `enabled` is the workflow's switch for this rule, not a setting of the job.
         settings=cli_settings("stitch", skip=STITCH_EXECUTION_KEYS + ("enabled",)),
@@ -26,9 +26,9 @@ rule stitch:
         gpu=1,
         checkpoint_every=config["stitch"]["checkpoint_every"],  # how, not what: a resource (common.smk)
     log:
-        "results/{video}/logs/stitch_{edit}.log",
+        "results/{video}/{face}logs/stitch_{edit}.log",
     benchmark:
-        "results/{video}/benchmarks/stitch_{edit}.tsv"
+        "results/{video}/{face}benchmarks/stitch_{edit}.tsv"
     conda:
         "../../envs/ciinv.yaml"
     shell:
