@@ -379,7 +379,7 @@ def join_by_appearance(pieces: Sequence[Tracklet]) -> list[Tracklet]:
     count = len(people)
     looks = [_appearance(person.values()) for person in people]
     weights = np.array([sum(f.descriptor is not None for f in person.values()) for person in people], float)
-    described = np.array([look is not None for look in looks])
+    described = np.array([look is not None for look in looks], bool)
     vectors = np.stack([look if look is not None else np.zeros(128) for look in looks]) if count else np.zeros((0, 128))
     distance = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1) if count else np.zeros((0, 0))
     spans = [set(person) for person in people]
