@@ -278,6 +278,14 @@ def edit_videos(wildcards):
     return [f"results/{wildcards.video}.{edit}.mp4" for edit in EDITS]
 
 
+def stitched_crops(wildcards):
+    """With stitch.enabled, the stitch stage's crops of every edit of one video (the order of EDITS),
+    which the output videos pasted and the report shows; else nothing."""
+    if not config["stitch"]["enabled"]:
+        return []
+    return [f"results/{wildcards.video}/stitched/{edit}.mkv" for edit in EDITS]
+
+
 def lpips_files(wildcards):
     """The LPIPS weights when they are in models_dir (`ciinv models fetch lpips-0.1.4-wheel`), else
     nothing: the metrics table then says LPIPS is left out. Fetching them later changes this
