@@ -7,8 +7,9 @@ Default: the smoke models (`ciinv smoke-models`: a 64² StyleGAN2 and the tiny f
 `ciinv sample-clip` of 50 frames at 256², dlib landmarks: the CPU smoke run's assemble. The parser
 reads the crops at paste.parser_size (512², the default). --full-size: random networks of the real
 sizes instead (config F at 1024², BiSeNet with 79999_iter.pth's widths; for a GPU). Each command
-runs --repeat times, the kinds interleaved; the best time of each is reported. Then, in this
-process, one render batch against its parser masks (best of --repeat): the parser's cost beside
+runs --repeat times, the kinds interleaved; the best wall time and the best CPU time (user +
+system, ffmpeg's included: on a shared machine the steadier figure) of each are reported. Then, in
+this process, one render batch against its parser masks (best of --repeat): the parser's cost beside
 the generator's, free of the encoder's and the machine's noise. Run from the repository root with
 the package's environment active.
 """

@@ -316,6 +316,7 @@ def cmd_bench_blend(args) -> None:
     from ciinv.config import load_config
     from ciinv.gpu import pick_device
 
+    use_threads(args.threads)
     _, line = bench_blend(load_config(args.config), args.out, clips=args.clips, frames=args.frames, size=args.size,
                           resolution=args.resolution, masks=args.masks.split(","), device=pick_device(args.device))
     print((Path(args.out) / "blend.md").read_text().rstrip("\n").removesuffix(line).rstrip())
@@ -679,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", default="ellipse,landmarks,parser",
                    help="comma-separated mask kinds (ellipse always; parser only with its weights in models_dir)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    threads_option(p)
     p.set_defaults(func=cmd_bench_blend)
 
     p = _subcommand(which, "stages", "seconds and bytes per frame of the CPU stages next to a plain ffmpeg transcode")

@@ -375,7 +375,8 @@ def blend_markdown(rows, kinds, notes, settings, clips, frames, size, resolution
         lines += markdown_table(head, [[kind] + [mean_cell([r[c] for r in rows if r["mask"] == kind and
                                                             r[c] is not None]) for c in columns]
                                        for kind in stitching])
-        lines += ["", f"Stitching: full-frame error {plain / tuned:.2f}× lower than the same mask without it."]
+        change = f"{plain / tuned:.2f}× lower" if tuned <= plain else f"{tuned / plain:.2f}× higher"
+        lines += ["", f"Stitching: full-frame error {change} than the same mask without it."]
     ellipse, landmarks = (mean_of(rows, kind, "error") for kind in ("ellipse", "landmarks"))
     if "landmarks" in kinds:
         lines += ["", f"Targets (issue 20): landmarks ≥ {TARGETS['ratio']:g}× lower error than ellipse: "
