@@ -463,12 +463,12 @@ def report_assets(crops: str | os.PathLike, edits: dict[str, Row], shards, frame
 
     crops: the aligned crops; edits: edit name -> the faces its output video pasted (``recon``
     included): its codes to render, or, with stitching, the stitch stage's crops file (the pictures
-    label those outputs "stitched" and metrics.html says so); shards: the invert shards; frames: the source and output videos (``FullFrames``, the same
-    edits); flow_net: a flow function with FlowNet2's convention (``ciinv.models.load_flow``);
-    lpips: an LPIPS net or None, with ``lpips_note`` saying why; embedder: dlib's face-recognition
-    network for TL-ID and TG-ID, or None with ``embedder_note`` saying why. Returns {'crops':
-    ``CropMeasure``'s result, 'full_frame': ``measure_full_frames``' result}. Each edit's codes are
-    rendered once, for both.
+    label those outputs "stitched" and metrics.html says so); shards: the invert shards; frames:
+    the source and output videos (``FullFrames``, the same edits); flow_net: a flow function with
+    FlowNet2's convention (``ciinv.models.load_flow``); lpips: an LPIPS net or None, with
+    ``lpips_note`` saying why; embedder: dlib's face-recognition network for TL-ID and TG-ID, or
+    None with ``embedder_note`` saying why. Returns {'crops': ``CropMeasure``'s result, 'full_frame':
+    ``measure_full_frames``' result}. Each edit's codes are rendered once, for both.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

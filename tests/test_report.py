@@ -226,7 +226,12 @@ def test_each_edits_codes_are_rendered_once_for_both_tables(tmp_path, generator_
     frames = assembled(video, edits, tmp_path)
     rendered = []
     original = CodeRenderer.render
-    monkeypatch.setattr(CodeRenderer, "render", lambda self, indices: rendered.extend(indices) or original(self, indices))
+
+    def counted(self, indices):
+        rendered.extend(indices)
+        return original(self, indices)
+
+    monkeypatch.setattr(CodeRenderer, "render", counted)
     result = report_assets(video / "crops.mkv", edits, [write_shard(tmp_path / "shard_0000.pt", [3])], frames,
                            tmp_path / "report", load_flow("dis"))
     assert sorted(rendered) == sorted(2 * list(range(6)))  # every frame of both edits, once

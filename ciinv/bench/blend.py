@@ -226,8 +226,9 @@ def stitched(clip: dict, codes: torch.Tensor, generator, paste: PasteSettings, s
     previous, out = generator, []
     for index in range(len(codes)):
         start_from = generator if index % stitch.chain == 0 else previous
-        previous, result = stitch_frame(generator, start_from, codes[index:index + 1], originals[index:index + 1].to(device),
-                                        masks, index, band, stitch)
+        original = originals[index:index + 1].to(device)
+        previous, result = stitch_frame(generator, start_from, codes[index:index + 1], original, masks, index, band,
+                                        stitch)
         out.append(as_pixels(result.images))
     return np.concatenate(out)
 
