@@ -7,8 +7,9 @@ Default: the smoke models (`ciinv smoke-models`: a 64² StyleGAN2 and the tiny f
 `ciinv sample-clip` of 50 frames at 256², dlib landmarks: the CPU smoke run's assemble. The parser
 reads the crops at paste.parser_size (512², the default). --full-size: random networks of the real
 sizes instead (config F at 1024², BiSeNet with 79999_iter.pth's widths; for a GPU). Each command
-runs --repeat times, the kinds interleaved; the best time of each is reported. Then, in this
-process, one render batch against its parser masks (best of --repeat): the parser's cost beside
+runs --repeat times, the kinds interleaved; the best wall time and the best CPU time (user +
+system, ffmpeg's included: on a shared machine the steadier figure) of each are reported. Then, in
+this process, one render batch against its parser masks (best of --repeat): the parser's cost beside
 the generator's, free of the encoder's and the machine's noise. Run from the repository root with
 the package's environment active.
 """
@@ -16,6 +17,7 @@ the package's environment active.
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import tempfile
@@ -70,6 +72,17 @@ def command(work: Path, files: dict, kind: str, device: str, threads: int) -> li
             "--out", str(work / f"{kind}.mp4")]
 
 
+def timed(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the command and the processes it waited for,
+    ffmpeg's included) of running ``argv``. On a shared machine the CPU seconds are the steadier figure."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def components(work: Path, files: dict, device: str, threads: int, repeat: int) -> tuple[float, float]:
     """Seconds per frame (best of ``repeat``, interleaved) of rendering a batch and of its parser masks
     (``face_masks``: both crops parsed, the union softened; the source crops already decoded), in
@@ -112,17 +125,18 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     files = prepare(work, args.frames, args.size, args.full_size)
     best = {kind: float("inf") for kind in KINDS}
+    best_cpu = {kind: float("inf") for kind in KINDS}
     for _ in range(args.repeat):
         for kind in KINDS:
-            start = time.perf_counter()
-            subprocess.run(command(work, files, kind, args.device, args.threads), check=True,
-                           stderr=subprocess.DEVNULL)
-            best[kind] = min(best[kind], time.perf_counter() - start)
+            wall, cpu = timed(command(work, files, kind, args.device, args.threads))
+            best[kind], best_cpu[kind] = min(best[kind], wall), min(best_cpu[kind], cpu)
     print(f"assemble of {args.frames} frames at {args.size}², {'full-size' if args.full_size else 'smoke'} models, "
           f"{args.device}, {args.threads} threads, best of {args.repeat} (work: {work})")
     for kind in KINDS:
-        print(f"  mask {kind:9s} {best[kind]:7.2f} s  {best[kind] / best['ellipse']:.3f}× ellipse")
-    print(f"parser adds {100 * (best['parser'] / best['ellipse'] - 1):.1f} % to assemble against ellipse")
+        print(f"  mask {kind:9s} {best[kind]:7.2f} s  {best[kind] / best['ellipse']:.3f}× ellipse   "
+              f"CPU {best_cpu[kind]:7.2f} s  {best_cpu[kind] / best_cpu['ellipse']:.3f}× ellipse")
+    print(f"parser adds {100 * (best['parser'] / best['ellipse'] - 1):.1f} % to assemble against ellipse "
+          f"({100 * (best_cpu['parser'] / best_cpu['ellipse'] - 1):.1f} % of its CPU time)")
     render, masks = components(work, files, args.device, args.threads, args.repeat)
     print(f"per frame, in one process: render {1000 * render:.1f} ms, parser mask (source and render "
           f"parsed, softened) {1000 * masks:.1f} ms: {masks / render:.3f}× the render")

@@ -248,10 +248,16 @@ def cmd_report_assets(args) -> None:
     if not len(args.edits) == len(args.names) == len(args.outputs):
         raise CiinvError(f"report-assets: {len(args.edits)} --edits files, {len(args.outputs)} --outputs videos "
                          f"but {len(args.names)} --names")
+    if args.stitched and len(args.stitched) != len(args.names):
+        raise CiinvError(f"report-assets: {len(args.stitched)} --stitched crops but {len(args.names)} --names")
     generator, device = _renderer_generator(args)
-    edits = {name: load_renderer(path, generator, args.noise, device=device, batch=args.batch,
-                                 name=f"edit {name!r} ({path})", rerun="rerun the edit stage for this video and edit")
-             for name, path in zip(args.names, args.edits)}
+    if args.stitched:  # what the outputs pasted: the stitch stage's crops, not the codes
+        edits = dict(zip(args.names, map(Path, args.stitched)))
+    else:
+        edits = {name: load_renderer(path, generator, args.noise, device=device, batch=args.batch,
+                                     name=f"edit {name!r} ({path})",
+                                     rerun="rerun the edit stage for this video and edit")
+                 for name, path in zip(args.names, args.edits)}
     flow_net = models.load_flow(args.flow).to(device).eval().requires_grad_(False)
     lpips, note = None, None
     if args.lpips:
@@ -389,6 +395,7 @@ def cmd_bench_blend(args) -> None:
     from ciinv.config import load_config
     from ciinv.gpu import pick_device
 
+    use_threads(args.threads)
     _, line = bench_blend(load_config(args.config), args.out, clips=args.clips, frames=args.frames, size=args.size,
                           resolution=args.resolution, masks=args.masks.split(","), device=pick_device(args.device))
     print((Path(args.out) / "blend.md").read_text().rstrip("\n").removesuffix(line).rstrip())
@@ -685,6 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edits", nargs="+", required=True, help="edited codes, one .npy per edit (edit stage), "
                    "rendered here")
     p.add_argument("--names", nargs="+", required=True, help="the edits' names, in the order of --edits")
+    p.add_argument("--stitched", nargs="*", default=[], help="with stitch.enabled: the stitch stage's crops, one "
+                   "per edit in the order of --names, which the outputs pasted: shown and measured instead of "
+                   "the codes rendered")
     _render_options(p)
     p.add_argument("--shards", nargs="+", required=True, help="the video's invert shards (latents/shard_*.pt)")
     p.add_argument("--flow", required=True, help="flow estimator for the warping error: a FlowNet2/RAFT file or dis")
@@ -785,6 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", default="ellipse,landmarks,parser",
                    help="comma-separated mask kinds (ellipse always; parser only with its weights in models_dir)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    threads_option(p)
     p.set_defaults(func=cmd_bench_blend)
 
     p = _subcommand(which, "stages", "seconds and bytes per frame of the CPU stages next to a plain ffmpeg transcode")

@@ -19,9 +19,11 @@ metrics.html  two tables. Full frames (the output videos against the source vide
               (``metrics.relative_warping_error``, flows between the input crops)
 
 The full frames are the source video and the assemble stage's videos, decoded once, a chunk at a
-time; the unmasked render the seam needs is the edit's codes rendered again
-(``ciinv.faces.render.CodeRenderer``). The crop table renders the codes once more beside the align
-stage's crops (``ciinv.io.crops.open_crops``). Nothing rendered is stored but the four files.
+time. In the same pass each edit's faces are rendered once (``ciinv.faces.render.CodeRenderer``),
+or, with stitching (``stitch.enabled``), read from the stitch stage's crops, which are what its
+output video pasted: they are the unmasked render the seam needs and the crop table's outputs,
+beside the align stage's crops (``ciinv.io.crops.open_crops``). With stitching the pictures label
+the outputs "stitched". Nothing rendered is stored but the four files.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from ciinv.faces.render import CodeRenderer
 
 log = logging.getLogger(__name__)
 
-Row = Path | CodeRenderer  # a folder of crops, or codes rendered on demand
+Row = Path | CodeRenderer  # crops (a crops file or folder, e.g. the stitch stage's), or codes rendered on demand
 
 STILL_FRAMES = 4  # columns of stills.png
 PREVIEW_FRAMES = 50  # frames of preview.png (2 s at 25 fps)
@@ -74,12 +76,17 @@ def crop_count(crops: str | os.PathLike) -> int:
     return len(open_crops(crops, rerun=CROPS_RERUN))
 
 
-def read_row(row: Row, indices, size: int | None = None) -> torch.Tensor:
-    """Frames ``indices`` of a row (a crops file, or codes rendered now) -> [N, 3, S, S] float32 in
-    [0, 1], resized to ``size`` when given (bilinear, antialiased), as ``read_crops`` does."""
-    if not isinstance(row, CodeRenderer):
-        return read_crops(row, indices, size, rerun=CROPS_RERUN)
-    return as_tensor(row.render([int(i) for i in indices]), size)
+def faces_of(row: Row, indices: range) -> np.ndarray:
+    """Frames ``indices`` of a row as uint8 crops [N, R, R, 3]: the codes rendered now, or read from
+    the crops file or folder (the stitch stage's crops, or any crops)."""
+    if isinstance(row, CodeRenderer):
+        return row.render(list(indices))
+    return open_crops(row, rerun=CROPS_RERUN).read(indices.start, indices.stop)
+
+
+def row_name(row: Row) -> str:
+    """How errors call a row: its codes file or its crops."""
+    return row.name if isinstance(row, CodeRenderer) else str(row)
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,60 +298,90 @@ def _panel(draw: ImageDraw.ImageDraw, name: str, curves: list[np.ndarray], x0: i
 # Metrics
 
 
-@torch.no_grad()
-def measure(source: Path, outputs: dict[str, Row], frames: int, flow_net, device, lpips=None) -> dict:
-    """Metrics of one video's outputs against its aligned crops, streamed ``CHUNK`` frames at a time.
+class CropMeasure:
+    """The aligned crops' metrics of several outputs, fed consecutive chunks of frames (``add``).
 
-    source: the aligned crops; outputs: label -> rendered codes or crops file (``recon`` first). Returns
-    {'frames', 'input_warp': the input's own warping error, 'psnr' and 'lpips' of ``recon``
-    (mean over frames; lpips only with an LPIPS net), 'rel_warp': {label: warping error of the
-    output with the input's flows / input_warp}}. The output crops are resized to the source's.
+    ``add(real, made)``: real, the source crops [n, 3, S, S] float32 in [0, 1]; made, label -> that
+    output's crops of the same frames and shape (``recon`` first). ``recon`` gets PSNR, and LPIPS
+    with an ``lpips`` net; every output the warping error with the source crops' flows (``flow_net``,
+    FlowNet2's convention, on ``device``) over every adjacent pair of frames, across the chunks'
+    boundaries too. ``result()``: {'frames', 'input_warp': the source's own warping error, 'psnr'
+    and 'lpips' of ``recon`` (means over frames), 'rel_warp': {label: the output's warping error /
+    input_warp}}.
     """
-    size = read_crops(source, [0], rerun=CROPS_RERUN).shape[-1]
-    pair_errors: dict[str, list[torch.Tensor]] = {label: [] for label in ["input", *outputs]}
-    psnr, lpips_values = [], []
-    for start in range(0, frames, CHUNK - 1):  # chunks share a frame so that every pair is measured once
-        stop = min(start + CHUNK, frames)
-        if stop - start < 2 and start > 0:
-            break
-        real = read_crops(source, range(start, stop), rerun=CROPS_RERUN)
-        made = {label: read_row(row, range(start, stop), size) for label, row in outputs.items()}
+
+    def __init__(self, flow_net, device, lpips=None):
+        self.flow_net, self.device, self.lpips = flow_net, device, lpips
+        self.frames = 0
+        self.last: dict[str, torch.Tensor] | None = None  # the previous chunk's last frame, per row
+        self.pair_errors: dict[str, list[torch.Tensor]] = {"input": []}
+        self.psnr: list[torch.Tensor] = []
+        self.lpips_values: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def add(self, real: torch.Tensor, made: dict[str, torch.Tensor]) -> None:
+        self.frames += len(real)
+        for label in made:
+            self.pair_errors.setdefault(label, [])
         if "recon" in made:
-            fresh = slice(0 if start == 0 else 1, None)  # the shared first frame was counted already
-            psnr.append(metrics.psnr(made["recon"][fresh], real[fresh]))
-            if lpips is not None:
-                lpips_values.append(lpips(made["recon"][fresh].to(device), real[fresh].to(device)).cpu())
-        if stop - start < 2:
-            continue
-        now, later = real[:-1].to(device), real[1:].to(device)
-        forward, backward = flow_net(now, later).float().cpu(), flow_net(later, now).float().cpu()
+            self.psnr.append(metrics.psnr(made["recon"], real))
+            if self.lpips is not None:
+                self.lpips_values.append(self.lpips(made["recon"].to(self.device), real.to(self.device)).cpu())
+        if self.last is not None:  # the pair across the chunk boundary
+            real = torch.cat([self.last["input"], real])
+            made = {label: torch.cat([self.last[label], images]) for label, images in made.items()}
+        self.last = {"input": real[-1:]} | {label: images[-1:] for label, images in made.items()}
+        if len(real) < 2:
+            return
+        now, later = real[:-1].to(self.device), real[1:].to(self.device)
+        forward, backward = self.flow_net(now, later).float().cpu(), self.flow_net(later, now).float().cpu()
         mask = metrics.consistency_mask(forward, backward)
-        pair_errors["input"].append(metrics.pair_warping_errors(real, forward, mask))
+        self.pair_errors["input"].append(metrics.pair_warping_errors(real, forward, mask))
         for label, images in made.items():
-            pair_errors[label].append(metrics.pair_warping_errors(images, forward, mask))
-    result = {"frames": frames}
-    if psnr:
-        result["psnr"] = torch.cat(psnr).mean().item()
-    if lpips_values:
-        result["lpips"] = torch.cat(lpips_values).mean().item()
-    if pair_errors["input"]:
-        base = torch.cat(pair_errors["input"]).mean().item()
-        result["input_warp"] = base
-        if base > 1e-12:
-            result["rel_warp"] = {label: torch.cat(pair_errors[label]).mean().item() / base for label in outputs}
-    return result
+            self.pair_errors[label].append(metrics.pair_warping_errors(images, forward, mask))
+
+    def result(self) -> dict:
+        result = {"frames": self.frames}
+        if self.psnr:
+            result["psnr"] = torch.cat(self.psnr).mean().item()
+        if self.lpips_values:
+            result["lpips"] = torch.cat(self.lpips_values).mean().item()
+        if self.pair_errors["input"]:
+            base = torch.cat(self.pair_errors["input"]).mean().item()
+            result["input_warp"] = base
+            if base > 1e-12:
+                result["rel_warp"] = {label: torch.cat(errors).mean().item() / base
+                                      for label, errors in self.pair_errors.items() if label != "input"}
+        return result
+
+
+def measure(source: Path, outputs: dict[str, Row], frames: int, flow_net, device, lpips=None) -> dict:
+    """``CropMeasure``'s result for one video's outputs against its aligned crops ``source``, streamed
+    ``CHUNK`` frames at a time. outputs: label -> rendered codes or crops (``recon`` first), resized
+    to the source crops' size."""
+    size = read_crops(source, [0], rerun=CROPS_RERUN).shape[-1]
+    crop_measure = CropMeasure(flow_net, device, lpips)
+    for start in range(0, frames, CHUNK):
+        indices = range(start, min(start + CHUNK, frames))
+        crop_measure.add(read_crops(source, indices, rerun=CROPS_RERUN),
+                         {label: as_tensor(faces_of(row, indices), size) for label, row in outputs.items()})
+    return crop_measure.result()
 
 
 @torch.no_grad()
-def measure_full_frames(frames: FullFrames, renderers: dict[str, CodeRenderer], flow_net, device,
+def measure_full_frames(frames: FullFrames, rows: dict[str, Row], flow_net, device,
                         embedder: frame_metrics.FaceEmbedder | None, shown: list[int],
-                        preview_length: int = PREVIEW_FRAMES) -> tuple[dict, dict, dict]:
+                        preview_length: int = PREVIEW_FRAMES, source_crops: Path | None = None,
+                        crop_measure: CropMeasure | None = None) -> tuple[dict, dict, dict]:
     """One pass over the source and output videos: the full-frame metrics and the report's pictures.
 
-    renderers: label -> the codes of that output (for the seam's unmasked render; a label without
-    one has no seam). Returns (``ClipMeasure.result()``: {'source_warp', label: {'rel_warp', 'seam',
-    'tl_id', 'tg_id'}}, the still cells {label: [frames ``shown``]}, the preview cells {label:
-    [the first ``preview_length`` frames]}); labels 'source' then the outputs'.
+    rows: label -> the faces that output pasted (its codes, rendered here, or the stitch stage's
+    crops): the seam's unmasked render (a label without one has no seam). With ``crop_measure``,
+    each chunk's faces also go to it, beside the same frames of ``source_crops`` (the align stage's
+    crops), so that the codes are rendered once for both tables. Returns (``ClipMeasure.result()``:
+    {'source_warp', label: {'rel_warp', 'seam', 'tl_id', 'tg_id'}}, the still cells {label: [frames
+    ``shown``]}, the preview cells {label: [the first ``preview_length`` frames]}); labels 'source'
+    then the outputs'.
     """
     box = frames.box
     shift = np.array(box[:2], np.float64)
@@ -354,12 +391,14 @@ def measure_full_frames(frames: FullFrames, renderers: dict[str, CodeRenderer], 
     moving: dict[str, list[Image.Image]] = {label: [] for label in labels}
     wanted = set(shown)
     for indices, source, outputs in frames.chunks():
-        renders = {}
-        for label, renderer in renderers.items():
-            crops = renderer.render(list(indices))
-            renders[label] = np.stack([frame_metrics.crop_in_frame(picture, crop, frames.quads[i], box)
-                                       for picture, crop, i in zip(source, crops, indices)])
+        faces = {label: faces_of(row, indices) for label, row in rows.items()}
+        renders = {label: np.stack([frame_metrics.crop_in_frame(picture, crop, frames.quads[i], box)
+                                    for picture, crop, i in zip(source, crops, indices)])
+                   for label, crops in faces.items()}
         clip.add(source, frames.points[indices.start : indices.stop] - shift, outputs, renders)
+        if crop_measure is not None:
+            real = read_crops(source_crops, indices, rerun=CROPS_RERUN)
+            crop_measure.add(real, {label: as_tensor(crops, real.shape[-1]) for label, crops in faces.items()})
         for k, index in enumerate(indices):
             if index in wanted or index < preview_length:
                 for label, pictures in [("source", source), *outputs.items()]:
@@ -426,27 +465,36 @@ def metrics_html(result: dict, notes: list[str], full_frame: str = "") -> str:
 # All four
 
 
-def report_assets(crops: str | os.PathLike, edits: dict[str, CodeRenderer], shards, frames: FullFrames, out_dir,
+def _shown_label(label: str, stitched: list[str]) -> str:
+    return f"{label} (stitched)" if label in stitched else label
+
+
+def report_assets(crops: str | os.PathLike, edits: dict[str, Row], shards, frames: FullFrames, out_dir,
                   flow_net, device="cpu", lpips=None, lpips_note: str | None = None,
                   embedder: frame_metrics.FaceEmbedder | None = None, embedder_note: str | None = None) -> dict:
     """Write stills.png, preview.png, losses.png and metrics.html of one video into ``out_dir``.
 
-    crops: the aligned crops; edits: edit name -> its codes to render (``recon`` included);
-    shards: the invert shards; frames: the source and output videos (``FullFrames``, the same
-    edits); flow_net: a flow function with FlowNet2's convention (``ciinv.models.load_flow``);
-    lpips: an LPIPS net or None, with ``lpips_note`` saying why; embedder: dlib's face-recognition
-    network for TL-ID and TG-ID, or None with ``embedder_note`` saying why. Returns {'crops':
-    ``measure``'s result, 'full_frame': ``measure_full_frames``' result}.
+    crops: the aligned crops; edits: edit name -> the faces its output video pasted (``recon``
+    included): its codes to render, or, with stitching, the stitch stage's crops file (the pictures
+    label those outputs "stitched" and metrics.html says so); shards: the invert shards; frames:
+    the source and output videos (``FullFrames``, the same edits); flow_net: a flow function with
+    FlowNet2's convention (``ciinv.models.load_flow``); lpips: an LPIPS net or None, with
+    ``lpips_note`` saying why; embedder: dlib's face-recognition network for TL-ID and TG-ID, or
+    None with ``embedder_note`` saying why. Returns {'crops': ``CropMeasure``'s result, 'full_frame':
+    ``measure_full_frames``' result}. Each edit's codes are rendered once, for both.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     count = crop_count(crops)
     if count == 0:
         raise CiinvError(f"{crops}: holds no crops; rerun the align stage")
-    for name, renderer in edits.items():
-        if len(renderer) != count:
-            raise CiinvError(f"{renderer.name}: codes of {len(renderer)} frames but {crops} has {count} crops; "
+    for name, row in edits.items():
+        if isinstance(row, CodeRenderer) and len(row) != count:
+            raise CiinvError(f"{row.name}: codes of {len(row)} frames but {crops} has {count} crops; "
                              f"rerun the edit stage for edit {name!r}")
+        if not isinstance(row, CodeRenderer) and crop_count(row) != count:
+            raise CiinvError(f"{row}: {crop_count(row)} stitched crops but {crops} has {count} crops; "
+                             f"rerun the stitch stage for edit {name!r}")
     if list(frames.outputs) != list(edits):
         raise CiinvError(f"report-assets: output videos for {list(frames.outputs)} but codes for {list(edits)}")
     frames.check()
@@ -454,14 +502,20 @@ def report_assets(crops: str | os.PathLike, edits: dict[str, CodeRenderer], shar
         raise CiinvError(f"{frames.video} has {frames.meta['frames']} frames but {crops} has {count} crops; "
                          "rerun the align stage")
     shown = sorted({int(i) for i in np.linspace(0, count - 1, min(STILL_FRAMES, count)).round()})
-    full, stills, moving = measure_full_frames(frames, edits, flow_net, device, embedder, shown)
+    crop_measure = CropMeasure(flow_net, device, lpips)
+    full, stills, moving = measure_full_frames(frames, edits, flow_net, device, embedder, shown,
+                                               source_crops=Path(crops), crop_measure=crop_measure)
+    stitched = [name for name, row in edits.items() if not isinstance(row, CodeRenderer)]
+    if stitched:  # the pictures say which outputs pasted stitched faces
+        stills, moving = ({_shown_label(label, stitched): cells for label, cells in pictures.items()}
+                          for pictures in (stills, moving))
     still_grid(stills, shown, out_dir / "stills.png")
     log.info(f"report: wrote {out_dir / 'stills.png'}")
     preview(moving, Fraction(frames.meta["fps"]), out_dir / "preview.png")
     log.info(f"report: wrote {out_dir / 'preview.png'}")
     loss_plot(list(shards), out_dir / "losses.png")
     log.info(f"report: wrote {out_dir / 'losses.png'}")
-    result = measure(Path(crops), dict(edits), count, flow_net, device, lpips)
+    result = crop_measure.result()
     notes = [] if lpips is not None else [f"LPIPS left out: {lpips_note or 'no LPIPS weights given'}"]
     if "input_warp" in result and "rel_warp" not in result:
         notes.append("Warp errors not relative: the input crops do not change between frames")
@@ -473,6 +527,10 @@ def report_assets(crops: str | os.PathLike, edits: dict[str, CodeRenderer], shar
                   "render's ([0, 1] images): 0 for a blend with no edge of its own. TL-ID / TG-ID: STIT's identity "
                   "consistency over adjacent / all pairs of frames relative to the source's, with dlib's "
                   "face-recognition network at the source's landmarks (not comparable with ArcFace figures)."]
+    if stitched:
+        full_notes.append(f"Stitched (stitch.enabled): {', '.join(stitched)} pasted the stitch stage's crops, a "
+                          "generator copy tuned per frame to meet the source around the face; the seam's unmasked "
+                          "render and the aligned-crop measures below are those crops.")
     if embedder is None:
         full_notes.append(f"TL-ID and TG-ID left out: {embedder_note or 'no face-recognition network given'}")
     if unedited_note(frames.edited):

@@ -53,3 +53,39 @@ def test_an_ellipse_left_out_is_an_error(tmp_path):
 
     with pytest.raises(CiinvError, match="ellipse"):
         blend.bench_blend({}, tmp_path, masks=("landmarks",))
+
+
+def test_with_stitching_on_bench_blend_adds_its_rows_on_a_generator_render(tmp_path, capsys):
+    write_smoke_models(tmp_path / "smoke")
+    overlay = tmp_path / "stitch.yaml"
+    overlay.write_text("stitch: {enabled: true}\npaste: {mask: landmarks}\n")
+    assert main(["bench", "blend", "--config", str(REPO / "config.yaml"), str(tmp_path / "smoke" / "smoke.yaml"),
+                 str(overlay), "--out", str(tmp_path / "out"), "--clips", "1", "--frames", "3", "--size", "192",
+                 "--resolution", "64", "--masks", "ellipse,landmarks", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out.rstrip("\n").splitlines()
+    assert re.fullmatch(r"best (ellipse|landmarks): full-frame error \d+\.\d\d× lower than ellipse", printed[-1])
+    with open(tmp_path / "out" / "blend.csv") as f:
+        rows = {r["mask"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["ellipse", "landmarks", "landmarks, generator render", "landmarks + stitch"]
+    plain, tuned = rows["landmarks, generator render"], rows["landmarks + stitch"]
+    assert all(tuned[c] != "" for c in blend.COLUMNS)
+    # The tuned render meets the source around the face: less of the render's surround pasted in.
+    assert float(tuned["error_outside"]) < float(plain["error_outside"])
+    markdown = (tmp_path / "out" / "blend.md").read_text()
+    assert "| landmarks + stitch |" in markdown and "Stitching: full-frame error" in markdown
+
+
+def test_the_stitching_rows_ideal_is_the_source_with_the_generator_render_under_the_matte(tmp_path):
+    from ciinv.dev.tiny import write_tiny_stylegan2
+    from ciinv.frame_metrics import crop_in_frame
+    from ciinv.models import load_generator
+
+    write_tiny_stylegan2(tmp_path / "g.pt", resolution=32, w_dim=32, n_mlp=2, max_channels=16)
+    clip = blend.make_clip(frames=2, size=192, seed=0)
+    rendered, codes, crops = blend.generator_clip(clip, load_generator(tmp_path / "g.pt"), seed=0)
+    assert crops.shape == (2, 32, 32, 3) and codes.shape[0] == 2
+    matte = clip["matte"][1][..., None]
+    unmasked = crop_in_frame(clip["source"][1], crops[1], clip["quads"][1]) / 255
+    np.testing.assert_allclose(rendered["ideal"][1], matte * unmasked + (1 - matte) * clip["source"][1] / 255,
+                               atol=1e-5)
+    assert (rendered["source"] == clip["source"]).all() and (rendered["matte"] == clip["matte"]).all()

@@ -91,7 +91,16 @@ def test_paste_back_of_a_quad_partly_outside_the_frame():
 
 class ColourParser(torch.nn.Module):
     """A stand-in for the face parser with known answers: skin (1) where red outweighs blue, hair
-    (17) where green outweighs red, background (0) elsewhere. Logits [N, 19, H, W] at the input size."""
+    (17) where green outweighs red, background (0) elsewhere. Logits [N, 19, H, W] at the input
+    size, from ``forward`` and, as ``FaceParser`` splits it, from ``coarse_logits`` of the
+    ``normalize``d images (here the identity, and a coarse grid as fine as the input)."""
+
+    @staticmethod
+    def normalize(images):
+        return images
+
+    def coarse_logits(self, images):
+        return self(images)
 
     def forward(self, images):
         red, green, blue = images[:, 0], images[:, 1], images[:, 2]
@@ -147,6 +156,37 @@ def test_the_parser_reads_crops_at_its_own_size_whatever_the_crops():
     masks = face_masks(settings, rendered, source=source, parser=ColourParser())
     assert masks.shape == (1, 256, 256)
     assert masks[0, 70:120, 70:120].all() and masks[0, 140:180, 140:180].all() and not masks[0, :50].any()
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128])
+def test_the_parser_regions_are_the_labels_of_its_logits_at_the_crops_pixels(tmp_path, resolution):
+    """The real (tiny) parser: at the crop's own size the face is where forward's argmax is not an
+    excluded class; a smaller crop reads the same logit field at its pixel centres (no 19-channel
+    map of parser_size² is made); a larger one enlarges the labels at parser_size."""
+    import torch.nn.functional as F
+
+    from ciinv.dev.tiny import write_tiny_parser
+    from ciinv.faces.paste import parser_regions
+    from ciinv.models import load_parser
+
+    write_tiny_parser(tmp_path / "parser.pth")
+    parser = load_parser(tmp_path / "parser.pth")
+    crops = torch.randint(0, 256, (2, 3, 64, 64), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    excluded = PasteSettings().excluded_classes()
+    found = parser_regions(parser, [crops], excluded, 64, resolution)
+    assert found.shape == (2, resolution, resolution) and found.dtype == torch.bool
+    logits = parser(crops.float() / 255)  # [2, 19, 64, 64]: forward at the parser size (the crops' own)
+    if resolution <= 64:
+        # Centres of the crop's pixels in the parser's pixels, then bilinearly in forward's logits.
+        centres = (torch.arange(resolution) + 0.5) * 64 / resolution - 0.5
+        grid = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), -1) / 63 * 2 - 1
+        logits = F.grid_sample(logits, grid.expand(2, -1, -1, -1), align_corners=True)
+    labels = logits.argmax(dim=1)
+    face = ~torch.isin(labels, torch.tensor(excluded))
+    if resolution > 64:
+        face = F.interpolate(face[:, None].float(), size=(resolution, resolution), mode="bilinear")[:, 0] > 0.5
+    assert 0.05 < face.float().mean() < 0.95  # a mix of classes: the comparison means something
+    assert (found == face).float().mean() > 0.995  # (resampling forward's output is not exactly the field)
 
 
 def test_the_landmarks_polygon_covers_the_face(astronaut_scene):

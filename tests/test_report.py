@@ -224,3 +224,49 @@ def test_the_frames_left_unedited_are_named_in_the_report():
     edited = np.ones(40, bool)
     edited[20:30] = False
     assert unedited_note(edited).endswith("20-29 (10 frames)")
+
+
+def test_each_edits_codes_are_rendered_once_for_both_tables(tmp_path, generator_path, video, monkeypatch):
+    from ciinv.faces.render import CodeRenderer
+
+    generator = load_generator(generator_path)
+    edits = {name: load_renderer(write_codes(tmp_path / f"{name}.npy", generator, seed=k), generator, batch=4)
+             for k, name in enumerate(["recon", "edited"])}
+    frames = assembled(video, edits, tmp_path)
+    rendered = []
+    original = CodeRenderer.render
+
+    def counted(self, indices):
+        rendered.extend(indices)
+        return original(self, indices)
+
+    monkeypatch.setattr(CodeRenderer, "render", counted)
+    result = report_assets(video / "crops.mkv", edits, [write_shard(tmp_path / "shard_0000.pt", [3])], frames,
+                           tmp_path / "report", load_flow("dis"))
+    assert sorted(rendered) == sorted(2 * list(range(6)))  # every frame of both edits, once
+    assert set(result["crops"]["rel_warp"]) == {"recon", "edited"} and "psnr" in result["crops"]
+    assert set(result["full_frame"]) == {"source_warp", "recon", "edited"}
+
+
+def test_with_stitching_the_report_shows_and_measures_the_stitched_crops(tmp_path, generator_path, video):
+    """The stitch stage's crops (here: a crops folder), which the output pasted, stand for the codes."""
+    generator = load_generator(generator_path)
+    renderer = load_renderer(write_codes(tmp_path / "recon.npy", generator), generator)
+    frames = assembled(video, {"recon": renderer}, tmp_path)
+    stitched = tmp_path / "stitched"
+    stitched.mkdir()
+    for i, crop in enumerate(renderer):
+        Image.fromarray(crop).save(stitched / f"{i:06d}.png")
+    out = tmp_path / "report"
+    result = report_assets(video / "crops.mkv", {"recon": stitched}, [write_shard(tmp_path / "shard_0000.pt", [3])],
+                           frames, out, load_flow("dis"))
+    # The same faces as the codes render: the same measures as without stitching.
+    plain = report_assets(video / "crops.mkv", {"recon": renderer}, [write_shard(tmp_path / "shard_0001.pt", [3])],
+                          frames, tmp_path / "plain", load_flow("dis"))
+    assert result["crops"]["psnr"] == pytest.approx(plain["crops"]["psnr"])
+    assert result["full_frame"]["recon"]["seam"] == pytest.approx(plain["full_frame"]["recon"]["seam"])
+    assert "Stitched (stitch.enabled): recon pasted the stitch stage" in (out / "metrics.html").read_text()
+    assert "Stitched" not in (tmp_path / "plain" / "metrics.html").read_text()
+    with pytest.raises(CiinvError, match=r"stitched: 5 stitched crops but .*crops.mkv has 6 crops; rerun the stitch"):
+        (stitched / "000005.png").unlink()
+        report_assets(video / "crops.mkv", {"recon": stitched}, [], frames, tmp_path / "short", load_flow("dis"))

@@ -48,6 +48,19 @@ def test_every_edit_is_stitched_and_assembled_from_its_stitched_crops(run):
     assert not list((results / "stitched").glob("*.parts")) and not list((results / "stitched").glob("*.resume"))
 
 
+def test_the_report_shows_and_measures_the_stitched_outputs(run):
+    work, stitch_on = run
+    result = snakemake(work, "--printshellcmds", "report_assets", configfiles=[stitch_on])
+    assert result.returncode == 0, result.stderr[-4000:]
+    (command,) = [line for line in (result.stdout + result.stderr).splitlines() if "ciinv report-assets" in line]
+    assert all(f"results/clip/stitched/{edit}.mkv" in command for edit in EDITS)
+    report = work / "results" / "clip" / "report"
+    page = (report / "metrics.html").read_text()
+    assert f"Stitched (stitch.enabled): {', '.join(EDITS)} pasted the stitch stage" in page
+    assert 'id="full-frame"' in page and (report / "stills.png").stat().st_size > 0
+    assert (report / "preview.png").stat().st_size < 2_000_000
+
+
 def test_a_stitch_setting_reruns_the_stitching_and_the_assemblies_only(run, smoke_dir, tmp_path):
     work, _ = run
     changed = overlay(smoke_dir, tmp_path / "lr.yaml", stitch={"lr": 1e-3})

@@ -31,11 +31,21 @@ warp_ratio       the composite's warping error over the source's own on that nei
                  as steady as the source), flows from the configured flow network
 tl_id, tg_id     STIT's identity consistency with dlib's face-recognition network
 
+With ``stitch.enabled`` in the config, stitching tuning gets two rows more per clip. It tunes a
+generator, so their render comes from one: the configured generator renders codes near its mean
+(``STITCH_SPREAD``, drifting by ``STITCH_DRIFT`` a frame) at its resolution, and the ideal output
+of these two rows is the source with that render pasted under the known matte (the face the
+generator made, with none of its surround). ``<mask>, generator render`` pastes the render with
+the configured mask; ``<mask> + stitch`` first tunes the generator per frame (the stitch stage's
+``stitch_frame``, chains of ``stitch.chain``, the config's ``stitch:`` settings) and pastes its
+renders with the same mask. The two rows share their ideal, render and mask, so their ratio is
+what stitching gains; they are not comparable with the mask rows (another ideal) and stay out of
+the last line.
+
 Outputs: ``blend.csv`` (one row per clip and mask), ``blend.md`` (means per mask, the
 targets), ``blend.png`` (the middle frame of each clip: source, ideal, render unmasked, each
-mask's composite) and the last line printed, ``best <mask>: full-frame error X.XX× lower than
-ellipse``. Stitching tuning is not in this protocol: it tunes a generator, and the stand-in
-render comes from none.
+mask's composite, and with stitching the generator render's ideal and composites) and the last
+line printed, ``best <mask>: full-frame error X.XX× lower than ellipse``.
 """
 
 from __future__ import annotations
@@ -69,6 +79,8 @@ WRONG_BLUR = 0.012  # the render's surround: Gaussian σ in crop sides
 WRONG_SHIFT = (0.06, -0.04, 0.05)  # its colour offset ([0, 1] units)
 WRONG_FLICKER = 0.04  # its per-frame random field (amplitude, [0, 1] units)
 MARGIN_FRACTION = 0.25  # a clip's face box grows the quads' box by this much of the quad side
+STITCH_SPREAD = 0.5  # the stitching rows' codes: the generator's mean plus this much Gaussian noise
+STITCH_DRIFT = 0.05  # and a random walk of this step per frame (a face that moves a little)
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,13 +167,70 @@ def composite(clip: dict, settings: PasteSettings, resolution: int, parser=None)
     uint8, the render's crops [F, R, R, 3] uint8)."""
     render = to_uint8(clip["render"])
     crops = np.stack([crop_face(r, q, resolution) for r, q in zip(render, clip["quads"])])
-    source_crops = np.stack([crop_face(s, q, resolution) for s, q in zip(clip["source"], clip["quads"])])
+    return paste_crops(clip, crops, settings, parser), crops
+
+
+def source_crops(clip: dict, resolution: int) -> np.ndarray:
+    """The clip's aligned source crops [F, R, R, 3] uint8, as the align stage cuts them."""
+    return np.stack([crop_face(s, q, resolution) for s, q in zip(clip["source"], clip["quads"])])
+
+
+def paste_crops(clip: dict, crops: np.ndarray, settings: PasteSettings, parser=None) -> np.ndarray:
+    """Crops [F, R, R, 3] uint8 pasted into the clip's source frames with ``settings``' mask, smoothed
+    over time, as the assemble stage does: [F, S, S, 3] uint8."""
     device = next(parser.parameters()).device if parser is not None else "cpu"
-    masks = face_masks(settings, channels_first(crops).to(device), source=channels_first(source_crops).to(device),
+    originals = source_crops(clip, crops.shape[1])
+    masks = face_masks(settings, channels_first(crops).to(device), source=channels_first(originals).to(device),
                        points=clip["points"], quads=clip["quads"], parser=parser)
     masks = smooth_over_time(masks, settings.temporal_sigma)
-    out = np.stack([paste_back(s, c, q, m) for s, c, q, m in zip(clip["source"], crops, clip["quads"], masks)])
-    return out, crops
+    return np.stack([paste_back(s, c, q, m) for s, c, q, m in zip(clip["source"], crops, clip["quads"], masks)])
+
+
+# --------------------------------------------------------------------------------------------
+# Stitching on a generator's render
+
+
+def generator_clip(clip: dict, generator, seed: int) -> tuple[dict, torch.Tensor, np.ndarray]:
+    """The stitching rows' version of a clip: (the clip with its ideal the source and the generator's
+    render pasted under the matte, the codes [F, L, D] on the generator's device, the render's crops
+    [F, R, R, 3] uint8 at the generator's resolution)."""
+    device = generator.w_avg.device
+    rng = torch.Generator().manual_seed(2000 + seed)
+    frames, shape = len(clip["source"]), (generator.num_ws, generator.w_avg.shape[-1])
+    offsets = STITCH_SPREAD * torch.randn(1, *shape, generator=rng)
+    offsets = offsets + STITCH_DRIFT * torch.randn(frames, *shape, generator=rng).cumsum(0)
+    codes = generator.w_avg.cpu() + offsets
+    with torch.no_grad():
+        images = torch.cat([generator.synthesis(codes[k:k + 4].to(device)).float().cpu() for k in range(0, frames, 4)])
+    crops = as_pixels(images)
+    unmasked = np.stack([frame_metrics.crop_in_frame(s, c, q) for s, c, q in zip(clip["source"], crops, clip["quads"])])
+    matte = clip["matte"][..., None]
+    ideal = matte * unmasked / 255 + (1 - matte) * clip["source"].astype(np.float32) / 255
+    return clip | {"ideal": ideal.astype(np.float32), "render": unmasked / 255}, codes.to(device), crops
+
+
+def as_pixels(images: torch.Tensor) -> np.ndarray:
+    """Generator images [N, 3, R, R] in [-1, 1] -> uint8 crops [N, R, R, 3], as the crops files store them."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def stitched(clip: dict, codes: torch.Tensor, generator, paste: PasteSettings, stitch, parser=None) -> np.ndarray:
+    """The stitch stage's crops of the clip's codes, frame by frame (``stitch_frame``, chains of
+    ``stitch.chain``): uint8 [F, R, R, 3]."""
+    from ciinv.inversion.stitch import StitchMasks, band_pixels, stitch_frame
+
+    resolution, device = generator.resolution, generator.w_avg.device
+    originals = torch.from_numpy(source_crops(clip, resolution)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    masks = StitchMasks(paste, parser=parser, points=clip["points"], quads=clip["quads"])
+    band = band_pixels(stitch.border_band, resolution)
+    previous, out = generator, []
+    for index in range(len(codes)):
+        start_from = generator if index % stitch.chain == 0 else previous
+        original = originals[index:index + 1].to(device)
+        previous, result = stitch_frame(generator, start_from, codes[index:index + 1], original, masks, index, band,
+                                        stitch)
+        out.append(as_pixels(result.images))
+    return np.concatenate(out)
 
 
 def score(clip: dict, output: np.ndarray, crops: np.ndarray, flow_fn, embedder, device) -> dict:
@@ -195,6 +264,26 @@ def load_parser_if_there(config: dict, device, notes: dict):
     return models.load_parser(path, device=device)
 
 
+def stitch_labels(mask: str) -> tuple[str, str]:
+    """The stitching rows' mask column: the generator's render pasted plain, then stitched."""
+    return f"{mask}, generator render", f"{mask} + stitch"
+
+
+def stitch_setup(config: dict, paste: PasteSettings, kinds: list[str], parser, device, notes: dict):
+    """With ``stitch.enabled``: (the configured generator on ``device``, frozen, and the
+    StitchSettings); else, or when the configured mask cannot run, None (the reason in notes)."""
+    from ciinv.inversion.settings import StitchSettings
+
+    stitch = StitchSettings.from_dict(config.get("stitch", {}))
+    if not stitch.enabled:
+        return None
+    if paste.mask == "parser" and parser is None:
+        leave_out(notes, "stitching", "it pastes with the configured mask, parser, whose weights are missing")
+        return None
+    generator = models.load_generator(model_path(config, "generator")).to(device).eval().requires_grad_(False)
+    return generator, stitch
+
+
 def bench_blend(config: dict, out_dir, clips: int = 3, frames: int = 16, size: int = 256, resolution: int = 256,
                 masks=MASKS, device: str = "cpu") -> tuple[list[dict], str]:
     """Run the protocol; write blend.csv, blend.md and blend.png into ``out_dir``. Returns (the rows,
@@ -213,7 +302,10 @@ def bench_blend(config: dict, out_dir, clips: int = 3, frames: int = 16, size: i
     except CiinvError as exc:
         embedder = None
         leave_out(notes, "TL-ID and TG-ID", str(exc))
+    stitch = stitch_setup(config, base, kinds, parser, device, notes)
     rows, pictures = [], {"source": [], "ideal": [], "render": []} | {k: [] for k in kinds}
+    if stitch is not None:
+        pictures |= {"generator ideal": [], **{label: [] for label in stitch_labels(base.mask)}}
     for k in range(clips):
         clip = make_clip(frames, size, seed=k)
         middle = frames // 2
@@ -226,6 +318,18 @@ def bench_blend(config: dict, out_dir, clips: int = 3, frames: int = 16, size: i
             rows.append({"clip": k, "mask": kind} | score(clip, output, crops, flow_fn, embedder, device))
             pictures[kind].append(output[middle])
             log.info(f"bench blend: clip {k}, {kind}: error {rows[-1]['error']:.3g}")
+        if stitch is not None:
+            generator, settings = stitch
+            rendered, codes, crops = generator_clip(clip, generator, seed=k)
+            pictures["generator ideal"].append(to_uint8(rendered["ideal"][middle]))
+            mask_parser = parser if base.mask == "parser" else None
+            faces = {"plain": crops, "stitched": stitched(rendered, codes, generator, base, settings, mask_parser)}
+            for label, which in zip(stitch_labels(base.mask), faces):
+                output = paste_crops(rendered, faces[which], base, mask_parser)
+                rows.append({"clip": k, "mask": label} | score(rendered, output, faces[which], flow_fn, embedder,
+                                                                device))
+                pictures[label].append(output[middle])
+                log.info(f"bench blend: clip {k}, {label}: error {rows[-1]['error']:.3g}")
     write_csv(rows, COLUMNS, out_dir / "blend.csv")
     write_grid({label: torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
                 for label, images in pictures.items()}, out_dir / "blend.png")
@@ -241,8 +345,9 @@ def mean_of(rows: list[dict], kind: str, column: str) -> float:
 
 
 def best_line(rows: list[dict]) -> str:
-    """``best <mask>: full-frame error X.XX× lower than ellipse`` (the lowest mean error)."""
-    kinds = list(dict.fromkeys(r["mask"] for r in rows))
+    """``best <mask>: full-frame error X.XX× lower than ellipse`` (the lowest mean error of the mask
+    rows; the stitching rows have another ideal)."""
+    kinds = [kind for kind in dict.fromkeys(r["mask"] for r in rows) if kind in MASKS]
     best = min(kinds, key=lambda kind: mean_of(rows, kind, "error"))
     ratio = mean_of(rows, "ellipse", "error") / mean_of(rows, best, "error")
     return f"best {best}: full-frame error {ratio:.2f}× lower than ellipse"
@@ -261,6 +366,18 @@ def blend_markdown(rows, kinds, notes, settings, clips, frames, size, resolution
              "flickering surround. Errors: MSE to the ideal output ([0, 1] images), over the frame, inside and "
              "outside the face's matte. Means over clips:", ""]
     lines += markdown_table(head, body)
+    stitching = [kind for kind in dict.fromkeys(r["mask"] for r in rows) if kind not in MASKS]
+    if stitching:
+        plain, tuned = (mean_of(rows, kind, "error") for kind in stitching)
+        lines += ["", f"Stitching tuning (the config's `stitch:` settings, mask {settings.mask}), on a render of the "
+                  "configured generator: the "
+                  "ideal is the source with that render pasted under the matte, so these rows compare with each "
+                  "other, not with the rows above. Means over clips:", ""]
+        lines += markdown_table(head, [[kind] + [mean_cell([r[c] for r in rows if r["mask"] == kind and
+                                                            r[c] is not None]) for c in columns]
+                                       for kind in stitching])
+        change = f"{plain / tuned:.2f}× lower" if tuned <= plain else f"{tuned / plain:.2f}× higher"
+        lines += ["", f"Stitching: full-frame error {change} than the same mask without it."]
     ellipse, landmarks = (mean_of(rows, kind, "error") for kind in ("ellipse", "landmarks"))
     if "landmarks" in kinds:
         lines += ["", f"Targets (issue 20): landmarks ≥ {TARGETS['ratio']:g}× lower error than ellipse: "

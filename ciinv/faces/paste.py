@@ -168,19 +168,48 @@ def parser_regions(parser, crops: list, excluded: list[int], size: int, resoluti
     [ΣN, resolution, resolution], the batches' crops in order.
 
     crops: uint8 tensors [N, 3, r, r] (RGB, any side r per batch) on the parser's device. Each is
-    resized to ``size``² (area-averaged when shrinking, bilinear when growing), labelled (the
-    highest logit), and the face region (every class but ``excluded``) resized to ``resolution``²
-    bilinearly and thresholded at one half.
+    ImageNet-normalised at its own size, resized to ``size``² (area-averaged when shrinking,
+    bilinear when growing) and parsed (``FaceParser.coarse_logits``). The logit field that the
+    parser's ``forward`` upsamples to ``size``² is read at the centres of the crop's pixels
+    instead (``_sample_field``) when the crop is smaller than ``size``, and a pixel is face where
+    its highest logit is not an ``excluded`` class; a crop larger than ``size`` gets ``forward``'s
+    labels at ``size``² as a face region enlarged bilinearly and thresholded at one half. So no
+    19-channel map larger than the crop is made: on the CPU, upsampling the logits to 512² and
+    taking their argmax cost more than the network itself.
     """
     import torch
 
-    pixels = torch.cat([_resized(batch.float() / 255.0, size) for batch in crops])
+    # Normalised at the crops' own size, and resized once when the batches agree in size (a
+    # concatenation at size² costs as much as the resize).
+    same = len({batch.shape[-1] for batch in crops}) == 1
+    pieces = [torch.cat(crops)] if same else crops
+    normalized = torch.cat([_resized(parser.normalize(batch.float() / 255.0), size) for batch in pieces])
+    sampled = min(size, resolution)
     with torch.no_grad():
-        labels = parser(pixels).max(dim=1).indices  # on the CPU 3× faster than argmax over the classes
+        coarse = parser.coarse_logits(normalized).contiguous()
+        labels = _sample_field(coarse, size, sampled).max(dim=1).indices  # on the CPU 3× faster than argmax
     face = torch.ones_like(labels, dtype=torch.bool)
     for cls in excluded:
         face &= labels != cls
+    if sampled == resolution:
+        return face
     return _resized(face[:, None].float(), resolution)[:, 0] > 0.5
+
+
+def _sample_field(coarse, size: int, resolution: int):
+    """Coarse logits [N, C, s, s] of images parsed at ``size``² -> [N, C, resolution, resolution]: the
+    bilinear field that ``FaceParser.forward`` upsamples them to (align_corners=True: coarse sample
+    0 on parser pixel 0, sample s-1 on pixel size-1), read at the centres of a ``resolution``² grid
+    over the same image (at ``resolution == size``: ``forward``'s own pixels)."""
+    import torch
+    import torch.nn.functional as F
+
+    steps = max(coarse.shape[-1] - 1, 1)
+    centres = (torch.arange(resolution, dtype=torch.float64) + 0.5) * size / resolution - 0.5
+    position = (centres * (coarse.shape[-1] - 1) / max(size - 1, 1)).clamp(0, steps)
+    along = (2 * position / steps - 1).to(coarse.dtype)  # grid_sample's [-1, 1], corner to corner
+    grid = torch.stack(torch.meshgrid(along, along, indexing="xy"), dim=-1).to(coarse.device)
+    return F.grid_sample(coarse, grid.expand(coarse.shape[0], -1, -1, -1), mode="bilinear", align_corners=True)
 
 
 def face_regions(settings: PasteSettings, rendered, *, source=None, points: np.ndarray | None = None,
@@ -229,13 +258,17 @@ def face_masks(settings: PasteSettings, rendered, *, source=None, points: np.nda
 
 def _resized(images, size: int):
     """float images [N, C, r, r] -> [N, C, size, size]: area-averaged when shrinking, bilinear when growing."""
+    import torch
     import torch.nn.functional as F
 
     if images.shape[-1] == size:
         return images
     if images.shape[-1] > size:
         return F.interpolate(images, size=(size, size), mode="area")
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    # Channels last: on the CPU torch's bilinear upsampling of a few channels converts to that
+    # layout and back, two copies of the large output; the convolutions that follow take it as is.
+    return F.interpolate(images.contiguous(memory_format=torch.channels_last), size=(size, size), mode="bilinear",
+                         align_corners=False)
 
 
 # ----------------------------------------------------------------------------------------------

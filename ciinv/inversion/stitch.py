@@ -191,6 +191,27 @@ def stitch_run(base, codes: Tensor, originals: Tensor, edited: Tensor, content: 
     return (tuned.eval().requires_grad_(False), result) if keep else result
 
 
+def stitch_frame(base, start_from, code: Tensor, original: Tensor, masks: StitchMasks, index: int, band: int,
+                 settings: StitchSettings, noise: list[Tensor] | None = None, *, codes_name="the codes",
+                 out_name="the stitched crops"):
+    """Stitch frame ``index``: render its ``code`` [1, L, D] with ``base`` (the untuned generator),
+    find its regions (``masks``, ``stitch_regions`` with ``band`` pixels) around it and the aligned
+    crop ``original`` [1, 3, R, R] in [-1, 1], and tune a copy of ``start_from`` (``base``, or the
+    previous frame's tuned copy in a chain). Returns (the tuned copy, its RunResult). Non-finite
+    pixels are a CiinvError naming ``codes_name`` (the render) or ``out_name`` (the tuning)."""
+    device = base.w_avg.device
+    with torch.no_grad(), autocast(device, uses_bf16(device, settings.precision)):
+        edited = base.synthesis(code, noise=noise).float()
+    if not torch.isfinite(edited).all():
+        raise CiinvError(f"{codes_name}: the generator rendered non-finite pixels for frame {index}; its codes "
+                         "or the generator's weights hold bad numbers")
+    content, border = stitch_regions(masks(range(index, index + 1), original, edited), band)
+    tuned, result = stitch_run(start_from, code, original, edited, content, border, settings, noise, keep=True)
+    if not torch.isfinite(result.images).all():
+        raise CiinvError(f"{out_name}: the tuning diverged (non-finite pixels) on frame {index}; lower stitch.lr")
+    return tuned, result
+
+
 # --------------------------------------------------------------------------------------------
 # The stage: one video and edit
 
@@ -323,18 +344,8 @@ def stitch_video(crops_path, codes_path, generator_path, settings, out_path, *, 
                 previous = base
             originals = as_tensor(np.array(crop[None]), resolution).to(device) * 2 - 1  # (a writable copy)
             noise = None if maps is None else [m[frame_window[start:stop]].to(device) for m in maps]
-            frame_code = codes[start:stop].to(device)
-            with torch.no_grad(), autocast(device, uses_bf16(device, settings.precision)):
-                edited = base.synthesis(frame_code, noise=noise).float()
-            if not torch.isfinite(edited).all():
-                raise CiinvError(f"{codes_path}: the generator rendered non-finite pixels for frame {start}; its codes "
-                                 "or the generator's weights hold bad numbers")
-            content, border = stitch_regions(masks(range(start, stop), originals, edited), band)
-            previous, result = stitch_run(previous, frame_code, originals, edited, content, border, settings, noise,
-                                          keep=True)
-            if not torch.isfinite(result.images).all():
-                raise CiinvError(f"{out_path}: the tuning diverged (non-finite pixels) on frame {start}; lower "
-                                 "stitch.lr")
+            previous, result = stitch_frame(base, previous, codes[start:stop].to(device), originals, masks, start,
+                                            band, settings, noise, codes_name=codes_path, out_name=out_path)
             pending.append(_pixels(result.images))
             steps.append(torch.tensor([result.steps]))
             before.append(result.border_before.float())

@@ -211,13 +211,29 @@ class FaceParser(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """images [N, 3, H, W] RGB in [0, 1] -> per-class logits [N, classes, H, W]."""
+        logits = self.coarse_logits(self.normalize(images))
+        return F.interpolate(logits, images.shape[2:], mode="bilinear", align_corners=True)
+
+    @staticmethod
+    def normalize(images: Tensor) -> Tensor:
+        """RGB in [0, 1] -> ImageNet-normalised, per channel: what ``coarse_logits`` reads.
+
+        Per-channel affine, so it commutes with any resizing whose weights sum to 1 (bilinear,
+        area): a caller that enlarges small crops normalises them first, at their own size.
+        """
         # The constants in the images' dtype (not float32 buffers): a float64 run is then exact.
         mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-        x = (images - mean) / std
-        feat8, context8, _ = self.cp(x)
-        logits = self.conv_out(self.ffm(feat8, context8))  # [N, classes, H/8, W/8]
-        return F.interpolate(logits, images.shape[2:], mode="bilinear", align_corners=True)
+        return (images - mean) / std
+
+    def coarse_logits(self, normalized: Tensor) -> Tensor:
+        """ImageNet-normalised images [N, 3, H, W] -> logits [N, classes, H/8, W/8], before the
+        upsampling: ``forward``'s output is these, bilinearly upsampled with align_corners=True
+        (the coarse grid's corner samples sit on the input's corner pixels). A caller that wants
+        the labels at another size samples this field there itself
+        (``ciinv.faces.paste.parser_regions``) instead of upsampling 19 maps to the input size."""
+        feat8, context8, _ = self.cp(normalized)
+        return self.conv_out(self.ffm(feat8, context8))
 
 
 def parser_widths(state: dict) -> ParserWidths:

@@ -408,6 +408,15 @@ def edit_videos(wildcards):
     return [f"results/{wildcards.video}.{edit}.mp4" for edit in video_edits(wildcards.video)]
 
 
+def stitched_crops(wildcards):
+    """With stitch.enabled, the stitch stage's crops of every edit of one video's main face (the
+    order of edit_names), which the output videos pasted and the report shows; else nothing."""
+    if not config["stitch"]["enabled"]:
+        return []
+    face = job_face(wildcards)
+    return [f"results/{wildcards.video}/{face}stitched/{edit}.mkv" for edit in video_edits(wildcards.video)]
+
+
 def lpips_files(wildcards):
     """The LPIPS weights when they are in models_dir (`ciinv models fetch lpips-0.1.4-wheel`), else
     nothing: the metrics table then says LPIPS is left out. Fetching them later changes this

@@ -19,6 +19,7 @@ rule report_video:
         landmarks=main_face_file("landmarks.npz"),
         outputs=edit_videos,
         edits=edit_codes,
+        stitched=stitched_crops,  # with stitch.enabled: the faces the outputs pasted
         noise=main_face_file("noise.pt"),
         generator=video_generator,
         shards=shard_files,
@@ -48,6 +49,6 @@ rule report_video:
     shell:
         "ciinv report-assets --video {input.video:q} --crops {input.crops:q} --meta {input.meta:q}"
         " --align {input.align:q} --landmarks {input.landmarks:q} --outputs {input.outputs:q} --edits {input.edits:q}"
-        " --names {params.names} --noise {input.noise:q} --generator {input.generator:q}"
+        " --names {params.names} --stitched {input.stitched:q} --noise {input.noise:q} --generator {input.generator:q}"
         " --shards {input.shards:q} --flow {params.flow:q} --vgg16 {input.vgg16:q}"
         " --lpips {input.lpips:q} --out results/{wildcards.video:q}/report 2> {log:q}"
