@@ -42,7 +42,7 @@ MODELS_DIR = config["models_dir"]
 
 # How the settings reach a job. What a job computes comes from `params:` (Snakemake records them,
 # and a changed one reruns the job and what follows). Settings that say only where or how a job
-# runs (models_dir; invert's INVERT_EXECUTION_KEYS, windows_per_batch and checkpoint_every; pti's
+# runs (invert's INVERT_EXECUTION_KEYS, windows_per_batch and checkpoint_every; pti's
 # PTI_EXECUTION_KEYS and stitch's STITCH_EXECUTION_KEYS, checkpoint_every) are `resources:` entries instead, which Snakemake passes on
 # without recording: changing them reruns nothing. (No scheduler limits them: only resources named
 # in --resources are counted, and the SLURM executor turns only the names it knows into sbatch
@@ -89,11 +89,29 @@ def video_path(wildcards):
     return VIDEOS[wildcards.video]
 
 
+# --- storage (--default-storage-provider: a bucket, or node-local scratch; README "On a cluster") --
+# With a default storage provider every input and output lives in storage, and a job sees local
+# copies under its own prefix: planning must not look at local files, and jobs read only what
+# their rule declares and passes them.
+
+ON_STORAGE = workflow.storage_settings.default_storage_provider is not None
+
+
+def checkpoint_output(checkpoint, **wildcards):
+    """A finished checkpoint job's first output, as a local path that exists: opened once through
+    `.open()` first, which, when the file is in storage, makes Snakemake fetch it and evaluate the
+    input function again (a plain open() would find nothing). Use it for every checkpoint read."""
+    output = checkpoint.get(**wildcards).output[0]
+    with output.open():
+        pass
+    return output
+
+
 def shard_files(wildcards):
     """The invert shards of one video; how many is known only once the video is probed."""
     inv = config["invert"]
     try:
-        meta = read_meta(checkpoints.probe.get(video=wildcards.video).output[0])
+        meta = read_meta(checkpoint_output(checkpoints.probe, video=wildcards.video))
         count = shard_count(meta["frames"], inv["window"], inv["stride"], inv["windows_per_shard"])
     except CiinvError:
         # A damaged meta.json, or too short for one window: plan one invert job, which fails with
@@ -240,20 +258,27 @@ for _spec in EDIT_SPECS.values():
         )
 
 
-def edit_inputs(wildcards):
+def edit_direction(wildcards):
+    """The direction file an edit reads (none for sefa:K and for morph/transfer).
+
+    A direction that names nothing, or a missing file of the user's (not a registry file, which
+    download_model fetches), is left out: Snakemake would refuse to plan any job at all. The edit
+    job itself then fails with a message naming the edit and the file, and the other edits go on.
+    With storage, planning cannot look: the file is declared, and a missing one stops the plan.
+    """
     spec = EDIT_SPECS[wildcards.edit]
-    inputs = {}
-    if spec.needs_direction_file:  # sefa:K is computed from the generator
-        path = direction_spec(spec.entry)
-        # A direction that names nothing, or a missing file of the user's (not a registry file,
-        # which download_model fetches), is left out of the inputs: Snakemake would refuse to plan
-        # any job at all. The edit job itself then fails with a message naming the edit and the
-        # file, and the other edits go on.
-        if path is not None and (path in CATALOGUE or os.path.isfile(model_path(path))):
-            inputs["direction"] = model_path(path)
-    if spec.other_video is not None:
-        inputs["other"] = other_latents(spec.other_video)
-    return inputs
+    if not spec.needs_direction_file:
+        return []
+    path = direction_spec(spec.entry)
+    if path is None or not (path in CATALOGUE or ON_STORAGE or os.path.isfile(model_path(path))):
+        return []
+    return [model_path(path)]
+
+
+def edit_other(wildcards):
+    """The other video's codes that a morph or transfer reads (Snakemake inverts it first)."""
+    spec = EDIT_SPECS[wildcards.edit]
+    return [other_latents(spec.other_video)] if spec.other_video is not None else []
 
 
 def edit_entry(wildcards):
@@ -281,9 +306,10 @@ def edit_videos(wildcards):
 def lpips_files(wildcards):
     """The LPIPS weights when they are in models_dir (`ciinv models fetch lpips-0.1.4-wheel`), else
     nothing: the metrics table then says LPIPS is left out. Fetching them later changes this
-    input, so the table is redone."""
+    input, so the table is redone. With storage always (fetched when missing)."""
     path = model_path(LPIPS_MODEL)
-    return [path] if os.path.isfile(path) else []
+    # With storage planning cannot look: declared, so download_model fetches it if missing.
+    return [path] if ON_STORAGE or os.path.isfile(path) else []
 
 
 def report_outputs(wildcards):

@@ -28,7 +28,6 @@ rule landmarks:
     threads: 2  # decoding (an ffmpeg process) beside the detector
     resources:
         gpu=1 if config["landmarks"]["detector"] == "fan" else 0,
-        models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
         "results/{video}/logs/landmarks.log",
     benchmark:
@@ -37,7 +36,7 @@ rule landmarks:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv landmarks {input.video:q} --meta {input.meta:q} --out {output:q} {params.settings}"
-        " --models-dir {resources.models_dir:q} --threads {threads} 2> {log:q}"
+        " --fan-files {input.models:q} --threads {threads} 2> {log:q}"
 
 
 rule align:
