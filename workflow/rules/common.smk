@@ -67,13 +67,19 @@ def model_path(name_or_path):
 
 
 def flow_spec(wildcards=None):
-    """The flow estimator for `ciinv invert --flow`: a model file, or `dis[:preset]` (no file)."""
+    """The flow estimator's model file, or `dis[:preset]` (no file)."""
     spec = config["models"]["flow"]
     return spec if is_weightless_flow(spec) else model_path(spec)
 
 
 def flow_files(wildcards):
     return [] if is_weightless_flow(config["models"]["flow"]) else [flow_spec()]
+
+
+def flow_option(wildcards, input):
+    """`--flow` of `ciinv invert` and `report-assets`: the declared flow input (with storage, the
+    job's local copy of it), or `dis[:preset]`."""
+    return input.flow[0] if input.flow else flow_spec()
 
 
 def uses_encoder():

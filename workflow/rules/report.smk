@@ -35,7 +35,7 @@ rule report_video:
                        labels={"video": "{video}", "figure": "metrics"}),
     params:
         names=list(EDITS),
-        flow=flow_spec,
+        flow=flow_option,  # the flow input, or dis (common.smk)
     resources:
         gpu=1,
     log:
