@@ -133,11 +133,12 @@ def kill_invert_once(scratch: Path, stop: threading.Event, killed: list[int]) ->
 
 
 def storage_options(endpoint: str, scratch: Path) -> tuple[list[str], dict[str, str]]:
-    """The README's options for a bucket on SLURM, and the environment that carries the endpoint
-    and credentials to the jobs (the SLURM executor passes jobs the environment, not these settings)."""
+    """The README's command for a bucket on SLURM, and the environment that carries the endpoint
+    and credentials to the jobs (the SLURM executor passes jobs the environment, not these settings).
+    Each node gets its own scratch folder: on one machine they would otherwise share /tmp."""
     options = [
-        "--default-storage-provider", "s3", "--default-storage-prefix", f"s3://{BUCKET}/{PREFIX}",
-        "--shared-fs-usage", "persistence", "software-deployment", "sources", "source-cache",
+        "--profile", str(REPO / "profiles" / "slurm"), "--workflow-profile", str(REPO / "profiles" / "storage-s3"),
+        "--default-storage-prefix", f"s3://{BUCKET}/{PREFIX}",
         "--remote-job-local-storage-prefix", f"{scratch}/$SLURMD_NODENAME",
     ]
     env = {"SNAKEMAKE_STORAGE_S3_ENDPOINT_URL": endpoint, "SNAKEMAKE_STORAGE_S3_ACCESS_KEY": KEY,
@@ -176,7 +177,7 @@ def on_storage(bucket, smoke_run, smoke_dir, tmp_path_factory):
         killer.start()
         try:
             result = snakemake(
-                work, "--profile", str(REPO / "profiles" / "slurm"), *options,
+                work, *options,
                 "--slurm-init-seconds-before-status-checks", "6", configfiles=[config], env=env | credentials,
                 timeout=900,
             )
@@ -185,7 +186,7 @@ def on_storage(bucket, smoke_run, smoke_dir, tmp_path_factory):
             killer.join(timeout=10)
         assert result.returncode == 0, result.stderr[-6000:] + cluster_logs(folder)
         # A second run plans nothing: what is in the bucket is up to date.
-        again = snakemake(work, "--profile", str(REPO / "profiles" / "slurm"), *options, "--dry-run",
+        again = snakemake(work, *options, "--dry-run",
                           configfiles=[config], env=env | credentials, timeout=300)
         records = jobcomp(folder)
     return local_work, work, result, again, records, client, killed
