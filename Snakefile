@@ -17,6 +17,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/inputs.smk"
 include: "workflow/rules/faces.smk"
 include: "workflow/rules/invert.smk"
 include: "workflow/rules/pti.smk"

@@ -46,6 +46,20 @@ def cmd_probe(args) -> None:
     log.info(json.dumps(meta))
 
 
+def cmd_trim(args) -> None:
+    from ciinv.io.trim import trim
+
+    use_threads(args.threads)
+    trim(args.video, args.out, args.start, args.end)
+
+
+def cmd_collision(args) -> None:
+    from ciinv.errors import CiinvError
+    from ciinv.io.folder import Collision
+
+    raise CiinvError(Collision(args.name, tuple(args.files), args.where, args.fix).message)
+
+
 def cmd_landmarks(args) -> None:
     from ciinv.gpu import claim_device
     from ciinv.faces.landmarks import detect_video, save_landmarks
@@ -468,6 +482,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="the video file")
     p.add_argument("--out", required=True, help="meta.json to write")
     p.set_defaults(func=cmd_probe)
+
+    p = _subcommand(sub, "trim", "a span of a video (seconds), every frame kept as it is, with its sound -> .mkv")
+    p.add_argument("video", help="the video file")
+    p.add_argument("--start", type=finite_float, help="seconds from the start where the span begins (default: 0)")
+    p.add_argument("--end", type=finite_float, help="seconds where it ends (default: the video's end)")
+    p.add_argument("--out", required=True, help="the trimmed video to write (.mkv: FFV1, FLAC)")
+    threads_option(p)
+    p.set_defaults(func=cmd_trim)
+
+    p = _subcommand(sub, "collision", "fail, naming the inputs that would share one results folder (the workflow's "
+                    "rule collision)")
+    p.add_argument("name", help="the results folder's name they share")
+    p.add_argument("--files", nargs="+", required=True, help="the inputs")
+    p.add_argument("--where", required=True, help="where the name comes from (input_dir, or a sheet's rows)")
+    p.add_argument("--fix", required=True, help="what to change")
+    p.set_defaults(func=cmd_collision)
 
     p = _subcommand(sub, "landmarks", "68 face landmarks per frame, main face tracked -> landmarks.npz")
     p.add_argument("video", help="the video file")

@@ -49,7 +49,8 @@ def reason(log_path: str | Path) -> str:
     if error.endswith(":") and at + 1 < len(lines) and not lines[at + 1].startswith("Fix:"):
         error += " " + lines[at + 1]  # "... ffmpeg said:" and what it said
     fix = next((line for line in lines if line.startswith("Fix:") or " Fix: " in line), None)
-    return f"{error} {fix[fix.index('Fix:'):]}" if fix else error
+    fix = fix[fix.index("Fix:"):] if fix else None
+    return f"{error} {fix}" if fix and fix not in error else error  # an error line may hold its own fix
 
 
 def _subject(rule: str, log_path: str) -> str:

@@ -175,3 +175,108 @@ def test_the_cpu_heavy_stages_run_with_their_rules_threads(tmp_path):
     assert "--threads" not in shells["probe"] + shells["edit"]
     capped = snakemake(tmp_path, "--dry-run", "--printshellcmds")  # --cores 2
     assert "--threads 2 " in next(line for line in capped.stdout.splitlines() if "ciinv assemble" in line)
+
+
+# --- the sample sheet (config samples) -----------------------------------------------------------
+
+TWO_EDITS = ("edits:\n  - {name: sefa0, direction: 'sefa:0', strength: 3.0}\n"
+             "  - {name: sefa1, direction: 'sefa:1', strength: 3.0}\n")
+
+
+def _job(stdout: str, rule: str, wildcards: str) -> str:
+    """The dry run's block of one job (its input, output, resources, shell command)."""
+    for block in stdout.split("\n\n"):
+        if (f"rule {rule}:" in block or f"checkpoint {rule}:" in block) and f"wildcards: {wildcards}\n" in block + "\n":
+            return block
+    raise AssertionError(f"no {rule} job for {wildcards}:\n{stdout}")
+
+
+def test_a_sample_sheet_plans_its_rows_each_with_its_file_trim_settings_and_edits(tmp_path):
+    """Only the sheet's rows are planned (not input_dir's videos), under their ids; a row's trim is a
+    trim job whose output every stage reads; its landmarks settings and edits are its own."""
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    (tmp_path / "clips").mkdir()
+    shutil.copy(REPO / "videos" / "sample.mp4", tmp_path / "clips" / "x.mp4")
+    (tmp_path / "videos.tsv").write_text("id\tfile\tstart\tend\tmax_gap\tdetector\tedits\n"
+                                         "first\tclips/x.mp4\t0.5\t1.5\t9\tdlib\tsefa1\n"
+                                         "second\tclips/x.mp4\t\t\t\t\t\n")
+    overlay = tmp_path / "sheet.yaml"
+    overlay.write_text("samples: videos.tsv\n" + TWO_EDITS)
+    result = snakemake(tmp_path, "--dry-run", "--printshellcmds", configfiles=[overlay])
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "results/sample" not in out
+    trim = _job(out, "trim", "video=first")
+    assert "ciinv trim clips/x.mp4 --start 0.5 --end 1.5 --out results/first/trimmed.mkv" in trim
+    assert "ciinv probe results/first/trimmed.mkv" in _job(out, "probe", "video=first")
+    assert "ciinv probe clips/x.mp4" in _job(out, "probe", "video=second")
+    assert "rule trim:" not in out.replace(trim, "")
+    first, second = _job(out, "landmarks", "video=first"), _job(out, "landmarks", "video=second")
+    assert "--detector dlib --max-gap 9" in first and "gpu=0" in first and "2DFAN4" not in first
+    assert "--detector fan --max-gap 5" in second and "gpu=1" in second and "2DFAN4" in second
+    all_job = next(block for block in out.split("\n\n") if "rule all:" in block)
+    outputs = next(line for line in all_job.splitlines() if line.strip().startswith("input:"))
+    for target, planned in [("first.recon", True), ("first.sefa1", True), ("first.sefa0", False),
+                            ("second.recon", True), ("second.sefa0", True), ("second.sefa1", True)]:
+        assert (f"results/{target}.mp4" in outputs) == planned, target
+
+
+@pytest.mark.parametrize("sheet, expected", [
+    ("id\tfile\tedits\na\tvideos/sample.mp4\tsefa2\n",
+     "videos.tsv, row 2, column edits: no edit named 'sefa2' in the config (edits: recon, sefa0, sefa1); did you mean"),
+    ("id\tfile\tmax_gap\na\tvideos/sample.mp4\t-2\n", "videos.tsv, row 2, column max_gap: -2 is less than the minimum"),
+    ("id\tfile\tmaxgap\na\tvideos/sample.mp4\t2\n", "videos.tsv, row 1: unknown column 'maxgap'"),
+    ("id\tfile\na\tvideos/sampel.mp4\n", "videos.tsv, row 2, column file: videos/sampel.mp4 does not exist"),
+])
+def test_a_bad_sheet_is_refused_before_any_job_naming_the_row_and_column(tmp_path, sheet, expected):
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    (tmp_path / "videos.tsv").write_text(sheet)
+    overlay = tmp_path / "sheet.yaml"
+    overlay.write_text("samples: videos.tsv\n" + TWO_EDITS)
+    result = snakemake(tmp_path, "--dry-run", configfiles=[overlay])
+    assert result.returncode != 0
+    output = result.stderr + result.stdout
+    line = next(line for line in output.splitlines() if line.startswith("samples "))
+    assert expected in line, output
+    assert "Traceback" not in output
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("inputs", ["folder", "sheet"])
+def test_colliding_result_folders_fail_the_run_naming_both_files_while_the_other_videos_go_on(tmp_path, inputs):
+    """Two files of one name (a.mp4, a.mkv) or two sheet rows of one id: a failed job in the summary,
+    exit status non-zero; the other video is still processed (here: probed)."""
+    (tmp_path / "videos").mkdir()
+    for name in ["twin.mp4", "twin.mkv", "other.mp4"]:
+        shutil.copy(REPO / "videos" / "sample.mp4", tmp_path / "videos" / name)
+    overlays = []
+    if inputs == "sheet":
+        (tmp_path / "videos.tsv").write_text("id\tfile\ntwin\tvideos/twin.mp4\nother\tvideos/other.mp4\n"
+                                             "twin\tvideos/twin.mkv\n")
+        overlays = [tmp_path / "sheet.yaml"]
+        overlays[0].write_text("samples: videos.tsv\n")
+    planned = snakemake(tmp_path, "--dry-run", configfiles=overlays)
+    assert planned.returncode == 0, planned.stderr
+    assert "results/twin/collision.txt" in planned.stdout and "results/other.sefa0.mp4" in planned.stdout
+    result = snakemake(tmp_path, "--keep-going", "results/twin/collision.txt", "results/other/meta.json",
+                       configfiles=overlays)
+    assert result.returncode != 0
+    assert (tmp_path / "results" / "other" / "meta.json").is_file()
+    assert not (tmp_path / "results" / "twin" / "collision.txt").exists()
+    summary = result.stderr[result.stderr.index("ciinv: 1 job(s) failed:"):]
+    line = next(line for line in summary.splitlines() if line.strip().startswith("video twin (collision):"))
+    where = "samples videos.tsv rows 2, 4 (id twin)" if inputs == "sheet" else "input_dir videos"
+    files = "videos/twin.mp4, videos/twin.mkv" if inputs == "sheet" else "videos/twin.mkv, videos/twin.mp4"
+    assert f"ciinv collision: error: {where}: {files} would all give results/twin/ and results/twin.*" in line
+    assert line.count("Fix: ") == 1
+
+
+def test_download_models_fetches_fan_only_for_a_video_whose_own_detector_is_fan(tmp_path):
+    shutil.copytree(REPO / "videos", tmp_path / "videos")
+    overlay = tmp_path / "sheet.yaml"
+    overlay.write_text("samples: videos.tsv\n")  # the config's detector: fan
+    for detector, fetched in [("dlib", False), ("", True)]:
+        (tmp_path / "videos.tsv").write_text(f"id\tfile\tdetector\na\tvideos/sample.mp4\t{detector}\n")
+        result = snakemake(tmp_path, "--dry-run", "download_models", configfiles=[overlay])
+        assert result.returncode == 0, result.stderr
+        assert ("2DFAN4" in result.stdout) == fetched, detector

@@ -82,3 +82,11 @@ def test_a_failed_stitch_job_names_its_edit(tmp_path):
 
 def test_no_failure_no_summary():
     assert summary("Finished jobid: 0\n3 of 3 steps (100%) done\n") == ""
+
+
+def test_a_fix_on_the_error_line_itself_is_said_once(tmp_path):
+    log = tmp_path / "collision.log"
+    log.write_text("ciinv collision: error: input_dir videos: videos/a.mkv, videos/a.mp4 would all give results/a/ "
+                   "and results/a.*: none of them is processed. Fix: rename all but one\n")
+    said = reason(log)
+    assert said.endswith("none of them is processed. Fix: rename all but one") and said.count("Fix:") == 1

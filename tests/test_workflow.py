@@ -217,3 +217,57 @@ def test_each_paste_mask_runs_the_workflow_end_to_end(smoke_run, smoke_dir, tmp_
             assert (made["frames"], made["fps"], made["audio"]) == (source["frames"], source["fps"], source["audio"])
         log = (work / "results" / name / "logs" / f"assemble_{EDITS[1]}.log").read_text()
         assert "Traceback" not in log
+
+
+# --- the sample sheet (config samples) -----------------------------------------------------------
+
+
+def _sheet_overlay(smoke_dir, tmp_path, rows: str):
+    """The smoke overlay with `samples:` naming a sheet of ``rows`` (under the header id, file, max_gap)."""
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_text("id\tfile\tmax_gap\n" + rows)
+    overlay = yaml.safe_load((smoke_dir / "smoke.yaml").read_text()) | {"samples": str(sheet)}
+    path = tmp_path / "sheet.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    return path
+
+
+def test_changing_one_rows_max_gap_in_the_sample_sheet_reruns_only_that_video(smoke_run, smoke_dir, tmp_path):
+    """A sheet that names the folder's videos by their names takes their results over as they are;
+    then one row's landmarks.max_gap plans that video's jobs from its landmarks on, and no other's."""
+    work, _ = smoke_run
+    for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:
+        (work / "videos" / bad).unlink(missing_ok=True)
+    same = _sheet_overlay(smoke_dir, tmp_path, "".join(f"{name}\tvideos/{name}.mp4\t\n" for name in GOOD))
+    result = snakemake(work, "--dry-run", configfiles=[same])
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout
+
+    changed = _sheet_overlay(smoke_dir, tmp_path, "".join(f"{name}\tvideos/{name}.mp4\t{9 if name == 'ntsc' else ''}\n"
+                                                          for name in GOOD))
+    result = snakemake(work, "--dry-run", configfiles=[changed])
+    assert result.returncode == 0, result.stderr
+    wildcards = [line.split("wildcards:")[1] for line in result.stdout.splitlines() if "wildcards:" in line]
+    assert wildcards and all("video=ntsc" in w for w in wildcards), result.stdout
+    planned = job_counts(result.stdout)
+    assert planned.pop("invert") >= 1
+    assert planned == {"landmarks": 1, "align": 1, "merge": 1, "edit": len(EDITS), "assemble": len(EDITS), "all": 1}
+    assert "--max-gap 9" in next(line for line in snakemake(work, "--dry-run", "--printshellcmds", configfiles=[changed])
+                                 .stdout.splitlines() if "ciinv landmarks" in line)
+
+
+def test_a_trimmed_row_gives_videos_of_its_span_with_its_sound_and_only_its_edits(smoke_dir, tmp_path):
+    """start/end in seconds: the outputs hold the frames shown in [start, end) and that span's sound."""
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips" / "long.mp4", frames=20, fps="25", size=(256, 256), audio=True)
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_text("id\tfile\tstart\tend\tedits\ncut\tclips/long.mp4\t0.2\t0.52\tsmile\n")
+    overlay = yaml.safe_load((smoke_dir / "smoke.yaml").read_text()) | {"samples": "videos.tsv"}
+    (tmp_path / "sheet.yaml").write_text(yaml.safe_dump(overlay))
+    result = snakemake(tmp_path, configfiles=[tmp_path / "sheet.yaml"])
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("results/*.mp4")) == ["cut.recon.mp4", "cut.smile.mp4"]
+    for name in ["cut.recon.mp4", "cut.smile.mp4"]:
+        meta = probe(tmp_path / "results" / name)
+        assert (meta["frames"], meta["fps"], meta["audio"]) == (8, "25", True), name  # frames 5..12
+        assert meta["duration_s"] == pytest.approx(0.32)

@@ -13,6 +13,7 @@ from ciinv.config import SCHEMA as CONFIG_SCHEMA, validate_config
 from ciinv.edits.spec import EditSpec
 from ciinv.errors import CiinvError
 from ciinv.io.folder import find_videos
+from ciinv.samples import SAMPLES_SCHEMA, read_sheet, sample_config
 from ciinv.models import is_weightless_flow
 from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
 from ciinv.models.registry import resolve, resolve_direction
@@ -30,13 +31,57 @@ except CiinvError as error:
 validate(config, str(CONFIG_SCHEMA))
 
 
-# Videos by the name of their results. What is left out (a dangling link, a name two files would
-# share, ...) is said here, at planning time, and the other videos go on.
-VIDEOS, _skipped = find_videos(config["input_dir"])
-for _warning in _skipped:
+EDITS = {"recon": {"name": "recon"}} | {e["name"]: e for e in config["edits"]}
+
+
+# Videos by the name of their results: the sample sheet's rows (config `samples`; README "Sample
+# sheet"), else every video file of input_dir. Planning reads no file but the config and the sheet
+# (the videos may live in a storage provider's bucket: then their existence is not checked here).
+# Inputs that would share a name (a.mp4 and a.mov, two rows of one id) are COLLISIONS: each is a
+# job that fails naming them (rule collision), so the run ends non-zero with them in its summary
+# while the other videos go on. Anything else left out is said here, and the others go on too.
+if config.get("samples"):
+    try:
+        SHEET = read_sheet(config["samples"], EDITS,
+                           check_files=workflow.storage_settings.default_storage_provider is None)
+    except CiinvError as error:
+        raise WorkflowError(str(error)) from None
+    validate({"videos": SHEET.records}, str(SAMPLES_SCHEMA), set_default=False)
+    SAMPLES, _collisions, _skipped = SHEET.samples, SHEET.collisions, []
+    VIDEOS = {name: sample.file for name, sample in SAMPLES.items()}
+    if not SHEET.records:
+        _skipped.append(f"samples {config['samples']} has no rows: no videos to process")
+else:
+    SAMPLES = {}
+    VIDEOS, _collisions, _skipped = find_videos(config["input_dir"])
+COLLISIONS = {collision.name: collision for collision in _collisions}
+for _warning in _skipped + [f"{c.message} (counted as a failed job)" for c in _collisions]:
     logger.warning(f"ciinv: {_warning}")
 
-EDITS = {"recon": {"name": "recon"}} | {e["name"]: e for e in config["edits"]}
+
+def video_config(video):
+    """The config one video is processed with: the config with its sheet row's overrides
+    (ciinv/samples.py sample_config); the config itself without a sheet. The settings a row may
+    override reach the rules' params only through here, so a changed row reruns only its video."""
+    return sample_config(config, SAMPLES.get(video))
+
+
+def video_settings(section, skip=()):
+    """cli_settings of one video's own block (video_config), for a rule's `params:`: a function of
+    the job's wildcards."""
+
+    def settings(wildcards):
+        return shlex.join(config_arguments(section, video_config(wildcards.video)[section], skip))
+
+    return settings
+
+
+def video_edits(video):
+    """The edits one video gets, recon first: those its sheet row names (and recon), else every edit."""
+    chosen = SAMPLES[video].edits if video in SAMPLES else None
+    return [name for name in EDITS if chosen is None or name == "recon" or name in chosen]
+
+
 MODELS_DIR = config["models_dir"]
 
 
@@ -91,8 +136,29 @@ def encoder_files(wildcards):
     return [model_path(config["models"]["encoder"])] if uses_encoder() else []
 
 
-def video_path(wildcards):
+def source_path(wildcards):
+    """The video file as given (input_dir's file, or the sheet's `file`)."""
     return VIDEOS[wildcards.video]
+
+
+def video_path(wildcards):
+    """The video every stage reads: the source, or its trimmed span (rule trim) when its sheet row
+    has a start or an end."""
+    sample = SAMPLES.get(wildcards.video)
+    return f"results/{wildcards.video}/trimmed.mkv" if sample and sample.trimmed else source_path(wildcards)
+
+
+def trim_span(wildcards):
+    """`ciinv trim`'s --start/--end: the sheet row's, in seconds (those not given left out)."""
+    sample = SAMPLES[wildcards.video]
+    return shlex.join([word for flag, value in (("--start", sample.start), ("--end", sample.end))
+                       if value is not None for word in (flag, repr(value))])
+
+
+def collision_files(wildcards):
+    """The files a colliding name stands for, and where the name came from, for `ciinv collision`."""
+    collision = COLLISIONS[wildcards.video]
+    return shlex.join(["--files", *collision.files, "--where", collision.where, "--fix", collision.fix])
 
 
 # --- storage (--default-storage-provider: a bucket, or node-local scratch; README "On a cluster") --
@@ -127,7 +193,9 @@ def shard_files(wildcards):
 
 
 def all_outputs(wildcards):
-    return [f"results/{video}.{edit}.mp4" for video in VIDEOS for edit in EDITS]
+    """Every video's edits, and the failing job of each collision (never written)."""
+    return ([f"results/{video}.{edit}.mp4" for video in VIDEOS for edit in video_edits(video)]
+            + [f"results/{name}/collision.txt" for name in COLLISIONS])
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -135,9 +203,19 @@ def all_outputs(wildcards):
 FAN_MODELS = [name for name, entry in CATALOGUE.items() if entry.used_by == "landmarks.detector=fan"]
 
 
+def uses_fan(video):
+    """Whether the video's landmarks come from FAN (its own detector: video_config)."""
+    return video_config(video)["landmarks"]["detector"] == "fan"
+
+
 def landmark_models(wildcards):
-    """FAN's two weight files when the detector is FAN; dlib's predictor ships in a package."""
-    return [model_path(n) for n in FAN_MODELS] if config["landmarks"]["detector"] == "fan" else []
+    """FAN's two weight files when the video's detector is FAN; dlib's predictor ships in a package."""
+    return [model_path(n) for n in FAN_MODELS] if uses_fan(wildcards.video) else []
+
+
+def landmarks_gpu(wildcards):
+    """FAN runs on a GPU (one `gpu` resource), dlib on the CPU."""
+    return 1 if uses_fan(wildcards.video) else 0
 
 
 def direction_spec(edit):
@@ -155,7 +233,9 @@ def configured_models():
     models = {key: name for key, name in config["models"].items() if used.get(key, True)}
     names = list(models.values()) + [direction_spec(e) for e in config["edits"] if EditSpec.from_entry(e).direction]
     names = [n for n in names if n is not None]
-    if config["landmarks"]["detector"] == "fan":
+    # Each video's own detector (a sheet row may set it); with no video at all, the config's.
+    fan = [uses_fan(video) for video in VIDEOS] or [config["landmarks"]["detector"] == "fan"]
+    if any(fan):
         names += FAN_MODELS
     names += [LPIPS_MODEL] if pti_needs_lpips() else []
     return sorted({model_path(n) for n in names if n in CATALOGUE})
@@ -257,10 +337,11 @@ def other_latents(video):
 # A name that is not a video here is an error now, not a missing-input error deep in the plan.
 for _spec in EDIT_SPECS.values():
     if _spec.other_video is not None and _spec.other_video not in VIDEOS:
+        inputs = f"the sample sheet {config['samples']}" if config.get("samples") else f"{config['input_dir']}/"
         raise WorkflowError(
-            f"config edits: edit {_spec.name!r} has {_spec.kind}: {_spec.other_video!r}, but {config['input_dir']}/ "
+            f"config edits: edit {_spec.name!r} has {_spec.kind}: {_spec.other_video!r}, but {inputs} "
             f"has no video named {_spec.other_video!r} (videos: {', '.join(sorted(VIDEOS)) or 'none'}); name one "
-            "of them, without its suffix"
+            "of them (a file's name without its suffix, or a sheet's id)"
         )
 
 
@@ -299,14 +380,19 @@ def edit_entry(wildcards):
 REPORT_FILES = ("stills.png", "preview.png", "losses.png", "metrics.html")
 
 
+def edit_names(wildcards):
+    """The edits of one video (video_edits), `recon` first: the report's columns."""
+    return video_edits(wildcards.video)
+
+
 def edit_codes(wildcards):
-    """The edited codes of every edit of one video, `recon` first (the order of EDITS)."""
-    return [f"results/{wildcards.video}/edits/{edit}.npy" for edit in EDITS]
+    """The edited codes of every edit of one video, in the order of edit_names."""
+    return [f"results/{wildcards.video}/edits/{edit}.npy" for edit in video_edits(wildcards.video)]
 
 
 def edit_videos(wildcards):
-    """The assembled video of every edit of one video, in the order of edit_codes."""
-    return [f"results/{wildcards.video}.{edit}.mp4" for edit in EDITS]
+    """The assembled video of every edit of one video, in the order of edit_names."""
+    return [f"results/{wildcards.video}.{edit}.mp4" for edit in video_edits(wildcards.video)]
 
 
 def lpips_files(wildcards):

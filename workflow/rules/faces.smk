@@ -24,10 +24,10 @@ rule landmarks:
     output:
         "results/{video}/landmarks.npz",
     params:
-        settings=cli_settings("landmarks"),
+        settings=video_settings("landmarks"),  # the video's own (a sheet row may override them)
     threads: 2  # decoding (an ffmpeg process) beside the detector
     resources:
-        gpu=1 if config["landmarks"]["detector"] == "fan" else 0,
+        gpu=landmarks_gpu,
     log:
         "results/{video}/logs/landmarks.log",
     benchmark:

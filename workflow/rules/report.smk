@@ -34,7 +34,7 @@ rule report_video:
         metrics=report("results/{video}/report/metrics.html", caption="../report/metrics.rst", category="{video}",
                        labels={"video": "{video}", "figure": "metrics"}),
     params:
-        names=list(EDITS),
+        names=edit_names,
         flow=flow_option,  # the flow input, or dis (common.smk)
     resources:
         gpu=1,
