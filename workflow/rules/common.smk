@@ -170,12 +170,14 @@ ON_STORAGE = workflow.storage_settings.default_storage_provider is not None
 
 
 def checkpoint_output(checkpoint, **wildcards):
-    """A finished checkpoint job's first output, as a local path that exists: opened once through
-    `.open()` first, which, when the file is in storage, makes Snakemake fetch it and evaluate the
-    input function again (a plain open() would find nothing). Use it for every checkpoint read."""
+    """A finished checkpoint job's first output, as a local path that exists. Where there is no
+    local copy (the file is in storage) `.open()` raises what makes Snakemake fetch it and evaluate
+    the input function again; a plain open() would find nothing. (What is there, even a folder in
+    the file's place, is left to the caller's checked reader.) Use it for every checkpoint read."""
     output = checkpoint.get(**wildcards).output[0]
-    with output.open():
-        pass
+    if not os.path.exists(output):
+        with output.open():
+            pass
     return output
 
 
