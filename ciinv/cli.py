@@ -71,6 +71,7 @@ def cmd_landmarks(args) -> None:
         # dlib runs on the CPU: it must not hold a GPU that an invert job is waiting for.
         device=job_device(args.device) if args.detector == "fan" else "cpu",
         models_dir=args.models_dir, meta=read_meta(args.meta) if args.meta else None, min_share=args.min_share,
+        fan_files=[f for f in args.fan_files if f] or None,
     )
     save_landmarks(args.out, result)
     log.info(f"landmarks: {result['face_detected'].shape[1]} face track(s); the main face found in "
@@ -126,13 +127,16 @@ def cmd_edit(args) -> None:
 
     edit = json.loads(args.edit)
     spec = EditSpec.from_entry(edit)
+    if args.other and spec.other_video is not None:
+        edit = spec.with_other_codes(args.other)
     generator = load_generator(args.generator)  # on the CPU: only its shape and SeFa weights are needed
     direction = None
     if spec.needs_direction_file:  # a misspelled name, a folder or /dev/zero: said as such, not "not found"
-        check_direction(spec.name, spec.direction, args.generator, args.models_dir)
+        check_direction(spec.name, args.direction or spec.direction, args.generator, args.models_dir)
     try:
         if spec.needs_direction_file:
-            direction = require(resolve_direction(spec.direction, args.generator, args.models_dir), args.models_dir)
+            direction = args.direction or require(resolve_direction(spec.direction, args.generator, args.models_dir),
+                                                  args.models_dir)
     except CiinvError as exc:
         raise CiinvError(f"edit {edit.get('name')!r}: {exc}") from None
     write_edit(args.latents, generator, edit, args.out, direction_path=direction)
@@ -577,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="landmarks.npz to write")
     config_options(p, "landmarks")
     config_option(p, "models_dir")
+    p.add_argument("--fan-files", nargs="*", default=[], metavar="FILE",
+                   help="the fan detector's weights, S3FD then 2D-FAN-4, instead of their files in --models-dir "
+                   "(empty strings are ignored)")
     threads_option(p)
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_landmarks)
@@ -655,6 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "computes sefa:K directions")
     p.add_argument("--edit", required=True, help=f"one edit as JSON: {command_line_forms()}")
     config_option(p, "models_dir")
+    p.add_argument("--direction", default="", help="the direction file itself, instead of the one the entry's "
+                   "direction names in --models-dir (empty: that one)")
+    p.add_argument("--other", default="", help="for morph_with and transfer_from: the other video's latents.npy, "
+                   "instead of the path in the entry (empty: that path)")
     p.add_argument("--out", required=True, help=".npy file for the edited codes")
     p.set_defaults(func=cmd_edit)
 

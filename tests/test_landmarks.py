@@ -252,14 +252,29 @@ def test_blank_video_names_the_file(tmp_path):
 # FAN glue, with random weights in the real formats (no real weights here; ~25 s on 2 CPU cores)
 
 
+def test_fan_files_given_as_files_are_checked_and_named(tmp_path):
+    detector_file, landmarks_file = tmp_path / "a.pth", tmp_path / "b.pth"
+    detector_file.write_bytes(b"present")
+    with pytest.raises(CiinvError, match=f"{landmarks_file}, not found.*--file {FAN_LANDMARKS_FILE}"):
+        make_detector("fan", fan_files=[detector_file, landmarks_file])
+    with pytest.raises(CiinvError, match="needs 2 files"):
+        make_detector("fan", fan_files=[detector_file])
+
+
+# From models_dir, or as two files of any names elsewhere (the workflow's declared inputs: with a
+# storage provider, the job's local copies).
 @pytest.mark.slow
-def test_fan_runs_from_models_dir(tmp_path):
+@pytest.mark.parametrize("given_as", ["models_dir", "files"])
+def test_fan_runs_from_models_dir(tmp_path, given_as):
     import torch
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models import FAN
 
     torch.manual_seed(0)
     detector_file, landmarks_file = fan_model_files(tmp_path)
+    if given_as == "files":
+        (tmp_path / "copies").mkdir()
+        detector_file, landmarks_file = tmp_path / "copies" / "detector.pth", tmp_path / "copies" / "landmarks.pth"
     # An S3FD whose only confident output is its coarsest anchor: exactly one box per frame.
     weights = s3fd().state_dict()
     for key, value in weights.items():
@@ -272,7 +287,10 @@ def test_fan_runs_from_models_dir(tmp_path):
     hub_before = torch.hub.get_dir()
 
     frames = [np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)]
-    result = detect_frames(frames, "fan", models_dir=tmp_path)
+    if given_as == "files":
+        result = detect_frames(frames, "fan", models_dir=tmp_path / "empty", fan_files=[detector_file, landmarks_file])
+    else:
+        result = detect_frames(frames, "fan", models_dir=tmp_path)
     assert result["detected"].all()
     assert result["points"].shape == (1, 68, 2) and np.isfinite(result["points"]).all()
     assert result["score"][0] == pytest.approx(1 / (1 + np.exp(-2.0)), abs=1e-4)  # softmax of (background 0, face 2)

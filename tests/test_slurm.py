@@ -10,14 +10,12 @@ test runs locally and needs none of this.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,69 +27,23 @@ from ciinv.dev.sample import make_clip
 from ciinv.io.video import probe
 
 from .conftest import REPO
+from .slurm_cluster import cluster_logs, jobcomp, running_cluster, snakemake, submissions
 
 pytestmark = pytest.mark.slow
 
-CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 EDITS = ["recon", "smile", "age"]  # the smoke overlay's edits, and the identity
 LOCAL_CLIP = "talking head"  # of the session's smoke run (conftest.GOOD), run on SLURM as clip.mp4
-
-
-def snakemake(workdir: Path, *args: str, configfiles=(), env=None, timeout=600) -> subprocess.CompletedProcess:
-    """Snakemake on `workdir` with the smoke overlay; killed (SIGKILL) after `timeout` seconds."""
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(REPO / "config.yaml"), *map(str, configfiles), *args,
-    ]
-    env = (env or os.environ) | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{(env or os.environ)['PATH']}"}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir)
 
 
 # --------------------------------------------------------------------------------------------
 # The cluster
 
 
-def why_no_cluster() -> str | None:
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return "needs root on Linux (installs packages, runs slurmd)"
-    tools = ["slurmctld", "slurmd", "sbatch", "munged"]
-    if not all(shutil.which(t, path="/usr/sbin:/usr/bin:/sbin:/bin") for t in tools) and not shutil.which("apt-get"):
-        return "Slurm is not installed and there is no apt-get to install it (not Debian/Ubuntu)"
-    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
-        return "snakemake-executor-plugin-slurm is not installed (pip install snakemake-executor-plugin-slurm)"
-    return None
-
-
-def not_here(reason: str):
-    if os.environ.get("CIINV_REQUIRE_SLURM"):
-        pytest.fail(f"CIINV_REQUIRE_SLURM is set, but the SLURM tests cannot run: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """A running one-node cluster: yields (its folder, the environment that points SLURM commands at it)."""
-    reason = why_no_cluster()
-    if reason:
-        not_here(reason)
-    # Not under pytest's tmp folder: munged (user munge) must be able to reach its socket.
-    folder = Path(tempfile.mkdtemp(prefix="ciinv-slurm-"))
-    try:
-        up = subprocess.run([str(CLUSTER), "up", str(folder)], capture_output=True, text=True, timeout=900)
-        if up.returncode == 77:
-            not_here(up.stderr.strip().splitlines()[-1])
-        assert up.returncode == 0, f"cluster.sh up failed:\n{up.stdout}\n{up.stderr}"
-        # Nothing from a SLURM job this test may itself run in; the srun wrapper first on PATH
-        # (the jobstep plugin drops SLURM_CONF).
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {
-            "SLURM_CONF": str(folder / "etc" / "slurm.conf"),
-            "PATH": f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}",
-        }
+    with running_cluster(nodes=1) as (folder, env):
         yield folder, env
-    finally:
-        down = subprocess.run([str(CLUSTER), "down", str(folder)], capture_output=True, text=True, timeout=120)
-        print(down.stderr, file=sys.stderr)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -112,48 +64,21 @@ def runs(cluster, smoke_run, smoke_dir, tmp_path_factory):
         "--slurm-init-seconds-before-status-checks", "6", "--slurm-keep-successful-logs",
         configfiles=[smoke_dir / "smoke.yaml"], env=env, timeout=900,
     )
-    assert result.returncode == 0, result.stderr[-6000:] + _cluster_logs(folder)
+    assert result.returncode == 0, result.stderr[-6000:] + cluster_logs(folder)
     return local, (on_slurm / "results", "clip"), result.stderr, folder
-
-
-def _cluster_logs(folder: Path) -> str:
-    return "".join(f"\n== {p}\n{p.read_text()[-3000:]}" for p in sorted((folder / "log").glob("*")) if p.is_file())
-
-
-def _submissions(log: str) -> list[tuple[int, list[str]]]:
-    """(SLURM job id, the rules it ran) for every sbatch the plugin logged."""
-    found = []
-    for job_id, path in re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.?\n", log):
-        parts = Path(path).parts
-        kind = parts[parts.index("slurm_logs") + 1]  # rule_<rule> or group_<group>_<rule>_<rule>...
-        if kind.startswith("rule_"):
-            rules = [kind.removeprefix("rule_")]
-        else:
-            rules = kind.removeprefix("group_").split("_")[1:]
-        found.append((int(job_id), rules))
-    return found
-
-
-def _jobcomp(folder: Path) -> dict[int, dict[str, str]]:
-    """Slurm's record of every finished job (jobcomp/filetxt): {job id: {field: value}}."""
-    records = {}
-    for line in (folder / "log" / "jobcomp.log").read_text().splitlines():
-        fields = dict(re.findall(r"(\w+)=(\S*)", line))
-        records[int(fields["JobId"])] = fields
-    return records
 
 
 def test_every_job_went_through_sbatch(runs):
     _, _, log, folder = runs
     finished = Counter(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log))
     assert set(re.findall(r"localrule (\w+):", log)) == {"all"}
-    submitted = Counter(rule for _, rules in _submissions(log) for rule in rules)
+    submitted = Counter(rule for _, rules in submissions(log) for rule in rules)
     assert submitted == finished - Counter(["all"])
     assert finished["invert"] == 2 and finished["edit"] == len(EDITS)
     # probe, landmarks and align of the video went in one submission (the profile's group).
-    assert [rules for _, rules in _submissions(log) if len(rules) > 1] == [["align", "landmarks", "probe"]]
-    records = _jobcomp(folder)
-    for job_id, rules in _submissions(log):
+    assert [rules for _, rules in submissions(log) if len(rules) > 1] == [["align", "landmarks", "probe"]]
+    records = jobcomp(folder)
+    for job_id, rules in submissions(log):
         assert records[job_id]["JobState"] == "COMPLETED", (rules, records[job_id])
     # The plugin polled with squeue all along (a fall-back to sacct hangs without a database).
     assert "Falling back to 'sacct'" not in log and "could not check status" not in log
@@ -162,9 +87,9 @@ def test_every_job_went_through_sbatch(runs):
 def test_gpu_jobs_got_one_gpu_each_and_ran_side_by_side(runs):
     _, _, log, folder = runs
     gpus = dict(re.findall(r"^(\d+) gpus=(\S*)", (folder / "log" / "gpus.log").read_text(), re.M))
-    records = _jobcomp(folder)
+    records = jobcomp(folder)
     inverts = []
-    for job_id, rules in _submissions(log):
+    for job_id, rules in submissions(log):
         given = gpus[str(job_id)]
         if rules[0] in ("invert", "assemble"):
             assert re.fullmatch(r"\d+", given), f"{rules} job {job_id} got GPUs {given!r}"

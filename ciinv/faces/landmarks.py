@@ -5,7 +5,8 @@ Two detectors give 68 points per face in the iBUG-300W order (jaw 0-16, brows 17
 
 - ``fan``: face-alignment's S3FD face detector + 2D-FAN-4 (accurate; GPU if there is one).
   Its two weight files are the catalogue's ``s3fd`` and ``2dfan4`` (``ciinv/models/catalogue.py``),
-  in ``models_dir`` under the names face-alignment 1.5.0 gives them; nothing is ever downloaded
+  in ``models_dir`` under the names face-alignment 1.5.0 gives them, or given as two files
+  (``fan_files``, any names: the workflow passes its declared inputs); nothing is ever downloaded
   here (``fan_model_files`` lists them for the workflow).
 - ``dlib``: dlib's HOG frontal detector + the 68-point shape predictor that ships inside the
   ``face_recognition_models`` package (works offline on a CPU).
@@ -144,12 +145,15 @@ def fan_model_files(models_dir: str | os.PathLike = "models") -> list[Path]:
     return [resolve(name, models_dir) for name in FAN_MODELS]
 
 
-def _check_fan_files(models_dir: str | os.PathLike) -> list[Path]:
-    files = fan_model_files(models_dir)
+def _check_fan_files(models_dir: str | os.PathLike, files: Sequence[str | os.PathLike] | None = None) -> list[Path]:
+    files = fan_model_files(models_dir) if files is None else [Path(f) for f in files]
+    if len(files) != len(FAN_MODELS):
+        raise CiinvError(f"landmarks.detector 'fan' needs {len(FAN_MODELS)} files ({', '.join(FAN_MODELS)}), "
+                         f"got {len(files)}: {', '.join(map(str, files)) or 'none'}")
     missing = [f for f in files if not f.is_file()]
     if missing:
         names = " and ".join(str(f) for f in missing)
-        fetch = " ".join(f"--file {f.name}" for f in missing)
+        fetch = " ".join(f"--file {resolve(name, '').name}" for name, f in zip(FAN_MODELS, files) if f in missing)
         raise CiinvError(
             f"landmarks.detector 'fan' needs {names}, not found; fetch with `ciinv models fetch {fetch} "
             f"--models-dir {models_dir}` (or `snakemake download_models`) where there is a network, "
@@ -238,18 +242,20 @@ def dlib_detector(track: bool = True) -> Detector:
 
 
 @contextlib.contextmanager
-def _torch_hub_dir_at(folder: Path) -> Iterator[None]:
-    """Point torch hub's checkpoint cache (``<hub dir>/checkpoints``) at ``folder`` for a while.
+def _torch_hub_dir_at(landmarks_file: Path) -> Iterator[None]:
+    """Point torch hub's checkpoint cache (``<hub dir>/checkpoints``) at ``landmarks_file`` for a while.
 
     face-alignment loads the FAN weights from ``torch.hub.get_dir()/checkpoints/<file>`` (and
     would download them if absent; we check first). A temporary hub dir whose ``checkpoints``
-    is a link to ``models_dir`` lets it read our flat models folder.
+    holds a link to the file, under the name face-alignment looks for, lets it read the file
+    wherever it is and whatever it is called.
     """
     import torch.hub
 
     previous = torch.hub.get_dir()
     with tempfile.TemporaryDirectory(prefix="ciinv-hub-") as hub:
-        os.symlink(folder.resolve(), Path(hub) / "checkpoints", target_is_directory=True)
+        (Path(hub) / "checkpoints").mkdir()
+        os.symlink(landmarks_file.resolve(), Path(hub) / "checkpoints" / resolve(FAN_MODELS[1], "").name)
         torch.hub.set_dir(hub)
         try:
             yield
@@ -257,16 +263,18 @@ def _torch_hub_dir_at(folder: Path) -> Iterator[None]:
             torch.hub.set_dir(previous)
 
 
-def fan_detector(models_dir: str | os.PathLike = "models", device: str = "cpu") -> Detector:
+def fan_detector(models_dir: str | os.PathLike = "models", device: str = "cpu",
+                 fan_files: Sequence[str | os.PathLike] | None = None) -> Detector:
     """S3FD boxes for a whole batch at once, then 2D-FAN-4 landmarks per face.
 
-    The face score is S3FD's confidence in [0, 1].
+    The weights are ``fan_files`` (S3FD, 2D-FAN-4) when given, else the catalogue's files in
+    ``models_dir``. The face score is S3FD's confidence in [0, 1].
     """
-    detector_file, _ = _check_fan_files(models_dir)
+    detector_file, landmarks_file = _check_fan_files(models_dir, fan_files)
     import face_alignment
     import torch
 
-    with _torch_hub_dir_at(Path(models_dir)):
+    with _torch_hub_dir_at(landmarks_file):
         fa = face_alignment.FaceAlignment(
             face_alignment.LandmarksType.TWO_D,
             device=device,
@@ -292,11 +300,12 @@ def fan_detector(models_dir: str | os.PathLike = "models", device: str = "cpu") 
     return detect
 
 
-def make_detector(detector: str = "dlib", models_dir: str | os.PathLike = "models", device: str = "cpu") -> Detector:
+def make_detector(detector: str = "dlib", models_dir: str | os.PathLike = "models", device: str = "cpu",
+                  fan_files: Sequence[str | os.PathLike] | None = None) -> Detector:
     if detector == "dlib":
         return dlib_detector()
     if detector == "fan":
-        return fan_detector(models_dir, device)
+        return fan_detector(models_dir, device, fan_files)
     raise CiinvError(f"unknown landmarks.detector {detector!r}; choose one of {', '.join(DETECTORS)} in config.yaml")
 
 
@@ -516,6 +525,7 @@ def detect_frames(
     source: str = "the video",
     min_share: float = 0.25,
     embedder: FaceEmbedder | None | bool = True,
+    fan_files: Sequence[str | os.PathLike] | None = None,
 ) -> dict:
     """Landmarks of every person tracked through a sequence of H×W×3 uint8 RGB frames.
 
@@ -529,7 +539,7 @@ def detect_frames(
     the others: 'face_points' [F,T,68,2], 'face_score' [F,T], 'face_box' [F,T,4], 'face_detected'
     and 'face_edited' bool [F,T] (``face_landmarks`` picks one, ``face_count`` counts them).
     """
-    detect = make_detector(detector, models_dir, device) if isinstance(detector, str) else detector
+    detect = make_detector(detector, models_dir, device, fan_files) if isinstance(detector, str) else detector
     if embedder is True:
         embedder = FaceEmbedder(unit=False)
     faces_per_frame: list[list[Face]] = []
@@ -585,6 +595,7 @@ def detect_video(
     batch: int = 16,
     meta: dict | None = None,
     min_share: float = 0.25,
+    fan_files: Sequence[str | os.PathLike] | None = None,
 ) -> dict:
     """Landmarks of every person tracked through a video (decoded upright; see ``detect_frames``).
 
@@ -593,7 +604,7 @@ def detect_video(
     """
     from ciinv.io.video import VideoReader, probe
 
-    detect = make_detector(detector, models_dir, device)
+    detect = make_detector(detector, models_dir, device, fan_files)
     meta = probe(video_path) if meta is None else meta
     reader = VideoReader(video_path, meta)
     frames = (frame for _, frame in reader.frames(batch=batch))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A throwaway one-node SLURM cluster on localhost, for testing the workflow's cluster profile.
+# A throwaway SLURM cluster on localhost (one node, or several slurmd's), for testing the workflow's cluster profile.
 #
 #   tests/slurm/cluster.sh up DIR     install Debian's slurm + munge if missing (root, apt-get), write
 #                                     DIR/etc/slurm.conf and gres.conf, start a private munged,
@@ -13,7 +13,10 @@
 # Exit status 77 means "cannot run here" (not root, no apt-get); the message says why.
 #
 # Sizes of the declared node (SlurmdParameters=config_overrides: nothing is enforced), overridable:
-#   CLUSTER_CPUS (8), CLUSTER_MEMORY_MB (65536), CLUSTER_GPUS (2)
+#   CLUSTER_CPUS (8), CLUSTER_MEMORY_MB (65536), CLUSTER_GPUS (2), each node's
+#   CLUSTER_NODES (1): 1 is one node named localhost; N > 1 starts N slurmd's named n1..nN on
+#   localhost, each on its own port (Debian's slurm-wlm is built with MULTIPLE_SLURMD), so that
+#   jobs land on different "nodes" whose scratch folders differ ($SLURMD_NODENAME).
 # Pitfalls met on the way (and their fixes) are in the project's research notes, slurm_one_node.md.
 
 set -euo pipefail
@@ -54,7 +57,7 @@ free_port() {
 }
 
 fill() {  # fill TEMPLATE OUT: replace the @NAME@ placeholders
-    sed -e "s|@DIR@|$DIR|g" -e "s|@CTLD_PORT@|$CTLD_PORT|g" -e "s|@SLURMD_PORT@|$SLURMD_PORT|g" \
+    sed -e "s|@NODE_LINES@|$NODE_LINES|" -e "s|@NODES@|$NODES|g" -e "s|@DIR@|$DIR|g" -e "s|@CTLD_PORT@|$CTLD_PORT|g" -e "s|@SLURMD_PORT@|$SLURMD_PORT|g" \
         -e "s|@CPUS@|$CPUS|g" -e "s|@MEMORY_MB@|$MEMORY_MB|g" -e "s|@GPUS@|$GPUS|g" \
         -e "s|@LAST_GPU@|$((GPUS - 1))|g" "$1" >"$2"
 }
@@ -86,10 +89,26 @@ up() {
     CPUS=${CLUSTER_CPUS:-8}
     MEMORY_MB=${CLUSTER_MEMORY_MB:-65536}
     GPUS=${CLUSTER_GPUS:-2}
+    local count=${CLUSTER_NODES:-1} node shape
     CTLD_PORT=$(free_port)
     SLURMD_PORT=$(free_port)
+    shape="CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=$MEMORY_MB Gres=gpu:$GPUS State=UNKNOWN"
+    if ((count == 1)); then
+        NODE_NAMES=(localhost)
+        NODES=localhost
+        NODE_LINES="NodeName=localhost $shape"
+    else
+        NODE_NAMES=()
+        NODE_LINES=""
+        for ((i = 1; i <= count; i++)); do
+            NODE_NAMES+=("n$i")
+            NODE_LINES+="NodeName=n$i NodeHostname=localhost Port=$(free_port) $shape\\n"
+        done
+        NODES="n[1-$count]"
+    fi
 
     mkdir -p "$DIR"/{etc,state,spool,run,log,dev,bin,munge}
+    for node in "${NODE_NAMES[@]}"; do mkdir -p "$DIR/spool/$node"; done
     chmod 755 "$DIR"  # munged (user munge) must reach its folder inside
     : >"$DIR/run/pids"
     for ((i = 0; i < GPUS; i++)); do ln -sfn /dev/null "$DIR/dev/nvidia$i"; done
@@ -126,17 +145,19 @@ EOF
 
     export SLURM_CONF="$DIR/etc/slurm.conf"
     start slurmctld /usr/sbin/slurmctld -D -i -f "$SLURM_CONF"
-    start slurmd /usr/sbin/slurmd -D -N localhost -f "$SLURM_CONF"
+    for node in "${NODE_NAMES[@]}"; do
+        start slurmd /usr/sbin/slurmd -D -N "$node" -f "$SLURM_CONF"  # "slurmd": what down() looks for
+    done
 
     local state="" deadline=$((SECONDS + 30))
     while ((SECONDS < deadline)); do
-        state=$(timeout 2 sinfo -h -N -o %T 2>/dev/null || true)
+        state=$(timeout 2 sinfo -h -N -o %T 2>/dev/null | sort -u || true)
         [[ $state == idle ]] && break
         alive || break
         sleep 0.5
     done
     if [[ $state != idle ]]; then
-        say "the node did not become idle in 30 s (state: '${state:-no answer}')"
+        say "the nodes did not become idle in 30 s (state: '${state:-no answer}')"
         show_logs
         down
         exit 1

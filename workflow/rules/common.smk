@@ -33,6 +33,9 @@ except CiinvError as error:
     raise WorkflowError(str(error)) from None
 validate(config, str(CONFIG_SCHEMA))
 
+# With a default storage provider (S3, node-local scratch) the files live there: planning looks at
+# no local file but the config and the sample sheet.
+ON_STORAGE = workflow.storage_settings.default_storage_provider is not None
 
 EDITS = {"recon": {"name": "recon"}} | {e["name"]: e for e in config["edits"]}
 
@@ -45,8 +48,7 @@ EDITS = {"recon": {"name": "recon"}} | {e["name"]: e for e in config["edits"]}
 # while the other videos go on. Anything else left out is said here, and the others go on too.
 if config.get("samples"):
     try:
-        SHEET = read_sheet(config["samples"], EDITS,
-                           check_files=workflow.storage_settings.default_storage_provider is None)
+        SHEET = read_sheet(config["samples"], EDITS, check_files=not ON_STORAGE)
     except CiinvError as error:
         raise WorkflowError(str(error)) from None
     validate({"videos": SHEET.records}, str(SAMPLES_SCHEMA), set_default=False)
@@ -62,7 +64,7 @@ for _warning in _skipped + [f"{c.message} (counted as a failed job)" for c in _c
     logger.warning(f"ciinv: {_warning}")
 
 # A read-only results/ would fail the first job in Snakemake's own words, with no summary.
-if VIDEOS and unwritable_folder("results"):
+if VIDEOS and not ON_STORAGE and unwritable_folder("results"):
     if workflow.dryrun:
         logger.warning(f"ciinv: {unwritable_folder('results')}")
     else:
@@ -97,7 +99,7 @@ MODELS_DIR = config["models_dir"]
 
 # How the settings reach a job. What a job computes comes from `params:` (Snakemake records them,
 # and a changed one reruns the job and what follows). Settings that say only where or how a job
-# runs (models_dir; invert's INVERT_EXECUTION_KEYS, windows_per_batch and checkpoint_every; pti's
+# runs (invert's INVERT_EXECUTION_KEYS, windows_per_batch and checkpoint_every; pti's
 # PTI_EXECUTION_KEYS and stitch's STITCH_EXECUTION_KEYS, checkpoint_every) are `resources:` entries instead, which Snakemake passes on
 # without recording: changing them reruns nothing. (No scheduler limits them: only resources named
 # in --resources are counted, and the SLURM executor turns only the names it knows into sbatch
@@ -122,13 +124,19 @@ def model_path(name_or_path):
 
 
 def flow_spec(wildcards=None):
-    """The flow estimator for `ciinv invert --flow`: a model file, or `dis[:preset]` (no file)."""
+    """The flow estimator's model file, or `dis[:preset]` (no file)."""
     spec = config["models"]["flow"]
     return spec if is_weightless_flow(spec) else model_path(spec)
 
 
 def flow_files(wildcards):
     return [] if is_weightless_flow(config["models"]["flow"]) else [flow_spec()]
+
+
+def flow_option(wildcards, input):
+    """`--flow` of `ciinv invert` and `report-assets`: the declared flow input (with storage, the
+    job's local copy of it), or `dis[:preset]`."""
+    return input.flow[0] if input.flow else flow_spec()
 
 
 def uses_encoder():
@@ -165,11 +173,29 @@ def collision_files(wildcards):
     return shlex.join(["--files", *collision.files, "--where", collision.where, "--fix", collision.fix])
 
 
+# --- storage (--default-storage-provider: a bucket, or node-local scratch; README "On a cluster") --
+# With a default storage provider every input and output lives in storage, and a job sees local
+# copies under its own prefix: planning must not look at local files, and jobs read only what
+# their rule declares and passes them.
+
+
+def checkpoint_output(checkpoint, **wildcards):
+    """A finished checkpoint job's first output, as a local path that exists. Where there is no
+    local copy (the file is in storage) `.open()` raises what makes Snakemake fetch it and evaluate
+    the input function again; a plain open() would find nothing. (What is there, even a folder in
+    the file's place, is left to the caller's checked reader.) Use it for every checkpoint read."""
+    output = checkpoint.get(**wildcards).output[0]
+    if not os.path.exists(output):
+        with output.open():
+            pass
+    return output
+
+
 def shard_files(wildcards):
     """The invert shards of one video; how many is known only once the video is probed."""
     inv = config["invert"]
     try:
-        meta = read_meta(checkpoints.probe.get(video=wildcards.video).output[0])
+        meta = read_meta(checkpoint_output(checkpoints.probe, video=wildcards.video))
         count = shard_count(meta["frames"], inv["window"], inv["stride"], inv["windows_per_shard"])
     except CiinvError:
         # A damaged meta.json, or too short for one window: plan one invert job, which fails with
@@ -365,20 +391,27 @@ for _spec in EDIT_SPECS.values():
         logger.warning(f"ciinv: {strength_warning(_spec)}")
 
 
-def edit_inputs(wildcards):
+def edit_direction(wildcards):
+    """The direction file an edit reads (none for sefa:K and for morph/transfer).
+
+    A direction that names nothing, or a missing file of the user's (not a registry file, which
+    download_model fetches), is left out: Snakemake would refuse to plan any job at all. The edit
+    job itself then fails with a message naming the edit and the file, and the other edits go on.
+    With storage, planning cannot look: the file is declared, and a missing one stops the plan.
+    """
     spec = EDIT_SPECS[wildcards.edit]
-    inputs = {}
-    if spec.needs_direction_file:  # sefa:K is computed from the generator
-        path = direction_spec(spec.entry)
-        # A direction that names nothing, or a missing file of the user's (not a registry file,
-        # which download_model fetches), is left out of the inputs: Snakemake would refuse to plan
-        # any job at all. The edit job itself then fails with a message naming the edit and the
-        # file, and the other edits go on.
-        if path is not None and (path in CATALOGUE or os.path.isfile(model_path(path))):
-            inputs["direction"] = model_path(path)
-    if spec.other_video is not None:
-        inputs["other"] = other_latents(spec.other_video)
-    return inputs
+    if not spec.needs_direction_file:
+        return []
+    path = direction_spec(spec.entry)
+    if path is None or not (path in CATALOGUE or ON_STORAGE or os.path.isfile(model_path(path))):
+        return []
+    return [model_path(path)]
+
+
+def edit_other(wildcards):
+    """The other video's codes that a morph or transfer reads (Snakemake inverts it first)."""
+    spec = EDIT_SPECS[wildcards.edit]
+    return [other_latents(spec.other_video)] if spec.other_video is not None else []
 
 
 def edit_entry(wildcards):
@@ -420,9 +453,10 @@ def stitched_crops(wildcards):
 def lpips_files(wildcards):
     """The LPIPS weights when they are in models_dir (`ciinv models fetch lpips-0.1.4-wheel`), else
     nothing: the metrics table then says LPIPS is left out. Fetching them later changes this
-    input, so the table is redone."""
+    input, so the table is redone. With storage always (fetched when missing)."""
     path = model_path(LPIPS_MODEL)
-    return [path] if os.path.isfile(path) else []
+    # With storage planning cannot look: declared, so download_model fetches it if missing.
+    return [path] if ON_STORAGE or os.path.isfile(path) else []
 
 
 def report_outputs(wildcards):
@@ -442,13 +476,12 @@ wildcard_constraints:
 def face_dirs(video):
     """The folders of one video's edited faces under results/{video}/: [""] (one face), or
     ["face0/", "face1/", ...] with faces: all and several faces tracked. How many is known once
-    the landmarks checkpoint has run (its file read through .open(), storage-clean); a damaged
+    the landmarks checkpoint has run (read through checkpoint_output, storage-clean); a damaged
     file plans one face, whose align job then fails naming it."""
     if video_config(video)["faces"] != "all":
         return [""]
     try:
-        with checkpoints.landmarks.get(video=video).output[0].open("rb") as f:
-            count = face_count(f)
+        count = face_count(checkpoint_output(checkpoints.landmarks, video=video))
     except CiinvError:
         count = 1
     return [""] if count <= 1 else [f"face{k}/" for k in range(count)]

@@ -4,8 +4,9 @@
 
 rule edit:
     input:
-        unpack(edit_inputs),
         latents="results/{video}/{face}latents.npy",
+        direction=edit_direction,  # (common.smk) none for sefa:K, morph and transfer
+        other=edit_other,  # the other video's main face's codes, for morph and transfer
         # Checks the codes' shape and computes sefa:K directions; nothing is rendered here.
         generator=model_path(config["models"]["generator"]),
     output:
@@ -13,8 +14,6 @@ rule edit:
     params:
         # Only this edit's own entry: changing another edit's strength leaves this job alone.
         edit=edit_entry,
-    resources:
-        models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
         "results/{video}/{face}logs/edit_{edit}.log",
     benchmark:
@@ -23,7 +22,7 @@ rule edit:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv edit --latents {input.latents:q} --generator {input.generator:q}"
-        " --edit {params.edit:q} --models-dir {resources.models_dir:q} --out {output:q} 2> {log:q}"
+        " --edit {params.edit:q} --direction={input.direction:q} --other={input.other:q} --out {output:q} 2> {log:q}"
 
 
 rule assemble:

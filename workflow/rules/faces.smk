@@ -30,7 +30,6 @@ checkpoint landmarks:
     threads: 2  # decoding (an ffmpeg process) beside the detector
     resources:
         gpu=landmarks_gpu,
-        models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
         "results/{video}/logs/landmarks.log",
     benchmark:
@@ -39,7 +38,7 @@ checkpoint landmarks:
         "../../envs/ciinv.yaml"
     shell:
         "ciinv landmarks {input.video:q} --meta {input.meta:q} --out {output:q} {params.settings}"
-        " --models-dir {resources.models_dir:q} --threads {threads} 2> {log:q}"
+        " --fan-files {input.models:q} --threads {threads} 2> {log:q}"
 
 
 # One face of several (`faces: all`): its track of landmarks.npz on its own, in the one-face format.

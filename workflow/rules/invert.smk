@@ -11,7 +11,7 @@ rule invert:
     output:
         "results/{video}/{face}latents/shard_{shard}.pt",
     params:
-        flow=flow_spec,
+        flow=flow_option,  # the flow input, or dis (common.smk)
         settings=cli_settings("invert", skip=INVERT_EXECUTION_KEYS),
     resources:
         gpu=1,

@@ -12,11 +12,10 @@ rule download_model:
     wildcard_constraints:
         filename="|".join(re.escape(entry.filename) for entry in CATALOGUE.values()),
     localrule: True
-    resources:
-        models_dir=MODELS_DIR,  # where, not what: a resource, not a param (common.smk)
     log:
         f"{MODELS_DIR}/logs/{{filename}}.log",
     conda:
         "../../envs/ciinv.yaml"
     shell:
-        "ciinv models fetch --file {wildcards.filename:q} --models-dir {resources.models_dir:q} 2> {log:q}"
+        # The folder of {output}: with storage that is the job's local copy, uploaded afterwards.
+        "ciinv models fetch --file {wildcards.filename:q} --models-dir \"$(dirname {output:q})\" 2> {log:q}"

@@ -37,7 +37,7 @@ rule report_video:
                        labels={"video": "{video}", "figure": "metrics"}),
     params:
         names=edit_names,
-        flow=flow_spec,
+        flow=flow_option,  # the flow input, or dis (common.smk)
     resources:
         gpu=1,
     log:
@@ -51,4 +51,4 @@ rule report_video:
         " --align {input.align:q} --landmarks {input.landmarks:q} --outputs {input.outputs:q} --edits {input.edits:q}"
         " --names {params.names} --stitched {input.stitched:q} --noise {input.noise:q} --generator {input.generator:q}"
         " --shards {input.shards:q} --flow {params.flow:q} --vgg16 {input.vgg16:q}"
-        " --lpips {input.lpips:q} --out results/{wildcards.video:q}/report 2> {log:q}"
+        " --lpips {input.lpips:q} --out \"$(dirname {output.stills:q})\" 2> {log:q}"
