@@ -151,7 +151,8 @@ def test_a_killed_and_restarted_run_keeps_its_finished_inversions(smoke_dir, tmp
                            timeout=600)
     assert again.returncode == 0, again.stderr[-4000:]
     assert (work / "results" / "clip" / "latents.npy").exists()
-    rerun = set(re.findall(r"rule invert:\n(?:\s+.*\n)*?\s+wildcards: video=clip, shard=(\d{4})", again.stderr))
+    invert_jobs = r"rule invert:\n(?:\s+.*\n)*?\s+wildcards: video=clip, (?:face=[^,\n]*, )?shard=(\d{4})"
+    rerun = set(re.findall(invert_jobs, again.stderr))
     assert rerun == {f"{k:04d}" for k in range(4)} - {name[6:10] for name in done}
     for name, mtime in done.items():
         assert (shards / name).stat().st_mtime_ns == mtime, f"{name} was written again"

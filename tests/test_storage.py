@@ -198,6 +198,9 @@ def test_the_bucket_holds_what_a_local_run_makes(on_storage):
     local = local_work / "results"
     expected = {str(p.relative_to(local)).replace(LOCAL_CLIP, "clip") for p in local.rglob("*")
                 if p.is_file() and (p.name.startswith(f"{LOCAL_CLIP}.") or p.relative_to(local).parts[0] == LOCAL_CLIP)}
+    # The report (report_assets target) is not the default target: another test of the session
+    # may have made it in the local run.
+    expected = {k for k in expected if "/report/" not in k and Path(k).stem != "report"}
     assert {k for k in expected if "/logs/" in k} and {k for k in expected if "/benchmarks/" in k}
     assert keys(client, f"{PREFIX}/results/") == expected
 
@@ -232,7 +235,8 @@ def test_jobs_ran_on_both_nodes_and_the_killed_invert_was_retried(on_storage):
     inverts = [r["JobState"] for job_id, r in sorted(ours.items()) if jobs[job_id] == ["invert"]]
     # Two shards; one of them failed once (the kill) and was resubmitted.
     assert sorted(inverts) == ["COMPLETED", "COMPLETED", "FAILED"], inverts
-    assert re.search(rf"Error in rule invert:(?:\n.*)*?wildcards: video=clip, shard={KILLED_SHARD}", result.stderr)
+    failed = rf"Error in rule invert:(?:\n.*)*?wildcards: video=clip, (?:face=[^,\n]*, )?shard={KILLED_SHARD}"
+    assert re.search(failed, result.stderr)
 
 
 def test_a_second_run_plans_nothing(on_storage):

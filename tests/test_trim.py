@@ -58,11 +58,11 @@ def test_a_span_outside_the_video_is_named_and_nothing_is_written(clip, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_command_writes_the_span(clip, tmp_path, capsys):
+def test_the_command_writes_the_span(clip, tmp_path, caplog):
     assert main(["trim", str(clip), "--start", "0.4", "--end", "0.8", "--out", str(tmp_path / "t.mkv"),
                  "--threads", "1"]) == 0
     assert probe(tmp_path / "t.mkv")["frames"] == 10
-    assert "kept 0.4-0.8 s: 10 of 20 frames, with sound" in capsys.readouterr().err
+    assert "kept 0.4-0.8 s: 10 of 20 frames, with sound" in caplog.text
 
 
 def test_the_collision_command_fails_naming_every_file(capsys):
