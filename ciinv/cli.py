@@ -299,8 +299,9 @@ def cmd_bench_speed(args) -> None:
     from ciinv.bench.speed import bench_speed, speedup_line
     from ciinv.config import load_config
 
+    schedules = [s.strip() for s in args.schedules.split(",") if s.strip()] if args.schedules else None
     rows = bench_speed(load_config(args.config), args.out, frames=args.frames, steps=args.steps, device=args.device,
-                       seed=args.seed)
+                       seeds=args.seeds, reference=args.reference, schedules=schedules)
     print((Path(args.out) / "speed.md").read_text())
     print(speedup_line(rows))
 
@@ -650,13 +651,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_video)
 
-    p = _subcommand(which, "speed", "device-seconds per output frame: ciinv against the paper's schedule")
+    p = _subcommand(which, "speed", "FLOPs and seconds per output frame: ciinv against the paper's code")
     p.add_argument("--config", nargs="+", required=True, help="config files, merged in order (config.yaml overlay...)")
     p.add_argument("--out", required=True, help="folder for speed.csv and speed.md")
-    p.add_argument("--frames", type=int, default=13, help="frames of the synthesized sequence")
+    p.add_argument("--frames", type=int, default=41, help="frames of each synthesized sequence")
     p.add_argument("--steps", type=int, help="S: steps per window for the official schedule, the cap for ours "
                    "(default: the config's invert.steps)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="one sequence per seed (report on these; benchmarks/stop_sweep.py tunes on 100 101 102)")
+    p.add_argument("--reference", help="a speed.csv of an earlier run with the same models, frames, steps and "
+                   "settings: its official rows are reused instead of run")
+    p.add_argument("--schedules", help="comma-separated rows to run besides the official ones (default: all)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_speed)
 
