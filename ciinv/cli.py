@@ -262,7 +262,7 @@ def cmd_smoke_models(args) -> None:
         print(paper.with_name("smoke.yaml"))
         print(paper)
     else:
-        print(write_smoke_models(args.dir, resolution=args.resolution, full_size=args.full_size))
+        print(write_smoke_models(args.dir, resolution=args.resolution, full_size=args.full_size, size=args.size))
 
 
 def cmd_sample_clip(args) -> None:
@@ -301,7 +301,8 @@ def cmd_bench_speed(args) -> None:
 
     schedules = [s.strip() for s in args.schedules.split(",") if s.strip()] if args.schedules else None
     rows = bench_speed(load_config(args.config), args.out, frames=args.frames, steps=args.steps, device=args.device,
-                       seeds=args.seeds, reference=args.reference, schedules=schedules)
+                       seeds=args.seeds, reference=args.reference, schedules=schedules,
+                       official_as_code=not args.official_batched)
     print((Path(args.out) / "speed.md").read_text())
     print(speedup_line(rows))
 
@@ -601,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=64, help="generator output resolution in pixels")
     p.add_argument("--full-size", action="store_true", help="random networks of the real sizes (1024², ~1.3 GB) "
                    "for speed and memory measurements on a GPU")
+    p.add_argument("--size", choices=["tiny", "medium", "full"], default="tiny",
+                   help="tiny: narrow 64² models (default); medium: a random StyleGAN2 with config F's channel widths "
+                   "at 256² (bench speed's second model); full: as --full-size")
     p.add_argument("--paper", action="store_true", help="also stand-ins for configs/paper.yaml (StyleGAN v1, its "
                    "InterFaceGAN directions) and paper-smoke.yaml, an overlay for after it")
     p.set_defaults(func=cmd_smoke_models)
@@ -662,6 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="a speed.csv of an earlier run with the same models, frames, steps and "
                    "settings: its official rows are reused instead of run")
     p.add_argument("--schedules", help="comma-separated rows to run besides the official ones (default: all)")
+    p.add_argument("--official-batched", action="store_true", help="run the official rows' windows batched and with "
+                   "the real frames' VGG taps kept: the same codes, MSE and FLOPs in less time, but no seconds")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_speed)
 

@@ -154,22 +154,26 @@ def official_output_frames(frames: int, window: int) -> int:
     return frames - window + 1
 
 
-def run_official(nets: Nets, frames: torch.Tensor, settings: InvertSettings, noise_seed: int | None):
+def run_official(nets: Nets, frames: torch.Tensor, settings: InvertSettings, noise_seed: int | None,
+                 as_code: bool = True):
     """(codes [N − T + 1, L, D], results): one window per output frame, each keeping its base
-    frame's code, every step done as the official code does it; ``noise_seed`` None: the
-    generator's constant noise, else fresh noise on every pass from that seed."""
+    frame's code; ``noise_seed`` None: the generator's constant noise, else fresh noise on every
+    pass from that seed. ``as_code``: every step done as the official code does it (else batched,
+    with the real frames' VGG taps kept: the same result, less time)."""
     windows = plan_windows(len(frames), settings.window, 1)
-    results = invert_frames(nets, frames, 0, windows, settings, fresh_noise_seed=noise_seed, as_official_code=True)
+    results = invert_frames(nets, frames, 0, windows, settings, fresh_noise_seed=noise_seed, as_official_code=as_code)
     return torch.stack([r.codes[0] for r in results]), results
 
 
-def run_schedule(name: str, nets: Nets, frames: torch.Tensor, settings: InvertSettings, seed: int):
-    """(codes [output frames, L, D], noise maps to render them with or None, window results)."""
+def run_schedule(name: str, nets: Nets, frames: torch.Tensor, settings: InvertSettings, seed: int,
+                 official_as_code: bool = True):
+    """(codes [output frames, L, D], noise maps to render them with or None, window results);
+    ``official_as_code``: see ``run_official``'s ``as_code``."""
     torch.manual_seed(settings.seed)
     if name in OFFICIAL:
         fresh = name == "official"
         noise_seed = SEED_BASE + 16 * seed + 3 if fresh else None  # stream 3
-        codes, results = run_official(nets, frames, settings, noise_seed)
+        codes, results = run_official(nets, frames, settings, noise_seed, as_code=official_as_code)
         noise = random_noise(nets.generator, len(codes), seed_stream(seed, 4)) if fresh else None
         return codes, noise, results
     results = invert_clip(nets, frames, settings, label=name)
@@ -259,12 +263,14 @@ def load_reference(path, setup: str, seeds) -> list[dict]:
 
 
 def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int | None = None, device: str = "auto",
-                seeds=DEFAULT_SEEDS, lpips_path=None, reference=None, schedules=None) -> list[dict]:
+                seeds=DEFAULT_SEEDS, lpips_path=None, reference=None, schedules=None,
+                official_as_code: bool = True) -> list[dict]:
     """Run the schedules on one synthesized sequence per seed; write speed.csv and speed.md.
 
     config: the workflow's merged config (``ciinv.config.load_config``); ``steps`` (S) defaults
     to its ``invert.steps``; ``reference``: a speed.csv whose official rows are reused;
-    ``schedules``: names to run (default: all). Returns the rows (dicts with ``COLUMNS``).
+    ``schedules``: names to run (default: all); ``official_as_code`` False: the official rows run
+    batched (same codes and FLOPs, no seconds; for a CPU). Returns the rows (dicts with ``COLUMNS``).
     """
     settings = InvertSettings.from_dict(config["invert"])
     steps = int(steps) if steps is not None else settings.steps
@@ -299,16 +305,16 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
 
     # Untimed warm-up: the first call of every batch shape pays for kernel selection and caches.
     for name, schedule in to_run.items():
-        run_schedule(name, nets, probe.to(device), schedule.replace(steps=min(2, steps)), seeds[0])
+        run_schedule(name, nets, probe.to(device), schedule.replace(steps=min(2, steps)), seeds[0], official_as_code)
     rows = list(reused)
     for seed in seeds:
         true_codes, truth = make_sequence(generator, frames, seed)
         for name, schedule in to_run.items():
-            rows.append(measure(name, schedule, nets, truth, true_codes, seed, flops[name in OFFICIAL], lpips)
-                        | {"setup": setup})
+            rows.append(measure(name, schedule, nets, truth, true_codes, seed, flops[name in OFFICIAL], lpips,
+                                official_as_code) | {"setup": setup})
             log.info(f"seed {seed} {name}: {rows[-1]['flops_per_frame'] / 1e9:.1f} GFLOP and "
-                     f"{rows[-1]['seconds_per_frame']:.3f} s per frame, {rows[-1]['steps_per_window']:.0f} steps per "
-                     f"window, mse {rows[-1]['mse']:.5f}")
+                     f"{rows[-1]['seconds_per_frame'] or math.nan:.3f} s per frame, {rows[-1]['steps_per_window']:.0f} "
+                     f"steps per window, mse {rows[-1]['mse']:.5f}")
     order = [*OFFICIAL, *(name for name in every if name not in OFFICIAL)]
     rows.sort(key=lambda r: (order.index(r["schedule"]), r["seed"]))
 
@@ -318,22 +324,24 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
     header = (f"`ciinv bench speed`: {frames} frames, generator {config['models']['generator']} "
               f"({generator.resolution}²), window {settings.window}, at most {steps} steps per window, "
               f"device {device_name(device)}, seeds {', '.join(map(str, seeds))}"
-              f"{f'; official rows from {reference}' if reference else ''}.")
+              f"{f'; official rows from {reference}' if reference else ''}"
+              f"{'' if official_as_code or reused else '; official rows run batched (no seconds)'}.")
     with atomic_path(out_dir / "speed.md") as tmp:
         tmp.write_text(speed_table(rows, header) + "\n" + cost_note(frames, settings.window, flops) + "\n")
     return rows
 
 
 def measure(name: str, schedule: InvertSettings, nets: Nets, truth: torch.Tensor, true_codes: torch.Tensor,
-            seed: int, window_cost: tuple[int, int], lpips) -> dict:
-    """One row: run ``name`` on ``truth`` [N, 3, R, R], time it, count it and score it."""
+            seed: int, window_cost: tuple[int, int], lpips, official_as_code: bool = True) -> dict:
+    """One row: run ``name`` on ``truth`` [N, 3, R, R], time it, count it and score it. An official
+    row run batched (``official_as_code`` False) has no seconds: they would not be the code's."""
     device = nets.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     real = truth.to(device)
     synchronize(device)
     began = time.perf_counter()
-    codes, noise, results = run_schedule(name, nets, real, schedule, seed)
+    codes, noise, results = run_schedule(name, nets, real, schedule, seed, official_as_code)
     synchronize(device)
     seconds = time.perf_counter() - began
 
@@ -342,9 +350,11 @@ def measure(name: str, schedule: InvertSettings, nets: Nets, truth: torch.Tensor
     window_steps = sum(r.steps for r in results)
     setup_flops, step_flops = window_cost
     flops = (len(results) * setup_flops + window_steps * step_flops) / out
+    timed = official_as_code or name not in OFFICIAL
     row = {"schedule": name, "seed": seed, "output_frames": out, "flops_per_frame": flops,
            "long_clip_flops_per_frame": flops * out / len(results) / schedule.stride,
-           "seconds_per_frame": seconds / out, "tflops": flops / (seconds / out) / 1e12,
+           "seconds_per_frame": seconds / out if timed else None,
+           "tflops": flops / (seconds / out) / 1e12 if timed else None,
            "steps_per_window": window_steps / len(results), "windows": len(results),
            "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
            "mse": metrics.mse(recon, target).mean().item(), "psnr": metrics.psnr(recon, target).mean().item(),
@@ -376,7 +386,8 @@ def compare(rows: list[dict], name: str) -> dict:
     mean = float(ratios.mean())
 
     def mean_of(key, which):
-        return float(np.mean([r[key] for r in which]))
+        values = [r[key] for r in which]
+        return math.nan if any(v is None for v in values) else float(np.mean(values))
 
     theirs = [official[r["seed"]] for r in mine]
     if math.isnan(spread):
@@ -408,8 +419,8 @@ def speed_table(rows: list[dict], header: str) -> str:
         mse = [r["mse"] for r in mine]
         cells[TABLE_COLUMNS.index("mse")] += f" ± {np.std(mse, ddof=1):.2g}" if len(mse) > 1 else ""
         c = compare(rows, name)
-        body.append([name, *cells, f"{c['flop_speedup']:.1f}", f"{c['long_clip_speedup']:.1f}",
-                     f"{c['seconds_speedup']:.1f}",
+        seconds = "n/a" if math.isnan(c["seconds_speedup"]) else f"{c['seconds_speedup']:.1f}"
+        body.append([name, *cells, f"{c['flop_speedup']:.1f}", f"{c['long_clip_speedup']:.1f}", seconds,
                      f"{c['mse_ratio']:.3f} ± {c['mse_spread']:.3f}", c["verdict"]])
     head = ["schedule", *TABLE_COLUMNS, "speedup (FLOPs)", "on a long clip", "speedup (s)", "mse ratio", "vs official"]
     return "\n".join([header, "", *markdown_table(head, body)]) + "\n"
@@ -432,4 +443,5 @@ def speedup_line(rows: list[dict]) -> str:
     c = compare(rows, "ciinv")
     spread = "" if math.isnan(c["mse_spread"]) else f" ± {c['mse_spread']:.2f}"
     return (f"speedup {c['flop_speedup']:.1f} at mse ratio {c['mse_ratio']:.2f}{spread} "
-            f"(FLOPs per output frame; seconds {c['seconds_speedup']:.1f}×; {c['verdict']})")
+            f"(FLOPs per output frame; seconds {c['seconds_speedup']:.1f}×; {c['verdict']})").replace("seconds nan×",
+                                                                                                 "seconds n/a")
