@@ -108,7 +108,7 @@ OPTIMISER_LEVERS = {
     "lr-ramp": {"lr_rampup": 0.05, "lr_rampdown": 0.25},
     "warm-lr-x3": {"warm_lr_scale": 3.0},
     "warm-lr-x0.3": {"warm_lr_scale": 0.3},
-    "code-stop": {"stop_code_tolerance": 0.002},
+    "code-stop": {"stop_code_tolerance": 0.03},  # codes move ~3 % per 50 steps at step 400 (smoke, S = 1000)
 }
 
 
@@ -250,7 +250,7 @@ def load_reference(path, setup: str, seeds) -> list[dict]:
     numbers = {c for c in COLUMNS if c not in ("schedule", "setup")}
     parsed = [{k: (None if v == "" else int(float(v)) if k in ("seed", "output_frames", "windows")
                    else float(v) if k in numbers else v) for k, v in row.items()} for row in rows]
-    have = {row["seed"] for row in parsed}
+    have = {row["seed"] for row in parsed if row["schedule"] == "official"}
     missing = [s for s in seeds if s not in have]
     if missing:
         raise CiinvError(f"{path}: no official rows for seed(s) {', '.join(map(str, missing))} (it has "
@@ -295,7 +295,8 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
         if unknown:
             raise CiinvError(f"bench speed: no schedule {', '.join(unknown)}; there are {', '.join(every)}")
         every = {name: every[name] for name in every if name in schedules or name == "official"}
-    to_run = {name: s for name, s in every.items() if not (reused and name in OFFICIAL)}
+    present = {(row["schedule"], row["seed"]) for row in reused}  # official-fixed-noise rows it lacks are run
+    to_run = {name: s for name, s in every.items() if not all((name, seed) in present for seed in seeds)}
 
     _, probe = make_sequence(generator, settings.window, seeds[0])
     flops = {False: window_flops(nets, probe, settings), True: window_flops(nets, probe, official, True)}
@@ -310,6 +311,8 @@ def bench_speed(config: dict, out_dir, frames: int = DEFAULT_FRAMES, steps: int 
     for seed in seeds:
         true_codes, truth = make_sequence(generator, frames, seed)
         for name, schedule in to_run.items():
+            if (name, seed) in present:
+                continue
             rows.append(measure(name, schedule, nets, truth, true_codes, seed, flops[name in OFFICIAL], lpips,
                                 official_as_code) | {"setup": setup})
             log.info(f"seed {seed} {name}: {rows[-1]['flops_per_frame'] / 1e9:.1f} GFLOP and "
@@ -381,6 +384,9 @@ def compare(rows: list[dict], name: str) -> dict:
     spread (sample standard deviation; nan with one seed) and the verdict."""
     official = {r["seed"]: r for r in rows if r["schedule"] == "official"}
     mine = [r for r in rows if r["schedule"] == name and r["seed"] in official]
+    if not mine:
+        return {"flop_speedup": math.nan, "long_clip_speedup": math.nan, "seconds_speedup": math.nan,
+                "mse_ratio": math.nan, "mse_spread": math.nan, "verdict": "no rows to compare"}
     ratios = np.array([r["mse"] / official[r["seed"]]["mse"] for r in mine])
     spread = float(ratios.std(ddof=1)) if len(ratios) > 1 else math.nan
     mean = float(ratios.mean())
@@ -390,7 +396,9 @@ def compare(rows: list[dict], name: str) -> dict:
         return math.nan if any(v is None for v in values) else float(np.mean(values))
 
     theirs = [official[r["seed"]] for r in mine]
-    if math.isnan(spread):
+    if name == "official":
+        verdict = "–"
+    elif math.isnan(spread):
         verdict = "one seed: no spread"
     elif abs(mean - 1) <= spread:
         verdict = "equal within the spread"
@@ -440,6 +448,8 @@ def cost_note(frames: int, window: int, flops: dict) -> str:
 
 def speedup_line(rows: list[dict]) -> str:
     """'speedup X.X at mse ratio Y.YY ± Z.ZZ (...)': ``ciinv`` against ``official``."""
+    if not any(r["schedule"] == "ciinv" for r in rows):
+        return "speedup n/a: no `ciinv` row in this run"
     c = compare(rows, "ciinv")
     spread = "" if math.isnan(c["mse_spread"]) else f" ± {c['mse_spread']:.2f}"
     return (f"speedup {c['flop_speedup']:.1f} at mse ratio {c['mse_ratio']:.2f}{spread} "
