@@ -89,6 +89,18 @@ def test_the_official_rows_are_reused_only_for_the_setup_they_were_made_with(smo
     assert rows[0] == made[0]  # taken as it was, not run again; the row the reference lacks is run
     assert rows[1]["setup"] == made[0]["setup"] and rows[1]["flops_per_frame"] == made[0]["flops_per_frame"]
     assert "official rows from" in (again / "speed.md").read_text()
+    # ciinv's own levers may change against the same official rows; the loss settings may not.
+    levers = tmp_path / "levers.yaml"
+    levers.write_text("invert: {stop_tolerance: 0.005, lane_windows: 1, warm_lr_scale: 0.5}\n")
+    assert run_bench(smoke_dir, tmp_path / "levers", "--seeds", "0", "--schedules", "ciinv", "--config",
+                     str(REPO / "config.yaml"), str(smoke_dir / "smoke.yaml"), str(levers),
+                     "--reference", str(first / "speed.csv")) == 0
+    capsys.readouterr()
+    loss = tmp_path / "loss.yaml"
+    loss.write_text("invert: {lambda_icc: 0.5}\n")
+    assert run_bench(smoke_dir, tmp_path / "loss", "--seeds", "0", "--config", str(REPO / "config.yaml"),
+                     str(smoke_dir / "smoke.yaml"), str(loss), "--reference", str(first / "speed.csv")) == 1
+    assert "another setup: settings" in capsys.readouterr().err
     capsys.readouterr()
 
     refused = tmp_path / "refused"
