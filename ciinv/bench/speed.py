@@ -2,8 +2,8 @@
 
 In one process, on sequences made by the configured generator (so the true codes are known),
 every schedule inverts the same frames and is counted, timed and scored the same way. The
-headline is FLOPs per output frame (torch's flop counter: the same on any machine, whatever its
-load); seconds per frame and the achieved TFLOP/s of each row are printed beside them, so a
+headline is FLOPs per output frame (``ciinv.bench.common.flop_counter``: the same on any machine,
+whatever its load); seconds per frame and the achieved TFLOP/s of each row are printed beside them, so a
 loaded run shows as a low TFLOP/s.
 
 Schedules (rows):
@@ -54,7 +54,8 @@ Columns of ``speed.csv``, one row per schedule and seed (``COLUMNS``):
                      weights are in models_dir
   latent_dist        the output codes against the true codes
   setup              models (file name and sha256 prefix), frames, steps and a digest of the
-                     official settings: what ``--reference`` checks before it reuses a row
+                     settings the official rows depend on (``OFFICIAL_KEYS``): what
+                     ``--reference`` checks before it reuses a row
 
 ``speed.md`` has the means over the seeds, the MSE ratio to ``official`` as mean ± spread (the
 sample standard deviation of the per-seed ratios) and a verdict that says "equal" unless the
@@ -63,7 +64,9 @@ mse ratio Y.YY ± Z.ZZ``: official ÷ ciinv FLOPs per output frame, and ciinv ÷
 followed by the seconds ratio and the verdict.
 
 ``--reference speed.csv`` takes the official rows from an earlier run instead of running them
-(an hour at S = 5000): refused unless its setup matches and it has every seed asked for.
+(an hour at S = 5000): refused unless its setup matches and it has every seed asked for; an
+``official-fixed-noise`` row it lacks is run. ``--official-batched`` runs the official windows
+batched and with the real frames' VGG taps kept (the same codes, MSE and FLOPs, no seconds).
 """
 
 from __future__ import annotations
