@@ -74,9 +74,9 @@ def main() -> None:
         steps = sum(r["steps_per_window"] for r in rows) / len(rows)
         flops = sum(r["flops_per_frame"] for r in rows) / len(rows)
         seconds = sum(r["seconds_per_frame"] for r in rows) / len(rows)
+        by_seconds = "n/a" if c["seconds_speedup"] != c["seconds_speedup"] else f"{c['seconds_speedup']:.1f}"  # nan
         print(f"| {tolerance:g} | {steps:.0f} | {flops / 1e9:.4g} | {seconds:.3g} | {c['mse_ratio']:.3f} ± "
-              f"{c['mse_spread']:.3f} | {c['flop_speedup']:.1f} | {c['seconds_speedup']:.1f} | {c['verdict']} |",
-              flush=True)
+              f"{c['mse_spread']:.3f} | {c['flop_speedup']:.1f} | {by_seconds} | {c['verdict']} |", flush=True)
 
 
 if __name__ == "__main__":
