@@ -11,7 +11,7 @@ pixel and perceptual losses, Adam) on B windows of T random frames, and reports:
   step_ms            one Adam step for the whole batch (median over the timed steps)
   frame_steps_per_s  B·T·steps per second: divide by the configured steps for frames per second
   s_per_frame        seconds per output frame at --full-steps (default 5000, the paper's) and stride T-1
-  tflops, peak_share FLOPs of one step counted with torch.utils.flop_counter, over the step time,
+  tflops, peak_share FLOPs of one step counted with torch.utils.flop_counter (grouped convolutions' backward counted right: ciinv.bench.common.flop_counter), over the step time,
                      against --peak-tflops (default: the dense bf16 peak of a known GPU, or none)
   peak_mem_gib       torch.cuda.max_memory_allocated
 Architecture sizes are the real ones (StyleGAN2 config-f channels, full VGG16 to relu4_2, FlowNet2 or
@@ -25,7 +25,7 @@ import statistics
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from ciinv.bench.common import flop_counter
 
 from ciinv.gpu import uses_bf16
 from ciinv.inversion.optimizer import invert_windows
@@ -96,7 +96,7 @@ def main() -> None:
     # FLOPs of one step: two steps minus one step (the once-per-window setup cancels).
     flops = []
     for steps in (1, 2):
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             invert_windows(generator, vgg, flow, real, settings.replace(steps=steps))
         flops.append(counter.get_total_flops())
     step_flops = flops[1] - flops[0]
@@ -146,7 +146,7 @@ def count_only(args) -> None:
     generator, vgg, flow = (net.to(meta).requires_grad_(False) for net in (generator, VGG16Features(), FlowNet2()))
     config = LossConfig(variant=args.variant, perceptual_size=min(256, args.resolution))
     T, R = args.window, args.resolution
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         targets = prepare_targets(torch.rand(1, T, 3, R, R, device=meta), vgg, flow, config)
     setup = counter.get_total_flops()
     w_b = torch.zeros(1, generator.num_ws, 512, device=meta, requires_grad=True)
@@ -157,7 +157,7 @@ def count_only(args) -> None:
         saved[id(tensor)] = tensor
         return tensor
 
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
             images = (generator.synthesis(codes(w_b, n_k).flatten(0, 1)) + 1) / 2
             loss = window_losses(images.view(1, T, 3, R, R), targets, vgg, config)["total"].sum()

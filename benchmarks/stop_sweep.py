@@ -1,31 +1,41 @@
-"""The stop rule's tolerance against quality, next to an `official` row measured before.
+"""The stop rule's tolerance against quality, next to `official` rows measured before, on the
+tuning seeds (settings are chosen here and reported by `ciinv bench speed` on other seeds).
 
-    ciinv bench speed --config config.yaml smoke/smoke.yaml --out bench/s5000 --frames 9 --steps 5000
-    python benchmarks/stop_sweep.py --config config.yaml smoke/smoke.yaml --reference bench/s5000/speed.csv \
-        --frames 9 --steps 5000 --tolerances 0.02 0.01 0.005 0.0025
+    ciinv bench speed --config config.yaml smoke/smoke.yaml --out bench/tune5000 --steps 5000 \
+        --seeds 100 101 102 --schedules ciinv
+    python benchmarks/stop_sweep.py --config config.yaml smoke/smoke.yaml --reference bench/tune5000/speed.csv \
+        --steps 5000 --tolerances 0.02 0.01 0.005 0.0025
 
-The `official` schedule at the paper's S = 5000 takes about an hour on a CPU even on the smoke
-models; this script reuses its row from a `ciinv bench speed` run (same config, frames, steps
-and seed, so the same synthesized sequence) and runs only the `ciinv` schedule at each stop
-tolerance, through the same code (`ciinv.bench.speed.run_schedule`). It prints, per tolerance,
-the mean steps per window, seconds and FLOPs per output frame, the MSE, the MSE ratio to
-`official` and the speedups in seconds (noisy: another run, maybe another load) and in FLOPs
-(exact, load-free).
+The official rows at the paper's S = 5000 take about an hour on a CPU even on the smoke models;
+this script reuses them from a `ciinv bench speed` run (refused unless made with the same
+models, frames, steps, settings and seeds: the same synthesized sequences) and runs only the
+`ciinv` schedule at each stop tolerance, through the same code (`ciinv.bench.speed.measure`).
+Any other setting to try goes in a config overlay after the others. It prints, per tolerance,
+the mean steps per window, FLOPs and seconds per output frame, the MSE ratio to `official` as
+mean ± spread over the seeds, and the speedup in FLOPs (load-free) and in seconds (noisy).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import time
 
 import torch
 
-from ciinv import metrics
-from ciinv.bench.common import model_path, render
-from ciinv.bench.speed import lever_schedules, make_sequence, run_schedule, window_flops
+from ciinv.bench.common import model_path
+from ciinv.bench.speed import (
+    DEFAULT_FRAMES,
+    TUNING_SEEDS,
+    bench_setup,
+    compare,
+    lever_schedules,
+    load_reference,
+    make_sequence,
+    measure,
+    run_schedule,
+    window_flops,
+)
 from ciinv.config import load_config
-from ciinv.gpu import pick_device, synchronize
+from ciinv.gpu import pick_device
 from ciinv.inversion.invert import load_nets
 from ciinv.inversion.settings import InvertSettings
 
@@ -33,46 +43,40 @@ from ciinv.inversion.settings import InvertSettings
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", nargs="+", required=True, help="config files, merged in order")
-    parser.add_argument("--reference", required=True, help="speed.csv of a `ciinv bench speed` run: its official row")
-    parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--reference", required=True, help="speed.csv of a `ciinv bench speed` run: its official rows")
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
     parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(TUNING_SEEDS))
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.02, 0.01, 0.005])
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    with open(args.reference, newline="") as handle:
-        official = next(row for row in csv.DictReader(handle) if row["schedule"] == "official")
-    official_seconds, official_flops = float(official["seconds_per_frame"]), float(official["flops_per_frame"])
-    official_mse = float(official["mse"])
-
     config = load_config(args.config)
     settings = InvertSettings.from_dict(config["invert"])
+    reference = load_reference(args.reference, bench_setup(config, settings, args.frames, args.steps), args.seeds)
     device = pick_device(args.device)
     nets = load_nets(settings, generator_path=model_path(config, "generator"), flow_path=model_path(config, "flow"),
                      vgg_path=model_path(config, "vgg16"), device=device)
-    true_codes, truth = make_sequence(nets.generator, args.frames, args.seed)
-    setup_flops, step_flops = window_flops(nets, truth, settings)
+    sequences = {seed: make_sequence(nets.generator, args.frames, seed) for seed in args.seeds}
+    cost = window_flops(nets, sequences[args.seeds[0]][1], settings)
     ours = lever_schedules(settings, args.steps, device)["ciinv"]
-    run_schedule("ciinv", nets, truth.to(device), ours.replace(steps=2), args.seed)  # untimed warm-up, as bench speed
+    run_schedule("ciinv", nets, sequences[args.seeds[0]][1].to(device), ours.replace(steps=2), args.seeds[0])  # warm-up
 
-    print(f"official (from {args.reference}): {official_seconds:.4g} s per frame, mse {official_mse:.6g}")
-    print("| stop_tolerance | steps per window | s per frame | FLOPs per frame | mse | mse ratio | speedup (s) "
-          "| speedup (FLOPs) |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(f"official rows from {args.reference}, seeds {args.seeds}")
+    print("| stop_tolerance | steps per window | GFLOP per frame | s per frame | mse ratio | speedup (FLOPs) "
+          "| speedup (s) | vs official |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for tolerance in args.tolerances:
         schedule = ours.replace(stop_tolerance=tolerance)
-        real = truth.to(device)
-        synchronize(device)
-        began = time.perf_counter()
-        codes, noise, results = run_schedule("ciinv", nets, real, schedule, args.seed)
-        synchronize(device)
-        seconds = (time.perf_counter() - began) / args.frames
-        flops = (len(results) * setup_flops + sum(r.steps for r in results) * step_flops) / args.frames
-        mse = metrics.mse(render(nets.generator, codes, noise).cpu(), truth).mean().item()
-        steps = ", ".join(str(r.steps) for r in results)
-        print(f"| {tolerance:g} | {steps} | {seconds:.3g} | {flops:.4g} | {mse:.6g} | {mse / official_mse:.3f} "
-              f"| {official_seconds / seconds:.1f} | {official_flops / flops:.1f} |", flush=True)
+        rows = [measure("ciinv", schedule, nets, truth, codes, seed, cost, None)
+                for seed, (codes, truth) in sequences.items()]
+        c = compare([*reference, *rows], "ciinv")
+        steps = sum(r["steps_per_window"] for r in rows) / len(rows)
+        flops = sum(r["flops_per_frame"] for r in rows) / len(rows)
+        seconds = sum(r["seconds_per_frame"] for r in rows) / len(rows)
+        by_seconds = "n/a" if c["seconds_speedup"] != c["seconds_speedup"] else f"{c['seconds_speedup']:.1f}"  # nan
+        print(f"| {tolerance:g} | {steps:.0f} | {flops / 1e9:.4g} | {seconds:.3g} | {c['mse_ratio']:.3f} ± "
+              f"{c['mse_spread']:.3f} | {c['flop_speedup']:.1f} | {by_seconds} | {c['verdict']} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -351,7 +351,7 @@ def cmd_smoke_models(args) -> None:
         print(paper.with_name("smoke.yaml"))
         print(paper)
     else:
-        print(write_smoke_models(args.dir, resolution=args.resolution, full_size=args.full_size))
+        print(write_smoke_models(args.dir, resolution=args.resolution, full_size=args.full_size, size=args.size))
 
 
 def cmd_sample_clip(args) -> None:
@@ -388,8 +388,10 @@ def cmd_bench_speed(args) -> None:
     from ciinv.bench.speed import bench_speed, speedup_line
     from ciinv.config import load_config
 
+    schedules = [s.strip() for s in args.schedules.split(",") if s.strip()] if args.schedules else None
     rows = bench_speed(load_config(args.config), args.out, frames=args.frames, steps=args.steps, device=args.device,
-                       seed=args.seed)
+                       seeds=args.seeds, reference=args.reference, schedules=schedules,
+                       official_as_code=not args.official_batched)
     print((Path(args.out) / "speed.md").read_text())
     print(speedup_line(rows))
 
@@ -736,6 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=64, help="generator output resolution in pixels")
     p.add_argument("--full-size", action="store_true", help="random networks of the real sizes (1024², ~1.3 GB) "
                    "for speed and memory measurements on a GPU")
+    p.add_argument("--size", choices=["tiny", "medium", "full"], default="tiny",
+                   help="tiny: narrow 64² models (default); medium: a random StyleGAN2 with config F's channel widths "
+                   "at 256² (bench speed's second model); full: as --full-size")
     p.add_argument("--paper", action="store_true", help="also stand-ins for configs/paper.yaml (StyleGAN v1, its "
                    "InterFaceGAN directions) and paper-smoke.yaml, an overlay for after it")
     p.set_defaults(func=cmd_smoke_models)
@@ -786,13 +791,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_video)
 
-    p = _subcommand(which, "speed", "device-seconds per output frame: ciinv against the paper's schedule")
+    p = _subcommand(which, "speed", "FLOPs and seconds per output frame: ciinv against the paper's code")
     p.add_argument("--config", nargs="+", required=True, help="config files, merged in order (config.yaml overlay...)")
     p.add_argument("--out", required=True, help="folder for speed.csv and speed.md")
-    p.add_argument("--frames", type=int, default=13, help="frames of the synthesized sequence")
+    p.add_argument("--frames", type=int, default=41, help="frames of each synthesized sequence")
     p.add_argument("--steps", type=int, help="S: steps per window for the official schedule, the cap for ours "
                    "(default: the config's invert.steps)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="one sequence per seed (report on these; benchmarks/stop_sweep.py tunes on 100 101 102)")
+    p.add_argument("--reference", help="a speed.csv of an earlier run with the same models, frames, steps and "
+                   "settings: its official rows are reused instead of run")
+    p.add_argument("--schedules", help="comma-separated rows to run besides the official ones (default: all)")
+    p.add_argument("--official-batched", action="store_true", help="run the official rows' windows batched and with "
+                   "the real frames' VGG taps kept: the same codes, MSE and FLOPs in less time, but no seconds")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_bench_speed)
 

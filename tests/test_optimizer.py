@@ -17,6 +17,8 @@ from ciinv.inversion.optimizer import (
     _ActiveWindow,
     converged,
     e4e_start,
+    learning_rate,
+    optimize_lanes,
     plan_lanes,
     recent_and_before,
     warm_start_code,
@@ -118,6 +120,45 @@ def test_windows_stop_on_their_own_losses_and_the_cap_still_holds(nets, crops):
     patient = invert(nets, crops, steps=30, stop_patience=3, min_steps=4, stop_tolerance=0.0, lane_windows=2)
     for r in patient:
         assert r.steps == 30 or not r.losses[-3:, 0].min() < r.losses[:-3, 0].min()
+
+
+def test_with_a_code_tolerance_the_codes_must_have_settled_as_well(nets, crops):
+    loose = dict(steps=30, stop_patience=3, min_steps=4, stop_tolerance=1.0, lane_windows=2)
+    assert [r.steps for r in invert(nets, crops, **loose, stop_code_tolerance=1e9)] == [6, 6, 6, 6]
+    # Codes that still move (lr 0.05) never settle to 1e-9 of their norm: the cap ends every window.
+    assert [r.steps for r in invert(nets, crops, **loose, stop_code_tolerance=1e-9)] == [30, 30, 30, 30]
+
+
+def test_the_learning_rate_follows_the_stylegan2_projector_schedule():
+    assert learning_rate(0.1, 0, 100, 0.0, 0.0) == 0.1 and learning_rate(0.1, 99, 100, 0.0, 0.0) == 0.1
+    assert learning_rate(0.1, 0, 100, 0.05, 0.25) == 0.0  # the warm-up starts at 0
+    assert learning_rate(0.1, 2, 100, 0.05, 0.25) == pytest.approx(0.04)  # linear up to step 5
+    assert learning_rate(0.1, 50, 100, 0.05, 0.25) == pytest.approx(0.1)
+    assert learning_rate(0.1, 75, 100, 0.05, 0.25) == pytest.approx(0.1)  # the cosine starts at 75 %
+    assert learning_rate(0.1, 87.5, 100, 0.05, 0.25) == pytest.approx(0.05)
+    assert learning_rate(0.1, 100, 100, 0.05, 0.25) == pytest.approx(0.0)
+
+
+def test_the_optimiser_steps_at_the_scheduled_rate(nets, crops, monkeypatch):
+    rates = []
+    settings = InvertSettings(**SMALL, steps=8, early_stop=False, lr_rampup=0.5, lr_rampdown=0.5)
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    optimize_lanes(nets, [[WindowTask(index=0, start=0, frames=crops[:3])]], settings, 1)
+    assert rates == pytest.approx([learning_rate(0.05, k, 8, 0.5, 0.5) for k in range(8)])
+
+
+def test_warm_started_windows_take_their_own_rate(nets, crops):
+    settings = dict(steps=4, early_stop=False, lane_windows=2)
+    same, scaled = invert(nets, crops, **settings), invert(nets, crops, **settings, warm_lr_scale=3.0)
+    cold = [i for i, r in enumerate(same) if not r.warm]
+    assert all(torch.equal(same[i].codes, scaled[i].codes) for i in cold)
+    assert not torch.equal(same[1].codes, scaled[1].codes) and same[1].warm
 
 
 def test_on_a_cpu_every_precision_computes_in_fp32(nets, crops):

@@ -1,6 +1,6 @@
 """What the benchmarks that run the generator share: the model files a config names, metric
-weights that may be missing, W+ codes rendered to images, random noise maps, and the labelled
-contact sheet each writes as a PNG.
+weights that may be missing, W+ codes rendered to images, random noise maps, FLOP counting, and
+the labelled contact sheet each writes as a PNG.
 
 A metric whose weights are missing (or do not fit) is left out with the reason logged as
 "<metric> left out: <reason>", never replaced by a stand-in. Tables: ``ciinv.bench.tables``.
@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from ciinv import metrics, models
 from ciinv.errors import CiinvError
@@ -71,6 +72,27 @@ def load_lpips(config: dict, vgg_path, lpips_path=None, notes: dict | None = Non
     except CiinvError as exc:  # e.g. linear layers that do not fit the configured VGG16
         leave_out(notes, what, str(exc))
         return None
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs
+
+
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """FLOPs of ``aten.convolution_backward``: each gradient asked for (input, weight) costs what
+    the forward convolution costs. torch's own formula (2.13) treats a grouped convolution's
+    weight gradient as ungrouped, so it counts the modulated convolutions of a StyleGAN2 batch
+    (one group per image) that many times over: at 64², one window's step counted 0.89 GFLOP as
+    one batch of 5 images and 0.49 as five calls of one."""
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed=transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's flop counter (no display), with grouped convolutions' backward counted right."""
+    return FlopCounterMode(display=False,
+                           custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops})
 
 
 # --------------------------------------------------------------------------------------------

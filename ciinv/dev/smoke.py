@@ -27,8 +27,11 @@ from ciinv.dev.tiny import (
 )
 
 
+MEDIUM_RESOLUTION = 256
+
+
 def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: int = 5,
-                       full_size: bool = False) -> Path:
+                       full_size: bool = False, size: str = "tiny") -> Path:
     """Write the tiny models, two edit directions and `smoke.yaml` into `out_dir`; return the overlay's path.
 
     The e4e encoder (``models.encoder``, for ``invert.init: e4e``) embeds the generator as its
@@ -37,7 +40,16 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
     ``full_size``: instead, random networks of the real sizes (StyleGAN2 config F at 1024², the
     whole FlowNet2, VGG16, e4e's IR-SE-50 encoder and the BiSeNet face parser; about 2.6 GB), and an
     overlay that keeps the config's inversion settings: what a speed or memory measurement on a GPU needs, without the weights.
+    ``size``: ``tiny`` (the default), ``full`` (as ``full_size``) or ``medium``: the second benchmark
+    model of ``bench speed``, a random StyleGAN2 with config F's real channel widths and an
+    8-layer mapping at 256² (the generator's resolution, whatever ``resolution`` says), with a
+    VGG16 of a quarter of the real widths and the tiny FlowNet2, e4e and parser; its overlay is the
+    tiny one's at 256².
     """
+    full_size = full_size or size == "full"
+    medium = size == "medium" and not full_size
+    if size not in ("tiny", "medium", "full"):
+        raise ValueError(f"smoke-models size: tiny, medium or full, not {size!r}")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if full_size:
@@ -51,6 +63,16 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
                        style_width=512)
         face_parser = out / "parser-random.pth"  # 79999_iter.pth's sizes
         write_tiny_parser(face_parser, width_divisor=1)
+    elif medium:
+        resolution = MEDIUM_RESOLUTION
+        generator, flow, vgg = out / "stylegan2-medium-256.pt", out / "flownet2-tiny.pth.tar", out / "vgg16-quarter.pth"
+        write_tiny_stylegan2(generator, resolution=resolution, w_dim=512, n_mlp=8, channels=config_f_channels(resolution))
+        write_tiny_flownet2(flow)
+        write_tiny_vgg16(vgg, width_divisor=4)
+        encoder = out / "e4e-tiny.pt"
+        write_tiny_e4e(encoder, num_ws=2 * int(np.log2(resolution)) - 2, generator=generator)
+        face_parser = out / "parser-tiny.pth"
+        write_tiny_parser(face_parser)
     else:
         generator, flow, vgg = out / "stylegan2-tiny.pt", out / "flownet2-tiny.pth.tar", out / "vgg16-tiny.pth"
         write_tiny_stylegan2(generator, resolution=resolution, w_dim=512, n_mlp=2, max_channels=32)
@@ -89,7 +111,9 @@ def write_smoke_models(out_dir: str | os.PathLike, resolution: int = 64, steps: 
         "assemble": {"preset": "ultrafast"},
     }
     path = out / "smoke.yaml"
-    what = "random networks of the real sizes, for GPU measurements" if full_size else "tiny random models for a fast CPU run"
+    what = ("random networks of the real sizes, for GPU measurements" if full_size else
+            "a random StyleGAN2 with config F's widths at 256² and small helpers, bench speed's second model" if medium
+            else "tiny random models for a fast CPU run")
     path.write_text(f"# Written by `ciinv smoke-models`: {what}.\n"
                     + yaml.safe_dump(overlay, sort_keys=False))
     return path

@@ -79,7 +79,7 @@ def load_nets(settings: InvertSettings, *, generator_path, flow_path, vgg_path, 
 def invert_frames(nets: Nets, crops: torch.Tensor, first: int, windows: list[Window], settings: InvertSettings, *,
                   state: LoopState | None = None, save: Callable[[LoopState], None] | None = None,
                   on_step: Callable[[int], None] | None = None, label: str = "windows",
-                  fresh_noise_seed: int | None = None) -> list[WindowResult]:
+                  fresh_noise_seed: int | None = None, as_official_code: bool = False) -> list[WindowResult]:
     """Invert ``windows`` (consecutive, one shard) of a clip whose frames ``first``, ``first + 1``, ...
     are ``crops`` [N, 3, R, R] in [0, 1] (any device). Results in window order."""
     tasks = [WindowTask(index=w.index, start=w.start, frames=crops[w.start - first : w.stop - first]) for w in windows]
@@ -88,7 +88,7 @@ def invert_frames(nets: Nets, crops: torch.Tensor, first: int, windows: list[Win
     log.info(f"{label}: {len(tasks)} windows in {len(lanes)} lane(s), {batch_size} window(s) per batch, "
              f"at most {settings.steps} steps each")
     return optimize_lanes(nets, lanes, settings, batch_size, state=state, save=save, on_step=on_step,
-                          label=label, fresh_noise_seed=fresh_noise_seed)
+                          label=label, fresh_noise_seed=fresh_noise_seed, as_official_code=as_official_code)
 
 
 def invert_clip(nets: Nets, crops: torch.Tensor, settings: InvertSettings, *,

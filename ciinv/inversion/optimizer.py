@@ -17,10 +17,16 @@ each phase with its own cap and stop rule; ``joint`` optimises both from step 0.
 A window ends when it has taken ``settings.steps`` steps (a cap), or earlier when its loss has
 converged (``early_stop``): every ``stop_patience`` steps, once it has taken ``min_steps``, the
 best loss of the last ``stop_patience`` steps is compared with the best loss before them; an
-improvement below ``stop_tolerance`` (relative) ends it. Its lane's next window then takes its
+improvement below ``stop_tolerance`` (relative) ends it; with ``stop_code_tolerance`` > 0 only if,
+as well, its codes moved by less than that fraction of their norm since the check before
+(``stop_patience`` steps earlier). Its lane's next window then takes its
 place in the batch at once; when a lane has no windows left, a lane that has not started yet
 takes the place, and when none is left the batch shrinks. The stop rule reads only a window's
 own losses, so where a window starts and when it stops never depends on the batch size.
+
+The learning rate is ``lr`` (times ``warm_lr_scale`` for a warm-started window), shaped over each
+phase by StyleGAN2's projector schedule (``learning_rate``): a linear warm-up over the first
+``lr_rampup`` of the phase's cap, a cosine ramp-down over its last ``lr_rampdown``; both 0: constant.
 
 Host and device meet only at the stop checks and the progress lines; every other step is
 queued without waiting for the device.
@@ -50,6 +56,7 @@ from ciinv.inversion.objective import (
     latent_base_and_offsets,
     latent_codes,
     latent_noise,
+    perceptual_features,
     prepare_targets,
     synthesis_noise,
     window_losses,
@@ -170,6 +177,7 @@ class _ActiveWindow:
                                        amp=amp)
         self.losses = torch.full((settings.steps, len(LOSS_NAMES)), math.nan, device=device)
         self.step = 0
+        self.code_snapshot: Tensor | None = None  # the codes at the last multiple of stop_patience steps
 
     def start_phase(self, phase: str, step: int) -> None:
         """Train the phase's tensors (with a fresh Adam) from ``step`` on; freeze the others."""
@@ -179,7 +187,29 @@ class _ActiveWindow:
             tensor.requires_grad_(phase == "joint" or (phase == "noise") == is_noise)
         s = self.settings
         trained = [t for t in self.latents.values() if t.requires_grad]
-        self.optimizer = torch.optim.Adam(trained, lr=s.lr, betas=s.betas, eps=s.eps)
+        self.base_lr = s.lr * (s.warm_lr_scale if self.warm else 1.0)
+        self.optimizer = torch.optim.Adam(trained, lr=self.base_lr, betas=s.betas, eps=s.eps)
+        self.code_snapshot = None
+
+    def set_learning_rate(self) -> None:
+        """The schedule's rate for the coming step of the current phase."""
+        s = self.settings
+        if s.lr_rampup == 0 and s.lr_rampdown == 0:
+            return
+        rate = learning_rate(self.base_lr, self.step - self.phase_start, self.phase_cap - self.phase_start,
+                             s.lr_rampup, s.lr_rampdown)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+
+    def code_change(self) -> Tensor | None:
+        """[]: how far the codes moved since the last snapshot, over their norm (None: no snapshot yet);
+        then the snapshot is the current codes."""
+        with torch.no_grad():
+            now = latent_codes(self.latents).detach().float()
+        before, self.code_snapshot = self.code_snapshot, now.clone()
+        if before is None:
+            return None
+        return (now - before).norm() / now.norm().clamp_min(1e-12)
 
     @property
     def phase_cap(self) -> int:
@@ -197,7 +227,8 @@ class _ActiveWindow:
         """What a resume needs (the targets are recomputed from the frames)."""
         return {"index": self.task.index, "lane": self.lane, "position": self.position, "warm": self.warm,
                 "phase": self.phase, "phase_start": self.phase_start, "step": self.step, "latents": {k: v.detach().cpu().clone() for k, v in self.latents.items()},
-                "optimizer": self.optimizer.state_dict(), "losses": self.losses[: self.step].cpu().clone()}
+                "optimizer": self.optimizer.state_dict(), "losses": self.losses[: self.step].cpu().clone(),
+                "code_snapshot": self.code_snapshot.cpu().clone() if self.code_snapshot is not None else None}
 
     def restore(self, state: dict) -> None:
         with torch.no_grad():
@@ -207,6 +238,8 @@ class _ActiveWindow:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
         self.losses[: self.step] = state["losses"].to(self.losses.device)
+        snapshot = state.get("code_snapshot")
+        self.code_snapshot = snapshot.to(self.losses.device) if snapshot is not None else None
 
     def result(self) -> WindowResult:
         w_b, n_k = latent_base_and_offsets(self.latents)
@@ -222,6 +255,19 @@ class _ActiveWindow:
         """Whether the stop rule looks at this window (its current phase) after its latest step."""
         patience, taken = settings.stop_patience, self.step - self.phase_start
         return settings.early_stop and taken % patience == 0 and taken >= max(settings.min_steps, 2 * patience)
+
+
+def learning_rate(base: float, step: int, total: int, rampup: float, rampdown: float) -> float:
+    """The rate of step ``step`` (from 0) of ``total``: StyleGAN2's projector schedule
+    (``run_projector``/``projector.py``): ``base`` times a linear rise over the first ``rampup``
+    of the steps and a half cosine fall to 0 over the last ``rampdown`` (fractions of ``total``)."""
+    t = step / max(total, 1)
+    ramp = 1.0
+    if rampdown > 0:
+        ramp = 0.5 - 0.5 * math.cos(min(1.0, (1.0 - t) / rampdown) * math.pi)
+    if rampup > 0:
+        ramp *= min(1.0, t / rampup)
+    return base * ramp
 
 
 def recent_and_before(total: Tensor, patience: int) -> Tensor:
@@ -251,7 +297,8 @@ class LoopState:
 def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSettings, batch_size: int, *,
                    state: LoopState | None = None, save: Callable[[LoopState], None] | None = None,
                    on_step: Callable[[int], None] | None = None,
-                   label: str = "windows", fresh_noise_seed: int | None = None) -> list[WindowResult]:
+                   label: str = "windows", fresh_noise_seed: int | None = None,
+                   as_official_code: bool = False) -> list[WindowResult]:
     """Invert every window of ``lanes`` (see the module docstring); results in window order.
 
     batch_size:       windows optimised at a time (at most one per lane).
@@ -260,6 +307,9 @@ def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSe
     on_step(n):       called after the n-th batch step (a test hook).
     fresh_noise_seed: draw fresh random noise maps on every forward pass, seeded (the official
                       code's behaviour, for ``bench speed``); None: the constant maps (ours).
+    as_official_code: do each step's work as the paper's code does (``bench speed``'s official
+                      rows): the real frames' VGG taps recomputed every step, one generator call
+                      per frame (batch 1), and a wait for the device after every step.
     """
     device = nets.device
     amp = uses_bf16(device, settings.precision)
@@ -296,6 +346,7 @@ def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSe
 
         for w in active:
             w.optimizer.zero_grad(set_to_none=True)
+            w.set_learning_rate()
         ws = torch.cat([latent_codes(w.latents) for w in active])  # [B, T, L, D]
         if rng is not None:
             noise = [torch.randn(batch * window, *m.shape[1:], generator=rng, device=device)
@@ -304,8 +355,18 @@ def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSe
             noise = [torch.cat(maps) for maps in zip(*[synthesis_noise(w.latents, window) for w in active])]
         else:
             noise = None
+        if as_official_code and config.use_perceptual:
+            with torch.no_grad():
+                batch_targets.features = perceptual_features(nets.vgg, batch_targets.frames.flatten(0, 1),
+                                                             config.perceptual_size, amp)
         with autocast(device, amp):
-            images = generator.synthesis(ws.flatten(0, 1), noise=noise)
+            if as_official_code:
+                flat = ws.flatten(0, 1)
+                images = torch.cat([generator.synthesis(flat[i : i + 1],
+                                                        noise=[m[i : i + 1] for m in noise] if noise is not None else None)
+                                    for i in range(len(flat))])
+            else:
+                images = generator.synthesis(ws.flatten(0, 1), noise=noise)
         images = (images.float().view(batch_targets.frames.shape) + 1) / 2
         losses = window_losses(images, batch_targets, nets.vgg, config, amp=amp)
         losses["total"].sum().backward()
@@ -316,15 +377,28 @@ def optimize_lanes(nets: Nets, lanes: list[list[WindowTask]], settings: InvertSe
             w.step += 1
         steps_done += 1
         clock_steps += 1
+        if as_official_code:
+            synchronize(device)
 
         # Which windows end a phase after this step: the cap needs no device value, the stop rule does.
         ending = {id(w) for w in active if w.step >= w.phase_cap}
+        by_codes = settings.early_stop and settings.stop_code_tolerance > 0
+        moved = {}  # window id -> relative code change over the last stop_patience steps (a device value)
+        if by_codes:
+            for w in active:
+                if id(w) not in ending and (w.step - w.phase_start) % settings.stop_patience == 0:
+                    change = w.code_change()
+                    if change is not None:
+                        moved[id(w)] = change
         due = [w for w in active if id(w) not in ending and w.check_due(settings)]
         if due:
-            values = torch.stack([recent_and_before(w.losses[w.phase_start : w.step, 0], settings.stop_patience)
-                                  for w in due]).tolist()
-            ending |= {id(w) for w, (recent, before) in zip(due, values)
-                       if converged(recent, before, settings.stop_tolerance)}
+            values = torch.stack([
+                torch.cat([recent_and_before(w.losses[w.phase_start : w.step, 0], settings.stop_patience),
+                           moved.get(id(w), torch.zeros((), device=device)).reshape(1)])
+                for w in due]).tolist()
+            ending |= {id(w) for w, (recent, before, change) in zip(due, values)
+                       if converged(recent, before, settings.stop_tolerance)
+                       and (not by_codes or (id(w) in moved and change < settings.stop_code_tolerance))}
         for w in active:
             if id(w) in ending and w.next_phase():  # the sequential schedule's codes are done: now the noise
                 ending.discard(id(w))

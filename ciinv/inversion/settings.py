@@ -100,8 +100,12 @@ class InvertSettings(SchemaSettings):
     early_stop: bool = DEFAULTS["early_stop"]
     stop_tolerance: float = DEFAULTS["stop_tolerance"]
     stop_patience: int = DEFAULTS["stop_patience"]
+    stop_code_tolerance: float = DEFAULTS["stop_code_tolerance"]
     min_steps: int = DEFAULTS["min_steps"]
     lr: float = DEFAULTS["lr"]
+    lr_rampup: float = DEFAULTS["lr_rampup"]
+    lr_rampdown: float = DEFAULTS["lr_rampdown"]
+    warm_lr_scale: float = DEFAULTS["warm_lr_scale"]
     betas: tuple = tuple(DEFAULTS["betas"])
     eps: float = DEFAULTS["eps"]
     lambda_icc: float = DEFAULTS["lambda_icc"]
