@@ -9,7 +9,8 @@ PTI's locality regulariser (one code: the tuned generator forward and backward, 
 forward, their perceptual distance). Printed beside one step of one inversion window
 (`benchmarks/invert_speed.py --count-only` counts the same way), so the stage's cost reads in the
 units the inversion is measured in. No data, no weights, no time: any machine. Adam's element-wise
-update is not counted (torch's flop counter counts matrix products and convolutions).
+update is not counted (`ciinv.bench.common.flop_counter`, torch's counter with grouped
+convolutions' backward counted right, counts matrix products and convolutions).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import argparse
 import copy
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from ciinv.bench.common import flop_counter
+from ciinv.inversion.pti import LOCALITY_PSI, PerceptualDistance, tuned_parameter_names
+from ciinv.inversion.settings import PTISettings
 from ciinv.metrics import LPIPS
 from ciinv.models.stylegan2 import Generator, config_f_channels
 from ciinv.models.vgg16 import VGG16_CFG, VGG16Features
-from ciinv.inversion.pti import LOCALITY_PSI, PerceptualDistance, tuned_parameter_names
-from ciinv.inversion.settings import PTISettings
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
 
     ws = torch.zeros(B, original.num_ws, 512, device=meta)
     real = torch.zeros(B, 3, R, R, device=meta)
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         fake = tuned.synthesis(ws)
         loss = (fake - real).square().mean() + perceptual((fake + 1) / 2, real).mean()
         if not args.no_locality:
@@ -68,7 +69,7 @@ def main() -> None:
         loss.backward()
     step = counter.get_total_flops()
     print(f"pti step at {R}² (StyleGAN2 config F, {B} frames, {args.perceptual} at {args.perceptual_size}², "
-          f"locality {'off' if args.no_locality else 'on'}; torch's flop counter)")
+          f"locality {'off' if args.no_locality else 'on'}; ciinv.bench.common.flop_counter)")
     print(f"step_tflop        {step / 1e12:.2f}")
     print(f"per video         {args.steps * step / 1e12:.0f} TFLOP at {args.steps} steps, whatever its length")
 

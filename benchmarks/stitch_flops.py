@@ -8,8 +8,8 @@ synthesis weight), and the final forward whose border loss stops the loop or who
 (s + 2) forwards and s backwards of K images (the stage tunes one frame per copy, K = 1). Per frame
 that is the same whatever K is and wherever the copy started (`stitch.chain`): only the steps taken
 change it. The masked losses
-and Adam's element-wise update are not counted (torch's flop counter counts matrix products and
-convolutions). No data, no weights, no time: any machine.
+and Adam's element-wise update are not counted (`ciinv.bench.common.flop_counter`, torch's counter
+with grouped convolutions' backward counted right, counts matrix products and convolutions). No data, no weights, no time: any machine.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import argparse
 import copy
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from ciinv.bench.common import flop_counter
 from ciinv.inversion.pti import tuned_parameter_names
 from ciinv.inversion.settings import StitchSettings
 from ciinv.models.stylegan2 import Generator, config_f_channels
@@ -41,15 +41,14 @@ def main() -> None:
     for name in tuned_parameter_names(tuned):
         params[name].requires_grad_(True)
     ws = torch.zeros(1, base.num_ws, 512, device=meta)
-    with FlopCounterMode(display=False) as counter:
-        with torch.no_grad():
-            base.synthesis(ws)
+    with flop_counter() as counter, torch.no_grad():
+        base.synthesis(ws)
     forward = counter.get_total_flops()
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         tuned.synthesis(ws).square().mean().backward()
     step = counter.get_total_flops()
     per_frame = (args.steps + 2) * forward + args.steps * (step - forward)
-    print(f"stitching tuning at {R}² (StyleGAN2 config F, one frame; torch's flop counter)")
+    print(f"stitching tuning at {R}² (StyleGAN2 config F, one frame; ciinv.bench.common.flop_counter)")
     print(f"forward_tflop     {forward / 1e12:.3f}")
     print(f"step_tflop        {step / 1e12:.3f}   (forward and backward)")
     print(f"per frame         {per_frame / 1e12:.1f} TFLOP at {args.steps} steps (a copy that stops after s steps: "

@@ -14,8 +14,8 @@ no face); band: `stitch.border_band`. Each choice runs `ciinv.inversion.stitch.s
 config's stitch settings (`--steps` overrides the cap): over consecutive runs of K frames (`--runs`;
 K = 1 is a fresh copy per frame), or frame by frame with each copy starting from the previous
 frame's tuned copy and from the generator again every C frames (`--chains`, the stage's
-`stitch.chain`). FLOPs are torch's flop counter on the same generator (forward and backward
-counted once per image, times the images each copy renders).
+`stitch.chain`). FLOPs are torch's flop counter (`ciinv.bench.common.flop_counter`) on the same
+generator (forward and backward counted once per image, times the images each copy renders).
 
 Prints, per choice: mean steps per copy, GFLOP per frame, the border loss before and after (mean
 over frames), the content loss (tuned render against the edited render, inside the face), the
@@ -35,27 +35,33 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from torch.utils.flop_counter import FlopCounterMode
 
 from ciinv import models
+from ciinv.bench.common import flop_counter
 from ciinv.dev.smoke import write_smoke_models
+from ciinv.faces.paste import PasteSettings
 from ciinv.inversion.pti import tuned_parameter_names
 from ciinv.inversion.settings import StitchSettings
-from ciinv.faces.paste import PasteSettings
-from ciinv.inversion.stitch import StitchMasks, band_pixels, masked_l2_per_frame, stitch_regions, stitch_run
+from ciinv.inversion.stitch import (
+    StitchMasks,
+    band_pixels,
+    masked_l2_per_frame,
+    stitch_regions,
+    stitch_run,
+)
 
 
 def image_flops(generator) -> tuple[int, int]:
     """(forward, forward + backward) FLOPs of one image through ``generator.synthesis``."""
     ws = generator.w_avg.expand(1, generator.num_ws, -1).clone()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with flop_counter() as counter, torch.no_grad():
         generator.synthesis(ws)
     forward = counter.get_total_flops()
     tuned = copy.deepcopy(generator)
     params = dict(tuned.named_parameters())
     for name in tuned_parameter_names(tuned):
         params[name].requires_grad_(True)
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         tuned.synthesis(ws).square().mean().backward()
     return forward, counter.get_total_flops()
 
