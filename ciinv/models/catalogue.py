@@ -361,7 +361,7 @@ CATALOGUE: dict[str, ModelFile] = {
         # Semantic directions for `edits: direction:` (ciinv/edits/stage.py), the paper's InterFaceGAN
         # edits (Xu et al. 2021 edit with age, gender, pose, smile and eyeglasses). Each file lives in
         # git in a public repository, so a raw URL pinned to a commit is stable; sha256 and size are
-        # those of the file at that commit (the blob git serves; research note directions.md).
+        # those of the file at that commit (the blob git serves).
         # StyleGAN (v1) FFHQ, W space: genforce/interfacegan boundaries/ at commit 8da3fc0f. NumPy
         # arrays (1, 512) float64, unit norm. The folder's Z-space (no `_w`) and conditional
         # (`_c_`) boundaries are not for W+ codes and are left out.

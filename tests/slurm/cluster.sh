@@ -17,7 +17,7 @@
 #   CLUSTER_NODES (1): 1 is one node named localhost; N > 1 starts N slurmd's named n1..nN on
 #   localhost, each on its own port (Debian's slurm-wlm is built with MULTIPLE_SLURMD), so that
 #   jobs land on different "nodes" whose scratch folders differ ($SLURMD_NODENAME).
-# Pitfalls met on the way (and their fixes) are in the project's research notes, slurm_one_node.md.
+# The pitfalls met on the way are noted where their fixes are, below.
 
 set -euo pipefail
 
@@ -115,7 +115,7 @@ up() {
     fill "$HERE/slurm.conf.in" "$DIR/etc/slurm.conf"
     fill "$HERE/gres.conf.in" "$DIR/etc/gres.conf"  # slurmd reads gres.conf beside slurm.conf
 
-    # The jobstep plugin drops SLURM_CONF before its inner `srun` (slurm_one_node.md, E1): this
+    # The jobstep plugin drops SLURM_CONF before its inner `srun` (seen with plugin 2.8.0): this
     # wrapper, first on PATH (sbatch exports PATH to the job), puts it back.
     cat >"$DIR/bin/srun" <<EOF
 #!/bin/sh
