@@ -84,11 +84,6 @@ def faces_of(row: Row, indices: range) -> np.ndarray:
     return open_crops(row, rerun=CROPS_RERUN).read(indices.start, indices.stop)
 
 
-def row_name(row: Row) -> str:
-    """How errors call a row: its codes file or its crops."""
-    return row.name if isinstance(row, CodeRenderer) else str(row)
-
-
 # --------------------------------------------------------------------------------------------
 # Full frames
 

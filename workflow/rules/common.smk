@@ -64,11 +64,11 @@ for _warning in _skipped + [f"{c.message} (counted as a failed job)" for c in _c
     logger.warning(f"ciinv: {_warning}")
 
 # A read-only results/ would fail the first job in Snakemake's own words, with no summary.
-if VIDEOS and not ON_STORAGE and unwritable_folder("results"):
-    if workflow.dryrun:
-        logger.warning(f"ciinv: {unwritable_folder('results')}")
-    else:
-        raise WorkflowError(f"ciinv: {unwritable_folder('results')}")
+_unwritable = unwritable_folder("results") if VIDEOS and not ON_STORAGE else None
+if _unwritable and workflow.dryrun:
+    logger.warning(f"ciinv: {_unwritable}")
+elif _unwritable:
+    raise WorkflowError(f"ciinv: {_unwritable}")
 
 
 def video_config(video):
@@ -387,8 +387,9 @@ for _spec in EDIT_SPECS.values():
             raise WorkflowError(f"config edits: {error}") from None
         if _warning:
             logger.warning(f"ciinv: {_warning}")
-    if strength_warning(_spec):
-        logger.warning(f"ciinv: {strength_warning(_spec)}")
+    _warning = strength_warning(_spec)
+    if _warning:
+        logger.warning(f"ciinv: {_warning}")
 
 
 def edit_direction(wildcards):
