@@ -648,8 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", required=True, help="the generator that renders the video (generator_pti.pt with "
                    "PTI): each frame tunes a copy of it")
     config_options(p, "stitch", skip=("enabled",))  # the workflow's switch: running the stage is enabling it
-    # The paste mask, whose edge the border band surrounds (each frame's own: not smoothed over time).
-    config_options(p, "paste", skip=("temporal_sigma",))
+    # The paste mask, whose edge the border band surrounds (each frame's own: not smoothed over time,
+    # every frame parsed).
+    from ciinv.inversion.settings import STITCH_PASTE_SKIPS
+
+    config_options(p, "paste", skip=STITCH_PASTE_SKIPS)
     p.add_argument("--parser", default="", help="the face parser's weights, for --mask parser (empty: none)")
     p.add_argument("--landmarks", default="", help="landmarks.npz (landmarks stage), for --mask landmarks "
                    "(empty: none)")

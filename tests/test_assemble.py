@@ -207,6 +207,53 @@ def test_each_frame_gets_its_own_smoothed_mask_through_the_look_ahead(aligned, t
     np.testing.assert_array_equal(decoded(tmp_path / "stream.mp4"), decoded(tmp_path / "whole.mp4"))
 
 
+class InBatches(list):
+    """Crops handed out ``size`` at a time with their masks, as ``CodeRenderer.batches`` does."""
+
+    def __init__(self, crops, size: int):
+        super().__init__(crops)
+        self.size = size
+
+    def batches(self, then):
+        for start in range(0, len(self), self.size):
+            crops = np.stack(self[start:start + self.size])
+            yield crops, then(range(start, start + len(crops)), torch.from_numpy(crops).permute(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("batch", [4, 5])  # plain crops (masks 4 at a time), a renderer's batches of 5
+def test_with_parser_key_frames_the_stream_gives_the_whole_clips_masks(aligned, tmp_path, batch):
+    """parser_every 3 on 8 frames (key frames 0, 3, 6, 7) in batches that are no multiple of 3: the
+    stream pastes every frame with the mask that the whole clip's masks (``clip_masks``) give it."""
+    from ciinv.faces.assemble import ClipMasks
+    from ciinv.faces.paste import PasteSettings, clip_masks
+    from tests.test_paste import ColourParser
+
+    folder, video, meta = aligned
+    quads = load_align(folder / "align.npz")["quads"]
+    sources = source_crops(folder, 8)
+    crops = [np.roll(crop, 3 * k, axis=1) for k, crop in enumerate(sources)]  # the face drifts: masks differ
+    settings = PasteSettings(mask="parser", parser_size=128, parser_every=3, temporal_sigma=1.0)
+    faces = crops if batch == 4 else InBatches(crops, batch)
+    encoding = {"crf": 18, "preset": "ultrafast"}
+    assemble_video(video, meta, folder / "align.npz", faces, tmp_path / "stream.mp4", **encoding,
+                   masks=ClipMasks(settings, quads, parser=ColourParser(), crops=open_crops(folder / "crops.mkv")))
+
+    def as_tensor(images):
+        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+
+    masks = clip_masks(settings, as_tensor(crops), source=as_tensor(sources), parser=ColourParser())
+    every = clip_masks(PasteSettings(mask="parser", parser_size=128), as_tensor(crops), source=as_tensor(sources),
+                       parser=ColourParser())
+    assert not np.array_equal(masks, every)  # frames between key frames got other masks
+    with VideoReader(video, meta) as reader, VideoWriter(
+        tmp_path / "whole.mp4", fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=video,
+        audio_tail=True, **encoding,
+    ) as writer:
+        for index, frame in reader.frames():
+            writer.write(paste_back(frame, crops[index], quads[index], masks[index]))
+    np.testing.assert_array_equal(decoded(tmp_path / "stream.mp4"), decoded(tmp_path / "whole.mp4"))
+
+
 def test_mask_inputs_of_another_length_are_refused_naming_the_file(aligned, edited):
     from ciinv.faces.assemble import ClipMasks
     from ciinv.faces.landmarks import load_landmarks

@@ -159,6 +159,7 @@ def test_assemble_reads_and_download_models_fetches_only_what_the_mask_uses(tmp_
     assert ("landmarks.npz" in inputs) == ("--landmarks=results/sample/landmarks.npz" in shell) == (mask == "landmarks")
     assert f"--mask {mask}" in shell
     assert ("--exclude background cloth hat --no-hair" in shell) == (mask == "parser")
+    assert ("--parser-every " in shell) == (mask == "parser")
     assert ("--dilate 50.0" in shell) == ("--temporal-sigma 1.0" in shell) == (mask != "ellipse")
 
 

@@ -12,8 +12,9 @@ from scipy.ndimage import binary_dilation, binary_erosion, distance_transform_ed
 from skimage import data
 
 from ciinv.faces.align import crop_face, crop_transform, ffhq_quads
-from ciinv.faces.paste import (PasteSettings, TemporalSmoother, ellipse_mask, face_masks, landmark_polygon,
-                               paste_back, smooth_over_time, soften)
+from ciinv.faces.paste import (PasteSettings, TemporalSmoother, clip_masks, ellipse_mask, face_masks,
+                               interpolated_stream, key_frame_masks, landmark_polygon, paste_back,
+                               smooth_over_time, soften)
 
 ASTRONAUT = data.astronaut()
 
@@ -267,9 +268,111 @@ def test_the_stream_smooths_as_the_whole_clip_and_holds_three_sigma_of_look_ahea
     np.testing.assert_allclose(out[5][0], np.tensordot(weights / weights.sum(), masks[2:9], axes=1), atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["parser", "landmarks", "ellipse"])
-def test_where_the_final_mask_is_zero_the_frame_is_the_sources_bit_for_bit(astronaut_scene, kind):
-    """The frame pixels whose (warped) final mask is 0 come back unchanged, for every mask kind."""
+# --------------------------------------------------------------------------------------------
+# The parser on key frames only (paste.parser_every), the masks between interpolated
+
+
+def moving_faces(count: int, resolution: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rendered, source) uint8 [count, 3, R, R]: a reddish face (ColourParser's skin) that slides
+    right a pixel a frame, in the render a little lower than in the source."""
+    boxes = [(14, 40, 10 + k, 36 + k) for k in range(count)]
+    return blobs(resolution, [(y0 + 4, y1 + 4, x0, x1) for y0, y1, x0, x1 in boxes]), blobs(resolution, boxes)
+
+
+def test_the_key_frames_are_every_kth_and_the_last_and_only_for_the_parser():
+    def keys(settings, count):
+        return np.flatnonzero(settings.key_frames(count)).tolist()
+
+    assert keys(PasteSettings(mask="parser", parser_every=4), 10) == [0, 4, 8, 9]
+    assert keys(PasteSettings(mask="parser", parser_every=4), 9) == [0, 4, 8]
+    assert keys(PasteSettings(mask="parser", parser_every=1), 5) == [0, 1, 2, 3, 4]
+    assert keys(PasteSettings(mask="parser", parser_every=8), 1) == [0]
+    assert keys(PasteSettings(mask="landmarks", parser_every=4), 6) == list(range(6))
+    assert keys(PasteSettings(mask="ellipse", parser_every=4), 6) == list(range(6))
+    from ciinv.errors import CiinvError
+
+    with pytest.raises(CiinvError, match="paste/parser_every"):
+        PasteSettings(parser_every=0)
+
+
+def test_parsing_every_frame_gives_todays_masks_exactly():
+    rendered, source = moving_faces(7)
+    settings = PasteSettings(mask="parser", parser_size=64, parser_every=1)
+    today = smooth_over_time(face_masks(settings, rendered, source=source, parser=ColourParser()), 1.0)
+    np.testing.assert_array_equal(clip_masks(settings, rendered, source=source, parser=ColourParser()), today)
+
+
+@pytest.mark.parametrize("count", [9, 10])  # a multiple of k plus one (the last frame is 4k) and not
+def test_between_key_frames_the_masks_are_the_key_masks_interpolated(count):
+    rendered, source = moving_faces(count)
+    every = PasteSettings(mask="parser", parser_size=64, parser_every=1, temporal_sigma=0)
+    keyed = dataclasses.replace(every, parser_every=4)
+    parsed = clip_masks(every, rendered, source=source, parser=ColourParser())
+    masks = clip_masks(keyed, rendered, source=source, parser=ColourParser())
+    keys = [0, 4, 8] + ([9] if count == 10 else [])
+    np.testing.assert_array_equal(masks[keys], parsed[keys])  # key frames: as if every frame were parsed
+    for index in range(count):
+        if index in keys:
+            continue
+        before = max(k for k in keys if k < index)
+        after = min(k for k in keys if k > index)
+        t = (index - before) / (after - before)
+        np.testing.assert_allclose(masks[index], (1 - t) * parsed[before] + t * parsed[after], rtol=0, atol=1e-6)
+        both_zero = (parsed[before] == 0) & (parsed[after] == 0)
+        assert both_zero.sum() > 1000 and (masks[index][both_zero] == 0).all()  # zero stays exactly zero
+        assert (masks[index][(parsed[before] == 1) & (parsed[after] == 1)] == 1).all()
+        assert not np.array_equal(masks[index], parsed[index])  # the face moved: interpolated, not parsed
+    # The smoothing over time then runs on the filled-in masks, as before.
+    smoothed = clip_masks(dataclasses.replace(keyed, temporal_sigma=1.0), rendered, source=source,
+                          parser=ColourParser())
+    np.testing.assert_array_equal(smoothed, smooth_over_time(masks, 1.0))
+
+
+def test_only_the_key_frames_are_parsed_and_a_run_without_one_parses_nothing():
+    rendered, source = moving_faces(10)
+    settings = PasteSettings(mask="parser", parser_size=64, parser_every=4, temporal_sigma=0)
+
+    class Counting(ColourParser):
+        parsed = 0
+
+        def coarse_logits(self, images):
+            Counting.parsed += images.shape[0]
+            return super().coarse_logits(images)
+
+    masks = key_frame_masks(settings, range(5, 8), 10, rendered[5:8], source=source[5:8], parser=Counting())
+    assert masks == [None, None, None] and Counting.parsed == 0
+    masks = key_frame_masks(settings, range(3, 10), 10, rendered[3:10], source=source[3:10], parser=Counting())
+    assert [m is not None for m in masks] == [False, True, False, False, False, True, True]
+    assert Counting.parsed == 2 * 3  # frames 4, 8 and 9, each source and render
+
+
+def test_the_interpolating_stream_holds_the_frames_up_to_the_next_key_frame():
+    rng = np.random.default_rng(3)
+    keys = {0: rng.random((4, 4)).astype(np.float32), 3: rng.random((4, 4)).astype(np.float32),
+            4: rng.random((4, 4)).astype(np.float32)}
+    pushed = []
+
+    def frames():
+        for index in range(5):
+            pushed.append(index)
+            yield keys.get(index), index
+
+    out = []
+    for mask, index in interpolated_stream(frames()):
+        out.append((index, mask, len(pushed)))
+    assert [index for index, _, _ in out] == [0, 1, 2, 3, 4]
+    assert [seen for _, _, seen in out] == [1, 4, 4, 4, 5]  # frames 1 and 2 wait for frame 3
+    np.testing.assert_allclose(out[1][1], keys[0] + (keys[3] - keys[0]) / 3, atol=1e-6)
+    with pytest.raises(ValueError, match="last frame"):
+        list(interpolated_stream([(keys[0],), (None,)]))
+    with pytest.raises(ValueError, match="first frame"):
+        list(interpolated_stream([(None,), (keys[0],)]))
+
+
+@pytest.mark.parametrize("kind, every", [("parser", 1), ("parser", 2), ("landmarks", 1), ("ellipse", 1)])
+def test_where_the_final_mask_is_zero_the_frame_is_the_sources_bit_for_bit(astronaut_scene, kind, every):
+    """The frame pixels whose (warped) final mask is 0 come back unchanged, for every mask kind (and
+    with the parser on key frames only: frame 1 of 3 interpolated)."""
     from ciinv.faces.landmarks import dlib_detector
 
     frame, quad = astronaut_scene
@@ -284,9 +387,8 @@ def test_where_the_final_mask_is_zero_the_frame_is_the_sources_bit_for_bit(astro
     as_tensor = lambda images: torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # noqa: E731
     sources = as_tensor(np.repeat(source[None], 3, 0))
     # The parser stand-in finds the face where the crop is reddish: a region with holes and islands.
-    masks = face_masks(PasteSettings(mask=kind, parser_size=128), as_tensor(edited), source=sources,
-                       points=points, quads=quads, parser=ColourParser())
-    masks = smooth_over_time(masks, 1.0)
+    masks = clip_masks(PasteSettings(mask=kind, parser_size=128, parser_every=every, temporal_sigma=1.0),
+                       as_tensor(edited), source=sources, points=points, quads=quads, parser=ColourParser())
     assert 0 < (masks == 0).mean() < 1
     # The mask is 0 outside the crop too: pad it, and look up every frame pixel's nearest mask pixel.
     # A frame pixel reads the mask's 2×2 bilinear neighbours (after area-averaging, a few more).

@@ -72,15 +72,16 @@ def test_a_stitch_setting_reruns_the_stitching_and_the_assemblies_only(run, smok
     assert "Nothing to be done" in result.stdout + result.stderr, result.stdout
 
 
-def test_the_paste_mask_reruns_the_stitching_but_its_smoothing_over_time_only_the_assemblies(run, smoke_dir,
-                                                                                             tmp_path):
+def test_the_paste_mask_reruns_the_stitching_but_its_settings_across_frames_only_the_assemblies(run, smoke_dir,
+                                                                                               tmp_path):
     work, _ = run
     wider = overlay(smoke_dir, tmp_path / "dilate.yaml", paste={"dilate": 60.0})
     result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[wider])
     assert job_counts(result.stdout) == {"stitch": len(EDITS), "assemble": len(EDITS), "all": 1}
-    smoother = overlay(smoke_dir, tmp_path / "sigma.yaml", paste={"temporal_sigma": 2.0})
-    result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[smoother])
-    assert job_counts(result.stdout) == {"assemble": len(EDITS), "all": 1}
+    for across in [{"temporal_sigma": 2.0}, {"parser_every": 3}]:  # the smoothing, the parser's key frames
+        changed = overlay(smoke_dir, tmp_path / "across.yaml", paste=across)
+        result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[changed])
+        assert job_counts(result.stdout) == {"assemble": len(EDITS), "all": 1}, across
 
 
 def test_with_pti_the_stitching_starts_from_the_tuned_generator(run, smoke_dir, tmp_path):

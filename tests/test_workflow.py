@@ -106,7 +106,7 @@ def test_changing_an_inversion_setting_reruns_inversion_onwards_not_alignment(sm
     assert planned["invert"] >= len(GOOD)
 
 
-@pytest.mark.parametrize("paste", [{"mask": "landmarks"}, {"mask": "ellipse"}, {"dilate": 40.0}])
+@pytest.mark.parametrize("paste", [{"mask": "landmarks"}, {"mask": "ellipse"}, {"dilate": 40.0}, {"parser_every": 3}])
 def test_changing_the_paste_mask_reruns_only_the_assemblies(smoke_run, smoke_dir, tmp_path, paste):
     """The smoke run pasted with the parser mask (the default); another mask or mask setting plans
     every assembly again and nothing else (the report does not paste)."""

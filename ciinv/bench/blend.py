@@ -17,9 +17,10 @@ The protocol, per clip (``clips`` of them, ``frames`` frames of ``size``², seed
    colour by ``WRONG_SHIFT``) and flickering (a smooth random field of ``WRONG_FLICKER``
    amplitude, new every frame); it is cut into aligned crops with the workflow's quads
    (``ciinv.faces.align``) like a generator's output;
-5. each mask kind of the config's ``paste:`` block (``ciinv.faces.paste.face_masks``, smoothed
-   over time as assemble does) pastes the render into the source (``paste_back``); ``parser``
-   runs when the configured face parser's weights are in models_dir.
+5. each mask kind of the config's ``paste:`` block (``ciinv.faces.paste.clip_masks``: with
+   ``parser_every``, the parser on the key frames only and the masks between interpolated, then
+   smoothed over time, as assemble does) pastes the render into the source (``paste_back``);
+   ``parser`` runs when the configured face parser's weights are in models_dir.
 
 Measured per clip and mask, on full frames in [0, 1] (``ciinv.frame_metrics``):
 
@@ -63,7 +64,7 @@ from ciinv.bench.common import leave_out, model_path, write_grid
 from ciinv.bench.tables import markdown_table, mean_cell, write_csv
 from ciinv.errors import CiinvError
 from ciinv.faces.align import crop_face, ffhq_quads
-from ciinv.faces.paste import PasteSettings, face_masks, paste_back, smooth_over_time
+from ciinv.faces.paste import PasteSettings, clip_masks, paste_back
 from ciinv.io.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -176,13 +177,13 @@ def source_crops(clip: dict, resolution: int) -> np.ndarray:
 
 
 def paste_crops(clip: dict, crops: np.ndarray, settings: PasteSettings, parser=None) -> np.ndarray:
-    """Crops [F, R, R, 3] uint8 pasted into the clip's source frames with ``settings``' mask, smoothed
-    over time, as the assemble stage does: [F, S, S, 3] uint8."""
+    """Crops [F, R, R, 3] uint8 pasted into the clip's source frames with ``settings``' masks
+    (``clip_masks``: key frames, interpolated, smoothed over time), as the assemble stage does:
+    [F, S, S, 3] uint8."""
     device = next(parser.parameters()).device if parser is not None else "cpu"
     originals = source_crops(clip, crops.shape[1])
-    masks = face_masks(settings, channels_first(crops).to(device), source=channels_first(originals).to(device),
+    masks = clip_masks(settings, channels_first(crops).to(device), source=channels_first(originals).to(device),
                        points=clip["points"], quads=clip["quads"], parser=parser)
-    masks = smooth_over_time(masks, settings.temporal_sigma)
     return np.stack([paste_back(s, c, q, m) for s, c, q, m in zip(clip["source"], crops, clip["quads"], masks)])
 
 

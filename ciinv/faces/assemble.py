@@ -2,9 +2,11 @@
 the source's sound, in one stream: no crop is written to disk.
 
 The stream: the renderer's background thread renders a batch of crops and computes their paste
-masks (``ClipMasks``: the face parser runs there, batched, on the generator's device); this thread
-smooths the masks over time (``ciinv.faces.paste.TemporalSmoother``, a few frames of look-ahead),
-decodes the frames, pastes and encodes.
+masks (``ClipMasks``: the face parser runs there, batched, on the generator's device, on the key
+frames only with ``paste.parser_every`` > 1); this thread fills in the masks between key frames
+(``ciinv.faces.paste.interpolated_stream``, up to ``parser_every`` - 1 frames of look-ahead),
+smooths them over time (``ciinv.faces.paste.TemporalSmoother``, a few frames more), decodes the
+frames, pastes and encodes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ import numpy as np
 
 from ciinv.errors import CiinvError
 from ciinv.faces.align import load_align
-from ciinv.faces.paste import PasteSettings, face_masks, paste_back, smoothed_stream
+from ciinv.faces.paste import (
+    PasteSettings,
+    interpolated_stream,
+    key_frame_masks,
+    paste_back,
+    smoothed_stream,
+)
 from ciinv.io.video import VideoReader, VideoWriter
 
 if TYPE_CHECKING:
@@ -35,11 +43,14 @@ _MASK_BATCH = 4
 
 
 class ClipMasks:
-    """The paste masks of one clip, computed batch by batch in frame order (``face_masks``).
+    """The paste masks of one clip, computed batch by batch in frame order (``key_frame_masks``).
 
     ``masks(frames, rendered)``: frames a range of frame indices, rendered their crops as a uint8
-    tensor [n, 3, R, R] (on the parser's device with the parser mask) -> float32 [n, R, R], before
-    the smoothing over time. Batches must come in frame order (the source crops are streamed).
+    tensor [n, 3, R, R] (on the parser's device with the parser mask) -> n masks, each float32
+    [R, R] for a key frame (``PasteSettings.key_frames``: every frame but with ``parser_every`` > 1)
+    and None for a frame between key frames (``interpolated_stream`` fills those in), before the
+    smoothing over time. Batches must come in frame order (the source crops are streamed: every
+    frame's is read, the key frames' parsed).
 
     quads: the clip's crop quads [F, 4, 2]; parser and crops (the source crops, ``open_crops``)
     for the parser mask; points, the clip's landmarks [F, 68, 2] in frame pixels, for the landmarks
@@ -65,15 +76,15 @@ class ClipMasks:
         self._source: Iterator | None = None
         self._next = 0
 
-    def __call__(self, frames: range, rendered: torch.Tensor) -> np.ndarray:
+    def __call__(self, frames: range, rendered: torch.Tensor) -> list[np.ndarray | None]:
         source = None
         if self.settings.mask == "parser":
             import torch
 
             source = torch.from_numpy(np.stack(self._source_crops(frames))).permute(0, 3, 1, 2)
         points = self.points[frames.start:frames.stop] if self.points is not None else None
-        return face_masks(self.settings, rendered, source=source, points=points,
-                          quads=self.quads[frames.start:frames.stop], parser=self.parser)
+        return key_frame_masks(self.settings, frames, len(self.quads), rendered, source=source, points=points,
+                               quads=self.quads[frames.start:frames.stop], parser=self.parser)
 
     def _source_crops(self, frames: range) -> list[np.ndarray]:
         if frames.start != self._next:
@@ -89,8 +100,9 @@ class ClipMasks:
             self._source = None
 
 
-def _crops_with_masks(faces, masks: ClipMasks) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(mask, crop)`` per frame in order; a renderer computes each batch's masks in its thread."""
+def _crops_with_masks(faces, masks: ClipMasks) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
+    """``(mask, crop)`` per frame in order (the mask None between key frames); a renderer computes
+    each batch's masks in its thread."""
     if hasattr(faces, "batches"):
         for crops, batch_masks in faces.batches(then=masks):
             yield from zip(batch_masks, crops)
@@ -173,7 +185,8 @@ def assemble_faces(
             masks = face.masks or ClipMasks(PasteSettings(mask="ellipse", temporal_sigma=0.0), quads)
             # The ellipse is the same every frame: nothing to smooth.
             sigma = 0.0 if masks.settings.mask == "ellipse" else masks.settings.temporal_sigma
-            streams.append((smoothed_stream(_crops_with_masks(face.faces, masks), sigma), masks))
+            filled = interpolated_stream(_crops_with_masks(face.faces, masks))
+            streams.append((smoothed_stream(filled, sigma), masks))
             aligns.append(align)
         audio = video_path if meta["audio"] else None
         with VideoReader(video_path, meta) as reader, VideoWriter(

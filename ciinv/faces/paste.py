@@ -24,10 +24,17 @@ Gaussian (a square kernel of side 2r+1): the weight is exactly 0 farther than ab
 more towards the kernel's corners, and more in notches that growing then shrinking fills), and 1 on
 the region itself while ``dilate - erode >= feather`` (above 0.98 at its corners).
 
+With ``parser_every`` k > 1 the parser mask is made only on key frames (every k-th frame of the
+clip and its last, ``PasteSettings.key_frames``; ``key_frame_masks``), and ``interpolated_stream``
+gives each frame between two key frames the linear blend of their masks, in crop space (the crops
+are aligned, so a mask's pixel is the same face point from frame to frame); a pixel both key masks
+give 0 stays exactly 0. That needs up to k - 1 frames of look-ahead.
+
 ``TemporalSmoother`` then averages each frame's mask with its neighbours' (a Gaussian over time,
 in crop space: the crops are aligned, so a mask's pixel is the same face point from frame to frame),
 so the edge does not flicker. It needs ``ceil(3σ)`` frames of look-ahead: the assemble stream holds
-that many frames, crops and masks more than without it.
+that many frames, crops and masks more than without it. ``clip_masks`` does all of it for a whole
+clip at once, as the assemble stream does it batch by batch.
 
 Coordinates and quads as in ``ciinv.faces.align``.
 """
@@ -73,6 +80,7 @@ class PasteSettings:
 
     mask: str = DEFAULTS["mask"]
     parser_size: int = DEFAULTS["parser_size"]
+    parser_every: int = DEFAULTS["parser_every"]
     exclude: tuple[str, ...] = tuple(DEFAULTS["exclude"])
     hair: bool = DEFAULTS["hair"]
     dilate: float = DEFAULTS["dilate"]
@@ -94,6 +102,15 @@ class PasteSettings:
         """The parser class indices outside the face region: ``exclude``, plus hair unless ``hair``."""
         names = set(self.exclude) | (set() if self.hair else {"hair"})
         return sorted(PARSER_CLASSES.index(name) for name in names)
+
+    def key_frames(self, count: int) -> np.ndarray:
+        """bool [count]: the frames of a clip of ``count`` whose masks are made (``face_masks``); the
+        others' are blended from the key frames around them (``interpolated_stream``). Every frame,
+        but with the parser mask only every ``parser_every``-th (0, k, 2k, ...) and the last."""
+        every = self.parser_every if self.mask == "parser" else 1
+        keys = np.arange(count) % every == 0
+        keys[-1:] = True
+        return keys
 
     def radii(self, resolution: int) -> tuple[int, int, int]:
         """(dilate, erode, feather) in whole pixels of a crop of side ``resolution``."""
@@ -256,6 +273,64 @@ def face_masks(settings: PasteSettings, rendered, *, source=None, points: np.nda
     return np.stack([soften(region, *radii) for region in regions])
 
 
+def key_frame_masks(settings: PasteSettings, frames: range, count: int, rendered, *, source=None,
+                    points: np.ndarray | None = None, quads: np.ndarray | None = None,
+                    parser=None) -> list[np.ndarray | None]:
+    """``face_masks`` of the key frames among ``frames``, a run of a clip of ``count`` frames
+    (``settings.key_frames``), None for the others: one entry per frame of the run, float32 [R, R].
+
+    The arguments are ``face_masks``' for the run's frames (rendered and source [n, 3, ·, ·],
+    points [n, 68, 2], quads [n, 4, 2]); only the key frames' are parsed. ``interpolated_stream``
+    fills the Nones in.
+    """
+    keys = settings.key_frames(count)[frames.start:frames.stop]
+    if keys.all():
+        return list(face_masks(settings, rendered, source=source, points=points, quads=quads, parser=parser))
+    masks: list[np.ndarray | None] = [None] * len(keys)
+    if keys.any():
+        index = np.flatnonzero(keys).tolist()
+
+        def pick(batch):  # the key frames of a numpy array or a tensor
+            return None if batch is None else batch[index]
+
+        made = face_masks(settings, pick(rendered), source=pick(source), points=pick(points), quads=pick(quads),
+                          parser=parser)
+        for k, mask in zip(index, made):
+            masks[k] = mask
+    return masks
+
+
+def interpolated_stream(pairs: Iterable[tuple]) -> Iterator[tuple]:
+    """``(mask or None, *items)`` per frame in → ``(mask, *items)`` per frame out, in order.
+
+    A None (a frame between key frames, ``key_frame_masks``) becomes the linear interpolation of
+    the masks of the key frames a before and b after it: frame i gets m_a + (i - a)/(b - a)·(m_b - m_a),
+    float32 [R, R] in [0, 1], exactly m_a where both agree (so exactly 0 where both are 0). A frame
+    is yielded once the next key frame has arrived: the stream holds the frames since the last key
+    frame. The first and the last frame must have masks.
+    """
+    previous: tuple[int, np.ndarray] | None = None  # the last key frame: (index, mask)
+    waiting: list[tuple[int, tuple]] = []  # the frames since it: (index, items)
+    for index, (mask, *items) in enumerate(pairs):
+        if mask is None:
+            if previous is None:
+                raise ValueError("the first frame's mask is missing: frame 0 is always a key frame")
+            waiting.append((index, items))
+            continue
+        if waiting:
+            start, first = previous
+            step = (mask - first).astype(np.float32)
+            for between, held in waiting:
+                blended = first + np.float32((between - start) / (index - start)) * step
+                yield (np.clip(blended, 0.0, 1.0, out=blended), *held)
+            waiting = []
+        previous = (index, mask)
+        yield (mask, *items)
+    if waiting:
+        raise ValueError(f"frames {waiting[0][0]}-{waiting[-1][0]} have no key frame after them: the last frame "
+                         "is always one")
+
+
 def _resized(images, size: int):
     """float images [N, C, r, r] -> [N, C, size, size]: area-averaged when shrinking, bilinear when growing."""
     import torch
@@ -344,6 +419,19 @@ def smooth_over_time(masks: np.ndarray, sigma: float) -> np.ndarray:
     out = [done[0] for mask in masks for done in smoother.push(mask)]
     out += [done[0] for done in smoother.finish()]
     return np.stack(out) if out else np.asarray(masks, np.float32)
+
+
+def clip_masks(settings: PasteSettings, rendered, *, source=None, points: np.ndarray | None = None,
+               quads: np.ndarray | None = None, parser=None) -> np.ndarray:
+    """The final paste masks of a whole clip, as the assemble stream makes them batch by batch:
+    float32 [F, R, R] in [0, 1]. ``face_masks``' arguments for every frame of the clip; the key
+    frames' masks (``key_frame_masks``), the others interpolated (``interpolated_stream``), all
+    smoothed over time (``smooth_over_time``, ``settings.temporal_sigma``)."""
+    count = rendered.shape[0]
+    masks = key_frame_masks(settings, range(count), count, rendered, source=source, points=points, quads=quads,
+                            parser=parser)
+    filled = np.stack([mask for mask, in interpolated_stream((mask,) for mask in masks)])
+    return smooth_over_time(filled, settings.temporal_sigma)
 
 
 def smoothed_stream(pairs: Iterable[tuple], sigma: float) -> Iterator[tuple]:

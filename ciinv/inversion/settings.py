@@ -177,6 +177,9 @@ class PTISettings(SchemaSettings):
 
 STITCH_DEFAULTS = defaults("stitch")
 STITCH_EXECUTION_KEYS = ("checkpoint_every",)
+# The paste: keys the stitch stage takes none of: they act across a clip's frames (assemble's stream:
+# the smoothing over time, the parser's key frames); stitching fits each frame to its own mask.
+STITCH_PASTE_SKIPS = ("temporal_sigma", "parser_every")
 
 
 @dataclass

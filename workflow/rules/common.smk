@@ -20,6 +20,7 @@ from ciinv.models import is_weightless_flow
 from ciinv.models.catalogue import CATALOGUE, LPIPS_MODEL
 from ciinv.models.registry import needed_models, resolve, resolve_direction
 from ciinv.inversion.settings import EXECUTION_KEYS as INVERT_EXECUTION_KEYS, PTI_EXECUTION_KEYS, STITCH_EXECUTION_KEYS
+from ciinv.inversion.settings import STITCH_PASTE_SKIPS
 from ciinv.io.meta import read_meta
 from ciinv.faces.landmarks import face_count
 from ciinv.inversion.windows import shard_count
@@ -254,8 +255,8 @@ def configured_models():
 
 PASTE_UNUSED = {
     "parser": (),
-    "landmarks": ("parser_size", "exclude", "hair"),
-    "ellipse": ("parser_size", "exclude", "hair", "dilate", "erode", "feather", "temporal_sigma"),
+    "landmarks": ("parser_size", "parser_every", "exclude", "hair"),
+    "ellipse": ("parser_size", "parser_every", "exclude", "hair", "dilate", "erode", "feather", "temporal_sigma"),
 }
 
 

@@ -19,9 +19,9 @@ rule stitch:
     params:
         # `enabled` is the workflow's switch for this rule, not a setting of the job.
         settings=cli_settings("stitch", skip=STITCH_EXECUTION_KEYS + ("enabled",)),
-        # The paste mask, whose edge the border band surrounds: the settings its kind uses, but the
-        # smoothing over time (each frame is fitted to its own mask).
-        paste=cli_settings("paste", skip=PASTE_UNUSED[config["paste"]["mask"]] + ("temporal_sigma",)),
+        # The paste mask, whose edge the border band surrounds: the settings its kind uses, but those
+        # across frames (each frame is fitted to its own mask: not smoothed, every frame parsed).
+        paste=cli_settings("paste", skip=PASTE_UNUSED[config["paste"]["mask"]] + STITCH_PASTE_SKIPS),
     resources:
         gpu=1,
         checkpoint_every=config["stitch"]["checkpoint_every"],  # how, not what: a resource (common.smk)
