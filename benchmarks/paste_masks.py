@@ -1,7 +1,10 @@
 """What each paste mask costs the assemble stage: `ciinv assemble` timed with paste.mask parser,
-landmarks and ellipse on the same clip and codes, in one run, and the ratios to ellipse.
+landmarks and ellipse on the same clip and codes, in one run, and the ratios to ellipse; the
+parser once per --parser-every k (paste.parser_every: parsed on every k-th frame and the last, the
+masks between interpolated), with how far its final masks are from every frame parsed.
 
-    python benchmarks/paste_masks.py [--frames 50] [--size 256] [--repeat 3] [--full-size] [--device cpu]
+    python benchmarks/paste_masks.py [--frames 50] [--size 256] [--repeat 3] [--parser-every 1 4 8]
+                                     [--full-size] [--device cpu]
 
 Default: the smoke models (`ciinv smoke-models`: a 64² StyleGAN2 and the tiny face parser) on a
 `ciinv sample-clip` of 50 frames at 256², dlib landmarks: the CPU smoke run's assemble. The parser
@@ -10,8 +13,11 @@ sizes instead (config F at 1024², BiSeNet with 79999_iter.pth's widths; for a G
 runs --repeat times, the kinds interleaved; the best wall time and the best CPU time (user +
 system, ffmpeg's included: on a shared machine the steadier figure) of each are reported. Then, in
 this process, one render batch against its parser masks (best of --repeat): the parser's cost beside
-the generator's, free of the encoder's and the machine's noise. Run from the repository root with
-the package's environment active.
+the generator's, free of the encoder's and the machine's noise. Last, per k, the final masks (key
+frames, interpolation, smoothing over time: ``clip_masks``) of the whole clip against those of
+k = 1: the mean and the largest absolute difference over all pixels of all frames, and the mean
+over the pixels either mask gives more than 0 (the face and its edge). Run from the repository
+root with the package's environment active.
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-KINDS = ("ellipse", "landmarks", "parser")
+
+def labels(every: list[int]) -> list[str]:
+    """The timed variants: ellipse, landmarks, then the parser with each parser_every k."""
+    return ["ellipse", "landmarks"] + [f"parser k={k}" for k in every]
 
 
 def prepare(work: Path, frames: int, size: int, full_size: bool) -> dict:
@@ -63,13 +72,14 @@ def prepare(work: Path, frames: int, size: int, full_size: bool) -> dict:
     return {"video": video, **models}
 
 
-def command(work: Path, files: dict, kind: str, device: str, threads: int) -> list[str]:
-    reads = {"parser": [f"--parser={files['parser']}", f"--crops={work / 'crops.mkv'}"],
+def command(work: Path, files: dict, label: str, device: str, threads: int) -> list[str]:
+    kind, _, every = label.partition(" k=")
+    reads = {"parser": [f"--parser={files['parser']}", f"--crops={work / 'crops.mkv'}", "--parser-every", every],
              "landmarks": [f"--landmarks={work / 'landmarks.npz'}"], "ellipse": []}[kind]
     return [sys.executable, "-m", "ciinv.cli", "assemble", str(files["video"]), "--meta", str(work / "meta.json"),
             "--align", str(work / "align.npz"), "--codes", str(work / "codes.npy"), "--generator",
             str(files["generator"]), "--device", device, "--mask", kind, *reads, "--threads", str(threads),
-            "--out", str(work / f"{kind}.mp4")]
+            "--out", str(work / f"{label.replace(' k=', '-')}.mp4")]
 
 
 def timed(argv: list[str]) -> tuple[float, float]:
@@ -110,6 +120,59 @@ def components(work: Path, files: dict, device: str, threads: int, repeat: int) 
     return render_best / len(frames), masks_best / len(frames)
 
 
+def mask_changes(work: Path, files: dict, device: str, threads: int, every: list[int]) -> dict:
+    """How far the final masks (``clip_masks``: as assemble makes them) with parser_every k are from
+    k = 1 over the whole clip: {"parser": {k: (mean, max, mean over the face) of |difference|},
+    "parser full": share of the k = 1 parser masks' pixels that are 1, "landmarks": the same
+    differences with the landmark polygon as the region on the key frames, interpolated between
+    as the parser's are (a face region that follows the face, which the smoke run's random tiny
+    parser is not)}."""
+    from ciinv.faces.align import load_align
+    from ciinv.faces.landmarks import load_landmarks
+    from ciinv.faces.paste import (
+        PasteSettings,
+        clip_masks,
+        face_masks,
+        interpolated_stream,
+        smooth_over_time,
+    )
+    from ciinv.faces.render import load_renderer
+    from ciinv.io.crops import open_crops
+    from ciinv.models import load_generator, load_parser
+
+    torch.set_num_threads(threads)
+    generator = load_generator(files["generator"]).to(device).eval().requires_grad_(False)
+    renderer = load_renderer(work / "codes.npy", generator, device=device)
+    parser = load_parser(files["parser"], device=device)
+    rendered = torch.cat([renderer.render_pixels(range(start, min(start + renderer.batch, len(renderer))))
+                          for start in range(0, len(renderer), renderer.batch)])
+    crops = open_crops(work / "crops.mkv")
+    source = torch.from_numpy(crops.read(0, len(crops))).permute(0, 3, 1, 2).to(device)
+    ks = sorted(set(every) | {1})
+    parsed = {k: clip_masks(PasteSettings(mask="parser", parser_every=k), rendered, source=source, parser=parser)
+              for k in ks}
+
+    polygon = PasteSettings(mask="landmarks")
+    soft = face_masks(polygon, rendered, points=load_landmarks(work / "landmarks.npz")["points"],
+                      quads=load_align(work / "align.npz")["quads"])
+    landmarks = {}
+    for k in ks:
+        keys = PasteSettings(mask="parser", parser_every=k).key_frames(len(soft))
+        filled = [m for m, in interpolated_stream((m if key else None,) for m, key in zip(soft, keys))]
+        landmarks[k] = smooth_over_time(np.stack(filled), polygon.temporal_sigma)
+
+    def differences(masks):
+        out = {}
+        for k in every:
+            difference = np.abs(masks[k] - masks[1])
+            face = (masks[k] > 0) | (masks[1] > 0)
+            out[k] = (float(difference.mean()), float(difference.max()), float(difference[face].mean()))
+        return out
+
+    return {"parser": differences(parsed), "parser full": float((parsed[1] == 1).mean()),
+            "landmarks": differences(landmarks), "landmarks step": float(np.abs(np.diff(landmarks[1], axis=0)).mean())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=50)
@@ -117,6 +180,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--parser-every", type=int, nargs="+", default=[1],
+                        help="paste.parser_every values to time the parser mask with (1: every frame parsed)")
     parser.add_argument("--full-size", action="store_true")
     parser.add_argument("--work", help="work folder (default: a new temporary one)")
     args = parser.parse_args()
@@ -124,22 +189,32 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="paste-masks."))
     work.mkdir(parents=True, exist_ok=True)
     files = prepare(work, args.frames, args.size, args.full_size)
-    best = {kind: float("inf") for kind in KINDS}
-    best_cpu = {kind: float("inf") for kind in KINDS}
+    variants = labels(args.parser_every)
+    best = {label: float("inf") for label in variants}
+    best_cpu = {label: float("inf") for label in variants}
     for _ in range(args.repeat):
-        for kind in KINDS:
-            wall, cpu = timed(command(work, files, kind, args.device, args.threads))
-            best[kind], best_cpu[kind] = min(best[kind], wall), min(best_cpu[kind], cpu)
+        for label in variants:
+            wall, cpu = timed(command(work, files, label, args.device, args.threads))
+            best[label], best_cpu[label] = min(best[label], wall), min(best_cpu[label], cpu)
     print(f"assemble of {args.frames} frames at {args.size}², {'full-size' if args.full_size else 'smoke'} models, "
           f"{args.device}, {args.threads} threads, best of {args.repeat} (work: {work})")
-    for kind in KINDS:
-        print(f"  mask {kind:9s} {best[kind]:7.2f} s  {best[kind] / best['ellipse']:.3f}× ellipse   "
-              f"CPU {best_cpu[kind]:7.2f} s  {best_cpu[kind] / best_cpu['ellipse']:.3f}× ellipse")
-    print(f"parser adds {100 * (best['parser'] / best['ellipse'] - 1):.1f} % to assemble against ellipse "
-          f"({100 * (best_cpu['parser'] / best_cpu['ellipse'] - 1):.1f} % of its CPU time)")
+    for label in variants:
+        print(f"  mask {label:12s} {best[label]:7.2f} s  {best[label] / best['ellipse']:.3f}× ellipse   "
+              f"CPU {best_cpu[label]:7.2f} s  {best_cpu[label] / best_cpu['ellipse']:.3f}× ellipse")
+    for k in args.parser_every:
+        label = f"parser k={k}"
+        print(f"parser (parser_every {k}) adds {100 * (best[label] / best['ellipse'] - 1):.1f} % to assemble against "
+              f"ellipse ({100 * (best_cpu[label] / best_cpu['ellipse'] - 1):.1f} % of its CPU time)")
     render, masks = components(work, files, args.device, args.threads, args.repeat)
     print(f"per frame, in one process: render {1000 * render:.1f} ms, parser mask (source and render "
           f"parsed, softened) {1000 * masks:.1f} ms: {masks / render:.3f}× the render")
+    changes = mask_changes(work, files, args.device, args.threads, args.parser_every)
+    print(f"final parser masks (k = 1): {100 * changes['parser full']:.1f} % of their pixels are 1")
+    for region in ("parser", "landmarks"):
+        for k, (mean, largest, face) in changes[region].items():
+            print(f"final masks, {region} region, key frames every {k} against every frame: mean |difference| "
+                  f"{mean:.2e}, largest {largest:.3f}, mean over the face and its edge {face:.2e}")
+    print(f"final landmark masks (k = 1), frame to next frame: mean |difference| {changes['landmarks step']:.2e}")
 
 
 if __name__ == "__main__":
