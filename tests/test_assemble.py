@@ -161,7 +161,7 @@ def test_the_command_renders_the_codes_into_the_video_with_each_mask(aligned, ed
     work, _ = edited
     write_json(tmp_path / "meta.json", meta)
     reads = {"parser": ["--parser", str(work / "parser.pth"), "--crops", str(folder / "crops.mkv"),
-                        "--parser-size", "128"],
+                        "--parser-size", "128", "--parser-every", "3"],
              "landmarks": ["--landmarks", str(folder / "landmarks.npz")], "ellipse": []}[mask]
     assert main(["assemble", str(video), "--meta", str(tmp_path / "meta.json"), "--align", str(folder / "align.npz"),
                  "--codes", str(work / "age.npy"), "--noise", str(work / "noise.pt"), "--generator",

@@ -185,8 +185,9 @@ def assemble_faces(
             masks = face.masks or ClipMasks(PasteSettings(mask="ellipse", temporal_sigma=0.0), quads)
             # The ellipse is the same every frame: nothing to smooth.
             sigma = 0.0 if masks.settings.mask == "ellipse" else masks.settings.temporal_sigma
-            filled = interpolated_stream(_crops_with_masks(face.faces, masks))
-            streams.append((smoothed_stream(filled, sigma), masks))
+            # No name holds the inner generators: closing the outer one closes them, and the render
+            # thread's, in turn.
+            streams.append((smoothed_stream(interpolated_stream(_crops_with_masks(face.faces, masks)), sigma), masks))
             aligns.append(align)
         audio = video_path if meta["audio"] else None
         with VideoReader(video_path, meta) as reader, VideoWriter(
