@@ -58,6 +58,20 @@ def test_round_trip_is_bit_exact_and_any_range_reads_exactly_its_frames(stored):
     assert read_tensor(reader, range(2), 32).shape == (2, 3, 32, 32)
 
 
+def test_files_of_the_golomb_rice_options_still_read_bit_exact(stored, tmp_path, monkeypatch):
+    """crops.mkv written before the range coder (FFV1 -coder 0 -context 0) reads as it always did."""
+    import ciinv.io.crops as crops_module
+
+    _, crops = stored
+    options = list(crops_module._FFV1)
+    assert options[options.index("-coder") + 1] == "1" and options[options.index("-context") + 1] == "1"
+    options[options.index("-coder") + 1] = options[options.index("-context") + 1] = "0"
+    monkeypatch.setattr(crops_module, "_FFV1", options)
+    write(tmp_path / "golomb.mkv", crops)
+    np.testing.assert_array_equal(open_crops(tmp_path / "golomb.mkv").read(), crops)
+    np.testing.assert_array_equal(open_crops(tmp_path / "golomb.mkv").read(7, 10), crops[7:10])
+
+
 def test_read_crops_opens_a_file_or_folder_and_names_what_makes_it_again(stored, tmp_path):
     path, crops = stored
     np.testing.assert_array_equal(read_crops(path, [1, 4]), read_tensor(open_crops(path), [1, 4]))
