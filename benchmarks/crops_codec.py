@@ -4,7 +4,7 @@
 
 Reads every crop of CROPS.mkv (e.g. the align stage's, from `ciinv bench stages`), then writes and
 reads them back with ``ciinv.io.crops``'s own writer and reader for each set of FFV1 options
-(``_FFV1`` with ``-coder`` and ``-context`` swapped). Every variant runs once per round, in turn,
+(``FFV1_OPTIONS`` with ``-coder`` and ``-context`` swapped). Every variant runs once per round, in turn,
 so that a busy machine slows all alike; the fastest round counts. Prints a Markdown table.
 """
 
@@ -29,10 +29,10 @@ VARIANTS = {  # name: (coder, context); FFV1 coder 0 Golomb-Rice, 1 range (defau
 }
 
 
-def options(coder: int, context: int) -> list[str]:
-    out = list(crops_module._FFV1)
+def options(coder: int, context: int) -> tuple[str, ...]:
+    out = list(crops_module.FFV1_OPTIONS)
     out[out.index("-coder") + 1], out[out.index("-context") + 1] = str(coder), str(context)
-    return out
+    return tuple(out)
 
 
 def main() -> None:
@@ -42,15 +42,14 @@ def main() -> None:
     args = parser.parse_args()
     crops = crops_module.CropReader(args.crops).read()
     n, side = len(crops), crops.shape[1]
-    current = crops_module._FFV1
     rows = {name: {"enc": [], "dec": []} for name in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
             for k, (name, (coder, context)) in enumerate(VARIANTS.items()):
-                crops_module._FFV1 = options(coder, context)
+                chosen = options(coder, context)
                 path = Path(tmp) / f"{k}.mkv"
                 start = time.perf_counter()
-                with crops_module.CropWriter(path, n, side) as writer:
+                with crops_module.CropWriter(path, n, side, chosen) as writer:
                     for crop in crops:
                         writer.write(crop)
                 rows[name]["enc"].append(time.perf_counter() - start)
@@ -59,7 +58,7 @@ def main() -> None:
                 rows[name]["dec"].append(time.perf_counter() - start)
                 rows[name]["exact"] = bool(np.array_equal(back, crops))
                 rows[name]["bytes"] = path.stat().st_size
-                rows[name]["current"] = crops_module._FFV1 == current
+                rows[name]["current"] = chosen == crops_module.FFV1_OPTIONS
     base = rows["golomb, small context"]["bytes"]
     print(f"{n} crops of {side}², {args.rounds} round(s), the fastest counts; * = ciinv's options")
     print("| FFV1 options | bytes per crop | × golomb, small context | encode ms/crop | decode ms/crop | bit-exact |")

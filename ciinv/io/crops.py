@@ -45,8 +45,8 @@ ALIGN_RERUN = "rerun the align stage for its video"
 # most of what a finished video keeps. Its readers are GPU jobs; assemble with the parser mask
 # reads every crop, decoded in an ffmpeg process beside the render and the paste-back.
 # 4 slices (coded on several threads), a CRC per slice.
-_FFV1 = ["-c:v", "ffv1", "-level", "3", "-coder", "1", "-context", "1", "-g", "1", "-slices", "4",
-         "-slicecrc", "1", "-pix_fmt", "bgr0"]
+FFV1_OPTIONS = ("-c:v", "ffv1", "-level", "3", "-coder", "1", "-context", "1", "-g", "1", "-slices", "4",
+                "-slicecrc", "1", "-pix_fmt", "bgr0")
 
 # Frames per pipe read when streaming: bounds the reader's memory (R = 1024: 48 MB).
 _CHUNK = 16
@@ -60,12 +60,14 @@ class CropWriter(PipeWriter):
     """Append R×R×3 uint8 RGB crops to ``path`` (one FFV1 stream); the file appears on ``close``.
 
     ``frames`` crops must be written, in order. Use it as a context manager: an exception deletes
-    the partial file, and nothing appears under ``path``.
+    the partial file, and nothing appears under ``path``. ``options``: ffmpeg's encoder options
+    (``benchmarks/crops_codec.py`` compares others; any FFV1 options read the same).
     """
 
     finishing = "finishing the crops"
 
-    def __init__(self, path: str | os.PathLike, frames: int, resolution: int):
+    def __init__(self, path: str | os.PathLike, frames: int, resolution: int,
+                 options: tuple[str, ...] = FFV1_OPTIONS):
         super().__init__(path)
         self.frames, self.resolution = int(frames), int(resolution)
         try:
@@ -73,7 +75,7 @@ class CropWriter(PipeWriter):
             side = f"{self.resolution}x{self.resolution}"
             args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y",
                     "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", side, "-framerate", "1", "-i", "pipe:",
-                    *_FFV1, *ffmpeg_threads(), "-metadata", f"CIINV_CROPS={FORMAT_VERSION}",
+                    *options, *ffmpeg_threads(), "-metadata", f"CIINV_CROPS={FORMAT_VERSION}",
                     "-metadata", f"CIINV_FRAMES={self.frames}", "-f", "matroska", str(self._tmp)]
             self._start(args)
         except BaseException:
