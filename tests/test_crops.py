@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ciinv.io.crops import CropReader, CropWriter, open_crops, read_crops, read_tensor
+from ciinv.io.crops import FFV1_OPTIONS, CropReader, CropWriter, open_crops, read_crops, read_tensor
 from ciinv.errors import CiinvError
 from ciinv.io.ffmpeg import ffmpeg_exe
 
@@ -56,6 +56,19 @@ def test_round_trip_is_bit_exact_and_any_range_reads_exactly_its_frames(stored):
     assert tensor.shape == (3, 3, SIDE, SIDE)
     np.testing.assert_array_equal((tensor.permute(0, 2, 3, 1).numpy() * 255).round(), crops[[2, 3, 7]])
     assert read_tensor(reader, range(2), 32).shape == (2, 3, 32, 32)
+
+
+def test_files_of_the_golomb_rice_options_still_read_bit_exact(stored, tmp_path):
+    """crops.mkv written before the range coder (FFV1 -coder 0 -context 0) reads as it always did."""
+    _, crops = stored
+    options = list(FFV1_OPTIONS)
+    assert options[options.index("-coder") + 1] == "1" and options[options.index("-context") + 1] == "1"
+    options[options.index("-coder") + 1] = options[options.index("-context") + 1] = "0"
+    with CropWriter(tmp_path / "golomb.mkv", len(crops), crops.shape[1], tuple(options)) as writer:
+        for crop in crops:
+            writer.write(crop)
+    np.testing.assert_array_equal(open_crops(tmp_path / "golomb.mkv").read(), crops)
+    np.testing.assert_array_equal(open_crops(tmp_path / "golomb.mkv").read(7, 10), crops[7:10])
 
 
 def test_read_crops_opens_a_file_or_folder_and_names_what_makes_it_again(stored, tmp_path):

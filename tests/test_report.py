@@ -98,6 +98,36 @@ def test_loss_curves_drop_the_padding_and_plot_every_shard(tmp_path):
     assert len({tuple(p) for p in pixels.reshape(-1, 3)}) > 3  # axes, text and coloured curves, not a blank page
 
 
+def test_loss_curves_stored_in_bfloat16_plot_as_the_float32_ones(tmp_path):
+    """The invert stage stores its loss curves in bfloat16 (ciinv.inversion.shards): read back they
+    are the float32 curves to 3 significant digits, and the plot is the float32 curves' picture."""
+    from ciinv.inversion.optimizer import WindowResult
+    from ciinv.inversion.settings import InvertSettings
+    from ciinv.inversion.shards import shard_payload
+    from ciinv.inversion.shards import write_shard as write_invert_shard
+    from ciinv.inversion.windows import plan_windows
+
+    windows = plan_windows(9, 3, 2)
+    rng = torch.Generator().manual_seed(0)
+    curves = [torch.logspace(1, -4, 800)[:, None] * (1 + 0.3 * torch.rand(800, 4, generator=rng)) for _ in windows]
+    results = [WindowResult(index=w.index, start=w.start, w_b=torch.zeros(2, 4), n_k=torch.zeros(2, 1, 4),
+                            codes=torch.zeros(3, 2, 4), losses=c, steps=800, warm=False) for w, c in zip(windows, curves)]
+    write_invert_shard(tmp_path / "shard_0000.pt", shard_payload(windows, results, InvertSettings(), "g.pt", 9, 0))
+    write_shard(tmp_path / "float32.pt", [800] * len(windows))  # the float32 layout, then its curves replaced
+    stored = torch.load(tmp_path / "float32.pt", weights_only=True)
+    stored["loss_history"] = {name: torch.stack([c[:, k] for c in curves]) for k, name in
+                              enumerate(("total", "icc", "mse", "perceptual"))}
+    torch.save(stored, tmp_path / "float32.pt")
+
+    for window, curve in zip(read_losses([tmp_path / "shard_0000.pt"]), curves):
+        np.testing.assert_allclose(window["mse"], curve[:, 2].double().numpy(), rtol=2.0**-8)
+    loss_plot([tmp_path / "shard_0000.pt"], tmp_path / "bf16.png")
+    loss_plot([tmp_path / "float32.pt"], tmp_path / "fp32.png")
+    with Image.open(tmp_path / "bf16.png") as a, Image.open(tmp_path / "fp32.png") as b:
+        differ = np.any(np.asarray(a.convert("RGB")) != np.asarray(b.convert("RGB")), axis=-1)
+    assert differ.mean() < 0.002  # a few pixels of the curves at most
+
+
 def test_a_shard_without_loss_curves_is_an_error_naming_it(tmp_path):
     torch.save({"codes": torch.zeros(1)}, tmp_path / "shard_0000.pt")
     with pytest.raises(CiinvError, match="shard_0000.pt"):

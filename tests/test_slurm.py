@@ -112,7 +112,8 @@ def test_outputs_match_a_local_run(runs):
     codes_local = np.load(local / name / "latents.npy")
     codes_slurm = np.load(on_slurm / slurm_name / "latents.npy")
     assert codes_local.shape == codes_slurm.shape == (13, codes_local.shape[1], 512)
-    np.testing.assert_allclose(codes_slurm, codes_local, rtol=0, atol=1e-4)
+    # float16 codes: the two runs' may be one step apart where a value sits at a rounding edge
+    np.testing.assert_allclose(codes_slurm, codes_local, rtol=2.0**-10, atol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------

@@ -223,7 +223,8 @@ def test_outputs_match_a_local_run(on_storage, tmp_path):
     client.download_file(BUCKET, f"{PREFIX}/results/clip/latents.npy", str(tmp_path / "latents.npy"))
     codes_local, codes_bucket = np.load(local / LOCAL_CLIP / "latents.npy"), np.load(tmp_path / "latents.npy")
     assert codes_local.shape == codes_bucket.shape == (13, codes_local.shape[1], 512)
-    np.testing.assert_allclose(codes_bucket, codes_local, rtol=0, atol=1e-4)
+    # float16 codes: the two runs' may be one step apart where a value sits at a rounding edge
+    np.testing.assert_allclose(codes_bucket, codes_local, rtol=2.0**-10, atol=1e-4)
 
 
 def test_nothing_is_written_to_the_working_folder(on_storage):

@@ -12,7 +12,14 @@ assemble    ``ciinv.faces.assemble.assemble_video`` with the *aligned* crops as 
 each stage's ratio to the transcode, and the bytes each stage writes per frame. The stages run
 in this process (no interpreter start-up), as the workflow's jobs run them after their imports.
 With ``repeat`` > 1 every stage (and the transcode) runs that many times and the fastest run
-counts. The output is a Markdown table per clip; ``bench_stages`` also returns the rows.
+counts.
+
+Then what a finished video keeps in ``results/<video>/``, per frame (``kept_files``): the CPU
+stages' files as they were just written, and those of the GPU stages written by their own writers
+at the real shapes (the generator's W+ codes for ``align.resolution``, the config's windows, steps
+and edits): every size but that of ``crops.mkv`` is fixed by its format and shapes, so no
+generator has to run. The output is two Markdown tables per clip; ``bench_stages`` also returns
+the rows.
 """
 
 from __future__ import annotations
@@ -110,6 +117,9 @@ def bench_clip(config: dict, video: Path, work: Path, repeat: int = 1) -> dict:
         log.info("%s: %s %.2f s", video.name, name, best)
 
     frames = state["meta"]["frames"]
+    kept = kept_files(config, work / "kept", frames, {name: files[key] for name, key in
+                                                     (("meta.json", "probe"), ("landmarks.npz", "landmarks"),
+                                                      ("align.npz", "align_npz"), ("crops.mkv", "crops"))})
     written = {
         "transcode": _size(files["transcode"]),
         "probe": _size(files["probe"]),
@@ -119,7 +129,74 @@ def bench_clip(config: dict, video: Path, work: Path, repeat: int = 1) -> dict:
     }
     return {"clip": video.name, "frames": frames, "width": state["meta"]["width"],
             "height": state["meta"]["height"], "seconds": seconds,
-            "bytes": {name: size / frames for name, size in written.items()}}
+            "bytes": {name: size / frames for name, size in written.items()},
+            "kept": {name: size / frames for name, size in kept.items()}}
+
+
+def kept_files(config: dict, work: Path, frames: int, written: dict[str, Path]) -> dict[str, int]:
+    """Bytes of each kind of file a finished video keeps in ``results/<video>/`` (one face, the
+    config's variant and edits, ``pti`` and ``stitch`` off; logs and benchmark TSVs left out).
+
+    written: the CPU stages' files by name (meta.json, landmarks.npz, align.npz, crops.mkv), counted
+    as they are. The GPU stages' files are written into ``work`` by the project's own writers at the
+    real shapes: per invert shard (``plan_shards``), ``shard_payload`` of windows whose codes are a
+    random walk of [T, L, D] (L = 2·log2(R) − 2 layers of 512, StyleGAN2 at R = align.resolution)
+    and every window's loss curves over all ``invert.steps`` (the most a shard keeps: early stopping
+    keeps fewer), the ``plus`` variant's noise maps at R; the real merge (``merge_shards``:
+    latents.npy and noise.pt); one codes file per edit (``recon`` and the config's). Returns
+    {name: bytes} with names 'crops.mkv', 'latents/shard_*.pt', 'latents.npy', 'noise.pt',
+    'edits/*.npy (N)', 'align.npz', 'landmarks.npz', 'meta.json'.
+    """
+    import math
+
+    import numpy as np
+    import torch
+
+    from ciinv.inversion.objective import LOSS_NAMES, VARIANTS
+    from ciinv.inversion.optimizer import WindowResult
+    from ciinv.inversion.settings import InvertSettings
+    from ciinv.inversion.shards import merge_shards, shard_payload, write_shard
+    from ciinv.inversion.windows import plan_shards, plan_windows
+    from ciinv.io.codes import write_latents
+
+    settings = InvertSettings.from_dict(config["invert"])
+    resolution = config["align"]["resolution"]
+    log2 = int(math.log2(resolution))
+    layers, dim = 2 * log2 - 2, 512
+    noise_sides = [4] + [2**k for k in range(3, log2 + 1) for _ in range(2)]  # StyleGAN2's noise maps
+    offsets = 1 if VARIANTS[settings.variant][0] and settings.offsets == "shared" else layers
+    rng = torch.Generator().manual_seed(0)
+    (work / "latents").mkdir(parents=True, exist_ok=True)
+    (work / "edits").mkdir(exist_ok=True)
+
+    shard_paths = []
+    for k, windows in enumerate(plan_shards(plan_windows(frames, settings.window, settings.stride),
+                                            settings.windows_per_shard)):
+        results = []
+        for w in windows:
+            w_b = torch.randn(layers, dim, generator=rng)
+            n_k = 0.05 * torch.randn(w.stop - w.start - 1, offsets, dim, generator=rng)
+            codes = torch.cat([w_b[None], w_b + n_k.cumsum(0)])  # [T, L, D]: the MAC sum
+            losses = torch.logspace(0, -2, settings.steps)[:, None].expand(-1, len(LOSS_NAMES)).clone()
+            noise = ([torch.randn(1, 1, side, side, generator=rng) for side in noise_sides]
+                     if VARIANTS[settings.variant][2] else None)
+            results.append(WindowResult(index=w.index, start=w.start, w_b=w_b, n_k=n_k, codes=codes, losses=losses,
+                                        steps=settings.steps, warm=False, noise=noise))
+        shard_paths.append(work / "latents" / f"shard_{k:04d}.pt")
+        write_shard(shard_paths[-1], shard_payload(windows, results, settings, "generator.pt", frames, k))
+    merge_shards(shard_paths, frames, work / "latents.npy", work / "noise.pt")
+    edits = ["recon"] + [edit["name"] for edit in config["edits"]]
+    latents = np.load(work / "latents.npy").astype(np.float32)
+    for name in edits:  # an edit moves the codes: what the file holds is the same size either way
+        write_latents(work / "edits" / f"{name}.npy", latents + (0 if name == "recon" else 0.1))
+    return {
+        "crops.mkv": _size(written["crops.mkv"]),
+        "latents/shard_*.pt": _size(work / "latents"),
+        "latents.npy": _size(work / "latents.npy"),
+        "noise.pt": _size(work / "noise.pt"),
+        f"edits/*.npy ({len(edits)})": _size(work / "edits"),
+        **{name: _size(written[name]) for name in ("align.npz", "landmarks.npz", "meta.json")},
+    }
 
 
 def _bytes(n: float) -> str:
@@ -137,8 +214,14 @@ def table(row: dict) -> str:
     body += [[name, f"{seconds[name]:.2f}", f"{seconds[name] / base:.2f}", _bytes(written[name])] for name in STAGES]
     total = sum(seconds[name] for name in STAGES)
     body.append(["**CPU stages together**", f"**{total:.2f}**", f"**{total / base:.2f}**", ""])
+    kept = row["kept"]
+    total = sum(kept.values())
+    kept_body = [[name, _bytes(size), f"{100 * size / total:.1f} %"] for name, size in kept.items()]
+    kept_body.append(["**all**", f"**{_bytes(total)}**", ""])
     lines = [f"{row['clip']}: {row['width']}x{row['height']}, {row['frames']} frames", "",
-             *markdown_table(["step", "seconds", "× transcode", "written per frame"], body)]
+             *markdown_table(["step", "seconds", "× transcode", "written per frame"], body), "",
+             f"kept by the finished video in results/<video>/: {_bytes(total)} per frame", "",
+             *markdown_table(["file", "bytes per frame", "share"], kept_body)]
     return "\n".join(lines) + "\n"
 
 

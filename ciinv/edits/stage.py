@@ -65,7 +65,7 @@ from ciinv.edits.directions import step_warning
 from ciinv.edits.operations import apply_direction, apply_morph, apply_transfer, layer_mask, sefa_direction
 from ciinv.edits.spec import EditSpec, sefa_index
 from ciinv.errors import CiinvError
-from ciinv.io.codes import read_latents, write_latents
+from ciinv.io.codes import read_latents, stored_codes, write_latents
 from ciinv.io.files import read_npy, read_torch, require_finite
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,9 @@ def write_edit(
     direction_path: str | os.PathLike | None = None,
     other_path: str | os.PathLike | None = None,
 ) -> torch.Tensor:
-    """Write the edited codes of every frame to ``out_path`` (.npy [F, L, D] float32, atomically) and
-    return them. Nothing is rendered: the assemble stage and the report render the codes
+    """Write the edited codes of every frame to ``out_path`` (.npy [F, L, D], float16 as
+    ``ciinv.io.codes`` stores codes, atomically) and return them as stored, as a float32 tensor.
+    Nothing is rendered: the assemble stage and the report render the codes
     (``ciinv.faces.render``) with the video's noise maps.
 
     latents_path: `latents.npy` [F, L, D] from the merge stage.
@@ -184,11 +185,12 @@ def write_edit(
         warning = step_warning(edit.get("name"), float((codes.double() - source.double()).norm(dim=-1).max()))
         if warning:
             log.warning(warning)
-    codes = codes.float().contiguous().numpy()
+    codes = stored_codes(codes.float().numpy())
     bad = ~np.isfinite(codes)
     if bad.any():  # finite inputs can still overflow (a huge strength): say so here, not as a black face later
         raise CiinvError(f"edit {edit.get('name')!r}: the edited codes of frame {int(np.argwhere(bad)[0][0])} "
-                         "overflow to non-finite numbers; use a smaller strength")
+                         "overflow to non-finite numbers (codes are stored as float16: |x| ≤ 65504); "
+                         "use a smaller strength")
     write_latents(out_path, codes)
     log.info("edit %s: wrote the codes of %d frames to %s", edit.get("name"), len(codes), out_path)
-    return torch.from_numpy(codes)
+    return torch.from_numpy(codes).float()

@@ -9,8 +9,10 @@ seeking to frame i is seeking to second i, exact in Matroska's millisecond clock
 ``CIINV_CROPS`` (format version) and ``CIINV_FRAMES`` (frame count) are written before the frames,
 so a truncated file still says how many frames it should hold.
 
-On a 1280×720 sample clip at R = 1024 this takes 0.39 MB per frame against 0.85 MB as PNG
-(``benchmarks/README.md``). Writing runs in an ffmpeg process beside the caller's work.
+On a 1280×720 sample clip at R = 1024 this takes 0.31 MB per frame against 0.85 MB as PNG
+(``benchmarks/README.md``). Files written with other FFV1 options (before the range coder,
+Golomb-Rice coding) read the same: the decoder takes the options from the stream. Writing runs in
+an ffmpeg process beside the caller's work.
 
 Readers: ``open_crops(path)`` gives a ``CropReader`` for such a file and, for the folders of
 ``{i:06d}.png`` crops that the edit stage still writes, a ``PngCrops`` with the same interface:
@@ -37,11 +39,14 @@ FORMAT_VERSION = 1
 SUFFIX = ".mkv"
 ALIGN_RERUN = "rerun the align stage for its video"
 
-# FFV1 version 3 with Golomb-Rice coding: on the sample clip's crops it decodes in 52 ms against
-# the range coder's 71 ms (PNG: 34 ms) for 20 % more bytes (0.39 against 0.33 MB); the assemble
-# stage reads every crop, on the CPU. 4 slices (coded on several threads), a CRC per slice.
-_FFV1 = ["-c:v", "ffv1", "-level", "3", "-coder", "0", "-context", "0", "-g", "1", "-slices", "4",
-         "-slicecrc", "1", "-pix_fmt", "bgr0"]
+# FFV1 version 3 with the range coder and the large context model: on the 720p sample clip's 1024²
+# crops 0.79× the bytes of Golomb-Rice coding with the small context (311 against 391 kB a crop),
+# for more decoding time (1.0× and 1.4× in two runs; benchmarks/README.md "Storage"). crops.mkv is
+# most of what a finished video keeps. Its readers are GPU jobs; assemble with the parser mask
+# reads every crop, decoded in an ffmpeg process beside the render and the paste-back.
+# 4 slices (coded on several threads), a CRC per slice.
+FFV1_OPTIONS = ("-c:v", "ffv1", "-level", "3", "-coder", "1", "-context", "1", "-g", "1", "-slices", "4",
+                "-slicecrc", "1", "-pix_fmt", "bgr0")
 
 # Frames per pipe read when streaming: bounds the reader's memory (R = 1024: 48 MB).
 _CHUNK = 16
@@ -55,12 +60,14 @@ class CropWriter(PipeWriter):
     """Append R×R×3 uint8 RGB crops to ``path`` (one FFV1 stream); the file appears on ``close``.
 
     ``frames`` crops must be written, in order. Use it as a context manager: an exception deletes
-    the partial file, and nothing appears under ``path``.
+    the partial file, and nothing appears under ``path``. ``options``: ffmpeg's encoder options
+    (``benchmarks/crops_codec.py`` compares others; any FFV1 options read the same).
     """
 
     finishing = "finishing the crops"
 
-    def __init__(self, path: str | os.PathLike, frames: int, resolution: int):
+    def __init__(self, path: str | os.PathLike, frames: int, resolution: int,
+                 options: tuple[str, ...] = FFV1_OPTIONS):
         super().__init__(path)
         self.frames, self.resolution = int(frames), int(resolution)
         try:
@@ -68,7 +75,7 @@ class CropWriter(PipeWriter):
             side = f"{self.resolution}x{self.resolution}"
             args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-nostdin", "-loglevel", "error", "-y",
                     "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", side, "-framerate", "1", "-i", "pipe:",
-                    *_FFV1, *ffmpeg_threads(), "-metadata", f"CIINV_CROPS={FORMAT_VERSION}",
+                    *options, *ffmpeg_threads(), "-metadata", f"CIINV_CROPS={FORMAT_VERSION}",
                     "-metadata", f"CIINV_FRAMES={self.frames}", "-f", "matroska", str(self._tmp)]
             self._start(args)
         except BaseException:
