@@ -188,3 +188,16 @@ def test_the_cli_options_that_mirror_config_keys_take_the_schemas_defaults_and_h
             option = options[key.rsplit(".", 1)[-1]]
             assert option.default == setting(key)["default"], f"ciinv {command} --{option.dest}"
             assert option.help == setting(key)["description"], f"ciinv {command} --{option.dest}"
+
+
+def test_the_fast_preset_only_loosens_the_stop_rule():
+    """configs/fast.yaml validates on config.yaml and changes the convergence tolerance alone, to a
+    looser one than the default (its header gives the measured cost and quality of both)."""
+    from ciinv.config import SCHEMA, load_config
+
+    repo = SCHEMA.parents[1]
+    default, fast = load_config([repo / "config.yaml"]), load_config([repo / "config.yaml", repo / "configs" / "fast.yaml"])
+    changed = {(section, key) for section in default if isinstance(default[section], dict)
+               for key in default[section] if default[section][key] != fast[section][key]}
+    assert changed == {("invert", "stop_tolerance")}
+    assert fast["invert"]["stop_tolerance"] > default["invert"]["stop_tolerance"]

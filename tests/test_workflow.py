@@ -23,7 +23,7 @@ from PIL import Image
 from ciinv.dev.sample import make_clip
 from ciinv.io.video import probe
 
-from .conftest import GOOD, job_counts, snakemake
+from .conftest import GOOD, REPO, job_counts, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -90,15 +90,19 @@ def test_changing_one_edit_strength_plans_only_that_edit(smoke_run, smoke_dir, t
     assert "edit=smile" in detail and "edit=age" not in detail and "edit=recon" not in detail
 
 
-def test_changing_an_inversion_setting_reruns_inversion_onwards_not_alignment(smoke_run, smoke_dir, tmp_path):
+@pytest.mark.parametrize("change", ["steps", "fast preset"])
+def test_changing_an_inversion_setting_reruns_inversion_onwards_not_alignment(smoke_run, smoke_dir, tmp_path, change):
+    """One more step, or configs/fast.yaml (the looser stop rule) put before the smoke overlay."""
     work, _ = smoke_run
     for bad in ["broken.mp4", "short.mp4", "faceless.mp4"]:
         (work / "videos" / bad).unlink(missing_ok=True)
     overlay = yaml.safe_load((smoke_dir / "smoke.yaml").read_text())
-    overlay["invert"]["steps"] += 1
+    if change == "steps":
+        overlay["invert"]["steps"] += 1
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(overlay))
-    result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[changed])
+    presets = [REPO / "configs" / "fast.yaml"] if change == "fast preset" else []
+    result = snakemake(work, "--dry-run", "--quiet", "rules", configfiles=[*presets, changed])
     assert result.returncode == 0, result.stderr
     planned = job_counts(result.stdout)
     assert not {"probe", "landmarks", "align"} & set(planned), planned
