@@ -198,13 +198,19 @@ def test_each_frame_gets_its_own_smoothed_mask_through_the_look_ahead(aligned, t
 
     pixels = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
     masks = smooth_over_time(face_masks(settings, pixels, points=points, quads=quads), 1.5)
+    pasted_whole(tmp_path / "whole.mp4", video, meta, crops, quads, masks, encoding)
+    np.testing.assert_array_equal(decoded(tmp_path / "stream.mp4"), decoded(tmp_path / "whole.mp4"))
+
+
+def pasted_whole(path, video, meta, crops, quads, masks, encoding) -> None:
+    """The reference for a streamed assembly: every frame pasted with its crop and its mask from
+    whole-clip arrays, encoded as assemble encodes."""
     with VideoReader(video, meta) as reader, VideoWriter(
-        tmp_path / "whole.mp4", fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=video,
+        path, fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=video,
         audio_tail=True, **encoding,
     ) as writer:
         for index, frame in reader.frames():
             writer.write(paste_back(frame, crops[index], quads[index], masks[index]))
-    np.testing.assert_array_equal(decoded(tmp_path / "stream.mp4"), decoded(tmp_path / "whole.mp4"))
 
 
 class InBatches(list):
@@ -245,12 +251,7 @@ def test_with_parser_key_frames_the_stream_gives_the_whole_clips_masks(aligned, 
     every = clip_masks(PasteSettings(mask="parser", parser_size=128), as_tensor(crops), source=as_tensor(sources),
                        parser=ColourParser())
     assert not np.array_equal(masks, every)  # frames between key frames got other masks
-    with VideoReader(video, meta) as reader, VideoWriter(
-        tmp_path / "whole.mp4", fps=meta["fps"], width=meta["width"], height=meta["height"], audio_from=video,
-        audio_tail=True, **encoding,
-    ) as writer:
-        for index, frame in reader.frames():
-            writer.write(paste_back(frame, crops[index], quads[index], masks[index]))
+    pasted_whole(tmp_path / "whole.mp4", video, meta, crops, quads, masks, encoding)
     np.testing.assert_array_equal(decoded(tmp_path / "stream.mp4"), decoded(tmp_path / "whole.mp4"))
 
 
