@@ -158,12 +158,13 @@ def kept_files(config: dict, work: Path, frames: int, written: dict[str, Path]) 
     from ciinv.inversion.shards import merge_shards, shard_payload, write_shard
     from ciinv.inversion.windows import plan_shards, plan_windows
     from ciinv.io.codes import write_latents
+    from ciinv.models.stylegan2 import noise_resolution
 
     settings = InvertSettings.from_dict(config["invert"])
     resolution = config["align"]["resolution"]
     log2 = int(math.log2(resolution))
     layers, dim = 2 * log2 - 2, 512
-    noise_sides = [4] + [2**k for k in range(3, log2 + 1) for _ in range(2)]  # StyleGAN2's noise maps
+    noise_sides = [noise_resolution(i) for i in range(2 * log2 - 3)]  # StyleGAN2's noise maps, layer order
     offsets = 1 if VARIANTS[settings.variant][0] and settings.offsets == "shared" else layers
     rng = torch.Generator().manual_seed(0)
     (work / "latents").mkdir(parents=True, exist_ok=True)
