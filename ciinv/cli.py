@@ -225,7 +225,7 @@ def cmd_assemble(args) -> None:
         if settings.mask == "parser":
             from ciinv.models import load_parser
 
-            parser = parser or load_parser(args.parser, device=device)
+            parser = parser or load_parser(args.parser, device=device).fused()
             source_crops = open_crops(crops[face])
         elif settings.mask == "landmarks":
             from ciinv.faces.landmarks import load_landmarks

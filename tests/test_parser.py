@@ -75,6 +75,23 @@ def test_a_tiny_parser_in_the_reference_layout_loads_and_parses(tiny_parser):
     torch.testing.assert_close(model(images[1:]), logits[1:], rtol=1e-5, atol=1e-5)
 
 
+def test_the_fused_parser_gives_the_same_logits(tiny_parser):
+    """``fused()``: the BatchNorms folded into the convs and the weights channels-last, for the masks;
+    the same logits to float rounding, whatever the input's layout; the loaded model is left as it was."""
+    model = load_parser(tiny_parser)
+    fused = model.fused()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 31  # every conv's, untouched
+    assert set(model.state_dict()) == set(torch.load(tiny_parser, weights_only=True))
+    assert not fused.training and not any(p.requires_grad for p in fused.parameters())
+    assert fused.cp.resnet.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.rand(2, 3, 64, 64)
+    expected = model(images)
+    torch.testing.assert_close(fused(images), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fused(images.contiguous(memory_format=torch.channels_last)), expected,
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_normalisation_is_inside(tiny_parser):
     """The input is [0, 1] RGB: a mid-grey image and a black one are different inputs, and the
     ImageNet mean image gives the logits of an all-zero normalised input."""

@@ -188,6 +188,23 @@ def test_the_parser_regions_are_the_labels_of_its_logits_at_the_crops_pixels(tmp
         face = F.interpolate(face[:, None].float(), size=(resolution, resolution), mode="bilinear")[:, 0] > 0.5
     assert 0.05 < face.float().mean() < 0.95  # a mix of classes: the comparison means something
     assert (found == face).float().mean() > 0.995  # (resampling forward's output is not exactly the field)
+    # The fused copy the masks are made with finds the same regions (to float rounding at class borders).
+    assert (parser_regions(parser.fused(), [crops], excluded, 64, resolution) == found).float().mean() > 0.999
+
+
+@pytest.mark.parametrize("channels, side, size", [(3, 64, 512), (3, 37, 64), (1, 300, 1024), (3, 64, 100)])
+def test_small_crops_are_enlarged_as_torch_does(channels, side, size):
+    """On the CPU the parser's input (and a face region larger than parser_size) is enlarged by
+    OpenCV: the bilinear sampling of ``F.interpolate(align_corners=False)``, channels-last."""
+    import torch.nn.functional as F
+
+    from ciinv.faces.paste import _resized
+
+    images = torch.rand(2, channels, side, side, generator=torch.Generator().manual_seed(side))
+    grown = _resized(images, size)
+    assert grown.shape == (2, channels, size, size) and grown.is_contiguous(memory_format=torch.channels_last)
+    expected = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(grown, expected, rtol=0, atol=1e-5)
 
 
 def test_the_landmarks_polygon_covers_the_face(astronaut_scene):

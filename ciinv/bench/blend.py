@@ -262,7 +262,7 @@ def load_parser_if_there(config: dict, device, notes: dict):
     except CiinvError as exc:
         leave_out(notes, "parser", str(exc))
         return None
-    return models.load_parser(path, device=device)
+    return models.load_parser(path, device=device).fused()
 
 
 def stitch_labels(mask: str) -> tuple[str, str]:

@@ -240,7 +240,7 @@ def stitch_masks(paste: PasteSettings, frame_count: int, device, *, parser_path=
     """The ``StitchMasks`` of one clip: the parser loaded on ``device``, or the landmarks and quads
     read and checked against the clip's ``frame_count``, as the configured mask needs."""
     if paste.mask == "parser":
-        return StitchMasks(paste, parser=models.load_parser(parser_path, device=device))
+        return StitchMasks(paste, parser=models.load_parser(parser_path, device=device).fused())
     if paste.mask == "landmarks":
         from ciinv.faces.align import load_align
         from ciinv.faces.landmarks import load_landmarks
