@@ -8,7 +8,8 @@ products, on the meta device, no weights) and CPU seconds per frame (random weig
 sizes, no gradients, ``--batch`` frames per call as assemble renders on a CPU, the median of
 ``--repeats`` timed calls after a warm-up, parser and generator alternating so that the load
 of a shared machine falls on both). Printed: each figure and the parser's cost as a fraction of
-the render's. The parser runs at ``--parser-size``² whatever the render's resolution (the caller
+the render's; the parser's seconds also for ``FaceParser.fused()`` on channels-last crops, the copy
+and the layout the paste masks parse with. The parser runs at ``--parser-size``² whatever the render's resolution (the caller
 resizes the crop; the checkpoint was trained at 512²).
 
 Real sizes: ``ciinv.models.parser.FaceParser()`` (79999_iter.pth's widths) and
@@ -63,11 +64,17 @@ def measure(label: str, face_parser: FaceParser, generator: Generator, parser_si
     meta = torch.device("meta")  # counted on copies without storage
     parser_flops = flops_per_frame(copy.deepcopy(face_parser).to(meta), crops.to(meta))
     render_flops = flops_per_frame(copy.deepcopy(generator).to(meta).synthesis, ws.to(meta))
-    seconds = seconds_per_frame({"parser": (face_parser, crops), "render": (generator.synthesis, ws)}, repeats)
+    # The copy the masks parse with (BatchNorm folded, channels-last), given channels-last crops as
+    # the mask code's enlargement makes them.
+    fused, crops_last = face_parser.fused(), crops.contiguous(memory_format=torch.channels_last)
+    seconds = seconds_per_frame({"parser": (face_parser, crops), "fused": (fused, crops_last),
+                                 "render": (generator.synthesis, ws)}, repeats)
 
     print(f"## {label}: parser at {parser_size}², render at {R}², batch {batch}, {repeats} repeats, "
           f"{torch.get_num_threads()} threads")
     print(f"parser   {parser_flops / 1e9:8.2f} GFLOP/frame   {seconds['parser']:7.3f} s/frame")
+    print(f"  fused                        {seconds['fused']:7.3f} s/frame   ({seconds['parser'] / seconds['fused']:.2f}× "
+          "faster: FaceParser.fused(), channels-last crops)")
     print(f"render   {render_flops / 1e9:8.2f} GFLOP/frame   {seconds['render']:7.3f} s/frame")
     print(f"parser / render: {parser_flops / render_flops:.3f} in FLOPs, {seconds['parser'] / seconds['render']:.3f} "
           "in CPU seconds")
