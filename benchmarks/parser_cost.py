@@ -9,8 +9,8 @@ sizes, no gradients, ``--batch`` frames per call as assemble renders on a CPU, t
 ``--repeats`` timed calls after a warm-up, parser and generator alternating so that the load
 of a shared machine falls on both). Printed: each figure and the parser's cost as a fraction of
 the render's; the parser's seconds also for ``FaceParser.fused()`` on channels-last crops, the copy
-and the layout the paste masks parse with. The parser runs at ``--parser-size``² whatever the render's resolution (the caller
-resizes the crop; the checkpoint was trained at 512²).
+and the layout the paste masks parse with. The parser runs at ``--parser-size``² whatever the
+render's resolution (the caller resizes the crop; the checkpoint was trained at 512²).
 
 Real sizes: ``ciinv.models.parser.FaceParser()`` (79999_iter.pth's widths) and
 ``ciinv.models.stylegan2.Generator`` at config F's channels. Smoke sizes: the tiny files

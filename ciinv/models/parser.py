@@ -219,9 +219,9 @@ class FaceParser(nn.Module):
     def fused(self) -> FaceParser:
         """A copy for inference: every BatchNorm folded into the conv before it (a conv with a bias,
         from the running statistics), and the weights channels-last. Same logits within float
-        rounding (about 1e-6 relative); on the CPU about 1.1× (the real widths) to 1.2× (the smoke
-        run's tiny parser) faster with channels-last input (``benchmarks/paste_masks.py``). Its state
-        dict no longer has the checkpoint's keys."""
+        rounding (about 1e-6 relative); on the CPU, given channels-last crops, 1.2× (the real widths)
+        to 1.6× (the smoke run's tiny parser) faster (``benchmarks/parser_cost.py``). Its state dict
+        no longer has the checkpoint's keys."""
         model = copy.deepcopy(self)
         for module in model.modules():
             for conv_name, bn_name in _CONV_BN_PAIRS:
