@@ -15,12 +15,12 @@ yardstick: the render's change for a 0.03 step along the direction.
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 from pathlib import Path
 
 import torch
 
+from ciinv import metrics
 from ciinv.dev.smoke import write_smoke_models
 from ciinv.io.codes import stored_codes
 from ciinv.models import load_generator
@@ -32,8 +32,8 @@ def render(generator, codes: torch.Tensor) -> torch.Tensor:
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a - b).pow(2).mean().item()
-    return 10 * math.log10(1 / mse) if mse > 0 else float("inf")
+    """PSNR in dB of the whole batch (its pooled MSE), images in [0, 1]."""
+    return metrics.psnr(a.reshape(1, -1), b.reshape(1, -1)).item()
 
 
 def main() -> None:

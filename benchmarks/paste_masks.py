@@ -97,15 +97,15 @@ def components(work: Path, files: dict, device: str, threads: int, repeat: int) 
     """Seconds per frame (best of ``repeat``, interleaved) of rendering a batch and of its parser masks
     (``face_masks``: both crops parsed, the union softened; the source crops already decoded), in
     this process: what the parser adds to the render thread, without the encoder's noise."""
-    from ciinv.faces.paste import PasteSettings, face_masks
+    from ciinv.faces.paste import PasteSettings, face_masks, load_mask_parser
     from ciinv.faces.render import load_renderer
     from ciinv.io.crops import open_crops
-    from ciinv.models import load_generator, load_parser
+    from ciinv.models import load_generator
 
     torch.set_num_threads(threads)
     generator = load_generator(files["generator"]).to(device).eval().requires_grad_(False)
     renderer = load_renderer(work / "codes.npy", generator, device=device)
-    parser = load_parser(files["parser"], device=device).fused()
+    parser = load_mask_parser(files["parser"], device=device)
     frames = range(renderer.batch)
     source = torch.from_numpy(open_crops(work / "crops.mkv").read(0, len(frames))).permute(0, 3, 1, 2)
     render_best = masks_best = float("inf")
@@ -134,16 +134,17 @@ def mask_changes(work: Path, files: dict, device: str, threads: int, every: list
         clip_masks,
         face_masks,
         interpolated_stream,
+        load_mask_parser,
         smooth_over_time,
     )
     from ciinv.faces.render import load_renderer
     from ciinv.io.crops import open_crops
-    from ciinv.models import load_generator, load_parser
+    from ciinv.models import load_generator
 
     torch.set_num_threads(threads)
     generator = load_generator(files["generator"]).to(device).eval().requires_grad_(False)
     renderer = load_renderer(work / "codes.npy", generator, device=device)
-    parser = load_parser(files["parser"], device=device).fused()
+    parser = load_mask_parser(files["parser"], device=device)
     rendered = torch.cat([renderer.render_pixels(range(start, min(start + renderer.batch, len(renderer))))
                           for start in range(0, len(renderer), renderer.batch)])
     crops = open_crops(work / "crops.mkv")

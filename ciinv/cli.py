@@ -223,9 +223,9 @@ def cmd_assemble(args) -> None:
             name = codes[face]
         source_crops = points = None
         if settings.mask == "parser":
-            from ciinv.models import load_parser
+            from ciinv.faces.paste import load_mask_parser
 
-            parser = parser or load_parser(args.parser, device=device).fused()
+            parser = parser or load_mask_parser(args.parser, device=device)
             source_crops = open_crops(crops[face])
         elif settings.mask == "landmarks":
             from ciinv.faces.landmarks import load_landmarks

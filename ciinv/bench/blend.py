@@ -64,7 +64,7 @@ from ciinv.bench.common import leave_out, model_path, write_grid
 from ciinv.bench.tables import markdown_table, mean_cell, write_csv
 from ciinv.errors import CiinvError
 from ciinv.faces.align import crop_face, ffhq_quads
-from ciinv.faces.paste import PasteSettings, clip_masks, paste_back
+from ciinv.faces.paste import PasteSettings, clip_masks, load_mask_parser, paste_back
 from ciinv.io.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def load_parser_if_there(config: dict, device, notes: dict):
     except CiinvError as exc:
         leave_out(notes, "parser", str(exc))
         return None
-    return models.load_parser(path, device=device).fused()
+    return load_mask_parser(path, device=device)
 
 
 def stitch_labels(mask: str) -> tuple[str, str]:

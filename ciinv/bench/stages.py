@@ -147,8 +147,6 @@ def kept_files(config: dict, work: Path, frames: int, written: dict[str, Path]) 
     {name: bytes} with names 'crops.mkv', 'latents/shard_*.pt', 'latents.npy', 'noise.pt',
     'edits/*.npy (N)', 'align.npz', 'landmarks.npz', 'meta.json'.
     """
-    import math
-
     import numpy as np
     import torch
 
@@ -158,13 +156,13 @@ def kept_files(config: dict, work: Path, frames: int, written: dict[str, Path]) 
     from ciinv.inversion.shards import merge_shards, shard_payload, write_shard
     from ciinv.inversion.windows import plan_shards, plan_windows
     from ciinv.io.codes import write_latents
-    from ciinv.models.stylegan2 import noise_resolution
+    from ciinv.models.stylegan2 import Generator, config_f_channels, noise_resolution
 
     settings = InvertSettings.from_dict(config["invert"])
-    resolution = config["align"]["resolution"]
-    log2 = int(math.log2(resolution))
-    layers, dim = 2 * log2 - 2, 512
-    noise_sides = [noise_resolution(i) for i in range(2 * log2 - 3)]  # StyleGAN2's noise maps, layer order
+    with torch.device("meta"):  # the generator's shapes only: no weights are made
+        generator = Generator(config["align"]["resolution"], config_f_channels(config["align"]["resolution"]))
+    layers, dim = generator.num_ws, generator.w_dim
+    noise_sides = [noise_resolution(i) for i in range(generator.num_layers)]  # its noise maps, layer order
     offsets = 1 if VARIANTS[settings.variant][0] and settings.offsets == "shared" else layers
     rng = torch.Generator().manual_seed(0)
     (work / "latents").mkdir(parents=True, exist_ok=True)

@@ -180,13 +180,21 @@ def soften(region: np.ndarray, dilate: int, erode: int, feather: int) -> np.ndar
     return weight
 
 
+def load_mask_parser(path, *, device="cpu"):
+    """The face parser as the parser mask runs it: ``ciinv.models.load_parser``'s module on
+    ``device``, ``fused()`` (BatchNorm folded, channels-last; the same logits to 1e-6, faster)."""
+    from ciinv.models import load_parser
+
+    return load_parser(path, device=device).fused()
+
+
 def parser_regions(parser, crops: list, excluded: list[int], size: int, resolution: int):
     """The face regions that ``parser`` finds in batches of crops, in one parser call: bool tensor
     [ΣN, resolution, resolution], the batches' crops in order.
 
     crops: uint8 tensors [N, 3, r, r] (RGB, any side r per batch) on the parser's device. Each is
     ImageNet-normalised, resized to ``size``² (area-averaged when shrinking, bilinear when growing)
-    and parsed (``FaceParser.coarse_logits``; on the CPU give it ``fused()``). The logit field that the
+    and parsed (``FaceParser.coarse_logits``; ``load_mask_parser`` gives the parser). The logit field that the
     parser's ``forward`` upsamples to ``size``² is read at the centres of the crop's pixels
     instead (``_sample_field``) when the crop is smaller than ``size``, and a pixel is face where
     its highest logit is not an ``excluded`` class; a crop larger than ``size`` gets ``forward``'s

@@ -62,7 +62,7 @@ from torch import Tensor
 
 from ciinv import models
 from ciinv.errors import CiinvError
-from ciinv.faces.paste import PasteSettings, face_masks, require_inputs
+from ciinv.faces.paste import PasteSettings, face_masks, load_mask_parser, require_inputs
 from ciinv.gpu import autocast, uses_bf16
 from ciinv.inversion.pti import tuned_parameter_names
 from ciinv.inversion.resume import load_resume, resume_path, save_resume
@@ -90,7 +90,7 @@ class StitchMasks:
     does with its render. Not smoothed over time: each run is fitted on its own, with no look-ahead
     (assemble smooths the masks it pastes with).
 
-    parser: ``load_parser``'s module (parser mask); points [F, 68, 2] and quads [F, 4, 2] (landmarks mask).
+    parser: ``load_mask_parser``'s module (parser mask); points [F, 68, 2] and quads [F, 4, 2] (landmarks mask).
     """
 
     def __init__(self, settings: PasteSettings, *, parser=None, points=None, quads=None):
@@ -240,7 +240,7 @@ def stitch_masks(paste: PasteSettings, frame_count: int, device, *, parser_path=
     """The ``StitchMasks`` of one clip: the parser loaded on ``device``, or the landmarks and quads
     read and checked against the clip's ``frame_count``, as the configured mask needs."""
     if paste.mask == "parser":
-        return StitchMasks(paste, parser=models.load_parser(parser_path, device=device).fused())
+        return StitchMasks(paste, parser=load_mask_parser(parser_path, device=device))
     if paste.mask == "landmarks":
         from ciinv.faces.align import load_align
         from ciinv.faces.landmarks import load_landmarks
